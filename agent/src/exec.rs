@@ -1,0 +1,130 @@
+//! One `Exec` call: starts the process in the dev container and carries its input, terminal size,
+//! signals and output until it ends. Activity is counted here: a running command keeps the workspace
+//! busy, and bytes from the user count as use.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use skiff::api::{ExecInput, ExecOutput, ExecSpec, OutputStream};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, EngineError};
+use crate::idle::{self, Activity};
+
+/// The login shell of the remote user, found the way `login` would, falling back to `/bin/sh`.
+const LOGIN_SHELL: &str = "shell=\"$(getent passwd \"$(id -un)\" 2>/dev/null | cut -d: -f7)\"; \
+    [ -x \"$shell\" ] || shell=/bin/bash; [ -x \"$shell\" ] || shell=/bin/sh; exec \"$shell\" -l";
+
+/// Runs `spec` and pumps `input` into it and its output into `output`; returns once the process ended
+/// and its exit was sent.
+pub async fn run(
+    engine: &Engine,
+    activity: &Arc<Activity>,
+    spec: ExecSpec,
+    mut input: impl Stream<Item = ExecInput> + Unpin + Send + 'static,
+    output: mpsc::Sender<ExecOutput>,
+) -> Result<(), EngineError> {
+    let target = engine.running().await?;
+    let command = if spec.command.is_empty() {
+        vec!["/bin/sh".to_owned(), "-c".to_owned(), LOGIN_SHELL.to_owned()]
+    } else {
+        spec.command.clone()
+    };
+    let mut config = engine.exec_config(&target, command, spec.tty, spec.stdin);
+    if let Some(user) = spec.user {
+        config.user = Some(user);
+    }
+    if let Some(folder) = spec.working_dir {
+        config.working_dir = Some(folder);
+    }
+    if spec.tty && !spec.env.contains_key("TERM") {
+        config.env.push("TERM=xterm-256color".to_owned());
+    }
+    config.env.extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
+
+    let _busy = activity.busy(idle::source::EXEC);
+    let session = engine.docker().exec(&target.container.id, config).await?;
+    let exec_id = session.id.clone();
+    if let Some(window) = spec.window.filter(|_| spec.tty) {
+        // The terminal must have its size before the program draws; a failure only costs layout.
+        if let Err(error) = engine.docker().resize_exec(&exec_id, window.columns, window.rows).await {
+            tracing::debug!("sizing a new terminal: {error}");
+        }
+    }
+
+    let mut stdin = session.input;
+    if !spec.stdin {
+        let _ = stdin.shutdown().await;
+    }
+    let docker = engine.docker().clone();
+    let input_activity = Arc::clone(activity);
+    let input_exec_id = exec_id.clone();
+    let input_task = tokio::spawn(async move {
+        let mut stdin_open = spec.stdin;
+        while let Some(message) = input.next().await {
+            match message {
+                ExecInput::Stdin(data) => {
+                    input_activity.touch(idle::source::EXEC_INPUT);
+                    if stdin_open && stdin.write_all(&data).await.is_err() {
+                        // The process closed its input; later bytes have nowhere to go.
+                        stdin_open = false;
+                    }
+                }
+                ExecInput::StdinEof => {
+                    if stdin_open {
+                        let _ = stdin.shutdown().await;
+                        stdin_open = false;
+                    }
+                }
+                ExecInput::Resize(window) => {
+                    let _ = docker.resize_exec(&input_exec_id, window.columns, window.rows).await;
+                }
+                ExecInput::Signal(signal) => {
+                    input_activity.touch(idle::source::EXEC_INPUT);
+                    signal_exec(&docker, &input_exec_id, signal).await;
+                }
+            }
+        }
+        // The client hung up without closing input: leave the process its input open, as `docker exec` does
+        // when its client dies; it ends on its own or with the container.
+        stdin
+    });
+
+    let mut output_stream = session.output;
+    while let Some(item) = output_stream.next().await {
+        let (stream, data) = item?;
+        let message = match stream {
+            OutputStream::Stdout => ExecOutput::Stdout(data.to_vec()),
+            OutputStream::Stderr => ExecOutput::Stderr(data.to_vec()),
+        };
+        if output.send(message).await.is_err() {
+            // The client is gone; stop the process rather than leave it orphaned.
+            signal_exec(engine.docker(), &exec_id, libc::SIGHUP).await;
+            break;
+        }
+    }
+    input_task.abort();
+    let code = engine.exit_code(&exec_id).await?;
+    let _ = output.send(ExecOutput::Exit(i32::try_from(code).unwrap_or(-1))).await;
+    Ok(())
+}
+
+/// Delivers a signal to an exec's process. Docker has no API for it, but the agent runs on the engine's
+/// machine, where the process's id (from inspect) is valid.
+async fn signal_exec(docker: &crate::docker::Docker, exec_id: &str, signal: i32) {
+    let pid = match docker.inspect_exec(exec_id).await {
+        Ok(outcome) if outcome.running => outcome.pid,
+        _ => None,
+    };
+    let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) else {
+        return;
+    };
+    let Ok(signal) = nix::sys::signal::Signal::try_from(signal) else {
+        tracing::warn!(signal, "ignoring an unknown signal number");
+        return;
+    };
+    if let Err(error) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
+        tracing::warn!(pid, %signal, "delivering a signal: {error}");
+    }
+}

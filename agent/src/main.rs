@@ -1,0 +1,54 @@
+//! `skiffd`: reads its configuration, sets up logging, and runs the agent until it is told to stop.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// The skiff agent: builds and runs one workspace's dev container and serves the skiff client.
+#[derive(Debug, Parser)]
+#[command(name = "skiffd", version)]
+struct Args {
+    /// The agent's configuration file.
+    #[arg(long, default_value = "/etc/skiffd/skiffd.toml", env = "SKIFFD_CONFIG")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFFD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("skiffd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let config = skiff_agent::config::AgentConfig::load(&args.config)?;
+    let agent = skiff_agent::Agent::bind(config).await?;
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down on a signal");
+        signals.cancel();
+    });
+    agent.serve(shutdown).await
+}

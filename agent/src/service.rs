@@ -1,0 +1,393 @@
+//! The gRPC service: the one place generated types meet the agent, and the one place errors become
+//! `tonic::Status`. Each method converts its request, hands it to the engine, and converts back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use skiff::api::{self, capability};
+use skiff::proto::{self, v1};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::docker::DockerError;
+use crate::engine::{Engine, EngineError};
+use crate::forward::{self, ForwardError, ForwardEvent, ForwardInput};
+use crate::idle::{self, Activity};
+use crate::state::StateDir;
+use crate::upload::{self, UploadError};
+
+/// The agent's version, from Cargo.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The service behind `skiff.agent.v1.Agent`.
+#[derive(Debug, Clone)]
+pub struct AgentService {
+    engine: Arc<Engine>,
+    activity: Arc<Activity>,
+    state: StateDir,
+    idle_timeout: Option<Duration>,
+    shutdown: CancellationToken,
+}
+
+impl AgentService {
+    /// A service over `engine`; `shutdown` is cancelled when a client asks the agent to exit.
+    pub fn new(
+        engine: Arc<Engine>,
+        activity: Arc<Activity>,
+        state: StateDir,
+        idle_timeout: Option<Duration>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            engine,
+            activity,
+            state,
+            idle_timeout,
+            shutdown,
+        }
+    }
+
+    /// Exits the agent shortly, once the current answer is on its way.
+    fn exit_soon(&self) {
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            shutdown.cancel();
+        });
+    }
+}
+
+fn status_of_engine(error: EngineError) -> Status {
+    let message = error.to_string();
+    match error {
+        EngineError::Docker(DockerError::Unreachable { .. }) => Status::unavailable(message),
+        EngineError::Docker(DockerError::Pull { .. } | DockerError::Build { .. }) => {
+            Status::failed_precondition(message)
+        }
+        EngineError::Config { .. } => Status::invalid_argument(message),
+        EngineError::Hook { .. } => Status::aborted(message),
+        EngineError::NoContainer { .. } | EngineError::NotRunning { .. } => {
+            Status::failed_precondition(message)
+        }
+        EngineError::Docker(_) | EngineError::State(_) => Status::internal(message),
+    }
+}
+
+fn status_of_forward(error: ForwardError) -> Status {
+    match error {
+        ForwardError::Engine(error) => status_of_engine(error),
+        ForwardError::Unresolved { .. } => Status::not_found(error.to_string()),
+        ForwardError::Connect { .. } | ForwardError::NoAddress => {
+            Status::unavailable(error.to_string())
+        }
+    }
+}
+
+fn status_of_upload(error: UploadError) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+fn invalid(error: proto::ProtoError) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+type Stream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl v1::agent_server::Agent for AgentService {
+    async fn version(
+        &self,
+        request: Request<v1::VersionRequest>,
+    ) -> Result<Response<v1::VersionResponse>, Status> {
+        let client_version = request.into_inner().client_version;
+        if client_version != AGENT_VERSION {
+            tracing::info!(client_version, agent_version = AGENT_VERSION, "client and agent versions differ");
+        }
+        let info = api::VersionInfo {
+            agent_version: AGENT_VERSION.to_owned(),
+            protocol_version: api::PROTOCOL_VERSION,
+            capabilities: [
+                capability::EXEC_TTY,
+                capability::FORWARD_TCP,
+                capability::UPLOAD_TAR_GZIP,
+                capability::UP_IMAGE_DOCKERFILE,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            os: std::env::consts::OS.to_owned(),
+            arch: std::env::consts::ARCH.to_owned(),
+            docker_version: self.engine.docker().version().await.ok(),
+        };
+        Ok(Response::new(info.into()))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<v1::StatusRequest>,
+    ) -> Result<Response<v1::StatusResponse>, Status> {
+        let idle = self.activity.status(self.idle_timeout);
+        let (current, docker_error) = match self.engine.current().await {
+            Ok(current) => (current, None),
+            Err(error) => (None, Some(error.to_string())),
+        };
+        let status = api::Status {
+            workspace: self.engine.workspace().to_owned(),
+            container_state: current
+                .as_ref()
+                .map_or(api::ContainerState::Absent, |target| target.container.state),
+            container_id: current.as_ref().map(|target| target.container.id.clone()),
+            image: current.as_ref().map(|target| target.record.image.clone()),
+            workspace_folder: current.as_ref().map(|target| target.record.workspace_folder.clone()),
+            remote_user: current.as_ref().map(|target| target.record.remote_user.clone()),
+            idle,
+            agent_version: AGENT_VERSION.to_owned(),
+            docker_error,
+        };
+        Ok(Response::new(status.into()))
+    }
+
+    type UpStream = Stream<v1::UpResponse>;
+
+    async fn up(
+        &self,
+        request: Request<v1::UpRequest>,
+    ) -> Result<Response<Self::UpStream>, Status> {
+        let spec = api::UpSpec::try_from(request.into_inner()).map_err(invalid)?;
+        let (responses, stream) = mpsc::channel(64);
+        let (events, mut event_receiver) = mpsc::channel::<api::UpEvent>(64);
+        let engine = Arc::clone(&self.engine);
+        let forward_responses = responses.clone();
+        let forwarding = tokio::spawn(async move {
+            while let Some(event) = event_receiver.recv().await {
+                let _ = forward_responses.send(Ok(event.into())).await;
+            }
+        });
+        tokio::spawn(async move {
+            let result = engine.up(spec, &events).await;
+            drop(events);
+            let _ = forwarding.await;
+            let last = match result {
+                Ok(result) => {
+                    tracing::info!(container = %result.container_id, created = result.created, "dev container ready");
+                    Ok(api::UpEvent::Ready(result).into())
+                }
+                Err(error) => {
+                    tracing::warn!("up failed: {error}");
+                    Err(status_of_engine(error))
+                }
+            };
+            let _ = responses.send(last).await;
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    type ExecStream = Stream<v1::ExecResponse>;
+
+    async fn exec(
+        &self,
+        request: Request<Streaming<v1::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut incoming = request.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("ExecRequest: the stream ended before start"))?;
+        let spec = proto::exec_start(first).map_err(invalid)?;
+        // Input the client sends after start; a malformed message ends the input, and the process sees EOF.
+        let input = incoming
+            .take_while(|message| futures::future::ready(message.is_ok()))
+            .filter_map(|message| async move {
+                message.ok().and_then(|message| api::ExecInput::try_from(message).ok())
+            });
+        let (responses, stream) = mpsc::channel(64);
+        let (outputs, mut output_receiver) = mpsc::channel::<api::ExecOutput>(64);
+        let engine = Arc::clone(&self.engine);
+        let activity = Arc::clone(&self.activity);
+        tokio::spawn(async move {
+            let forward_responses = responses.clone();
+            let forwarding = tokio::spawn(async move {
+                while let Some(output) = output_receiver.recv().await {
+                    if forward_responses.send(Ok(output.into())).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let result = crate::exec::run(&engine, &activity, spec, Box::pin(input), outputs).await;
+            let _ = forwarding.await;
+            if let Err(error) = result {
+                let _ = responses.send(Err(status_of_engine(error))).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    type ForwardStream = Stream<v1::ForwardResponse>;
+
+    async fn forward(
+        &self,
+        request: Request<Streaming<v1::ForwardRequest>>,
+    ) -> Result<Response<Self::ForwardStream>, Status> {
+        use v1::forward_request::Message as In;
+        use v1::forward_response::Message as Out;
+        let mut incoming = request.into_inner();
+        let first = incoming
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("ForwardRequest: the stream ended before open"))?;
+        let target = proto::forward_open(first).map_err(invalid)?;
+        let input = incoming
+            .take_while(|message| futures::future::ready(message.is_ok()))
+            .filter_map(|message| async move {
+                match message.ok()?.message? {
+                    In::Data(data) => Some(ForwardInput::Data(data)),
+                    In::Eof(_) => Some(ForwardInput::Eof),
+                    In::Open(_) => None,
+                }
+            });
+        let (responses, stream) = mpsc::channel(16);
+        let (events, mut event_receiver) = mpsc::channel::<ForwardEvent>(16);
+        let engine = Arc::clone(&self.engine);
+        let activity = Arc::clone(&self.activity);
+        tokio::spawn(async move {
+            let forward_responses = responses.clone();
+            let forwarding = tokio::spawn(async move {
+                while let Some(event) = event_receiver.recv().await {
+                    let message = match event {
+                        ForwardEvent::Opened(address) => Out::Opened(v1::ForwardOpened {
+                            remote_address: address.to_string(),
+                        }),
+                        ForwardEvent::Data(data) => Out::Data(data),
+                        ForwardEvent::Eof => Out::Eof(v1::ForwardEof {}),
+                    };
+                    let response = v1::ForwardResponse {
+                        message: Some(message),
+                    };
+                    if forward_responses.send(Ok(response)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let result = forward::run(&engine, &activity, target, Box::pin(input), events).await;
+            let _ = forwarding.await;
+            if let Err(error) = result {
+                let _ = responses.send(Err(status_of_forward(error))).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    async fn upload(
+        &self,
+        request: Request<Streaming<v1::UploadRequest>>,
+    ) -> Result<Response<v1::UploadResponse>, Status> {
+        use v1::upload_request::Message;
+        let mut incoming = request.into_inner();
+        let start = match incoming.message().await?.and_then(|message| message.message) {
+            Some(Message::Start(start)) => start,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "UploadRequest: the first message must be start",
+                ));
+            }
+        };
+        let compression = match v1::Compression::try_from(start.compression) {
+            Ok(compression @ (v1::Compression::None | v1::Compression::Gzip)) => compression,
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "UploadStart: field compression has invalid value {}",
+                    start.compression
+                )));
+            }
+        };
+        let _busy = self.activity.busy(idle::source::UPLOAD);
+        let (chunks, receiver) = mpsc::channel(8);
+        let folder = self.state.files_dir();
+        let unpacking = tokio::spawn(async move { upload::unpack(&folder, compression, receiver).await });
+        while let Some(message) = incoming.message().await? {
+            if let Some(Message::Chunk(chunk)) = message.message
+                && chunks.send(chunk).await.is_err()
+            {
+                break;
+            }
+        }
+        drop(chunks);
+        let unpacked = unpacking
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?
+            .map_err(status_of_upload)?;
+        Ok(Response::new(v1::UploadResponse {
+            files_folder: unpacked.folder.to_string_lossy().into_owned(),
+            files: unpacked.files,
+            bytes: unpacked.bytes,
+        }))
+    }
+
+    async fn stop(
+        &self,
+        request: Request<v1::StopRequest>,
+    ) -> Result<Response<v1::StopResponse>, Status> {
+        let request = request.into_inner();
+        let was_running = self.engine.stop().await.map_err(status_of_engine)?;
+        if request.exit_agent {
+            self.exit_soon();
+        }
+        Ok(Response::new(v1::StopResponse { was_running }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        let request = request.into_inner();
+        let (removed_containers, removed_images) =
+            self.engine.delete(None).await.map_err(status_of_engine)?;
+        if request.exit_agent {
+            self.exit_soon();
+        }
+        Ok(Response::new(v1::DeleteResponse {
+            removed_containers,
+            removed_images,
+        }))
+    }
+
+    type LogsStream = Stream<v1::LogsResponse>;
+
+    async fn logs(
+        &self,
+        request: Request<v1::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let request = request.into_inner();
+        let target = self
+            .engine
+            .current()
+            .await
+            .map_err(status_of_engine)?
+            .ok_or_else(|| {
+                status_of_engine(EngineError::NoContainer {
+                    workspace: self.engine.workspace().to_owned(),
+                })
+            })?;
+        let mut logs = Box::pin(self.engine.docker().logs(
+            &target.container.id,
+            request.follow,
+            request.tail,
+        ));
+        let (responses, stream) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(item) = logs.next().await {
+                let response = item
+                    .map(|(stream, data)| v1::LogsResponse {
+                        output: Some(proto::output(stream, data.to_vec())),
+                    })
+                    .map_err(|error| status_of_engine(error.into()));
+                if responses.send(response).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+}

@@ -1,0 +1,144 @@
+//! The agent's state folder: its TLS identity, the address it listens on, the client certificates it
+//! trusts, and its record of the workspace's dev container. Everything here survives an agent restart.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use skiff::tls::Identity;
+
+/// The agent's record of the workspace, written after every successful `Up`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkspaceRecord {
+    /// The dev container's id.
+    pub container_id: String,
+    /// The image the container runs.
+    pub image: String,
+    /// The image the agent built for the workspace, if it built one (removed by `Delete`).
+    pub built_image: Option<String>,
+    /// Where the workspace is mounted in the container.
+    pub workspace_folder: String,
+    /// The user commands run as by default.
+    pub remote_user: String,
+    /// `remoteEnv` from the configuration; `None` values unset a variable.
+    pub remote_env: std::collections::BTreeMap<String, Option<String>>,
+    /// `shutdownAction` from the configuration, if given.
+    pub shutdown_action: Option<String>,
+}
+
+/// The state folder.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (and creates, readable by its owner only) the state folder.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(root)?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The folder itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The agent's key pair, made at first start and kept (the key readable by its owner only).
+    pub fn identity(&self) -> std::io::Result<Identity> {
+        let key_path = self.root.join("agent.key");
+        let certificate_path = self.root.join("agent.crt");
+        if key_path.exists() && certificate_path.exists() {
+            return Ok(Identity {
+                certificate_pem: std::fs::read_to_string(&certificate_path)?,
+                private_key_pem: std::fs::read_to_string(&key_path)?,
+            });
+        }
+        let identity = Identity::generate(skiff::tls::AGENT_SERVER_NAME)
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        write_private(&key_path, identity.private_key_pem.as_bytes())?;
+        write_atomically(&certificate_path, identity.certificate_pem.as_bytes())?;
+        tracing::info!(path = %certificate_path.display(), "made the agent's key pair");
+        Ok(identity)
+    }
+
+    /// Where the agent's certificate is; the local provider's client pins it from here.
+    pub fn certificate_path(&self) -> PathBuf {
+        self.root.join("agent.crt")
+    }
+
+    /// Records the address the agent listens on, for a client on the same machine.
+    pub fn write_listen_address(&self, address: std::net::SocketAddr) -> std::io::Result<()> {
+        write_atomically(&self.listen_address_path(), address.to_string().as_bytes())
+    }
+
+    /// Where the listen address is recorded.
+    pub fn listen_address_path(&self) -> PathBuf {
+        self.root.join("listen-address")
+    }
+
+    /// Removes the listen address record (on a clean exit).
+    pub fn clear_listen_address(&self) {
+        let _ = std::fs::remove_file(self.listen_address_path());
+    }
+
+    /// The folder of extra trusted client certificates (`*.pem`).
+    pub fn trusted_clients_dir(&self) -> PathBuf {
+        self.root.join("trusted-clients")
+    }
+
+    /// Where uploaded workspace files are unpacked.
+    pub fn files_dir(&self) -> PathBuf {
+        self.root.join("files")
+    }
+
+    /// The workspace record, if `Up` has written one.
+    pub fn load_record(&self) -> Option<WorkspaceRecord> {
+        let text = std::fs::read_to_string(self.root.join("workspace.json")).ok()?;
+        match serde_json::from_str(&text) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                tracing::warn!("ignoring unreadable workspace record: {error}");
+                None
+            }
+        }
+    }
+
+    /// Writes the workspace record.
+    pub fn save_record(&self, record: &WorkspaceRecord) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
+        write_atomically(&self.root.join("workspace.json"), &text)
+    }
+
+    /// Removes the workspace record.
+    pub fn remove_record(&self) -> std::io::Result<()> {
+        match std::fs::remove_file(self.root.join("workspace.json")) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
+
+/// Writes a file so that a reader sees either the old or the new contents, never half.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    std::fs::write(&temporary, contents)?;
+    std::fs::rename(&temporary, path)
+}

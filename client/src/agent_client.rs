@@ -1,0 +1,258 @@
+//! The typed client of the agent: the only place the client sees gRPC and generated types.
+//! Everything it returns is `skiff::api`, and every failure is an [`AgentError`] that says what failed.
+
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use skiff::api;
+use skiff::proto::{self, v1};
+use tonic::transport::Channel;
+
+/// A failed call to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The agent answered with an error; its message already names the thing and the fix.
+    #[error("{message}")]
+    Agent {
+        /// The call that failed.
+        call: &'static str,
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The agent's message.
+        message: String,
+    },
+    /// The connection to the agent failed or dropped.
+    #[error("{call}: lost the connection to the agent: {detail}")]
+    Connection { call: &'static str, detail: String },
+    /// The agent sent something that breaks the contract.
+    #[error("{call}: the agent sent a malformed message: {source}")]
+    Protocol {
+        call: &'static str,
+        #[source]
+        source: proto::ProtoError,
+    },
+}
+
+impl AgentError {
+    fn from_status(call: &'static str, status: tonic::Status) -> Self {
+        // Transport failures come back as Unknown/Unavailable with tonic's own text rather than the agent's.
+        let from_transport = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled)
+            && (status.message().contains("transport error") || status.message().contains("h2 protocol error")
+                || status.message().contains("connection") || status.message().contains("error trying to connect"));
+        if from_transport {
+            let mut detail = status.message().to_owned();
+            let mut source = std::error::Error::source(&status);
+            while let Some(cause) = source {
+                detail.push_str(": ");
+                detail.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            Self::Connection { call, detail }
+        } else {
+            Self::Agent {
+                call,
+                code: status.code(),
+                message: status.message().to_owned(),
+            }
+        }
+    }
+}
+
+/// Bytes and ends of one forwarded connection, as the agent reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardEvent {
+    /// Connected to this address.
+    Opened(String),
+    /// Bytes from the remote side.
+    Data(Vec<u8>),
+    /// The remote side closed for writing.
+    Eof,
+}
+
+/// Bytes and end of one forwarded connection, from the client's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardInput {
+    /// Bytes for the remote side.
+    Data(Vec<u8>),
+    /// The client's side closed for writing.
+    Eof,
+}
+
+/// A client of one agent.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    inner: v1::agent_client::AgentClient<Channel>,
+}
+
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+impl AgentClient {
+    /// A client over an open channel.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            inner: v1::agent_client::AgentClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        }
+    }
+
+    /// The agent's version and capabilities.
+    pub async fn version(&mut self) -> Result<api::VersionInfo, AgentError> {
+        let request = v1::VersionRequest {
+            client_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let response = self
+            .inner
+            .version(request)
+            .await
+            .map_err(|status| AgentError::from_status("version", status))?;
+        Ok(response.into_inner().into())
+    }
+
+    /// The workspace's status.
+    pub async fn status(&mut self) -> Result<api::Status, AgentError> {
+        let response = self
+            .inner
+            .status(v1::StatusRequest {})
+            .await
+            .map_err(|status| AgentError::from_status("status", status))?;
+        api::Status::try_from(response.into_inner())
+            .map_err(|source| AgentError::Protocol { call: "status", source })
+    }
+
+    /// Builds (or finds) and starts the dev container; the stream ends with `UpEvent::Ready` or an error.
+    pub async fn up(
+        &mut self,
+        spec: api::UpSpec,
+    ) -> Result<BoxStream<'static, Result<api::UpEvent, AgentError>>, AgentError> {
+        let response = self
+            .inner
+            .up(v1::UpRequest::from(spec))
+            .await
+            .map_err(|status| AgentError::from_status("up", status))?;
+        Ok(response.into_inner().map(|item| {
+            let response = item.map_err(|status| AgentError::from_status("up", status))?;
+            api::UpEvent::try_from(response).map_err(|source| AgentError::Protocol { call: "up", source })
+        })
+        .boxed())
+    }
+
+    /// Runs a command; `input` carries stdin, resizes and signals, and the stream ends with `ExecOutput::Exit`.
+    pub async fn exec(
+        &mut self,
+        spec: api::ExecSpec,
+        input: impl Stream<Item = api::ExecInput> + Send + 'static,
+    ) -> Result<BoxStream<'static, Result<api::ExecOutput, AgentError>>, AgentError> {
+        let requests = futures::stream::once(async move { v1::ExecRequest::from(spec) })
+            .chain(input.map(v1::ExecRequest::from));
+        let response = self
+            .inner
+            .exec(requests)
+            .await
+            .map_err(|status| AgentError::from_status("exec", status))?;
+        Ok(response.into_inner().map(|item| {
+            let response = item.map_err(|status| AgentError::from_status("exec", status))?;
+            api::ExecOutput::try_from(response).map_err(|source| AgentError::Protocol { call: "exec", source })
+        })
+        .boxed())
+    }
+
+    /// Opens a forwarded connection; the first event is `Opened` (or the stream fails with why it could not).
+    pub async fn forward(
+        &mut self,
+        target: api::ForwardTarget,
+        input: impl Stream<Item = ForwardInput> + Send + 'static,
+    ) -> Result<BoxStream<'static, Result<ForwardEvent, AgentError>>, AgentError> {
+        use v1::forward_request::Message as In;
+        use v1::forward_response::Message as Out;
+        let requests = futures::stream::once(async move { v1::ForwardRequest::from(target) }).chain(input.map(
+            |input| v1::ForwardRequest {
+                message: Some(match input {
+                    ForwardInput::Data(data) => In::Data(data),
+                    ForwardInput::Eof => In::Eof(v1::ForwardEof {}),
+                }),
+            },
+        ));
+        let response = self
+            .inner
+            .forward(requests)
+            .await
+            .map_err(|status| AgentError::from_status("forward", status))?;
+        Ok(response.into_inner().map(|item| {
+            let response = item.map_err(|status| AgentError::from_status("forward", status))?;
+            match response.message {
+                Some(Out::Opened(opened)) => Ok(ForwardEvent::Opened(opened.remote_address)),
+                Some(Out::Data(data)) => Ok(ForwardEvent::Data(data)),
+                Some(Out::Eof(_)) => Ok(ForwardEvent::Eof),
+                None => Err(AgentError::Protocol {
+                    call: "forward",
+                    source: proto::ProtoError::Missing { message: "ForwardResponse", field: "message" },
+                }),
+            }
+        })
+        .boxed())
+    }
+
+    /// Sends a gzip-compressed tar archive of the workspace's files; returns the folder they landed in.
+    pub async fn upload(
+        &mut self,
+        size: u64,
+        chunks: impl Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<(String, u64, u64), AgentError> {
+        use v1::upload_request::Message;
+        let start = v1::UploadRequest {
+            message: Some(Message::Start(v1::UploadStart {
+                compression: v1::Compression::Gzip.into(),
+                size,
+            })),
+        };
+        let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| v1::UploadRequest {
+            message: Some(Message::Chunk(chunk)),
+        }));
+        let response = self
+            .inner
+            .upload(requests)
+            .await
+            .map_err(|status| AgentError::from_status("upload", status))?
+            .into_inner();
+        Ok((response.files_folder, response.files, response.bytes))
+    }
+
+    /// Stops the dev container; with `exit_agent` the agent exits afterwards.
+    pub async fn stop(&mut self, exit_agent: bool) -> Result<bool, AgentError> {
+        let response = self
+            .inner
+            .stop(v1::StopRequest { exit_agent })
+            .await
+            .map_err(|status| AgentError::from_status("stop", status))?;
+        Ok(response.into_inner().was_running)
+    }
+
+    /// Removes the dev container and what the agent made; returns the containers and images removed.
+    pub async fn delete(&mut self, exit_agent: bool) -> Result<(Vec<String>, Vec<String>), AgentError> {
+        let response = self
+            .inner
+            .delete(v1::DeleteRequest { exit_agent })
+            .await
+            .map_err(|status| AgentError::from_status("delete", status))?
+            .into_inner();
+        Ok((response.removed_containers, response.removed_images))
+    }
+
+    /// The dev container's output.
+    pub async fn logs(
+        &mut self,
+        follow: bool,
+        tail: u32,
+    ) -> Result<BoxStream<'static, Result<(api::OutputStream, Vec<u8>), AgentError>>, AgentError> {
+        let response = self
+            .inner
+            .logs(v1::LogsRequest { follow, tail })
+            .await
+            .map_err(|status| AgentError::from_status("logs", status))?;
+        Ok(response.into_inner().map(|item| {
+            let response = item.map_err(|status| AgentError::from_status("logs", status))?;
+            proto::logs_chunk(response).map_err(|source| AgentError::Protocol { call: "logs", source })
+        })
+        .boxed())
+    }
+}

@@ -1,0 +1,156 @@
+//! The command line: every command, flag and its help text. Parsing only; `commands` does the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// skiff: a dev container on your own machine or your own AWS account, driven from your laptop.
+#[derive(Debug, Parser)]
+#[command(name = "skiff", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create (or start) the workspace of a folder and its dev container; prints the workspace's name.
+    Up(UpArgs),
+    /// List the workspaces.
+    List(ListArgs),
+    /// Show a workspace's dev container, agent and idle countdown.
+    Status(StatusArgs),
+    /// Run a command in a workspace's dev container.
+    Exec(ExecArgs),
+    /// Open an interactive login shell in a workspace's dev container.
+    Ssh(SshArgs),
+    /// Stop a workspace's dev container; its files stay.
+    Stop(NameArgs),
+    /// Remove a workspace: its dev container, the image built for it, and its keys and state.
+    Delete(DeleteArgs),
+    /// Show a workspace's dev container output.
+    Logs(LogsArgs),
+}
+
+/// Options that pick the agent binary for the local provider.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AgentOptions {
+    /// The skiffd binary to run for the local provider (default: the one beside skiff).
+    #[arg(long, value_name = "PATH", env = "SKIFF_AGENT_BINARY", global = true, hide_env = true)]
+    pub agent_binary: Option<PathBuf>,
+}
+
+/// `skiff up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The workspace folder.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// The workspace's name (default: the folder's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The devcontainer.json to use, such as .devcontainer/python/devcontainer.json.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Remove the existing dev container and build it again.
+    #[arg(long)]
+    pub rebuild: bool,
+    /// Stop the workspace after this long unused (`30m`, `2h`, `off`); kept for later starts.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `skiff status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The workspace.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `skiff exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The workspace.
+    pub name: String,
+    /// Run as this user instead of the workspace's remote user.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Run in this folder instead of the workspace folder.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Set an environment variable (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Give the command a terminal (the default when both stdin and stdout are terminals).
+    #[arg(short = 't', long, conflicts_with = "no_tty")]
+    pub tty: bool,
+    /// Never give the command a terminal.
+    #[arg(short = 'T', long)]
+    pub no_tty: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff ssh`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The workspace.
+    pub name: String,
+    /// Log in as this user instead of the workspace's remote user.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// Commands that take only a workspace name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The workspace.
+    pub name: String,
+}
+
+/// `skiff delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The workspace.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The workspace.
+    pub name: String,
+    /// Keep printing new output.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub tail: u32,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}

@@ -1,0 +1,42 @@
+//! `skiff delete NAME`: removes the dev container, the image built for it, and the workspace's keys and
+//! state. Asks first on a terminal. The workspace's own folder (the source) is never touched.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use crate::cli::DeleteArgs;
+
+pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
+    let workspace = super::find_workspace(&args.name)?;
+    if !args.yes && std::io::stdin().is_terminal() {
+        eprint!(
+            "Delete workspace {} (its dev container, built image, keys and state; {} stays)? [y/N] ",
+            workspace.name(),
+            workspace.record.local_folder.display()
+        );
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            eprintln!("kept workspace {}", workspace.name());
+            return Ok(1);
+        }
+    }
+    let provider = super::provider_for(&workspace, &args.agent);
+    // The agent removes what it made; the record goes only once that succeeded, so nothing is orphaned.
+    let mut client = provider.ensure_agent(&workspace).await?;
+    let (containers, images) = client.delete(true).await?;
+    if !provider.wait_for_exit(&workspace, Duration::from_secs(20)).await {
+        anyhow::bail!("the agent of workspace {} did not exit after deleting; the workspace record is kept", workspace.name());
+    }
+    let name = workspace.name().to_owned();
+    workspace.remove()?;
+    eprintln!(
+        "deleted workspace {name} ({} container{}, {} image{} removed)",
+        containers.len(),
+        if containers.len() == 1 { "" } else { "s" },
+        images.len(),
+        if images.len() == 1 { "" } else { "s" }
+    );
+    Ok(0)
+}

@@ -1,0 +1,32 @@
+//! `skiff exec NAME [--] CMD…`: runs a command in the dev container; stdout and stderr stay separate,
+//! stdin is passed through, and the command's exit code becomes skiff's.
+
+use std::collections::BTreeMap;
+
+use skiff::api::ExecSpec;
+
+use crate::cli::ExecArgs;
+use crate::terminal;
+
+pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
+    let mut env = BTreeMap::new();
+    for pair in &args.env {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--env {pair:?}: write KEY=VALUE"))?;
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    let workspace = super::find_workspace(&args.name)?;
+    let mut client = super::agent(&workspace, &args.agent).await?;
+    let tty = args.tty || (!args.no_tty && terminal::is_interactive());
+    let spec = ExecSpec {
+        command: args.command,
+        tty,
+        user: args.user,
+        working_dir: args.workdir,
+        env,
+        window: if tty { terminal::window_size() } else { None },
+        stdin: true,
+    };
+    super::session::attach(&mut client, spec).await
+}

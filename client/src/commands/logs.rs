@@ -1,0 +1,24 @@
+//! `skiff logs NAME`: the dev container's output, optionally followed.
+
+use futures::StreamExt;
+use skiff::api::OutputStream;
+use tokio::io::AsyncWriteExt;
+
+use crate::cli::LogsArgs;
+
+pub async fn run(args: LogsArgs) -> anyhow::Result<i32> {
+    let workspace = super::find_workspace(&args.name)?;
+    let mut client = super::agent(&workspace, &args.agent).await?;
+    let mut logs = Box::pin(client.logs(args.follow, args.tail).await?);
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    while let Some(chunk) = logs.next().await {
+        let (stream, data) = chunk?;
+        match stream {
+            OutputStream::Stdout => stdout.write_all(&data).await?,
+            OutputStream::Stderr => stderr.write_all(&data).await?,
+        }
+    }
+    stdout.flush().await?;
+    Ok(0)
+}

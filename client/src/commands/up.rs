@@ -1,0 +1,170 @@
+//! `skiff up [PATH]`: reads the folder's devcontainer.json, resolves what belongs to this machine,
+//! records the workspace, starts its agent and has the agent build (or reuse) and start the container.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use skiff::api::{UpEvent, UpSpec};
+use skiff::devcontainer::{self, LifecycleCommand, LocalContext, SimpleCommand};
+
+use crate::cli::UpArgs;
+use crate::progress::Progress;
+use crate::workspace::{self, ProviderKind, Store, WorkspaceRecord};
+
+pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
+    let folder = std::fs::canonicalize(&args.path)
+        .with_context(|| format!("workspace folder {}", args.path.display()))?;
+    if !folder.is_dir() {
+        anyhow::bail!("workspace folder {}: not a folder", folder.display());
+    }
+    let progress = Progress::new();
+    let loaded = devcontainer::load(&folder, args.config.as_deref())?;
+    for warning in &loaded.warnings {
+        progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
+    }
+    let mut config = loaded.config.clone();
+    let context = LocalContext::from_process_env(&folder, &loaded.config_file);
+    for unknown in devcontainer::substitute_local(&mut config, &context)? {
+        progress.warn(&format!(
+            "{}: unknown variable {unknown} is left as written",
+            loaded.config_file.display()
+        ));
+    }
+    if let Some(timeout) = &args.idle_timeout {
+        check_idle_timeout(timeout)?;
+    }
+
+    let store = Store::open_default()?;
+    let mut workspace = match store.find_by_folder(&folder)? {
+        Some(existing) => {
+            if let Some(name) = &args.name
+                && name != existing.name()
+            {
+                anyhow::bail!(
+                    "{} is already workspace {}; use that name, or `skiff delete {}` first",
+                    folder.display(),
+                    existing.name(),
+                    existing.name()
+                );
+            }
+            existing
+        }
+        None => {
+            let name = args.name.clone().unwrap_or_else(|| workspace::name_from_folder(&folder));
+            store.create(WorkspaceRecord {
+                name,
+                provider: ProviderKind::Local,
+                local_folder: folder.clone(),
+                config_file: loaded.config_file.clone(),
+                idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
+            })?
+        }
+    };
+    let mut changed = false;
+    if workspace.record.config_file != loaded.config_file {
+        workspace.record.config_file = loaded.config_file.clone();
+        changed = true;
+    }
+    if let Some(timeout) = &args.idle_timeout
+        && *timeout != workspace.record.idle_timeout
+    {
+        workspace.record.idle_timeout = timeout.clone();
+        changed = true;
+        progress.line(&format!(
+            "the idle timeout {timeout} applies from the workspace's next start (`skiff stop {}` then `skiff up`)",
+            workspace.name()
+        ));
+    }
+    if changed {
+        workspace.save()?;
+    }
+
+    if let Some(command) = &config.initialize_command {
+        progress.step("running initializeCommand on this machine");
+        run_initialize_command(command, &folder, &loaded.config_file).await?;
+    }
+
+    progress.step(&format!("starting the agent of workspace {}", workspace.name()));
+    let provider = super::provider_for(&workspace, &args.agent);
+    let mut client = provider.ensure_agent(&workspace).await?;
+    let spec = UpSpec {
+        config_json: serde_json::to_string(&config)?,
+        config_file: loaded.config_file.display().to_string(),
+        local_folder: folder.display().to_string(),
+        files_folder: folder.display().to_string(),
+        rebuild: args.rebuild,
+    };
+    let mut events = Box::pin(client.up(spec).await?);
+    while let Some(event) = events.next().await {
+        match event? {
+            UpEvent::Progress { message, .. } => progress.step(&message),
+            UpEvent::Output { stream, data } => progress.output(stream, &data),
+            UpEvent::Warning(warning) => progress.warn(&warning),
+            UpEvent::Ready(result) => {
+                progress.finish();
+                eprintln!(
+                    "workspace {} is ready: container {} ({}), {} as {}",
+                    workspace.name(),
+                    super::short_id(&result.container_id),
+                    if result.created { "created" } else { "reused" },
+                    result.workspace_folder,
+                    result.remote_user
+                );
+                println!("{}", workspace.name());
+                return Ok(0);
+            }
+        }
+    }
+    anyhow::bail!("the agent ended `up` without saying the container is ready; see `skiff logs {}`", workspace.name())
+}
+
+fn check_idle_timeout(text: &str) -> anyhow::Result<()> {
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("off") || trimmed == "0" {
+        return Ok(());
+    }
+    humantime::parse_duration(trimmed)
+        .map(|_| ())
+        .with_context(|| format!("--idle-timeout {text:?}: write a duration such as 30m or 2h, or off"))
+}
+
+/// Runs `initializeCommand` on this machine, in the workspace folder, as the reference CLI does.
+async fn run_initialize_command(command: &LifecycleCommand, folder: &Path, config_file: &Path) -> anyhow::Result<()> {
+    let commands: Vec<(Option<&str>, Vec<String>)> = match command {
+        LifecycleCommand::Shell(shell) => vec![(None, vec!["/bin/sh".into(), "-c".into(), shell.clone()])],
+        LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],
+        LifecycleCommand::Parallel(named) => named
+            .iter()
+            .map(|(name, command)| {
+                let argv = match command {
+                    SimpleCommand::Shell(shell) => vec!["/bin/sh".into(), "-c".into(), shell.clone()],
+                    SimpleCommand::Exec(argv) => argv.clone(),
+                };
+                (Some(name.as_str()), argv)
+            })
+            .collect(),
+    };
+    let runs = commands.into_iter().filter(|(_, argv)| !argv.is_empty()).map(|(name, argv)| async move {
+        let status = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(folder)
+            .status()
+            .await
+            .with_context(|| format!("{}: initializeCommand: running {}", config_file.display(), argv[0]))?;
+        if status.success() {
+            Ok(())
+        } else {
+            let which = name.map(|name| format!(" (command \"{name}\")")).unwrap_or_default();
+            Err(anyhow::anyhow!(
+                "{}: initializeCommand{which} failed with exit code {}",
+                config_file.display(),
+                status.code().unwrap_or(-1)
+            ))
+        }
+    });
+    for result in futures::future::join_all(runs).await {
+        result?;
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! The agent's vocabulary in plain Rust: what the client asks for and what the agent reports.
+//!
+//! These types are what `agent::service` and `client::agent_client` hand to the rest of their crates;
+//! the generated protobuf types never travel further. Conversions live in `crate::proto`.
+
+use std::collections::BTreeMap;
+
+/// The contract version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Capability names an agent reports from `Version`; a client checks one before using the feature.
+pub mod capability {
+    /// `Exec` with a terminal, resize and signals.
+    pub const EXEC_TTY: &str = "exec.tty";
+    /// `Forward` to a port of the dev container or a host it resolves.
+    pub const FORWARD_TCP: &str = "forward.tcp";
+    /// `Upload` of a gzip-compressed tar archive.
+    pub const UPLOAD_TAR_GZIP: &str = "upload.tar-gzip";
+    /// `Up` with image and Dockerfile configurations.
+    pub const UP_IMAGE_DOCKERFILE: &str = "up.image-dockerfile";
+}
+
+/// The state of a dev container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// There is no dev container.
+    Absent,
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused by Docker.
+    Paused,
+    /// Restarting after a failure.
+    Restarting,
+    /// Stopped; its filesystem is kept.
+    Stopped,
+    /// Being removed, or dead.
+    Removing,
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Self::Absent => "absent",
+            Self::Created => "created",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Restarting => "restarting",
+            Self::Stopped => "stopped",
+            Self::Removing => "removing",
+        };
+        formatter.write_str(text)
+    }
+}
+
+/// What the agent is and what it can do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionInfo {
+    /// The agent's release version.
+    pub agent_version: String,
+    /// The contract version the agent speaks.
+    pub protocol_version: u32,
+    /// Capability names (see [`capability`]).
+    pub capabilities: Vec<String>,
+    /// The agent's operating system.
+    pub os: String,
+    /// The agent's CPU architecture.
+    pub arch: String,
+    /// The Docker engine's version, if it answers.
+    pub docker_version: Option<String>,
+}
+
+/// The idle countdown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IdleStatus {
+    /// The idle timeout in seconds; 0 when idle shutdown is off.
+    pub timeout_seconds: u64,
+    /// Seconds since the last activity.
+    pub idle_seconds: u64,
+    /// Seconds until the agent stops the workspace, if it will.
+    pub stops_in_seconds: Option<u64>,
+    /// What the last activity was.
+    pub last_activity_source: String,
+    /// When the last activity happened, in milliseconds since the Unix epoch.
+    pub last_activity_unix_ms: i64,
+    /// What keeps the workspace busy right now.
+    pub busy_sources: Vec<String>,
+}
+
+/// The workspace as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Status {
+    /// The workspace's name.
+    pub workspace: String,
+    /// The dev container's state.
+    pub container_state: ContainerState,
+    /// The dev container's id, if there is one.
+    pub container_id: Option<String>,
+    /// The image the dev container runs.
+    pub image: Option<String>,
+    /// Where the workspace is mounted in the dev container.
+    pub workspace_folder: Option<String>,
+    /// The user commands run as by default.
+    pub remote_user: Option<String>,
+    /// The idle countdown.
+    pub idle: IdleStatus,
+    /// The agent's release version.
+    pub agent_version: String,
+    /// Why the Docker engine is unreachable, if it is.
+    pub docker_error: Option<String>,
+}
+
+/// What `Up` is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpSpec {
+    /// The devcontainer.json, resolved on the client's side, as JSON.
+    pub config_json: String,
+    /// The path of devcontainer.json on the client's machine.
+    pub config_file: String,
+    /// The workspace folder on the client's machine.
+    pub local_folder: String,
+    /// Where the workspace's files are on the agent's machine.
+    pub files_folder: String,
+    /// Build afresh instead of reusing an existing container.
+    pub rebuild: bool,
+}
+
+/// The steps of `Up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpPhase {
+    /// Reading the configuration and looking for an existing container.
+    Resolving,
+    /// Pulling an image.
+    Pulling,
+    /// Building an image.
+    Building,
+    /// Creating the container.
+    Creating,
+    /// Starting the container.
+    Starting,
+    /// Running a lifecycle command.
+    Lifecycle,
+}
+
+/// Which output stream bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// The dev container `Up` made ready.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UpResult {
+    /// The container's id.
+    pub container_id: String,
+    /// Whether `Up` created it (or reused one).
+    pub created: bool,
+    /// Where the workspace is mounted in the container.
+    pub workspace_folder: String,
+    /// The user commands run as by default.
+    pub remote_user: String,
+    /// The image it runs.
+    pub image: String,
+}
+
+/// One event of `Up`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpEvent {
+    /// A step began.
+    Progress { phase: UpPhase, message: String },
+    /// Output of a build or a lifecycle command.
+    Output { stream: OutputStream, data: Vec<u8> },
+    /// Something the user should know.
+    Warning(String),
+    /// The container is ready.
+    Ready(UpResult),
+}
+
+/// A terminal's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Columns.
+    pub columns: u16,
+    /// Rows.
+    pub rows: u16,
+}
+
+/// What `Exec` runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecSpec {
+    /// The command and its arguments; empty means the user's login shell.
+    pub command: Vec<String>,
+    /// Give the process a terminal.
+    pub tty: bool,
+    /// Run as this user instead of the workspace's remote user.
+    pub user: Option<String>,
+    /// Run in this folder instead of the workspace folder.
+    pub working_dir: Option<String>,
+    /// Extra environment variables.
+    pub env: BTreeMap<String, String>,
+    /// The terminal's size at start.
+    pub window: Option<WindowSize>,
+    /// Attach standard input.
+    pub stdin: bool,
+}
+
+/// Input to a running `Exec`, after its start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecInput {
+    /// Bytes for standard input.
+    Stdin(Vec<u8>),
+    /// Standard input ended.
+    StdinEof,
+    /// The terminal changed size.
+    Resize(WindowSize),
+    /// A signal for the process, by number.
+    Signal(i32),
+}
+
+/// Output of a running `Exec`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutput {
+    /// Bytes from standard output.
+    Stdout(Vec<u8>),
+    /// Bytes from standard error.
+    Stderr(Vec<u8>),
+    /// The process ended with this code (128 + n for a death by signal n).
+    Exit(i32),
+}
+
+/// Where `Forward` connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardTarget {
+    /// A host as the dev container resolves it; `None` means the dev container itself.
+    pub host: Option<String>,
+    /// The TCP port.
+    pub port: u16,
+}

@@ -1,0 +1,7 @@
+//! What the skiff client and the skiffd agent share: the wire contract (`proto`) and our own types for it
+//! (`api`), the devcontainer.json model and parser (`devcontainer`), and mutual TLS by pinning (`tls`).
+
+pub mod api;
+pub mod devcontainer;
+pub mod proto;
+pub mod tls;

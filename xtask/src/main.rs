@@ -1,0 +1,48 @@
+//! `cargo xtask`: dev chores for skiff, written in Rust so they run the same on every machine and in CI.
+//!
+//! `main` only parses arguments and maps failure to an exit code.
+//! Each subcommand lives in its own module (`images`, `test`) with an `Args` struct and a `run` function;
+//! add a chore by adding a variant to [`Command`] and a module beside them.
+//! Helpers for running other programs live in `process`.
+
+mod images;
+mod process;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Dev chores for skiff.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the local base images the tests and examples need, without a registry.
+    Images(images::Args),
+    /// Build the images, then build and test the whole workspace (the one test command, also used by CI).
+    Test(test::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Images(args) => images::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Test(args) => test::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,91 @@
+//! Unit tests of xtask's command line: what each subcommand parses and which steps `test` runs.
+//! The image recipes' own tests live in `images/tests.rs`.
+
+use std::ffi::OsString;
+
+use clap::{CommandFactory, Parser};
+
+use super::{Cli, Command};
+use crate::test::{Step, steps};
+
+fn parse(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).unwrap()
+}
+
+fn words(step: &Step) -> Vec<String> {
+    match step {
+        Step::Images => vec!["xtask".to_owned(), "images".to_owned()],
+        Step::Cargo(args) => std::iter::once("cargo".to_owned())
+            .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
+            .collect(),
+    }
+}
+
+#[test]
+fn cli_is_well_formed() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn test_runs_images_then_build_then_test() {
+    let Command::Test(args) = parse(&["test"]).command else {
+        panic!("not the test subcommand");
+    };
+    let steps: Vec<Vec<String>> = steps(&args).iter().map(words).collect();
+    assert_eq!(
+        steps,
+        [
+            vec!["xtask", "images"],
+            vec!["cargo", "build", "--workspace", "--bins"],
+            vec!["cargo", "test", "--workspace"],
+        ]
+    );
+}
+
+#[test]
+fn test_passes_everything_after_the_separator_to_cargo_test() {
+    let Command::Test(args) =
+        parse(&["test", "--", "-p", "skiff-tests", "--", "--nocapture"]).command
+    else {
+        panic!("not the test subcommand");
+    };
+    assert!(!args.dry_run);
+    assert_eq!(
+        args.cargo_test_args,
+        ["-p", "skiff-tests", "--", "--nocapture"].map(OsString::from)
+    );
+    let last = steps(&args).pop().map(|step| words(&step));
+    assert_eq!(
+        last.unwrap(),
+        [
+            "cargo",
+            "test",
+            "--workspace",
+            "-p",
+            "skiff-tests",
+            "--",
+            "--nocapture"
+        ]
+    );
+}
+
+#[test]
+fn test_rejects_cargo_test_args_without_the_separator() {
+    assert!(Cli::try_parse_from(["xtask", "test", "--nocapture"]).is_err());
+}
+
+#[test]
+fn images_takes_force_and_a_mirror() {
+    let Command::Images(args) = parse(&[
+        "images",
+        "--force",
+        "--mirror",
+        "http://mirror.example/debian",
+    ])
+    .command
+    else {
+        panic!("not the images subcommand");
+    };
+    assert!(args.force);
+    assert_eq!(args.mirror.as_deref(), Some("http://mirror.example/debian"));
+}
