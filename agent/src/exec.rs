@@ -27,7 +27,11 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     let target = engine.running().await?;
     let command = if spec.command.is_empty() {
-        vec!["/bin/sh".to_owned(), "-c".to_owned(), LOGIN_SHELL.to_owned()]
+        vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            LOGIN_SHELL.to_owned(),
+        ]
     } else {
         spec.command.clone()
     };
@@ -41,14 +45,20 @@ pub async fn run(
     if spec.tty && !spec.env.contains_key("TERM") {
         config.env.push("TERM=xterm-256color".to_owned());
     }
-    config.env.extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
+    config
+        .env
+        .extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
 
     let _busy = activity.busy(idle::source::EXEC);
     let session = engine.docker().exec(&target.container.id, config).await?;
     let exec_id = session.id.clone();
     if let Some(window) = spec.window.filter(|_| spec.tty) {
         // The terminal must have its size before the program draws; a failure only costs layout.
-        if let Err(error) = engine.docker().resize_exec(&exec_id, window.columns, window.rows).await {
+        if let Err(error) = engine
+            .docker()
+            .resize_exec(&exec_id, window.columns, window.rows)
+            .await
+        {
             tracing::debug!("sizing a new terminal: {error}");
         }
     }
@@ -78,7 +88,9 @@ pub async fn run(
                     }
                 }
                 ExecInput::Resize(window) => {
-                    let _ = docker.resize_exec(&input_exec_id, window.columns, window.rows).await;
+                    let _ = docker
+                        .resize_exec(&input_exec_id, window.columns, window.rows)
+                        .await;
                 }
                 ExecInput::Signal(signal) => {
                     input_activity.touch(idle::source::EXEC_INPUT);
@@ -106,7 +118,9 @@ pub async fn run(
     }
     input_task.abort();
     let code = engine.exit_code(&exec_id).await?;
-    let _ = output.send(ExecOutput::Exit(i32::try_from(code).unwrap_or(-1))).await;
+    let _ = output
+        .send(ExecOutput::Exit(i32::try_from(code).unwrap_or(-1)))
+        .await;
     Ok(())
 }
 

@@ -65,7 +65,10 @@ pub async fn run(
 ) -> Result<(), ForwardError> {
     let running = engine.running().await?;
     let address = match &target.host {
-        None => running.container.ip_address.ok_or(ForwardError::NoAddress)?,
+        None => running
+            .container
+            .ip_address
+            .ok_or(ForwardError::NoAddress)?,
         Some(host) => resolve_in_container(engine, &running, host).await?,
     };
     let address = SocketAddr::new(address, target.port);
@@ -75,7 +78,11 @@ pub async fn run(
     };
     let stream = TcpStream::connect(address)
         .await
-        .map_err(|source| ForwardError::Connect { address, what, source })?;
+        .map_err(|source| ForwardError::Connect {
+            address,
+            what,
+            source,
+        })?;
     let _ = stream.set_nodelay(true);
     let _ = output.send(ForwardEvent::Opened(address)).await;
     let (mut reader, mut writer) = stream.into_split();
@@ -105,7 +112,11 @@ pub async fn run(
                 break;
             }
             Ok(read) => {
-                if output.send(ForwardEvent::Data(buffer[..read].to_vec())).await.is_err() {
+                if output
+                    .send(ForwardEvent::Data(buffer[..read].to_vec()))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -135,5 +146,7 @@ async fn resolve_in_container(
         .next()
         .filter(|_| code == 0)
         .and_then(|address| address.parse().ok())
-        .ok_or_else(|| ForwardError::Unresolved { host: host.to_owned() })
+        .ok_or_else(|| ForwardError::Unresolved {
+            host: host.to_owned(),
+        })
 }

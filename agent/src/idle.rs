@@ -57,7 +57,9 @@ impl Activity {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Records that `source` just happened.
@@ -85,7 +87,11 @@ impl Activity {
         let idle = SystemTime::now()
             .duration_since(state.last)
             .unwrap_or_default();
-        let busy_sources: Vec<String> = state.busy.keys().map(|source| (*source).to_owned()).collect();
+        let busy_sources: Vec<String> = state
+            .busy
+            .keys()
+            .map(|source| (*source).to_owned())
+            .collect();
         let stops_in_seconds = match timeout {
             Some(timeout) if busy_sources.is_empty() => {
                 Some(timeout.saturating_sub(idle).as_secs())
@@ -100,7 +106,9 @@ impl Activity {
             last_activity_unix_ms: state
                 .last
                 .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX)),
+                .map_or(0, |since| {
+                    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                }),
             busy_sources,
         }
     }

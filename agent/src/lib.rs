@@ -45,10 +45,15 @@ impl Agent {
         let state = StateDir::open(&config.state_dir)
             .with_context(|| format!("opening state folder {}", config.state_dir.display()))?;
         let identity = state.identity().with_context(|| {
-            format!("loading the agent's key from {}", config.state_dir.display())
+            format!(
+                "loading the agent's key from {}",
+                config.state_dir.display()
+            )
         })?;
-        let client_certificate =
-            skiff::tls::parse_certificate("client_certificate in the agent configuration", &config.client_certificate)?;
+        let client_certificate = skiff::tls::parse_certificate(
+            "client_certificate in the agent configuration",
+            &config.client_certificate,
+        )?;
         let trusted = Arc::new(skiff::tls::TrustedClients::new(
             vec![client_certificate],
             Some(state.trusted_clients_dir()),
@@ -58,9 +63,6 @@ impl Agent {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
-        state
-            .write_listen_address(address)
-            .context("recording the listen address")?;
         let docker = docker::Docker::connect()?;
         let activity = Activity::new(idle::source::AGENT_START);
         let engine = Arc::new(Engine::new(
@@ -69,6 +71,10 @@ impl Agent {
             state.clone(),
             Arc::clone(&activity),
         ));
+        // Recorded last: a client that sees the address may rely on everything above having worked.
+        state
+            .write_listen_address(address)
+            .context("recording the listen address")?;
         tracing::info!(workspace = %config.workspace, %address, "skiffd listening");
         Ok(Self {
             config,
@@ -143,7 +149,11 @@ async fn stop_idle_workspace(engine: &Engine, action: IdleAction) {
         IdleAction::Poweroff => {
             // Flush what the kernel holds, then power off; the instance stops and keeps its disk.
             nix::unistd::sync();
-            match tokio::process::Command::new("systemctl").arg("poweroff").status().await {
+            match tokio::process::Command::new("systemctl")
+                .arg("poweroff")
+                .status()
+                .await
+            {
                 Ok(status) if status.success() => {}
                 _ => {
                     let _ = tokio::process::Command::new("poweroff").status().await;

@@ -52,7 +52,9 @@ pub async fn run(
                 match acceptor.accept(stream).await {
                     Ok(tls) => {
                         tracing::debug!(%peer, "client connected");
-                        let _ = connections.send(Ok(TlsConnection { inner: tls, peer })).await;
+                        let _ = connections
+                            .send(Ok(TlsConnection { inner: tls, peer }))
+                            .await;
                     }
                     Err(error) => tracing::warn!(%peer, "refused a connection: {error}"),
                 }
@@ -90,9 +92,7 @@ impl Connected for TlsConnection {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
-        PeerInfo {
-            address: self.peer,
-        }
+        PeerInfo { address: self.peer }
     }
 }
 
@@ -115,7 +115,10 @@ impl AsyncWrite for TlsConnection {
         Pin::new(&mut self.inner).poll_write(context, buffer)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(context)
     }
 

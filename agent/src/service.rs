@@ -104,7 +104,11 @@ impl v1::agent_server::Agent for AgentService {
     ) -> Result<Response<v1::VersionResponse>, Status> {
         let client_version = request.into_inner().client_version;
         if client_version != AGENT_VERSION {
-            tracing::info!(client_version, agent_version = AGENT_VERSION, "client and agent versions differ");
+            tracing::info!(
+                client_version,
+                agent_version = AGENT_VERSION,
+                "client and agent versions differ"
+            );
         }
         let info = api::VersionInfo {
             agent_version: AGENT_VERSION.to_owned(),
@@ -140,8 +144,12 @@ impl v1::agent_server::Agent for AgentService {
                 .map_or(api::ContainerState::Absent, |target| target.container.state),
             container_id: current.as_ref().map(|target| target.container.id.clone()),
             image: current.as_ref().map(|target| target.record.image.clone()),
-            workspace_folder: current.as_ref().map(|target| target.record.workspace_folder.clone()),
-            remote_user: current.as_ref().map(|target| target.record.remote_user.clone()),
+            workspace_folder: current
+                .as_ref()
+                .map(|target| target.record.workspace_folder.clone()),
+            remote_user: current
+                .as_ref()
+                .map(|target| target.record.remote_user.clone()),
             idle,
             agent_version: AGENT_VERSION.to_owned(),
             docker_error,
@@ -191,16 +199,17 @@ impl v1::agent_server::Agent for AgentService {
         request: Request<Streaming<v1::ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
         let mut incoming = request.into_inner();
-        let first = incoming
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("ExecRequest: the stream ended before start"))?;
+        let first = incoming.message().await?.ok_or_else(|| {
+            Status::invalid_argument("ExecRequest: the stream ended before start")
+        })?;
         let spec = proto::exec_start(first).map_err(invalid)?;
         // Input the client sends after start; a malformed message ends the input, and the process sees EOF.
         let input = incoming
             .take_while(|message| futures::future::ready(message.is_ok()))
             .filter_map(|message| async move {
-                message.ok().and_then(|message| api::ExecInput::try_from(message).ok())
+                message
+                    .ok()
+                    .and_then(|message| api::ExecInput::try_from(message).ok())
             });
         let (responses, stream) = mpsc::channel(64);
         let (outputs, mut output_receiver) = mpsc::channel::<api::ExecOutput>(64);
@@ -233,10 +242,9 @@ impl v1::agent_server::Agent for AgentService {
         use v1::forward_request::Message as In;
         use v1::forward_response::Message as Out;
         let mut incoming = request.into_inner();
-        let first = incoming
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("ForwardRequest: the stream ended before open"))?;
+        let first = incoming.message().await?.ok_or_else(|| {
+            Status::invalid_argument("ForwardRequest: the stream ended before open")
+        })?;
         let target = proto::forward_open(first).map_err(invalid)?;
         let input = incoming
             .take_while(|message| futures::future::ready(message.is_ok()))
@@ -285,7 +293,11 @@ impl v1::agent_server::Agent for AgentService {
     ) -> Result<Response<v1::UploadResponse>, Status> {
         use v1::upload_request::Message;
         let mut incoming = request.into_inner();
-        let start = match incoming.message().await?.and_then(|message| message.message) {
+        let start = match incoming
+            .message()
+            .await?
+            .and_then(|message| message.message)
+        {
             Some(Message::Start(start)) => start,
             _ => {
                 return Err(Status::invalid_argument(
@@ -305,7 +317,8 @@ impl v1::agent_server::Agent for AgentService {
         let _busy = self.activity.busy(idle::source::UPLOAD);
         let (chunks, receiver) = mpsc::channel(8);
         let folder = self.state.files_dir();
-        let unpacking = tokio::spawn(async move { upload::unpack(&folder, compression, receiver).await });
+        let unpacking =
+            tokio::spawn(async move { upload::unpack(&folder, compression, receiver).await });
         while let Some(message) = incoming.message().await? {
             if let Some(Message::Chunk(chunk)) = message.message
                 && chunks.send(chunk).await.is_err()
@@ -370,11 +383,12 @@ impl v1::agent_server::Agent for AgentService {
                     workspace: self.engine.workspace().to_owned(),
                 })
             })?;
-        let mut logs = Box::pin(self.engine.docker().logs(
-            &target.container.id,
-            request.follow,
-            request.tail,
-        ));
+        let mut logs = Box::pin(
+            self.engine
+                .docker()
+                .logs(&target.container.id, request.follow, request.tail)
+                .map_err(|error| status_of_engine(error.into()))?,
+        );
         let (responses, stream) = mpsc::channel(64);
         tokio::spawn(async move {
             while let Some(item) = logs.next().await {

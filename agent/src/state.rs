@@ -37,6 +37,7 @@ impl StateDir {
     pub fn open(root: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(root)?;
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+        std::fs::create_dir_all(root.join("trusted-clients"))?;
         Ok(Self {
             root: root.to_owned(),
         })

@@ -35,9 +35,13 @@ pub enum AgentError {
 impl AgentError {
     fn from_status(call: &'static str, status: tonic::Status) -> Self {
         // Transport failures come back as Unknown/Unavailable with tonic's own text rather than the agent's.
-        let from_transport = matches!(status.code(), tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled)
-            && (status.message().contains("transport error") || status.message().contains("h2 protocol error")
-                || status.message().contains("connection") || status.message().contains("error trying to connect"));
+        let from_transport = matches!(
+            status.code(),
+            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+        ) && (status.message().contains("transport error")
+            || status.message().contains("h2 protocol error")
+            || status.message().contains("connection")
+            || status.message().contains("error trying to connect"));
         if from_transport {
             let mut detail = status.message().to_owned();
             let mut source = std::error::Error::source(&status);
@@ -115,8 +119,10 @@ impl AgentClient {
             .status(v1::StatusRequest {})
             .await
             .map_err(|status| AgentError::from_status("status", status))?;
-        api::Status::try_from(response.into_inner())
-            .map_err(|source| AgentError::Protocol { call: "status", source })
+        api::Status::try_from(response.into_inner()).map_err(|source| AgentError::Protocol {
+            call: "status",
+            source,
+        })
     }
 
     /// Builds (or finds) and starts the dev container; the stream ends with `UpEvent::Ready` or an error.
@@ -129,11 +135,14 @@ impl AgentClient {
             .up(v1::UpRequest::from(spec))
             .await
             .map_err(|status| AgentError::from_status("up", status))?;
-        Ok(response.into_inner().map(|item| {
-            let response = item.map_err(|status| AgentError::from_status("up", status))?;
-            api::UpEvent::try_from(response).map_err(|source| AgentError::Protocol { call: "up", source })
-        })
-        .boxed())
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                let response = item.map_err(|status| AgentError::from_status("up", status))?;
+                api::UpEvent::try_from(response)
+                    .map_err(|source| AgentError::Protocol { call: "up", source })
+            })
+            .boxed())
     }
 
     /// Runs a command; `input` carries stdin, resizes and signals, and the stream ends with `ExecOutput::Exit`.
@@ -149,11 +158,16 @@ impl AgentClient {
             .exec(requests)
             .await
             .map_err(|status| AgentError::from_status("exec", status))?;
-        Ok(response.into_inner().map(|item| {
-            let response = item.map_err(|status| AgentError::from_status("exec", status))?;
-            api::ExecOutput::try_from(response).map_err(|source| AgentError::Protocol { call: "exec", source })
-        })
-        .boxed())
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                let response = item.map_err(|status| AgentError::from_status("exec", status))?;
+                api::ExecOutput::try_from(response).map_err(|source| AgentError::Protocol {
+                    call: "exec",
+                    source,
+                })
+            })
+            .boxed())
     }
 
     /// Opens a forwarded connection; the first event is `Opened` (or the stream fails with why it could not).
@@ -164,32 +178,36 @@ impl AgentClient {
     ) -> Result<BoxStream<'static, Result<ForwardEvent, AgentError>>, AgentError> {
         use v1::forward_request::Message as In;
         use v1::forward_response::Message as Out;
-        let requests = futures::stream::once(async move { v1::ForwardRequest::from(target) }).chain(input.map(
-            |input| v1::ForwardRequest {
+        let requests = futures::stream::once(async move { v1::ForwardRequest::from(target) })
+            .chain(input.map(|input| v1::ForwardRequest {
                 message: Some(match input {
                     ForwardInput::Data(data) => In::Data(data),
                     ForwardInput::Eof => In::Eof(v1::ForwardEof {}),
                 }),
-            },
-        ));
+            }));
         let response = self
             .inner
             .forward(requests)
             .await
             .map_err(|status| AgentError::from_status("forward", status))?;
-        Ok(response.into_inner().map(|item| {
-            let response = item.map_err(|status| AgentError::from_status("forward", status))?;
-            match response.message {
-                Some(Out::Opened(opened)) => Ok(ForwardEvent::Opened(opened.remote_address)),
-                Some(Out::Data(data)) => Ok(ForwardEvent::Data(data)),
-                Some(Out::Eof(_)) => Ok(ForwardEvent::Eof),
-                None => Err(AgentError::Protocol {
-                    call: "forward",
-                    source: proto::ProtoError::Missing { message: "ForwardResponse", field: "message" },
-                }),
-            }
-        })
-        .boxed())
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                let response = item.map_err(|status| AgentError::from_status("forward", status))?;
+                match response.message {
+                    Some(Out::Opened(opened)) => Ok(ForwardEvent::Opened(opened.remote_address)),
+                    Some(Out::Data(data)) => Ok(ForwardEvent::Data(data)),
+                    Some(Out::Eof(_)) => Ok(ForwardEvent::Eof),
+                    None => Err(AgentError::Protocol {
+                        call: "forward",
+                        source: proto::ProtoError::Missing {
+                            message: "ForwardResponse",
+                            field: "message",
+                        },
+                    }),
+                }
+            })
+            .boxed())
     }
 
     /// Sends a gzip-compressed tar archive of the workspace's files; returns the folder they landed in.
@@ -205,8 +223,10 @@ impl AgentClient {
                 size,
             })),
         };
-        let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| v1::UploadRequest {
-            message: Some(Message::Chunk(chunk)),
+        let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| {
+            v1::UploadRequest {
+                message: Some(Message::Chunk(chunk)),
+            }
         }));
         let response = self
             .inner
@@ -228,7 +248,10 @@ impl AgentClient {
     }
 
     /// Removes the dev container and what the agent made; returns the containers and images removed.
-    pub async fn delete(&mut self, exit_agent: bool) -> Result<(Vec<String>, Vec<String>), AgentError> {
+    pub async fn delete(
+        &mut self,
+        exit_agent: bool,
+    ) -> Result<(Vec<String>, Vec<String>), AgentError> {
         let response = self
             .inner
             .delete(v1::DeleteRequest { exit_agent })
@@ -243,16 +266,22 @@ impl AgentClient {
         &mut self,
         follow: bool,
         tail: u32,
-    ) -> Result<BoxStream<'static, Result<(api::OutputStream, Vec<u8>), AgentError>>, AgentError> {
+    ) -> Result<BoxStream<'static, Result<(api::OutputStream, Vec<u8>), AgentError>>, AgentError>
+    {
         let response = self
             .inner
             .logs(v1::LogsRequest { follow, tail })
             .await
             .map_err(|status| AgentError::from_status("logs", status))?;
-        Ok(response.into_inner().map(|item| {
-            let response = item.map_err(|status| AgentError::from_status("logs", status))?;
-            proto::logs_chunk(response).map_err(|source| AgentError::Protocol { call: "logs", source })
-        })
-        .boxed())
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                let response = item.map_err(|status| AgentError::from_status("logs", status))?;
+                proto::logs_chunk(response).map_err(|source| AgentError::Protocol {
+                    call: "logs",
+                    source,
+                })
+            })
+            .boxed())
     }
 }

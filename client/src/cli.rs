@@ -6,7 +6,12 @@ use clap::{Args, Parser, Subcommand};
 
 /// skiff: a dev container on your own machine or your own AWS account, driven from your laptop.
 #[derive(Debug, Parser)]
-#[command(name = "skiff", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "skiff",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -38,7 +43,13 @@ pub enum Command {
 #[derive(Debug, Args, Clone, Default)]
 pub struct AgentOptions {
     /// The skiffd binary to run for the local provider (default: the one beside skiff).
-    #[arg(long, value_name = "PATH", env = "SKIFF_AGENT_BINARY", global = true, hide_env = true)]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SKIFF_AGENT_BINARY",
+        global = true,
+        hide_env = true
+    )]
     pub agent_binary: Option<PathBuf>,
 }
 
@@ -103,7 +114,12 @@ pub struct ExecArgs {
     #[arg(short = 'T', long)]
     pub no_tty: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
     #[command(flatten)]
     pub agent: AgentOptions,

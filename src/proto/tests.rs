@@ -24,7 +24,10 @@ fn exec_spec_round_trips() {
 fn exec_stream_must_begin_with_start() {
     let request = v1::ExecRequest::from(api::ExecInput::Stdin(b"x".to_vec()));
     let error = exec_start(request).unwrap_err();
-    assert!(error.to_string().contains("first message must be start"), "{error}");
+    assert!(
+        error.to_string().contains("first message must be start"),
+        "{error}"
+    );
 }
 
 #[test]

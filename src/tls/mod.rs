@@ -102,7 +102,10 @@ pub fn parse_certificate(what: &str, pem: &str) -> Result<CertificateDer<'static
 pub fn fingerprint(certificate: &CertificateDer<'_>) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(certificate.as_ref());
-    digest[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    digest[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -144,7 +147,10 @@ impl TrustedClients {
         let Some(folder) = &self.folder else {
             return false;
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let stamp = folder_stamp(folder);
         if stamp != cache.stamp {
             cache.certificates = stamp
@@ -162,7 +168,10 @@ impl TrustedClients {
                 .collect();
             cache.stamp = stamp;
         }
-        cache.certificates.iter().any(|trusted| trusted == certificate)
+        cache
+            .certificates
+            .iter()
+            .any(|trusted| trusted == certificate)
     }
 }
 
@@ -176,7 +185,9 @@ fn folder_stamp(folder: &Path) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
         .filter(|path| path.extension().is_some_and(|extension| extension == "pem"))
         .map(|path| {
             let metadata = std::fs::metadata(&path).ok();
-            let modified = metadata.as_ref().and_then(|metadata| metadata.modified().ok());
+            let modified = metadata
+                .as_ref()
+                .and_then(|metadata| metadata.modified().ok());
             let length = metadata.map_or(0, |metadata| metadata.len());
             (path, modified, length)
         })
@@ -198,7 +209,10 @@ pub fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![identity.certificate_der()?], identity.private_key_der()?)?;
+        .with_single_cert(
+            vec![identity.certificate_der()?],
+            identity.private_key_der()?,
+        )?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }
@@ -217,7 +231,10 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(vec![identity.certificate_der()?], identity.private_key_der()?)?;
+        .with_client_auth_cert(
+            vec![identity.certificate_der()?],
+            identity.private_key_der()?,
+        )?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
 }

@@ -13,8 +13,14 @@ fn generated_identity_round_trips_through_pem() {
 
 #[test]
 fn trusted_clients_accept_only_configured_certificates() {
-    let alice = Identity::generate("alice").unwrap().certificate_der().unwrap();
-    let mallory = Identity::generate("mallory").unwrap().certificate_der().unwrap();
+    let alice = Identity::generate("alice")
+        .unwrap()
+        .certificate_der()
+        .unwrap();
+    let mallory = Identity::generate("mallory")
+        .unwrap()
+        .certificate_der()
+        .unwrap();
     let trusted = TrustedClients::new(vec![alice.clone()], None);
     assert!(trusted.contains(&alice));
     assert!(!trusted.contains(&mallory));
@@ -41,7 +47,9 @@ fn trust_folder_is_read_again_when_it_changes() {
 fn broken_pem_names_what_it_was() {
     let error = parse_certificate("client certificate in skiffd.toml", "not pem").unwrap_err();
     assert!(
-        error.to_string().starts_with("client certificate in skiffd.toml: not a PEM certificate"),
+        error
+            .to_string()
+            .starts_with("client certificate in skiffd.toml: not a PEM certificate"),
         "{error}"
     );
 }

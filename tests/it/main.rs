@@ -1,1 +1,9 @@
-fn main() {}
+//! The end-to-end tests of skiff, one binary:
+//!
+//! - `local`: `skiff up`, `exec`, `ssh`, `stop`, `delete` on the real Docker engine through the local provider.
+//! - `mtls`: the agent accepts only the workspace's client certificate, and binds only loopback.
+//! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
+
+mod bad_input;
+mod local;
+mod mtls;

@@ -1,1 +1,190 @@
-//! placeholder
+//! What the end-to-end tests share: finding the built binaries, a sandboxed skiff home per test,
+//! copies of the fixture folders, and a check that the Docker engine and base images are there.
+//!
+//! Tests that need Docker fail (never skip) with a message naming what is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The image the fixtures use; `cargo xtask images` builds it locally.
+pub const BASE_IMAGE: &str = "debian:bookworm";
+
+/// The folder holding the built `skiff` and `skiffd` (the test binary lives in `target/debug/deps`).
+pub fn binaries_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let deps = exe.parent().expect("the test binary is in a folder");
+    deps.parent()
+        .expect("deps is inside the profile folder")
+        .to_owned()
+}
+
+/// The path of a built binary, or a failure that says how to build it.
+pub fn binary(name: &str) -> PathBuf {
+    let path = binaries_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (`cargo xtask test` does)",
+        path.display()
+    );
+    path
+}
+
+/// Fails the test unless the Docker engine answers and the base image is there.
+pub fn require_docker() {
+    let version = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output();
+    match version {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "these tests need a Docker engine, and `docker version` failed: {}; start Docker (DOCKER_HOST={:?})",
+            String::from_utf8_lossy(&output.stderr).trim(),
+            std::env::var("DOCKER_HOST").ok()
+        ),
+        Err(error) => panic!("these tests need the docker CLI and a Docker engine: {error}"),
+    }
+    let image = Command::new("docker")
+        .args(["image", "inspect", BASE_IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("running docker");
+    assert!(
+        image.success(),
+        "the base image {BASE_IMAGE} is missing; build it with `cargo xtask images` (no registry is needed)"
+    );
+}
+
+/// The test fixtures folder (`tests/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// A skiff home of its own, with copies of fixtures as workspace folders. Dropping it deletes every
+/// workspace it made, so no container outlives its test.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// The temporary folder holding the home and the workspace folders.
+    pub root: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sandbox {
+    /// An empty sandbox.
+    pub fn new() -> Self {
+        Self {
+            root: tempfile::Builder::new()
+                .prefix("skiff-test-")
+                .tempdir()
+                .expect("making a temporary folder"),
+        }
+    }
+
+    /// The skiff home (`SKIFF_HOME`).
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// Copies fixture `name` to a fresh folder `folder_name` in the sandbox and returns its path.
+    pub fn project(&self, fixture: &str, folder_name: &str) -> PathBuf {
+        let target = self.root.path().join("projects").join(folder_name);
+        copy_tree(&fixtures_dir().join(fixture), &target);
+        target
+    }
+
+    /// A `skiff` command with this sandbox's home and the built agent.
+    pub fn skiff(&self) -> Command {
+        let mut command = Command::new(binary("skiff"));
+        command
+            .env("SKIFF_HOME", self.home())
+            .env("SKIFF_AGENT_BINARY", binary("skiffd"))
+            .env_remove("SKIFF_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `skiff ARGS` to its end.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.skiff().args(args).output().expect("running skiff")
+    }
+
+    /// Runs `skiff ARGS` and fails the test unless it succeeds; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "skiff {} failed with {}:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// Names of the workspaces in this sandbox's home.
+    pub fn workspaces(&self) -> Vec<String> {
+        std::fs::read_dir(self.home().join("workspaces"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for name in self.workspaces() {
+            let _ = self.run(&["delete", "--yes", &name]);
+        }
+    }
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating a folder");
+    for entry in std::fs::read_dir(from)
+        .unwrap_or_else(|error| panic!("reading {}: {error}", from.display()))
+    {
+        let entry = entry.expect("reading a folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copying a file");
+        }
+    }
+}
+
+/// Containers carrying label `key=value`, running or not.
+pub fn containers_with_label(key: &str, value: &str) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label={key}={value}"),
+        ])
+        .output()
+        .expect("running docker ps");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `docker inspect --format FORMAT TARGET`, trimmed.
+pub fn docker_inspect(format: &str, target: &str) -> String {
+    let output = Command::new("docker")
+        .args(["inspect", "--format", format, target])
+        .output()
+        .expect("running docker inspect");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}

@@ -120,14 +120,13 @@ CMD ["/bin/sh"]
 
 /// A stand-in for `mcr.microsoft.com/devcontainers/base`: a `vscode` user (uid 1000) with passwordless sudo and a
 /// bash login shell, and the `devcontainer.metadata` label the real image carries, which makes `vscode` the remote
-/// user. Like the real image it leaves `USER` as root.
+/// user. Like the real image it leaves `USER` as root; `CMD` stays the base image's `/bin/bash`.
 const DEVCONTAINERS_BASE_DOCKERFILE: &str = r#"FROM skiff-test/debian:12
 RUN set -eux; \
     useradd --create-home --uid 1000 --user-group --shell /bin/bash vscode; \
     echo 'vscode ALL=(root) NOPASSWD:ALL' > /etc/sudoers.d/vscode; \
     chmod 0440 /etc/sudoers.d/vscode
 LABEL devcontainer.metadata='[{"remoteUser":"vscode"}]'
-CMD ["/bin/bash"]
 "#;
 
 /// The `docker import --change` instructions that make a debootstrapped tree look like Docker's Debian images.
@@ -443,9 +442,14 @@ fn build(spec: &ImageSpec, args: &Args) -> anyhow::Result<()> {
             }
             let mut docker = Command::new("docker");
             // BuildKit may try to resolve `FROM` images against a registry; the classic builder uses local ones.
-            docker
-                .env("DOCKER_BUILDKIT", "0")
-                .args(["build", "--label", &label, "--tag", spec.tag]);
+            docker.env("DOCKER_BUILDKIT", "0").args([
+                "build",
+                "--force-rm",
+                "--label",
+                &label,
+                "--tag",
+                spec.tag,
+            ]);
             if args.force {
                 docker.arg("--no-cache");
             }

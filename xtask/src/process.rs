@@ -52,9 +52,9 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Runs `command` to completion and returns its standard output; on failure the error carries its standard error.
+/// Standard input is whatever `command` says, or none.
 pub fn output(command: &mut Command) -> anyhow::Result<String> {
     let output = command
-        .stdin(Stdio::null())
         .output()
         .with_context(|| format!("{}: could not start it", display(command)))?;
     if !output.status.success() {

@@ -48,7 +48,10 @@ fn default_listen() -> SocketAddr {
 /// The idle timeout when the configuration does not give one.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-#[expect(clippy::unnecessary_wraps, reason = "serde's default functions must return the field's type")]
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "serde's default functions must return the field's type"
+)]
 fn default_idle_timeout() -> Option<Duration> {
     Some(DEFAULT_IDLE_TIMEOUT)
 }
@@ -61,7 +64,11 @@ pub fn parse_idle_timeout(text: &str) -> Result<Option<Duration>, String> {
     }
     let duration = humantime::parse_duration(text)
         .map_err(|error| format!("{text:?} is not a duration like \"30m\" or \"off\": {error}"))?;
-    Ok(if duration.is_zero() { None } else { Some(duration) })
+    Ok(if duration.is_zero() {
+        None
+    } else {
+        Some(duration)
+    })
 }
 
 /// Writes an idle timeout back in the form [`parse_idle_timeout`] reads.

@@ -5,7 +5,9 @@ use super::*;
 const PEM: &str = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n";
 
 fn text(extra: &str) -> String {
-    format!("workspace = \"app\"\nstate_dir = \"/tmp/s\"\nclient_certificate = '''{PEM}'''\n{extra}")
+    format!(
+        "workspace = \"app\"\nstate_dir = \"/tmp/s\"\nclient_certificate = '''{PEM}'''\n{extra}"
+    )
 }
 
 #[test]
@@ -21,7 +23,10 @@ fn non_loopback_listen_is_refused_unless_allowed() {
     let error = AgentConfig::parse(Path::new("skiffd.toml"), &text("listen = \"0.0.0.0:7443\""))
         .unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("0.0.0.0:7443 is not a loopback address"), "{message}");
+    assert!(
+        message.contains("0.0.0.0:7443 is not a loopback address"),
+        "{message}"
+    );
     assert!(message.contains("allow_non_loopback = true"), "{message}");
     let allowed = text("listen = \"0.0.0.0:7443\"\nallow_non_loopback = true");
     assert!(AgentConfig::parse(Path::new("skiffd.toml"), &allowed).is_ok());
@@ -37,7 +42,8 @@ fn idle_timeout_forms() {
         ("90", Some(Duration::from_secs(90))),
     ] {
         let config =
-            AgentConfig::parse(Path::new("x"), &text(&format!("idle_timeout = {written}"))).unwrap();
+            AgentConfig::parse(Path::new("x"), &text(&format!("idle_timeout = {written}")))
+                .unwrap();
         assert_eq!(config.idle_timeout, expected, "{written}");
     }
     let error =
@@ -49,7 +55,10 @@ fn idle_timeout_forms() {
 fn unknown_keys_are_errors_that_name_the_file() {
     let error = AgentConfig::parse(Path::new("/etc/skiffd.toml"), &text("colour = 1")).unwrap_err();
     let message = error.to_string();
-    assert!(message.starts_with("agent configuration /etc/skiffd.toml:"), "{message}");
+    assert!(
+        message.starts_with("agent configuration /etc/skiffd.toml:"),
+        "{message}"
+    );
     assert!(message.contains("colour"), "{message}");
 }
 

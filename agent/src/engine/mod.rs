@@ -16,7 +16,9 @@ use skiff::devcontainer::{
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::docker::{BuildSpec, ContainerInfo, ContainerSpec, Docker, DockerError, ExecConfig, Mount};
+use crate::docker::{
+    BuildSpec, ContainerInfo, ContainerSpec, Docker, DockerError, ExecConfig, Mount,
+};
 use crate::idle::{self, Activity};
 use crate::state::{StateDir, WorkspaceRecord};
 
@@ -38,7 +40,9 @@ pub enum EngineError {
     #[error("{file}: {message}")]
     Config { file: String, message: String },
     /// A lifecycle command failed; the ones after it did not run.
-    #[error("{file}: {hook} failed with exit code {code}{detail}; the lifecycle commands after it did not run")]
+    #[error(
+        "{file}: {hook} failed with exit code {code}{detail}; the lifecycle commands after it did not run"
+    )]
     Hook {
         file: String,
         hook: &'static str,
@@ -49,7 +53,9 @@ pub enum EngineError {
     #[error("workspace {workspace} has no dev container; run `skiff up` first")]
     NoContainer { workspace: String },
     /// The dev container exists but is not running.
-    #[error("the dev container of workspace {workspace} is {state}; run `skiff up {workspace}` to start it")]
+    #[error(
+        "the dev container of workspace {workspace} is {state}; run `skiff up {workspace}` to start it"
+    )]
     NotRunning {
         workspace: String,
         state: ContainerState,
@@ -95,7 +101,12 @@ pub struct Engine {
 
 impl Engine {
     /// An engine for `workspace`, picking up the record a previous agent left in `state`.
-    pub fn new(docker: Docker, workspace: String, state: StateDir, activity: Arc<Activity>) -> Self {
+    pub fn new(
+        docker: Docker,
+        workspace: String,
+        state: StateDir,
+        activity: Arc<Activity>,
+    ) -> Self {
         let record = state.load_record();
         Self {
             docker,
@@ -127,9 +138,12 @@ impl Engine {
 
     /// The running container, or an error that says what to do.
     pub async fn running(&self) -> Result<Target, EngineError> {
-        let target = self.current().await?.ok_or_else(|| EngineError::NoContainer {
-            workspace: self.workspace.clone(),
-        })?;
+        let target = self
+            .current()
+            .await?
+            .ok_or_else(|| EngineError::NoContainer {
+                workspace: self.workspace.clone(),
+            })?;
         if target.container.state != ContainerState::Running {
             return Err(EngineError::NotRunning {
                 workspace: self.workspace.clone(),
@@ -147,9 +161,14 @@ impl Engine {
             file: spec.config_file.clone(),
             message,
         };
-        let config: DevContainer = serde_json::from_str(&spec.config_json)
-            .map_err(|error| config_error(format!("the client sent a configuration the agent cannot read: {error}")))?;
-        let kind = config.kind().map_err(|error| config_error(error.to_string()))?;
+        let config: DevContainer = serde_json::from_str(&spec.config_json).map_err(|error| {
+            config_error(format!(
+                "the client sent a configuration the agent cannot read: {error}"
+            ))
+        })?;
+        let kind = config
+            .kind()
+            .map_err(|error| config_error(error.to_string()))?;
         if kind == ConfigKind::Compose {
             return Err(config_error(
                 "\"dockerComposeFile\": Docker Compose configurations are not supported by this agent yet; \
@@ -163,27 +182,38 @@ impl Engine {
         let local_folder = Path::new(&spec.local_folder);
         let labels = devcontainer::id_labels(local_folder, Path::new(&spec.config_file));
 
-        progress(events, UpPhase::Resolving, "looking for the workspace's dev container").await;
+        progress(
+            events,
+            UpPhase::Resolving,
+            "looking for the workspace's dev container",
+        )
+        .await;
         let mut existing = self.docker.find_container(&labels).await?;
         if spec.rebuild
             && let Some(container) = existing.take()
         {
-            progress(events, UpPhase::Creating, format!("removing container {} to rebuild", short(&container.id))).await;
+            progress(
+                events,
+                UpPhase::Creating,
+                format!("removing container {} to rebuild", short(&container.id)),
+            )
+            .await;
             self.docker.remove_container(&container.id).await?;
         }
 
         let (container, record, created) = match existing {
             Some(container) => {
-                let record = match record_slot.clone().filter(|record| record.container_id == container.id) {
+                let record = match record_slot
+                    .clone()
+                    .filter(|record| record.container_id == container.id)
+                {
                     Some(record) => record,
                     None => self.record_for(&config, &container, local_folder).await?,
                 };
                 (container, record, false)
             }
             None => {
-                let (container, record) = self
-                    .create(&config, kind, &spec, labels, events)
-                    .await?;
+                let (container, record) = self.create(&config, kind, &spec, labels, events).await?;
                 (container, record, true)
             }
         };
@@ -193,7 +223,12 @@ impl Engine {
         let container = if container.state == ContainerState::Running {
             container
         } else {
-            progress(events, UpPhase::Starting, format!("starting container {}", short(&container.id))).await;
+            progress(
+                events,
+                UpPhase::Starting,
+                format!("starting container {}", short(&container.id)),
+            )
+            .await;
             self.docker.start_container(&container.id).await?;
             self.docker
                 .inspect_container(&container.id)
@@ -208,7 +243,8 @@ impl Engine {
             container: container.clone(),
             record: record.clone(),
         };
-        self.run_lifecycle(&config, &target, &spec.config_file, events).await?;
+        self.run_lifecycle(&config, &target, &spec.config_file, events)
+            .await?;
 
         Ok(UpResult {
             container_id: container.id,
@@ -236,9 +272,18 @@ impl Engine {
                 if self.docker.inspect_image(&image).await?.is_none() {
                     progress(events, UpPhase::Pulling, format!("pulling image {image}")).await;
                     let mut lines = Vec::new();
-                    self.docker.pull_image(&image, |line| lines.push(line)).await?;
+                    self.docker
+                        .pull_image(&image, |line| lines.push(line))
+                        .await?;
                     for line in lines {
-                        emit(events, UpEvent::Output { stream: OutputStream::Stdout, data: format!("{line}\n").into_bytes() }).await;
+                        emit(
+                            events,
+                            UpEvent::Output {
+                                stream: OutputStream::Stdout,
+                                data: format!("{line}\n").into_bytes(),
+                            },
+                        )
+                        .await;
                     }
                 }
                 (image, None)
@@ -252,12 +297,22 @@ impl Engine {
                 let forward_events = events.clone();
                 let forwarding = tokio::spawn(async move {
                     while let Some(line) = receiver.recv().await {
-                        emit(&forward_events, UpEvent::Output { stream: OutputStream::Stdout, data: line.into_bytes() }).await;
+                        emit(
+                            &forward_events,
+                            UpEvent::Output {
+                                stream: OutputStream::Stdout,
+                                data: line.into_bytes(),
+                            },
+                        )
+                        .await;
                     }
                 });
-                let built = self.docker.build_image(&build, |line| {
-                    let _ = lines.send(line);
-                }).await;
+                let built = self
+                    .docker
+                    .build_image(&build, |line| {
+                        let _ = lines.send(line);
+                    })
+                    .await;
                 drop(lines);
                 let _ = forwarding.await;
                 built?;
@@ -270,9 +325,11 @@ impl Engine {
         let (workspace_mount, workspace_folder) = self.workspace_mount(config, spec)?;
         let mut mounts: Vec<Mount> = workspace_mount.into_iter().collect();
         for mount in config.mounts.iter().flatten() {
-            mounts.push(parse_mount(&mount.to_mount_spec()).map_err(|message| EngineError::Config {
-                file: spec.config_file.clone(),
-                message: format!("\"mounts\": {message}"),
+            mounts.push(parse_mount(&mount.to_mount_spec()).map_err(|message| {
+                EngineError::Config {
+                    file: spec.config_file.clone(),
+                    message: format!("\"mounts\": {message}"),
+                }
             })?);
         }
 
@@ -291,7 +348,13 @@ impl Engine {
                 .collect(),
             user: config.container_user.clone(),
             entrypoint: keep_alive.then(|| vec!["/bin/sh".to_owned()]),
-            cmd: keep_alive.then(|| vec!["-c".to_owned(), KEEP_ALIVE_SCRIPT.to_owned(), "-".to_owned()]),
+            cmd: keep_alive.then(|| {
+                vec![
+                    "-c".to_owned(),
+                    KEEP_ALIVE_SCRIPT.to_owned(),
+                    "-".to_owned(),
+                ]
+            }),
             mounts,
             init: config.init.unwrap_or(false),
             privileged: config.privileged.unwrap_or(false),
@@ -299,17 +362,32 @@ impl Engine {
             security_opt: config.security_opt.clone().unwrap_or_default(),
             published_ports: published_ports(config),
         };
-        progress(events, UpPhase::Creating, format!("creating a container from {image}")).await;
+        progress(
+            events,
+            UpPhase::Creating,
+            format!("creating a container from {image}"),
+        )
+        .await;
         let id = self.docker.create_container(container_spec).await?;
-        let container = self.docker.inspect_container(&id).await?.ok_or_else(|| EngineError::NoContainer {
-            workspace: self.workspace.clone(),
-        })?;
+        let container =
+            self.docker
+                .inspect_container(&id)
+                .await?
+                .ok_or_else(|| EngineError::NoContainer {
+                    workspace: self.workspace.clone(),
+                })?;
         let remote_user = config
             .remote_user
             .clone()
             .or_else(|| config.container_user.clone())
             .filter(|user| !user.is_empty())
-            .unwrap_or_else(|| if image_user.is_empty() { "root".into() } else { image_user });
+            .unwrap_or_else(|| {
+                if image_user.is_empty() {
+                    "root".into()
+                } else {
+                    image_user
+                }
+            });
         let record = WorkspaceRecord {
             container_id: id,
             image,
@@ -318,7 +396,10 @@ impl Engine {
             remote_user,
             remote_env: config.remote_env.clone().unwrap_or_default(),
             shutdown_action: config.shutdown_action.as_ref().map(|action| {
-                serde_json::to_value(action).ok().and_then(|value| value.as_str().map(str::to_owned)).unwrap_or_default()
+                serde_json::to_value(action)
+                    .ok()
+                    .and_then(|value| value.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             }),
         };
         Ok((container, record))
@@ -342,11 +423,20 @@ impl Engine {
             .clone()
             .or_else(|| config.container_user.clone())
             .or_else(|| (!container.user.is_empty()).then(|| container.user.clone()))
-            .unwrap_or_else(|| if image_user.is_empty() { "root".into() } else { image_user });
+            .unwrap_or_else(|| {
+                if image_user.is_empty() {
+                    "root".into()
+                } else {
+                    image_user
+                }
+            });
         Ok(WorkspaceRecord {
             container_id: container.id.clone(),
             image: container.image.clone(),
-            built_image: container.image.starts_with("vsc-").then(|| container.image.clone()),
+            built_image: container
+                .image
+                .starts_with("vsc-")
+                .then(|| container.image.clone()),
             workspace_folder: config.effective_workspace_folder(local_folder),
             remote_user,
             remote_env: config.remote_env.clone().unwrap_or_default(),
@@ -362,7 +452,11 @@ impl Engine {
         tag: &str,
     ) -> Result<BuildSpec, EngineError> {
         // The configuration names paths on the client's machine; the files are under `files_folder` here.
-        let config_file = relocate(Path::new(&spec.config_file), Path::new(&spec.local_folder), files_folder);
+        let config_file = relocate(
+            Path::new(&spec.config_file),
+            Path::new(&spec.local_folder),
+            files_folder,
+        );
         let dockerfile = config.dockerfile_path(&config_file).unwrap_or_default();
         let context = config.context_dir(&config_file).unwrap_or_default();
         if !dockerfile.is_file() {
@@ -387,14 +481,21 @@ impl Engine {
             tag: tag.to_owned(),
             args: build.args.unwrap_or_default(),
             target: build.target.filter(|target| !target.is_empty()),
-            cache_from: build.cache_from.map(|list| list.as_slice().to_vec()).unwrap_or_default(),
+            cache_from: build
+                .cache_from
+                .map(|list| list.as_slice().to_vec())
+                .unwrap_or_default(),
             labels: BTreeMap::new(),
             no_cache: false,
         })
     }
 
     /// The workspace's own mount and the folder it appears at in the container.
-    fn workspace_mount(&self, config: &DevContainer, spec: &UpSpec) -> Result<(Option<Mount>, String), EngineError> {
+    fn workspace_mount(
+        &self,
+        config: &DevContainer,
+        spec: &UpSpec,
+    ) -> Result<(Option<Mount>, String), EngineError> {
         let local_folder = Path::new(&spec.local_folder);
         let workspace_folder = config.effective_workspace_folder(local_folder);
         match config.workspace_mount.as_deref() {
@@ -407,10 +508,18 @@ impl Engine {
                 })?;
                 // A bind mount of the client's folder is a bind mount of the files' folder here.
                 let mount = match mount {
-                    Mount::Bind { source, target, read_only } => Mount::Bind {
-                        source: relocate(Path::new(&source), local_folder, Path::new(&spec.files_folder))
-                            .to_string_lossy()
-                            .into_owned(),
+                    Mount::Bind {
+                        source,
+                        target,
+                        read_only,
+                    } => Mount::Bind {
+                        source: relocate(
+                            Path::new(&source),
+                            local_folder,
+                            Path::new(&spec.files_folder),
+                        )
+                        .to_string_lossy()
+                        .into_owned(),
                         target,
                         read_only,
                     },
@@ -440,10 +549,26 @@ impl Engine {
         let created = target.container.created.clone();
         let started = target.container.started_at.clone();
         let hooks: [(&'static str, &Option<LifecycleCommand>, Option<&str>); 5] = [
-            ("onCreateCommand", &config.on_create_command, Some(created.as_str())),
-            ("updateContentCommand", &config.update_content_command, Some(created.as_str())),
-            ("postCreateCommand", &config.post_create_command, Some(created.as_str())),
-            ("postStartCommand", &config.post_start_command, Some(started.as_str())),
+            (
+                "onCreateCommand",
+                &config.on_create_command,
+                Some(created.as_str()),
+            ),
+            (
+                "updateContentCommand",
+                &config.update_content_command,
+                Some(created.as_str()),
+            ),
+            (
+                "postCreateCommand",
+                &config.post_create_command,
+                Some(created.as_str()),
+            ),
+            (
+                "postStartCommand",
+                &config.post_start_command,
+                Some(started.as_str()),
+            ),
             ("postAttachCommand", &config.post_attach_command, None),
         ];
         for (hook, command, marker) in hooks {
@@ -487,7 +612,9 @@ impl Engine {
                         file: config_file.to_owned(),
                         hook,
                         code,
-                        detail: name.map(|name| format!(" (command \"{name}\")")).unwrap_or_default(),
+                        detail: name
+                            .map(|name| format!(" (command \"{name}\")"))
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -497,7 +624,12 @@ impl Engine {
 
     /// Writes the hook's marker if it does not hold `stamp` yet; true means the hook should run now.
     /// The same test the reference CLI makes, so a container made by either is treated alike.
-    async fn claim_marker(&self, target: &Target, hook: &str, stamp: &str) -> Result<bool, EngineError> {
+    async fn claim_marker(
+        &self,
+        target: &Target,
+        hook: &str,
+        stamp: &str,
+    ) -> Result<bool, EngineError> {
         if stamp.is_empty() {
             return Ok(false);
         }
@@ -505,23 +637,53 @@ impl Engine {
             "mkdir -p \"$HOME/.devcontainer\" && CONTENT=\"$(cat \"$HOME/.devcontainer/.{hook}Marker\" 2>/dev/null || echo ENOENT)\" \
              && [ \"${{CONTENT:-{stamp}}}\" != '{stamp}' ] && echo '{stamp}' > \"$HOME/.devcontainer/.{hook}Marker\""
         );
-        let (code, _) = self.exec_collect(target, vec!["/bin/sh".into(), "-c".into(), script]).await?;
+        let (code, _) = self
+            .exec_collect(target, vec!["/bin/sh".into(), "-c".into(), script])
+            .await?;
         Ok(code == 0)
     }
 
-    async fn run_hook_command(&self, target: &Target, command: Vec<String>, events: &Events) -> Result<i64, EngineError> {
-        let mut session = self.docker.exec(&target.container.id, self.exec_config(target, command, false, false)).await?;
+    async fn run_hook_command(
+        &self,
+        target: &Target,
+        command: Vec<String>,
+        events: &Events,
+    ) -> Result<i64, EngineError> {
+        let mut session = self
+            .docker
+            .exec(
+                &target.container.id,
+                self.exec_config(target, command, false, false),
+            )
+            .await?;
         let _ = session.input.shutdown().await;
         while let Some(item) = session.output.next().await {
             let (stream, data) = item?;
-            emit(events, UpEvent::Output { stream, data: data.to_vec() }).await;
+            emit(
+                events,
+                UpEvent::Output {
+                    stream,
+                    data: data.to_vec(),
+                },
+            )
+            .await;
         }
         self.exit_code(&session.id).await
     }
 
     /// Runs a command to its end and returns its exit code and standard output.
-    pub async fn exec_collect(&self, target: &Target, command: Vec<String>) -> Result<(i64, Vec<u8>), EngineError> {
-        let mut session = self.docker.exec(&target.container.id, self.exec_config(target, command, false, false)).await?;
+    pub async fn exec_collect(
+        &self,
+        target: &Target,
+        command: Vec<String>,
+    ) -> Result<(i64, Vec<u8>), EngineError> {
+        let mut session = self
+            .docker
+            .exec(
+                &target.container.id,
+                self.exec_config(target, command, false, false),
+            )
+            .await?;
         let _ = session.input.shutdown().await;
         let mut stdout = Vec::new();
         while let Some(item) = session.output.next().await {
@@ -548,7 +710,13 @@ impl Engine {
 
     /// How to run `command` in the container as the workspace's remote user, in the workspace folder,
     /// with `remoteEnv` applied.
-    pub fn exec_config(&self, target: &Target, command: Vec<String>, tty: bool, stdin: bool) -> ExecConfig {
+    pub fn exec_config(
+        &self,
+        target: &Target,
+        command: Vec<String>,
+        tty: bool,
+        stdin: bool,
+    ) -> ExecConfig {
         ExecConfig {
             command,
             user: Some(target.record.remote_user.clone()),
@@ -568,14 +736,20 @@ impl Engine {
         };
         let was_running = target.container.state == ContainerState::Running;
         if was_running {
-            tracing::info!(container = short(&target.container.id), "stopping the dev container");
+            tracing::info!(
+                container = short(&target.container.id),
+                "stopping the dev container"
+            );
             self.docker.stop_container(&target.container.id, 10).await?;
         }
         Ok(was_running)
     }
 
     /// Removes the dev container, the image built for it, and the agent's record.
-    pub async fn delete(&self, local_labels: Option<&BTreeMap<String, String>>) -> Result<(Vec<String>, Vec<String>), EngineError> {
+    pub async fn delete(
+        &self,
+        local_labels: Option<&BTreeMap<String, String>>,
+    ) -> Result<(Vec<String>, Vec<String>), EngineError> {
         let mut slot = self.record.lock().await;
         let mut containers = Vec::new();
         let mut images = Vec::new();
@@ -613,7 +787,13 @@ fn image_tag(local_folder: &Path) -> String {
         .map(|name| name.to_string_lossy().to_lowercase())
         .unwrap_or_default()
         .chars()
-        .map(|character| if character.is_ascii_alphanumeric() || "._-".contains(character) { character } else { '-' })
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || "._-".contains(character) {
+                character
+            } else {
+                '-'
+            }
+        })
         .collect();
     let digest = sha2::Sha256::digest(local_folder.to_string_lossy().as_bytes());
     let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
@@ -638,7 +818,10 @@ fn short(id: &str) -> &str {
 
 /// `remoteEnv` as `KEY=VALUE`, with `${containerEnv:VAR[:default]}` resolved from the container's environment.
 /// A `null` value unsets the variable (Docker cannot unset, so it becomes empty for exec).
-pub fn remote_env(remote_env: &BTreeMap<String, Option<String>>, container_env: &[String]) -> Vec<String> {
+pub fn remote_env(
+    remote_env: &BTreeMap<String, Option<String>>,
+    container_env: &[String],
+) -> Vec<String> {
     let container: std::collections::HashMap<String, String> = container_env
         .iter()
         .filter_map(|pair| pair.split_once('='))
@@ -670,9 +853,17 @@ pub fn parse_mount(text: &str) -> Result<Mount, String> {
     for part in text.split(',') {
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
         match key.trim() {
-            "type" => kind = if value == "bind" { "bind" } else if value == "volume" { "volume" } else {
-                return Err(format!("{text:?}: mount type {value:?} is not supported; use bind or volume"));
-            },
+            "type" => {
+                kind = if value == "bind" {
+                    "bind"
+                } else if value == "volume" {
+                    "volume"
+                } else {
+                    return Err(format!(
+                        "{text:?}: mount type {value:?} is not supported; use bind or volume"
+                    ));
+                }
+            }
             "source" | "src" => source = Some(value.to_owned()),
             "target" | "destination" | "dst" => target = Some(value.to_owned()),
             "readonly" | "ro" => read_only = value.is_empty() || value == "true" || value == "1",
@@ -689,7 +880,10 @@ pub fn parse_mount(text: &str) -> Result<Mount, String> {
             read_only,
         }
     } else {
-        Mount::Volume { source: source.filter(|source| !source.is_empty()), target }
+        Mount::Volume {
+            source: source.filter(|source| !source.is_empty()),
+            target,
+        }
     })
 }
 
@@ -702,14 +896,30 @@ fn published_ports(config: &DevContainer) -> Vec<(String, String, String)> {
         .as_slice()
         .iter()
         .filter_map(|port| match port {
-            PortSpec::Number(number) => Some((format!("{number}/tcp"), "127.0.0.1".to_owned(), number.to_string())),
+            PortSpec::Number(number) => Some((
+                format!("{number}/tcp"),
+                "127.0.0.1".to_owned(),
+                number.to_string(),
+            )),
             PortSpec::Text(text) => {
                 // `[ip:]host:container` as `docker run -p` takes it.
                 let parts: Vec<&str> = text.split(':').collect();
                 match parts.as_slice() {
-                    [host, container] => Some((format!("{container}/tcp"), "127.0.0.1".to_owned(), (*host).to_owned())),
-                    [ip, host, container] => Some((format!("{container}/tcp"), (*ip).to_owned(), (*host).to_owned())),
-                    [single] => Some((format!("{single}/tcp"), "127.0.0.1".to_owned(), (*single).to_owned())),
+                    [host, container] => Some((
+                        format!("{container}/tcp"),
+                        "127.0.0.1".to_owned(),
+                        (*host).to_owned(),
+                    )),
+                    [ip, host, container] => Some((
+                        format!("{container}/tcp"),
+                        (*ip).to_owned(),
+                        (*host).to_owned(),
+                    )),
+                    [single] => Some((
+                        format!("{single}/tcp"),
+                        "127.0.0.1".to_owned(),
+                        (*single).to_owned(),
+                    )),
                     _ => None,
                 }
             }
@@ -721,10 +931,30 @@ fn published_ports(config: &DevContainer) -> Vec<(String, String, String)> {
 /// mergeable properties, as the reference CLI writes them.
 fn metadata_label(config: &DevContainer) -> String {
     const KEYS: &[&str] = &[
-        "remoteUser", "containerUser", "containerEnv", "remoteEnv", "mounts", "init", "privileged", "capAdd",
-        "securityOpt", "onCreateCommand", "updateContentCommand", "postCreateCommand", "postStartCommand",
-        "postAttachCommand", "waitFor", "userEnvProbe", "overrideCommand", "forwardPorts", "portsAttributes",
-        "otherPortsAttributes", "shutdownAction", "updateRemoteUserUID", "hostRequirements", "customizations",
+        "remoteUser",
+        "containerUser",
+        "containerEnv",
+        "remoteEnv",
+        "mounts",
+        "init",
+        "privileged",
+        "capAdd",
+        "securityOpt",
+        "onCreateCommand",
+        "updateContentCommand",
+        "postCreateCommand",
+        "postStartCommand",
+        "postAttachCommand",
+        "waitFor",
+        "userEnvProbe",
+        "overrideCommand",
+        "forwardPorts",
+        "portsAttributes",
+        "otherPortsAttributes",
+        "shutdownAction",
+        "updateRemoteUserUID",
+        "hostRequirements",
+        "customizations",
     ];
     let value = serde_json::to_value(config).unwrap_or_default();
     let entry: serde_json::Map<String, serde_json::Value> = KEYS
@@ -737,10 +967,21 @@ fn metadata_label(config: &DevContainer) -> String {
 /// Properties this agent reads but does not act on yet, as warnings the user sees.
 fn unsupported_properties(config: &DevContainer) -> Vec<String> {
     let mut warnings = Vec::new();
-    if config.features.as_ref().is_some_and(|features| !features.is_empty()) {
-        warnings.push("\"features\" are not installed by this agent yet; the container runs without them".to_owned());
+    if config
+        .features
+        .as_ref()
+        .is_some_and(|features| !features.is_empty())
+    {
+        warnings.push(
+            "\"features\" are not installed by this agent yet; the container runs without them"
+                .to_owned(),
+        );
     }
-    if config.run_args.as_ref().is_some_and(|args| !args.is_empty()) {
+    if config
+        .run_args
+        .as_ref()
+        .is_some_and(|args| !args.is_empty())
+    {
         warnings.push("\"runArgs\" are not applied by this agent yet".to_owned());
     }
     warnings

@@ -26,8 +26,14 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
     // The agent removes what it made; the record goes only once that succeeded, so nothing is orphaned.
     let mut client = provider.ensure_agent(&workspace).await?;
     let (containers, images) = client.delete(true).await?;
-    if !provider.wait_for_exit(&workspace, Duration::from_secs(20)).await {
-        anyhow::bail!("the agent of workspace {} did not exit after deleting; the workspace record is kept", workspace.name());
+    if !provider
+        .wait_for_exit(&workspace, Duration::from_secs(20))
+        .await
+    {
+        anyhow::bail!(
+            "the agent of workspace {} did not exit after deleting; the workspace record is kept",
+            workspace.name()
+        );
     }
     let name = workspace.name().to_owned();
     workspace.remove()?;

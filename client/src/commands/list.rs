@@ -25,9 +25,10 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
         rows.push(Row {
             name: workspace.name().to_owned(),
             provider: workspace.record.provider.to_string(),
-            state: status
-                .as_ref()
-                .map_or_else(|| "stopped".to_owned(), |status| status.container_state.to_string()),
+            state: status.as_ref().map_or_else(
+                || "stopped".to_owned(),
+                |status| status.container_state.to_string(),
+            ),
             folder: workspace.record.local_folder.display().to_string(),
             container_id: status.and_then(|status| status.container_id),
         });
@@ -40,10 +41,21 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
         eprintln!("no workspaces yet; create one with `skiff up PATH`");
         return Ok(0);
     }
-    let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:<8}  {:<10}  FOLDER", "NAME", "PROVIDER", "STATE");
+    let width = rows
+        .iter()
+        .map(|row| row.name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:<8}  {:<10}  FOLDER",
+        "NAME", "PROVIDER", "STATE"
+    );
     for row in rows {
-        println!("{:<width$}  {:<8}  {:<10}  {}", row.name, row.provider, row.state, row.folder);
+        println!(
+            "{:<width$}  {:<8}  {:<10}  {}",
+            row.name, row.provider, row.state, row.folder
+        );
     }
     Ok(0)
 }

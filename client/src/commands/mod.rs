@@ -45,7 +45,9 @@ fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider 
 
 /// A client of the workspace's agent, starting the agent if it is not running.
 async fn agent(workspace: &Workspace, options: &AgentOptions) -> anyhow::Result<AgentClient> {
-    Ok(provider_for(workspace, options).ensure_agent(workspace).await?)
+    Ok(provider_for(workspace, options)
+        .ensure_agent(workspace)
+        .await?)
 }
 
 /// A short form of a container id, as Docker prints it.

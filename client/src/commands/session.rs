@@ -28,7 +28,11 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
                         break;
                     }
                     Ok(read) => {
-                        if stdin_input.send(ExecInput::Stdin(buffer[..read].to_vec())).await.is_err() {
+                        if stdin_input
+                            .send(ExecInput::Stdin(buffer[..read].to_vec()))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -54,11 +58,17 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
             tokio::signal::unix::SignalKind::interrupt(),
             tokio::signal::unix::SignalKind::terminate(),
         ] {
-            let Ok(mut signal) = tokio::signal::unix::signal(kind) else { continue };
+            let Ok(mut signal) = tokio::signal::unix::signal(kind) else {
+                continue;
+            };
             let signal_input = input.clone();
             tokio::spawn(async move {
                 while signal.recv().await.is_some() {
-                    if signal_input.send(ExecInput::Signal(kind.as_raw_value())).await.is_err() {
+                    if signal_input
+                        .send(ExecInput::Signal(kind.as_raw_value()))
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -72,21 +82,33 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
     } else {
         None
     };
-    let mut outputs = Box::pin(client.exec(spec, ReceiverStream::new(input_receiver)).await?);
+    let mut outputs = Box::pin(
+        client
+            .exec(spec, ReceiverStream::new(input_receiver))
+            .await?,
+    );
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     while let Some(output) = outputs.next().await {
         match output? {
             ExecOutput::Stdout(data) => {
-                stdout.write_all(&data).await.context("writing to standard output")?;
+                stdout
+                    .write_all(&data)
+                    .await
+                    .context("writing to standard output")?;
                 stdout.flush().await.context("writing to standard output")?;
             }
             ExecOutput::Stderr(data) => {
-                stderr.write_all(&data).await.context("writing to standard error")?;
+                stderr
+                    .write_all(&data)
+                    .await
+                    .context("writing to standard error")?;
                 stderr.flush().await.context("writing to standard error")?;
             }
             ExecOutput::Exit(code) => return Ok(code),
         }
     }
-    anyhow::bail!("the agent ended the session without the command's exit code; the connection may have dropped")
+    anyhow::bail!(
+        "the agent ended the session without the command's exit code; the connection may have dropped"
+    )
 }

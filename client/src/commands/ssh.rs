@@ -15,7 +15,10 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         user: args.user,
         working_dir: None,
         env: Default::default(),
-        window: Some(terminal::window_size().unwrap_or(WindowSize { columns: 80, rows: 24 })),
+        window: Some(terminal::window_size().unwrap_or(WindowSize {
+            columns: 80,
+            rows: 24,
+        })),
         stdin: true,
     };
     super::session::attach(&mut client, spec).await

@@ -40,10 +40,16 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
     println!("folder            {}", report.folder);
     println!("config            {}", report.config_file);
     let Some(status) = report.status else {
-        println!("state             stopped (agent not running; `skiff up {}` starts it)", report.name);
+        println!(
+            "state             stopped (agent not running; `skiff up {}` starts it)",
+            report.name
+        );
         return Ok(0);
     };
-    println!("agent             running, version {}", status.agent_version);
+    println!(
+        "agent             running, version {}",
+        status.agent_version
+    );
     match &status.container_id {
         Some(id) => println!(
             "container         {} {} ({})",
@@ -70,7 +76,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
         format!("kept up by {}", idle.busy_sources.join(", "))
     } else {
         match idle.stops_in_seconds {
-            Some(seconds) => format!("stops in {}", humantime::format_duration(Duration::from_secs(seconds))),
+            Some(seconds) => format!(
+                "stops in {}",
+                humantime::format_duration(Duration::from_secs(seconds))
+            ),
             None => "no stop scheduled".to_owned(),
         }
     };

@@ -12,13 +12,23 @@ pub async fn run(args: NameArgs) -> anyhow::Result<i32> {
         return Ok(0);
     };
     let was_running = client.stop(true).await?;
-    if !provider.wait_for_exit(&workspace, Duration::from_secs(20)).await {
-        anyhow::bail!("the agent of workspace {} did not exit after stopping; see its log in {}", workspace.name(), workspace.folder.display());
+    if !provider
+        .wait_for_exit(&workspace, Duration::from_secs(20))
+        .await
+    {
+        anyhow::bail!(
+            "the agent of workspace {} did not exit after stopping; see its log in {}",
+            workspace.name(),
+            workspace.folder.display()
+        );
     }
     if was_running {
         eprintln!("stopped workspace {}", workspace.name());
     } else {
-        eprintln!("workspace {} was not running; its agent has exited", workspace.name());
+        eprintln!(
+            "workspace {} was not running; its agent has exited",
+            workspace.name()
+        );
     }
     Ok(0)
 }

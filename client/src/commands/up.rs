@@ -51,7 +51,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
             existing
         }
         None => {
-            let name = args.name.clone().unwrap_or_else(|| workspace::name_from_folder(&folder));
+            let name = args
+                .name
+                .clone()
+                .unwrap_or_else(|| workspace::name_from_folder(&folder));
             store.create(WorkspaceRecord {
                 name,
                 provider: ProviderKind::Local,
@@ -85,7 +88,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         run_initialize_command(command, &folder, &loaded.config_file).await?;
     }
 
-    progress.step(&format!("starting the agent of workspace {}", workspace.name()));
+    progress.step(&format!(
+        "starting the agent of workspace {}",
+        workspace.name()
+    ));
     let provider = super::provider_for(&workspace, &args.agent);
     let mut client = provider.ensure_agent(&workspace).await?;
     let spec = UpSpec {
@@ -116,7 +122,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    anyhow::bail!("the agent ended `up` without saying the container is ready; see `skiff logs {}`", workspace.name())
+    anyhow::bail!(
+        "the agent ended `up` without saying the container is ready; see `skiff logs {}`",
+        workspace.name()
+    )
 }
 
 fn check_idle_timeout(text: &str) -> anyhow::Result<()> {
@@ -126,43 +135,64 @@ fn check_idle_timeout(text: &str) -> anyhow::Result<()> {
     }
     humantime::parse_duration(trimmed)
         .map(|_| ())
-        .with_context(|| format!("--idle-timeout {text:?}: write a duration such as 30m or 2h, or off"))
+        .with_context(|| {
+            format!("--idle-timeout {text:?}: write a duration such as 30m or 2h, or off")
+        })
 }
 
 /// Runs `initializeCommand` on this machine, in the workspace folder, as the reference CLI does.
-async fn run_initialize_command(command: &LifecycleCommand, folder: &Path, config_file: &Path) -> anyhow::Result<()> {
+async fn run_initialize_command(
+    command: &LifecycleCommand,
+    folder: &Path,
+    config_file: &Path,
+) -> anyhow::Result<()> {
     let commands: Vec<(Option<&str>, Vec<String>)> = match command {
-        LifecycleCommand::Shell(shell) => vec![(None, vec!["/bin/sh".into(), "-c".into(), shell.clone()])],
+        LifecycleCommand::Shell(shell) => {
+            vec![(None, vec!["/bin/sh".into(), "-c".into(), shell.clone()])]
+        }
         LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],
         LifecycleCommand::Parallel(named) => named
             .iter()
             .map(|(name, command)| {
                 let argv = match command {
-                    SimpleCommand::Shell(shell) => vec!["/bin/sh".into(), "-c".into(), shell.clone()],
+                    SimpleCommand::Shell(shell) => {
+                        vec!["/bin/sh".into(), "-c".into(), shell.clone()]
+                    }
                     SimpleCommand::Exec(argv) => argv.clone(),
                 };
                 (Some(name.as_str()), argv)
             })
             .collect(),
     };
-    let runs = commands.into_iter().filter(|(_, argv)| !argv.is_empty()).map(|(name, argv)| async move {
-        let status = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .current_dir(folder)
-            .status()
-            .await
-            .with_context(|| format!("{}: initializeCommand: running {}", config_file.display(), argv[0]))?;
-        if status.success() {
-            Ok(())
-        } else {
-            let which = name.map(|name| format!(" (command \"{name}\")")).unwrap_or_default();
-            Err(anyhow::anyhow!(
-                "{}: initializeCommand{which} failed with exit code {}",
-                config_file.display(),
-                status.code().unwrap_or(-1)
-            ))
-        }
-    });
+    let runs = commands
+        .into_iter()
+        .filter(|(_, argv)| !argv.is_empty())
+        .map(|(name, argv)| async move {
+            let status = tokio::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .current_dir(folder)
+                .status()
+                .await
+                .with_context(|| {
+                    format!(
+                        "{}: initializeCommand: running {}",
+                        config_file.display(),
+                        argv[0]
+                    )
+                })?;
+            if status.success() {
+                Ok(())
+            } else {
+                let which = name
+                    .map(|name| format!(" (command \"{name}\")"))
+                    .unwrap_or_default();
+                Err(anyhow::anyhow!(
+                    "{}: initializeCommand{which} failed with exit code {}",
+                    config_file.display(),
+                    status.code().unwrap_or(-1)
+                ))
+            }
+        });
     for result in futures::future::join_all(runs).await {
         result?;
     }

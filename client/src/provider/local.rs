@@ -70,7 +70,10 @@ impl LocalProvider {
     }
 
     /// A client of the workspace's agent if it is running; `None` if it is not.
-    pub async fn connect_running(&self, workspace: &Workspace) -> Result<Option<AgentClient>, LocalError> {
+    pub async fn connect_running(
+        &self,
+        workspace: &Workspace,
+    ) -> Result<Option<AgentClient>, LocalError> {
         let Some(address) = Self::listen_address(workspace) else {
             return Ok(None);
         };
@@ -107,7 +110,9 @@ impl LocalProvider {
         while Instant::now() < deadline {
             match Self::listen_address(workspace) {
                 None => return true,
-                Some(address) if tokio::net::TcpStream::connect(address).await.is_err() => return true,
+                Some(address) if tokio::net::TcpStream::connect(address).await.is_err() => {
+                    return true;
+                }
                 Some(_) => tokio::time::sleep(Duration::from_millis(25)).await,
             }
         }
@@ -152,10 +157,14 @@ impl LocalProvider {
             .create(true)
             .append(true)
             .open(&log_path)
-            .map_err(|source| LocalError::Spawn { binary: log_path.clone(), source })?;
-        let log_for_stderr = log
-            .try_clone()
-            .map_err(|source| LocalError::Spawn { binary: log_path.clone(), source })?;
+            .map_err(|source| LocalError::Spawn {
+                binary: log_path.clone(),
+                source,
+            })?;
+        let log_for_stderr = log.try_clone().map_err(|source| LocalError::Spawn {
+            binary: log_path.clone(),
+            source,
+        })?;
         let mut command = std::process::Command::new(&binary);
         command
             .arg("--config")
@@ -165,9 +174,10 @@ impl LocalProvider {
             .stderr(log_for_stderr);
         // Its own process group: the agent outlives this command and ignores the terminal's Ctrl-C.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command
-            .spawn()
-            .map_err(|source| LocalError::Spawn { binary: binary.clone(), source })?;
+        let mut child = command.spawn().map_err(|source| LocalError::Spawn {
+            binary: binary.clone(),
+            source,
+        })?;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if Self::listen_address(workspace).is_some() {
@@ -222,6 +232,11 @@ fn skiff_agent_config(workspace: &Workspace, state: &Path, client_certificate: &
 fn last_line(path: &Path) -> String {
     std::fs::read_to_string(path)
         .ok()
-        .and_then(|text| text.lines().rev().find(|line| !line.trim().is_empty()).map(str::to_owned))
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|line| !line.trim().is_empty())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| "it wrote nothing".into())
 }

@@ -28,8 +28,10 @@ pub async fn connect(
     identity: &Identity,
     agent_certificate_pem: &str,
 ) -> Result<Channel, ConnectError> {
-    let agent_certificate =
-        skiff::tls::parse_certificate("the workspace's pinned agent certificate", agent_certificate_pem)?;
+    let agent_certificate = skiff::tls::parse_certificate(
+        "the workspace's pinned agent certificate",
+        agent_certificate_pem,
+    )?;
     let config = skiff::tls::client_config(identity, agent_certificate)?;
     let connector = TlsConnector::from(Arc::new(config));
     let endpoint = Endpoint::from_static("http://skiff-agent.invalid")

@@ -64,7 +64,9 @@ pub enum WorkspaceError {
         requested: PathBuf,
     },
     /// The name cannot be used.
-    #[error("{name:?} is not a valid workspace name: use letters, digits, '-', '_' and '.', starting with a letter or digit")]
+    #[error(
+        "{name:?} is not a valid workspace name: use letters, digits, '-', '_' and '.', starting with a letter or digit"
+    )]
     BadName { name: String },
     /// Reading or writing the record failed.
     #[error("{action} {path}: {source}")]
@@ -75,7 +77,9 @@ pub enum WorkspaceError {
         source: std::io::Error,
     },
     /// The record is unreadable.
-    #[error("workspace record {path} is broken: {message}; remove the folder to forget the workspace")]
+    #[error(
+        "workspace record {path} is broken: {message}; remove the folder to forget the workspace"
+    )]
     Broken { path: PathBuf, message: String },
     /// Making the workspace's keys failed.
     #[error("making the workspace's client key: {0}")]
@@ -86,13 +90,20 @@ fn known_list(known: &[String]) -> String {
     if known.is_empty() {
         "there are no workspaces yet; create one with `skiff up PATH`".to_owned()
     } else {
-        format!("the workspaces are: {} (`skiff list` shows them)", known.join(", "))
+        format!(
+            "the workspaces are: {} (`skiff list` shows them)",
+            known.join(", ")
+        )
     }
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError {
     let path = path.to_owned();
-    move |source| WorkspaceError::Io { action, path, source }
+    move |source| WorkspaceError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// The folder of all workspace records.
@@ -155,10 +166,11 @@ impl Store {
             });
         }
         let text = std::fs::read_to_string(&path).map_err(io_error("reading", &path))?;
-        let record: WorkspaceRecord = toml::from_str(&text).map_err(|error| WorkspaceError::Broken {
-            path: path.clone(),
-            message: error.to_string().trim().replace('\n', " "),
-        })?;
+        let record: WorkspaceRecord =
+            toml::from_str(&text).map_err(|error| WorkspaceError::Broken {
+                path: path.clone(),
+                message: error.to_string().trim().replace('\n', " "),
+            })?;
         Ok(Workspace { folder, record })
     }
 
@@ -188,8 +200,16 @@ impl Store {
             .map_err(io_error("protecting", &folder))?;
         let workspace = Workspace { folder, record };
         let identity = Identity::generate("skiff-client")?;
-        write_file(&workspace.folder.join("client.key"), identity.private_key_pem.as_bytes(), 0o600)?;
-        write_file(&workspace.folder.join("client.crt"), identity.certificate_pem.as_bytes(), 0o644)?;
+        write_file(
+            &workspace.folder.join("client.key"),
+            identity.private_key_pem.as_bytes(),
+            0o600,
+        )?;
+        write_file(
+            &workspace.folder.join("client.crt"),
+            identity.certificate_pem.as_bytes(),
+            0o644,
+        )?;
         workspace.save()?;
         Ok(workspace)
     }
@@ -212,7 +232,13 @@ pub fn name_from_folder(folder: &Path) -> String {
         .map(|name| name.to_string_lossy().to_lowercase())
         .unwrap_or_default()
         .chars()
-        .map(|character| if character.is_ascii_alphanumeric() || "-_.".contains(character) { character } else { '-' })
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || "-_.".contains(character) {
+                character
+            } else {
+                '-'
+            }
+        })
         .collect();
     let trimmed = base.trim_start_matches(|character: char| !character.is_ascii_alphanumeric());
     let mut name: String = trimmed.chars().take(63).collect();
@@ -249,7 +275,8 @@ impl Workspace {
         let certificate = self.folder.join("client.crt");
         Ok(Identity {
             private_key_pem: std::fs::read_to_string(&key).map_err(io_error("reading", &key))?,
-            certificate_pem: std::fs::read_to_string(&certificate).map_err(io_error("reading", &certificate))?,
+            certificate_pem: std::fs::read_to_string(&certificate)
+                .map_err(io_error("reading", &certificate))?,
         })
     }
 
@@ -269,7 +296,8 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Workspa
         .mode(mode)
         .open(&temporary)
         .map_err(io_error("writing", &temporary))?;
-    file.write_all(contents).map_err(io_error("writing", &temporary))?;
+    file.write_all(contents)
+        .map_err(io_error("writing", &temporary))?;
     std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))
         .map_err(io_error("protecting", &temporary))?;
     std::fs::rename(&temporary, path).map_err(io_error("writing", path))

@@ -193,12 +193,16 @@ pub struct ExecConfig {
     pub stdin: bool,
 }
 
+/// Output of a process, chunk by chunk, tagged with the stream it came from.
+pub type OutputChunks =
+    Pin<Box<dyn Stream<Item = Result<(OutputStream, Bytes), DockerError>> + Send>>;
+
 /// A running exec: its output, and its input if it was attached.
 pub struct ExecSession {
     /// The exec's id, for resize and inspect.
     pub id: String,
     /// What the process writes, by stream (with a terminal, all of it arrives as stdout).
-    pub output: Pin<Box<dyn Stream<Item = Result<(OutputStream, Bytes), DockerError>> + Send>>,
+    pub output: OutputChunks,
     /// The process's standard input; shutting it down closes the process's input.
     pub input: Pin<Box<dyn AsyncWrite + Send>>,
 }
@@ -226,7 +230,8 @@ pub struct ExecOutcome {
 /// A connection to the Docker engine.
 #[derive(Debug, Clone)]
 pub struct Docker {
-    client: bollard::Docker,
+    /// The engine's client, made on first use and kept; a missing socket is retried on the next call.
+    connection: std::sync::Arc<std::sync::Mutex<Option<bollard::Docker>>>,
     endpoint: String,
 }
 
@@ -236,9 +241,27 @@ impl Docker {
     pub fn connect() -> Result<Self, DockerError> {
         let endpoint = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+        let docker = Self {
+            connection: Default::default(),
+            endpoint,
+        };
+        // An engine that is not there yet is not an error here: the agent starts anyway and says so per call.
+        let _ = docker.client();
+        Ok(docker)
+    }
+
+    fn client(&self) -> Result<bollard::Docker, DockerError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = connection.as_ref() {
+            return Ok(client.clone());
+        }
         let client = bollard::Docker::connect_with_defaults()
-            .map_err(|error| unreachable(&endpoint, &error.to_string()))?;
-        Ok(Self { client, endpoint })
+            .map_err(|error| unreachable(&self.endpoint, &error.to_string()))?;
+        *connection = Some(client.clone());
+        Ok(client)
     }
 
     /// Where the engine is.
@@ -249,7 +272,7 @@ impl Docker {
     /// The engine's version; the error names the socket and `DOCKER_HOST` when it does not answer.
     pub async fn version(&self) -> Result<String, DockerError> {
         let version = self
-            .client
+            .client()?
             .version()
             .await
             .map_err(|error| unreachable(&self.endpoint, &error.to_string()))?;
@@ -269,7 +292,7 @@ impl Docker {
                 .collect(),
         )]);
         let summaries = self
-            .client
+            .client()?
             .list_containers(Some(ListContainersOptions {
                 all: true,
                 filters: Some(filters),
@@ -291,7 +314,7 @@ impl Docker {
     /// Describes a container, or `None` if there is no such container.
     pub async fn inspect_container(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
         let response = match self
-            .client
+            .client()?
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
         {
@@ -344,7 +367,7 @@ impl Docker {
 
     /// Describes an image, or `None` if it is not on the machine.
     pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, DockerError> {
-        match self.client.inspect_image(image).await {
+        match self.client()?.inspect_image(image).await {
             Ok(inspect) => {
                 let config = inspect.config.unwrap_or_default();
                 Ok(Some(ImageInfo {
@@ -365,7 +388,8 @@ impl Docker {
         mut progress: impl FnMut(String),
     ) -> Result<(), DockerError> {
         let (repository, tag) = split_image_reference(image);
-        let mut stream = self.client.create_image(
+        let client = self.client()?;
+        let mut stream = client.create_image(
             Some(CreateImageOptions {
                 from_image: Some(repository.to_owned()),
                 tag: Some(tag.to_owned()),
@@ -426,7 +450,8 @@ impl Docker {
             forcerm: true,
             ..Default::default()
         };
-        let mut stream = self.client.build_image(
+        let client = self.client()?;
+        let mut stream = client.build_image(
             options,
             None,
             Some(bollard::body_full(Bytes::from(archive))),
@@ -510,7 +535,7 @@ impl Docker {
             ..Default::default()
         };
         let response = self
-            .client
+            .client()?
             .create_container(Some(options), body)
             .await
             .map_err(|error| {
@@ -521,7 +546,7 @@ impl Docker {
 
     /// Starts a container (a running one is left as it is).
     pub async fn start_container(&self, id: &str) -> Result<(), DockerError> {
-        self.client
+        self.client()?
             .start_container(id, None::<StartContainerOptions>)
             .await
             .map_err(|error| self.classify(error, format!("starting container {id}")))
@@ -530,7 +555,7 @@ impl Docker {
     /// Stops a container, giving its processes `grace_seconds` to exit after SIGTERM.
     pub async fn stop_container(&self, id: &str, grace_seconds: i32) -> Result<(), DockerError> {
         match self
-            .client
+            .client()?
             .stop_container(
                 id,
                 Some(StopContainerOptions {
@@ -544,14 +569,16 @@ impl Docker {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            result => result.map_err(|error| self.classify(error, format!("stopping container {id}"))),
+            result => {
+                result.map_err(|error| self.classify(error, format!("stopping container {id}")))
+            }
         }
     }
 
     /// Removes a container, running or not, with its anonymous volumes; a missing one is not an error.
     pub async fn remove_container(&self, id: &str) -> Result<bool, DockerError> {
         match self
-            .client
+            .client()?
             .remove_container(
                 id,
                 Some(RemoveContainerOptions {
@@ -571,7 +598,7 @@ impl Docker {
     /// Removes an image; a missing one is not an error.
     pub async fn remove_image(&self, image: &str) -> Result<bool, DockerError> {
         match self
-            .client
+            .client()?
             .remove_image(
                 image,
                 Some(RemoveImageOptions {
@@ -595,7 +622,7 @@ impl Docker {
         config: ExecConfig,
     ) -> Result<ExecSession, DockerError> {
         let created = self
-            .client
+            .client()?
             .create_exec(
                 container_id,
                 CreateExecOptions {
@@ -611,9 +638,11 @@ impl Docker {
                 },
             )
             .await
-            .map_err(|error| self.classify(error, format!("starting a process in {container_id}")))?;
+            .map_err(|error| {
+                self.classify(error, format!("starting a process in {container_id}"))
+            })?;
         let started = self
-            .client
+            .client()?
             .start_exec(
                 &created.id,
                 Some(StartExecOptions {
@@ -623,7 +652,9 @@ impl Docker {
                 }),
             )
             .await
-            .map_err(|error| self.classify(error, format!("attaching to a process in {container_id}")))?;
+            .map_err(|error| {
+                self.classify(error, format!("attaching to a process in {container_id}"))
+            })?;
         let StartExecResults::Attached { output, input } = started else {
             unreachable!("an exec started with detach: false is attached");
         };
@@ -648,8 +679,13 @@ impl Docker {
     }
 
     /// Resizes an exec's terminal.
-    pub async fn resize_exec(&self, exec_id: &str, columns: u16, rows: u16) -> Result<(), DockerError> {
-        self.client
+    pub async fn resize_exec(
+        &self,
+        exec_id: &str,
+        columns: u16,
+        rows: u16,
+    ) -> Result<(), DockerError> {
+        self.client()?
             .resize_exec(
                 exec_id,
                 ResizeExecOptions {
@@ -664,7 +700,7 @@ impl Docker {
     /// How an exec is doing.
     pub async fn inspect_exec(&self, exec_id: &str) -> Result<ExecOutcome, DockerError> {
         let inspect = self
-            .client
+            .client()?
             .inspect_exec(exec_id)
             .await
             .map_err(DockerError::api("inspecting a process"))?;
@@ -681,7 +717,8 @@ impl Docker {
         container_id: &str,
         follow: bool,
         tail: u32,
-    ) -> impl Stream<Item = Result<(OutputStream, Bytes), DockerError>> + use<> {
+    ) -> Result<impl Stream<Item = Result<(OutputStream, Bytes), DockerError>> + use<>, DockerError>
+    {
         let options = LogsOptions {
             follow,
             stdout: true,
@@ -693,7 +730,8 @@ impl Docker {
             },
             ..Default::default()
         };
-        self.client
+        Ok(self
+            .client()?
             .logs(container_id, Some(options))
             .filter_map(|item| async move {
                 match item {
@@ -707,7 +745,7 @@ impl Docker {
                         source,
                     })),
                 }
-            })
+            }))
     }
 
     /// Turns a connection failure into [`DockerError::Unreachable`], and anything else into an API error.
@@ -729,8 +767,10 @@ impl Docker {
 fn unreachable(endpoint: &str, detail: &str) -> DockerError {
     DockerError::Unreachable {
         endpoint: endpoint.to_owned(),
-        docker_host: std::env::var("DOCKER_HOST")
-            .map_or_else(|_| "DOCKER_HOST is unset".to_owned(), |host| format!("DOCKER_HOST={host}")),
+        docker_host: std::env::var("DOCKER_HOST").map_or_else(
+            |_| "DOCKER_HOST is unset".to_owned(),
+            |host| format!("DOCKER_HOST={host}"),
+        ),
         detail: detail.to_owned(),
     }
 }
@@ -759,7 +799,10 @@ pub fn split_image_reference(image: &str) -> (&str, &str) {
     // A colon after the last slash separates the tag; one before it belongs to a registry's port.
     let last_slash = image.rfind('/').map_or(0, |index| index + 1);
     match image[last_slash..].rfind(':') {
-        Some(colon) => (&image[..last_slash + colon], &image[last_slash + colon + 1..]),
+        Some(colon) => (
+            &image[..last_slash + colon],
+            &image[last_slash + colon + 1..],
+        ),
         None => (image, "latest"),
     }
 }
@@ -797,28 +840,4 @@ fn context_archive(context: &Path, dockerfile: &Path) -> Result<(Vec<u8>, String
 }
 
 #[cfg(test)]
-mod tests {
-    use super::split_image_reference;
-
-    #[test]
-    fn image_references_split_like_docker() {
-        assert_eq!(split_image_reference("debian"), ("debian", "latest"));
-        assert_eq!(split_image_reference("debian:12"), ("debian", "12"));
-        assert_eq!(
-            split_image_reference("localhost:5000/team/app"),
-            ("localhost:5000/team/app", "latest")
-        );
-        assert_eq!(
-            split_image_reference("localhost:5000/team/app:v2"),
-            ("localhost:5000/team/app", "v2")
-        );
-        assert_eq!(
-            split_image_reference("mcr.microsoft.com/devcontainers/base:bookworm"),
-            ("mcr.microsoft.com/devcontainers/base", "bookworm")
-        );
-        assert_eq!(
-            split_image_reference("app@sha256:abc"),
-            ("app", "sha256:abc")
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,186 @@
+//! The agent's mutual TLS: only the workspace's client certificate gets in, and it binds only loopback.
+
+use std::sync::Arc;
+
+use skiff::tls::Identity;
+use skiff_agent::config::AgentConfig;
+use skiff_client::agent_client::AgentClient;
+use tokio_util::sync::CancellationToken;
+
+struct RunningAgent {
+    address: std::net::SocketAddr,
+    certificate_pem: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _state: tempfile::TempDir,
+}
+
+async fn start_agent(client: &Identity) -> RunningAgent {
+    let state = tempfile::tempdir().unwrap();
+    let config = AgentConfig {
+        workspace: "mtls".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allow_non_loopback: false,
+        idle_timeout: None,
+        idle_action: Default::default(),
+        client_certificate: client.certificate_pem.clone(),
+        state_dir: state.path().join("agent"),
+    };
+    let agent = skiff_agent::Agent::bind(config)
+        .await
+        .expect("binding the agent");
+    let address = agent.local_addr();
+    let certificate_pem = agent.certificate_pem().to_owned();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(agent.serve(shutdown.clone()));
+    RunningAgent {
+        address,
+        certificate_pem,
+        shutdown,
+        task,
+        _state: state,
+    }
+}
+
+async fn version_with(agent: &RunningAgent, identity: &Identity) -> Result<String, String> {
+    let channel =
+        skiff_client::tunnel::tcp::connect(agent.address, identity, &agent.certificate_pem)
+            .await
+            .map_err(|error| error.to_string())?;
+    AgentClient::new(channel)
+        .version()
+        .await
+        .map(|info| info.agent_version)
+        .map_err(|error| error.to_string())
+}
+
+#[tokio::test]
+async fn only_the_workspace_client_certificate_is_accepted() {
+    let owner = Identity::generate("skiff-client").unwrap();
+    let stranger = Identity::generate("skiff-client").unwrap();
+    let agent = start_agent(&owner).await;
+
+    let version = version_with(&agent, &owner)
+        .await
+        .expect("the owner is accepted");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        version_with(&agent, &stranger).await.is_err(),
+        "another workspace's certificate is refused"
+    );
+
+    // A client that presents no certificate at all is refused during the handshake.
+    let stream = tokio::net::TcpStream::connect(agent.address).await.unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(AcceptAnything))
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let refused = async {
+        let mut tls = connector
+            .connect(skiff::tls::agent_server_name(), stream)
+            .await?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tls.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+        let mut buffer = [0u8; 64];
+        let read = tls.read(&mut buffer).await?;
+        if read == 0 {
+            return Err(std::io::Error::other("closed"));
+        }
+        Ok::<_, std::io::Error>(())
+    }
+    .await;
+    assert!(
+        refused.is_err(),
+        "a client without a certificate must be refused"
+    );
+
+    // A certificate dropped into the trust folder is accepted without a restart.
+    std::fs::write(
+        agent
+            ._state
+            .path()
+            .join("agent/trusted-clients/second-laptop.pem"),
+        &stranger.certificate_pem,
+    )
+    .unwrap();
+    assert!(
+        version_with(&agent, &stranger).await.is_ok(),
+        "an enrolled certificate is accepted"
+    );
+
+    agent.shutdown.cancel();
+    agent.task.await.unwrap().unwrap();
+}
+
+#[test]
+fn the_agent_refuses_a_non_loopback_address() {
+    let state = tempfile::tempdir().unwrap();
+    let client = Identity::generate("skiff-client").unwrap();
+    let config_path = state.path().join("skiffd.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "workspace = \"open\"\nlisten = \"0.0.0.0:0\"\nstate_dir = \"{}\"\nclient_certificate = '''{}'''\n",
+            state.path().join("agent").display(),
+            client.certificate_pem
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(skiff_tests::binary("skiffd"))
+        .arg("--config")
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("0.0.0.0:0 is not a loopback address"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("allow_non_loopback = true"), "{stderr}");
+}
+
+#[derive(Debug)]
+struct AcceptAnything;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
