@@ -73,7 +73,7 @@ pub struct VersionInfo {
 }
 
 /// The idle countdown.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct IdleStatus {
     /// The idle timeout in seconds; 0 when idle shutdown is off.
     pub timeout_seconds: u64,
@@ -87,10 +87,14 @@ pub struct IdleStatus {
     pub last_activity_unix_ms: i64,
     /// What keeps the workspace busy right now.
     pub busy_sources: Vec<String>,
+    /// Until when a pin keeps the workspace up (milliseconds since the Unix epoch), if there is a pin.
+    pub pinned_until_unix_ms: Option<i64>,
+    /// The CPU threshold that keeps the workspace up, in percent, if set.
+    pub busy_cpu_percent: Option<f64>,
 }
 
 /// The workspace as the agent sees it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Status {
     /// The workspace's name.
     pub workspace: String,
@@ -231,6 +235,8 @@ pub enum ExecOutput {
     Stderr(Vec<u8>),
     /// The process ended with this code (128 + n for a death by signal n).
     Exit(i32),
+    /// A message from the agent for the person at the terminal.
+    Notice(String),
 }
 
 /// Where `Forward` connects.

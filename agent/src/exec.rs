@@ -49,7 +49,9 @@ pub async fn run(
         .env
         .extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
 
-    let _busy = activity.busy(idle::source::EXEC);
+    // A command without a terminal is work in progress; a shell counts only while someone types into it.
+    let _busy = (!spec.tty).then(|| activity.busy(idle::source::EXEC));
+    let mut notices = activity.notices();
     let session = engine.docker().exec(&target.container.id, config).await?;
     let exec_id = session.id.clone();
     if let Some(window) = spec.window.filter(|_| spec.tty) {
@@ -104,7 +106,17 @@ pub async fn run(
     });
 
     let mut output_stream = session.output;
-    while let Some(item) = output_stream.next().await {
+    loop {
+        let item = tokio::select! {
+            item = output_stream.next() => item,
+            notice = notices.recv(), if spec.tty => {
+                if let Ok(notice) = notice {
+                    let _ = output.send(ExecOutput::Notice(notice)).await;
+                }
+                continue;
+            }
+        };
+        let Some(item) = item else { break };
         let (stream, data) = item?;
         let message = match stream {
             OutputStream::Stdout => ExecOutput::Stdout(data.to_vec()),

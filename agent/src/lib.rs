@@ -64,7 +64,14 @@ impl Agent {
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
         let docker = docker::Docker::connect()?;
-        let activity = Activity::new(idle::source::AGENT_START);
+        let settings = state.load_settings();
+        let idle_timeout = match settings.idle_timeout_seconds {
+            Some(0) => None,
+            Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+            None => config.idle_timeout,
+        };
+        let activity = Activity::restore(state.activity_path(), idle::boot_id(), idle_timeout);
+        activity.set_busy_cpu_percent(settings.busy_cpu_percent.or(config.busy_cpu_percent));
         let engine = Arc::new(Engine::new(
             docker,
             config.workspace.clone(),
@@ -105,59 +112,104 @@ impl Agent {
             Arc::clone(&self.engine),
             Arc::clone(&self.activity),
             self.state.clone(),
-            self.config.idle_timeout,
             shutdown.clone(),
         );
-        let idle_watch = self.config.idle_timeout.map(|timeout| {
+        let watchers = CancellationToken::new();
+        let idle_watch = {
             let activity = Arc::clone(&self.activity);
             let engine = Arc::clone(&self.engine);
             let shutdown = shutdown.clone();
-            let action = self.config.idle_action;
+            let config = self.config.clone();
+            let watchers = watchers.clone();
             tokio::spawn(async move {
                 tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = activity.idle_for(timeout) => {
-                        let status = activity.status(Some(timeout));
-                        tracing::info!(
-                            idle_seconds = status.idle_seconds,
-                            last_activity = %status.last_activity_source,
-                            "idle for the timeout; stopping the workspace"
-                        );
-                        stop_idle_workspace(&engine, action).await;
+                    () = watchers.cancelled() => {}
+                    () = activity.idle() => {
+                        stop_idle_workspace(&engine, &config).await;
                         shutdown.cancel();
                     }
                 }
             })
-        });
+        };
+        let sampler = tokio::spawn(sample_activity(
+            Arc::clone(&self.engine),
+            Arc::clone(&self.activity),
+            watchers.clone(),
+        ));
         let served = server::run(self.listener, self.tls, service, shutdown.clone()).await;
-        if let Some(idle_watch) = idle_watch {
-            idle_watch.abort();
-        }
+        watchers.cancel();
+        let _ = idle_watch.await;
+        let _ = sampler.await;
         self.state.clear_listen_address();
         tracing::info!("skiffd stopped");
         served.context("serving gRPC")
     }
 }
 
-async fn stop_idle_workspace(engine: &Engine, action: IdleAction) {
-    match action {
+/// Activity the agent has to look for rather than being told of: a busy CPU (opt-in) and Session
+/// Manager shells opened by other means. Sampled every few seconds.
+async fn sample_activity(engine: Arc<Engine>, activity: Arc<Activity>, stop: CancellationToken) {
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(INTERVAL) => {}
+        }
+        if let Some(input) =
+            idle::session_manager_input(std::path::Path::new("/proc"), std::path::Path::new("/dev"))
+        {
+            activity.touch_at(idle::source::SESSION_MANAGER, input);
+        }
+        if let Some(threshold) = activity.busy_cpu_percent()
+            && let Ok(Some(target)) = engine.current().await
+            && let Ok(Some(percent)) = engine.docker().cpu_percent(&target.container.id).await
+        {
+            tracing::debug!(percent, threshold, "dev container CPU use");
+            if percent >= threshold {
+                activity.touch(idle::source::CPU);
+            }
+        }
+    }
+}
+
+/// What idle shutdown does: on a machine of its own, power it off; with the local provider, stop the dev
+/// container (unless its `shutdownAction` is `none`) and let the agent exit.
+async fn stop_idle_workspace(engine: &Engine, config: &AgentConfig) {
+    match config.idle_action {
         IdleAction::StopContainer => {
+            let keep_running = engine
+                .current()
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|target| target.record.shutdown_action.as_deref() == Some("none"));
+            if keep_running {
+                tracing::info!(
+                    "idle: shutdownAction is none, so the dev container keeps running; the agent exits"
+                );
+                return;
+            }
+            tracing::info!("idle: stopping the dev container and exiting");
             if let Err(error) = engine.stop().await {
                 tracing::warn!("stopping the idle dev container: {error}");
             }
         }
         IdleAction::Poweroff => {
-            // Flush what the kernel holds, then power off; the instance stops and keeps its disk.
+            tracing::info!(command = ?config.poweroff_command, "idle: flushing disks and powering the machine off");
+            // Flush what the kernel holds first; the instance then stops and keeps its disk.
             nix::unistd::sync();
-            match tokio::process::Command::new("systemctl")
-                .arg("poweroff")
+            let Some((program, arguments)) = config.poweroff_command.split_first() else {
+                tracing::warn!("idle: poweroff_command is empty; nothing to run");
+                return;
+            };
+            match tokio::process::Command::new(program)
+                .args(arguments)
                 .status()
                 .await
             {
                 Ok(status) if status.success() => {}
-                _ => {
-                    let _ = tokio::process::Command::new("poweroff").status().await;
-                }
+                Ok(status) => tracing::warn!(%status, "idle: the poweroff command failed"),
+                Err(error) => tracing::warn!("idle: running {program}: {error}"),
             }
         }
     }

@@ -28,7 +28,6 @@ pub struct AgentService {
     engine: Arc<Engine>,
     activity: Arc<Activity>,
     state: StateDir,
-    idle_timeout: Option<Duration>,
     shutdown: CancellationToken,
 }
 
@@ -38,14 +37,12 @@ impl AgentService {
         engine: Arc<Engine>,
         activity: Arc<Activity>,
         state: StateDir,
-        idle_timeout: Option<Duration>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             engine,
             activity,
             state,
-            idle_timeout,
             shutdown,
         }
     }
@@ -132,7 +129,7 @@ impl v1::agent_server::Agent for AgentService {
         &self,
         _request: Request<v1::StatusRequest>,
     ) -> Result<Response<v1::StatusResponse>, Status> {
-        let idle = self.activity.status(self.idle_timeout);
+        let idle = self.activity.status();
         let (current, docker_error) = match self.engine.current().await {
             Ok(current) => (current, None),
             Err(error) => (None, Some(error.to_string())),
@@ -363,6 +360,58 @@ impl v1::agent_server::Agent for AgentService {
         Ok(Response::new(v1::DeleteResponse {
             removed_containers,
             removed_images,
+        }))
+    }
+
+    async fn pin(
+        &self,
+        request: Request<v1::PinRequest>,
+    ) -> Result<Response<v1::PinResponse>, Status> {
+        let seconds = request.into_inner().seconds;
+        let pinned = self
+            .activity
+            .pin((seconds > 0).then(|| Duration::from_secs(seconds)));
+        Ok(Response::new(v1::PinResponse {
+            pinned_until_unix_ms: pinned.map_or(0, |until| {
+                until
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                    })
+            }),
+        }))
+    }
+
+    async fn configure(
+        &self,
+        request: Request<v1::ConfigureRequest>,
+    ) -> Result<Response<v1::ConfigureResponse>, Status> {
+        let request = request.into_inner();
+        let mut settings = self.state.load_settings();
+        if let Some(text) = request.idle_timeout {
+            let timeout = crate::config::parse_idle_timeout(&text)
+                .map_err(|error| Status::invalid_argument(format!("idle-timeout: {error}")))?;
+            self.activity.set_timeout(timeout);
+            settings.idle_timeout_seconds = Some(timeout.map_or(0, |timeout| timeout.as_secs()));
+        }
+        if let Some(percent) = request.busy_cpu_percent {
+            if !(0.0..=100_000.0).contains(&percent) {
+                return Err(Status::invalid_argument(format!(
+                    "busy-cpu: {percent} is not a percentage; write a value such as 20"
+                )));
+            }
+            self.activity.set_busy_cpu_percent(Some(percent));
+            settings.busy_cpu_percent = Some(percent);
+        }
+        self.state
+            .save_settings(&settings)
+            .map_err(|error| Status::internal(format!("saving the settings: {error}")))?;
+        Ok(Response::new(v1::ConfigureResponse {
+            idle_timeout_seconds: self
+                .activity
+                .timeout()
+                .map_or(0, |timeout| timeout.as_secs()),
+            busy_cpu_percent: self.activity.busy_cpu_percent().unwrap_or(0.0),
         }))
     }
 

@@ -26,6 +26,15 @@ pub struct WorkspaceRecord {
     pub shutdown_action: Option<String>,
 }
 
+/// Settings changed at run time (`skiff config`), which override the configuration file.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// The idle timeout in seconds (0 = off), if changed.
+    pub idle_timeout_seconds: Option<u64>,
+    /// The CPU threshold in percent (0 = off), if changed.
+    pub busy_cpu_percent: Option<f64>,
+}
+
 /// The state folder.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -94,6 +103,25 @@ impl StateDir {
     /// Where uploaded workspace files are unpacked.
     pub fn files_dir(&self) -> PathBuf {
         self.root.join("files")
+    }
+
+    /// Where the last activity is kept.
+    pub fn activity_path(&self) -> PathBuf {
+        self.root.join("activity.json")
+    }
+
+    /// Settings changed at run time, if any.
+    pub fn load_settings(&self) -> Settings {
+        std::fs::read_to_string(self.root.join("settings.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Keeps settings changed at run time.
+    pub fn save_settings(&self, settings: &Settings) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?;
+        write_atomically(&self.root.join("settings.json"), &text)
     }
 
     /// The workspace record, if `Up` has written one.

@@ -261,6 +261,35 @@ impl AgentClient {
         Ok((response.removed_containers, response.removed_images))
     }
 
+    /// Keeps the workspace up for `seconds` from now (0 ends the pin); returns the pin's end in Unix ms, if any.
+    pub async fn pin(&mut self, seconds: u64) -> Result<Option<i64>, AgentError> {
+        let response = self
+            .inner
+            .pin(v1::PinRequest { seconds })
+            .await
+            .map_err(|status| AgentError::from_status("pin", status))?
+            .into_inner();
+        Ok((response.pinned_until_unix_ms > 0).then_some(response.pinned_until_unix_ms))
+    }
+
+    /// Changes the agent's idle settings; returns the timeout in seconds (0 = off) and the CPU threshold.
+    pub async fn configure(
+        &mut self,
+        idle_timeout: Option<String>,
+        busy_cpu_percent: Option<f64>,
+    ) -> Result<(u64, f64), AgentError> {
+        let response = self
+            .inner
+            .configure(v1::ConfigureRequest {
+                idle_timeout,
+                busy_cpu_percent,
+            })
+            .await
+            .map_err(|status| AgentError::from_status("configure", status))?
+            .into_inner();
+        Ok((response.idle_timeout_seconds, response.busy_cpu_percent))
+    }
+
     /// The dev container's output.
     pub async fn logs(
         &mut self,

@@ -37,6 +37,47 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show a workspace's dev container output.
     Logs(LogsArgs),
+    /// Forward local ports to ports of a workspace's dev container, until interrupted.
+    Forward(ForwardArgs),
+    /// Keep a workspace up for a while, whatever its activity.
+    Keepalive(KeepaliveArgs),
+    /// Change a workspace's settings: idle-timeout=DURATION, busy-cpu=PERCENT.
+    Config(ConfigArgs),
+}
+
+/// `skiff forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// The workspace.
+    pub name: String,
+    /// What to forward: PORT, LOCAL:PORT, HOST:PORT or LOCAL:HOST:PORT (HOST as the dev container resolves it).
+    #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
+    pub ports: Vec<String>,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff keepalive`.
+#[derive(Debug, Args)]
+pub struct KeepaliveArgs {
+    /// The workspace.
+    pub name: String,
+    /// How long to keep it up, such as 2h.
+    #[arg(long = "for", value_name = "DURATION", required_unless_present = "off")]
+    pub duration: Option<String>,
+    /// End the current pin.
+    #[arg(long, conflicts_with = "duration")]
+    pub off: bool,
+}
+
+/// `skiff config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The workspace.
+    pub name: String,
+    /// Settings as KEY=VALUE: idle-timeout (30m, 2h, off) and busy-cpu (20%, off).
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pub settings: Vec<String>,
 }
 
 /// Options that pick the agent binary for the local provider.
@@ -71,6 +112,9 @@ pub struct UpArgs {
     /// Stop the workspace after this long unused (`30m`, `2h`, `off`); kept for later starts.
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<String>,
+    /// Keep the workspace up while the dev container's CPU use is above this (such as 20%).
+    #[arg(long, value_name = "PERCENT")]
+    pub busy_cpu: Option<String>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

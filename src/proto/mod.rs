@@ -103,6 +103,8 @@ impl From<api::IdleStatus> for v1::IdleStatus {
             last_activity_source: idle.last_activity_source,
             last_activity_unix_ms: idle.last_activity_unix_ms,
             busy_sources: idle.busy_sources,
+            pinned_until_unix_ms: idle.pinned_until_unix_ms.unwrap_or_default(),
+            busy_cpu_percent: idle.busy_cpu_percent.unwrap_or_default(),
         }
     }
 }
@@ -116,6 +118,9 @@ impl From<v1::IdleStatus> for api::IdleStatus {
             last_activity_source: idle.last_activity_source,
             last_activity_unix_ms: idle.last_activity_unix_ms,
             busy_sources: idle.busy_sources,
+            pinned_until_unix_ms: (idle.pinned_until_unix_ms > 0)
+                .then_some(idle.pinned_until_unix_ms),
+            busy_cpu_percent: (idle.busy_cpu_percent > 0.0).then_some(idle.busy_cpu_percent),
         }
     }
 }
@@ -413,6 +418,7 @@ impl From<api::ExecOutput> for v1::ExecResponse {
             api::ExecOutput::Stdout(data) => Message::Stdout(data),
             api::ExecOutput::Stderr(data) => Message::Stderr(data),
             api::ExecOutput::Exit(code) => Message::Exit(v1::ExecExit { code }),
+            api::ExecOutput::Notice(notice) => Message::Notice(notice),
         };
         Self {
             message: Some(message),
@@ -429,6 +435,7 @@ impl TryFrom<v1::ExecResponse> for api::ExecOutput {
             Some(Message::Stdout(data)) => Ok(Self::Stdout(data)),
             Some(Message::Stderr(data)) => Ok(Self::Stderr(data)),
             Some(Message::Exit(exit)) => Ok(Self::Exit(exit.code)),
+            Some(Message::Notice(notice)) => Ok(Self::Notice(notice)),
             None => Err(ProtoError::Missing {
                 message: "ExecResponse",
                 field: "message",

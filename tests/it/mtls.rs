@@ -17,15 +17,9 @@ struct RunningAgent {
 
 async fn start_agent(client: &Identity) -> RunningAgent {
     let state = tempfile::tempdir().unwrap();
-    let config = AgentConfig {
-        workspace: "mtls".into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        allow_non_loopback: false,
-        idle_timeout: None,
-        idle_action: Default::default(),
-        client_certificate: client.certificate_pem.clone(),
-        state_dir: state.path().join("agent"),
-    };
+    let mut config = AgentConfig::new("mtls", &client.certificate_pem, &state.path().join("agent"));
+    config.idle_timeout = None;
+
     let agent = skiff_agent::Agent::bind(config)
         .await
         .expect("binding the agent");

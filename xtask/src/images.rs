@@ -79,8 +79,8 @@ pub const IMAGES: &[ImageSpec] = &[
         aliases: &["debian:12", "debian:bookworm", "debian:bookworm-slim"],
         recipe: Recipe::Debootstrap {
             suite: "bookworm",
-            // `curl` is here because generated user-data fetches `skiffd` over HTTP, and `sudo` because the
-            // devcontainers stand-in below cannot install packages without a registry-free apt step of its own.
+            // `curl` because generated user-data fetches `skiffd` over HTTP; `sudo` for the devcontainers stand-in
+            // below, whose Dockerfile should not depend on reaching a Debian mirror.
             include: &[
                 "ca-certificates",
                 "curl",
@@ -377,7 +377,7 @@ fn missing_host_tools(plan: &[Step]) -> anyhow::Result<()> {
     packages.dedup();
     let mut message = String::from("the host lacks tools these images need:");
     for (what, _, tag) in &missing {
-        write!(message, "\n  {what} (for {tag})").ok();
+        write!(message, "\n  {what}, for {tag}").ok();
     }
     write!(
         message,

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the project's one test command, run the same way on development machines and by `.ci/run`.
 //!
 //! It builds the local images (as `cargo xtask images` does), then `cargo build --workspace --bins` (the tests
-//! start the real binaries), then `cargo test --workspace` with whatever follows `--`.
+//! start the real binaries), then `cargo test --workspace` with whatever follows `--`; when that chooses packages
+//! with `-p`, `--workspace` is left out, because cargo would otherwise ignore the choice.
 //! It stops at the first failing step and exits with that step's code.
 
 use std::env;
@@ -20,8 +21,8 @@ pub struct Args {
     /// Print the steps instead of running them (the images step still reports what it would build).
     #[arg(long)]
     pub dry_run: bool,
-    /// Arguments passed on to `cargo test --workspace`, after `--`
-    /// (for example `cargo xtask test -- -p skiff-tests -- --nocapture`).
+    /// Arguments passed on to `cargo test --workspace`, after `--` (for example
+    /// `cargo xtask test -- devcontainer -- --nocapture`); with `-p PACKAGE` only the chosen packages are tested.
     #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
     pub cargo_test_args: Vec<OsString>,
 }
@@ -37,7 +38,10 @@ pub(crate) enum Step {
 
 /// The steps of `cargo xtask test` for `args`, in order.
 pub(crate) fn steps(args: &Args) -> Vec<Step> {
-    let mut test = vec![OsString::from("test"), OsString::from("--workspace")];
+    let mut test = vec![OsString::from("test")];
+    if !chooses_packages(&args.cargo_test_args) {
+        test.push(OsString::from("--workspace"));
+    }
     test.extend(args.cargo_test_args.iter().cloned());
     vec![
         Step::Images,
@@ -48,6 +52,16 @@ pub(crate) fn steps(args: &Args) -> Vec<Step> {
         ),
         Step::Cargo(test),
     ]
+}
+
+/// Whether `cargo test` arguments choose packages themselves (`-p NAME`, `-pNAME`, `--package[=NAME]`), which
+/// `--workspace` would override. Only cargo's own arguments count, not the test binaries' after a second `--`.
+pub(crate) fn chooses_packages(cargo_test_args: &[OsString]) -> bool {
+    cargo_test_args
+        .iter()
+        .map(|arg| arg.to_string_lossy())
+        .take_while(|arg| arg != "--")
+        .any(|arg| arg.starts_with("-p") || arg == "--package" || arg.starts_with("--package="))
 }
 
 /// Runs the steps in order; the exit code is the first failing step's.

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use clap::{CommandFactory, Parser};
 
 use super::{Cli, Command};
-use crate::test::{Step, steps};
+use crate::test::{Step, chooses_packages, steps};
 
 fn parse(args: &[&str]) -> Cli {
     Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).unwrap()
@@ -44,15 +44,14 @@ fn test_runs_images_then_build_then_test() {
 
 #[test]
 fn test_passes_everything_after_the_separator_to_cargo_test() {
-    let Command::Test(args) =
-        parse(&["test", "--", "-p", "skiff-tests", "--", "--nocapture"]).command
+    let Command::Test(args) = parse(&["test", "--", "devcontainer", "--", "--nocapture"]).command
     else {
         panic!("not the test subcommand");
     };
     assert!(!args.dry_run);
     assert_eq!(
         args.cargo_test_args,
-        ["-p", "skiff-tests", "--", "--nocapture"].map(OsString::from)
+        ["devcontainer", "--", "--nocapture"].map(OsString::from)
     );
     let last = steps(&args).pop().map(|step| words(&step));
     assert_eq!(
@@ -61,12 +60,34 @@ fn test_passes_everything_after_the_separator_to_cargo_test() {
             "cargo",
             "test",
             "--workspace",
-            "-p",
-            "skiff-tests",
+            "devcontainer",
             "--",
             "--nocapture"
         ]
     );
+}
+
+#[test]
+fn test_leaves_out_workspace_when_packages_are_chosen() {
+    // `cargo test --workspace -p NAME` tests every package: `--workspace` wins.
+    let Command::Test(args) = parse(&["test", "--", "-p", "skiff-tests", "--", "-p"]).command
+    else {
+        panic!("not the test subcommand");
+    };
+    let last = steps(&args).pop().map(|step| words(&step));
+    assert_eq!(
+        last.unwrap(),
+        ["cargo", "test", "-p", "skiff-tests", "--", "-p"]
+    );
+    let chooses = |args: &[&str]| {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        chooses_packages(&args)
+    };
+    assert!(chooses(&["--package=skiff"]));
+    assert!(chooses(&["-pskiff"]));
+    assert!(chooses(&["--package", "skiff"]));
+    assert!(!chooses(&["filter", "--", "-p"]));
+    assert!(!chooses(&["--exclude", "xtask"]));
 }
 
 #[test]

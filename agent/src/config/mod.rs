@@ -35,10 +35,20 @@ pub struct AgentConfig {
     /// What stopping an idle workspace means.
     #[serde(default)]
     pub idle_action: IdleAction,
+    /// Keep the workspace up while the dev container's CPU use is above this percentage (opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busy_cpu_percent: Option<f64>,
+    /// The command that powers the machine off (`idle_action = "poweroff"`).
+    #[serde(default = "default_poweroff_command")]
+    pub poweroff_command: Vec<String>,
     /// The client certificate (PEM) the agent trusts; more can be added as `*.pem` in `<state_dir>/trusted-clients`.
     pub client_certificate: String,
     /// Where the agent keeps its key, its record of the workspace and its activity.
     pub state_dir: PathBuf,
+}
+
+fn default_poweroff_command() -> Vec<String> {
+    vec!["systemctl".into(), "poweroff".into()]
 }
 
 fn default_listen() -> SocketAddr {
@@ -131,6 +141,21 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
+    /// A configuration with every default: loopback on a free port, a 30-minute idle timeout.
+    pub fn new(workspace: &str, client_certificate: &str, state_dir: &Path) -> Self {
+        Self {
+            workspace: workspace.to_owned(),
+            listen: default_listen(),
+            allow_non_loopback: false,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            idle_action: IdleAction::default(),
+            busy_cpu_percent: None,
+            poweroff_command: default_poweroff_command(),
+            client_certificate: client_certificate.to_owned(),
+            state_dir: state_dir.to_owned(),
+        }
+    }
+
     /// Reads and checks the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -15,7 +15,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
     ListContainersOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-    ResizeExecOptions, StartContainerOptions, StopContainerOptions,
+    ResizeExecOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -709,6 +709,47 @@ impl Docker {
             running: inspect.running.unwrap_or(false),
             pid: inspect.pid.filter(|pid| *pid > 0),
         })
+    }
+
+    /// The container's CPU use in percent of one core (200 means two busy cores), measured over about a
+    /// second by the engine; `None` when it is not running.
+    pub async fn cpu_percent(&self, container_id: &str) -> Result<Option<f64>, DockerError> {
+        let mut stats = self.client()?.stats(
+            container_id,
+            Some(StatsOptions {
+                stream: false,
+                one_shot: false,
+            }),
+        );
+        let Some(sample) = stats.next().await else {
+            return Ok(None);
+        };
+        let sample = sample.map_err(|error| self.classify(error, "reading container CPU use"))?;
+        let (Some(now), Some(before)) = (sample.cpu_stats, sample.precpu_stats) else {
+            return Ok(None);
+        };
+        let used = |stats: &bollard::models::ContainerCpuStats| {
+            stats
+                .cpu_usage
+                .as_ref()
+                .and_then(|usage| usage.total_usage)
+                .unwrap_or(0)
+        };
+        let container_delta = used(&now).saturating_sub(used(&before));
+        let system_delta = now
+            .system_cpu_usage
+            .unwrap_or(0)
+            .saturating_sub(before.system_cpu_usage.unwrap_or(0));
+        if system_delta == 0 {
+            return Ok(None);
+        }
+        let cores = f64::from(now.online_cpus.unwrap_or(1).max(1));
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "CPU counters fit f64's precision for a percentage"
+        )]
+        let percent = container_delta as f64 / system_delta as f64 * cores * 100.0;
+        Ok(Some(percent))
     }
 
     /// The container's output, from the start or the last `tail` lines, following new output if asked.

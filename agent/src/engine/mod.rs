@@ -582,7 +582,7 @@ impl Engine {
                 continue;
             }
             progress(events, UpPhase::Lifecycle, format!("running {hook}")).await;
-            let _busy = self.activity.busy(idle::source::BUILD);
+            let _busy = self.activity.busy(idle::source::LIFECYCLE);
             let commands: Vec<(Option<String>, Vec<String>)> = match command {
                 LifecycleCommand::Shell(shell) => vec![(None, shell_command(shell))],
                 LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],

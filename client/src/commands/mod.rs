@@ -1,7 +1,10 @@
 //! One module per command; each takes its parsed arguments and returns the exit code.
 
+mod config;
 mod delete;
 mod exec;
+mod forward;
+mod keepalive;
 mod list;
 mod logs;
 mod session;
@@ -26,6 +29,9 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Stop(args) => stop::run(args).await,
         Command::Delete(args) => delete::run(args).await,
         Command::Logs(args) => logs::run(args).await,
+        Command::Forward(args) => forward::run(args).await,
+        Command::Keepalive(args) => keepalive::run(args).await,
+        Command::Config(args) => config::run(args).await,
     }
 }
 
@@ -53,4 +59,35 @@ async fn agent(workspace: &Workspace, options: &AgentOptions) -> anyhow::Result<
 /// A short form of a container id, as Docker prints it.
 fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]
+}
+
+/// Parses a percentage as people write it: `20%`, `20`, `off`.
+fn parse_percent(text: &str) -> anyhow::Result<f64> {
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("off") {
+        return Ok(0.0);
+    }
+    let number = trimmed.trim_end_matches('%').trim();
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|percent| percent.is_finite() && *percent >= 0.0)
+        .ok_or_else(|| {
+            anyhow::anyhow!("{text:?} is not a percentage; write one such as 20% or off")
+        })
+}
+
+/// Checks an idle timeout as people write it: `30m`, `2h`, `off`, `0`.
+fn check_idle_timeout(text: &str) -> anyhow::Result<()> {
+    let trimmed = text.trim();
+    if trimmed.eq_ignore_ascii_case("off") || trimmed == "0" {
+        return Ok(());
+    }
+    humantime::parse_duration(trimmed)
+        .map(|_| ())
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "idle timeout {text:?}: {error}; write a duration such as 30m or 2h, or off"
+            )
+        })
 }

@@ -77,7 +77,7 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
     }
     drop(input);
 
-    let _raw_mode = if tty && terminal::is_interactive() {
+    let raw_mode = if tty && terminal::is_interactive() {
         Some(terminal::RawMode::enable().context("putting the terminal in raw mode")?)
     } else {
         None
@@ -106,6 +106,19 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
                 stderr.flush().await.context("writing to standard error")?;
             }
             ExecOutput::Exit(code) => return Ok(code),
+            ExecOutput::Notice(notice) => {
+                // In raw mode a bare newline does not return the carriage.
+                let text = if raw_mode.is_some() {
+                    format!("\r\n{notice}\r\n")
+                } else {
+                    format!("{notice}\n")
+                };
+                stderr
+                    .write_all(text.as_bytes())
+                    .await
+                    .context("writing to standard error")?;
+                stderr.flush().await.context("writing to standard error")?;
+            }
         }
     }
     anyhow::bail!(

@@ -32,8 +32,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         ));
     }
     if let Some(timeout) = &args.idle_timeout {
-        check_idle_timeout(timeout)?;
+        super::check_idle_timeout(timeout)?;
     }
+    let busy_cpu = args
+        .busy_cpu
+        .as_deref()
+        .map(super::parse_percent)
+        .transpose()?;
 
     let store = Store::open_default()?;
     let mut workspace = match store.find_by_folder(&folder)? {
@@ -94,6 +99,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     ));
     let provider = super::provider_for(&workspace, &args.agent);
     let mut client = provider.ensure_agent(&workspace).await?;
+    if let Some(percent) = busy_cpu {
+        client.configure(None, Some(percent)).await?;
+    }
     let spec = UpSpec {
         config_json: serde_json::to_string(&config)?,
         config_file: loaded.config_file.display().to_string(),
@@ -126,18 +134,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         "the agent ended `up` without saying the container is ready; see `skiff logs {}`",
         workspace.name()
     )
-}
-
-fn check_idle_timeout(text: &str) -> anyhow::Result<()> {
-    let trimmed = text.trim();
-    if trimmed.eq_ignore_ascii_case("off") || trimmed == "0" {
-        return Ok(());
-    }
-    humantime::parse_duration(trimmed)
-        .map(|_| ())
-        .with_context(|| {
-            format!("--idle-timeout {text:?}: write a duration such as 30m or 2h, or off")
-        })
 }
 
 /// Runs `initializeCommand` on this machine, in the workspace folder, as the reference CLI does.

@@ -1,0 +1,234 @@
+//! `skiff forward NAME [LOCAL:]REMOTE…`: listens on 127.0.0.1 and carries each accepted connection to a
+//! port as the dev container sees it, one gRPC stream per connection, with half-close both ways.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use skiff::api::ForwardTarget;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::agent_client::{AgentClient, ForwardEvent, ForwardInput};
+use crate::cli::ForwardArgs;
+
+/// One forwarding rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The local port on 127.0.0.1.
+    pub local: u16,
+    /// Where it goes.
+    pub target: ForwardTarget,
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target.host {
+            Some(host) => write!(
+                formatter,
+                "127.0.0.1:{} -> {host}:{}",
+                self.local, self.target.port
+            ),
+            None => write!(
+                formatter,
+                "127.0.0.1:{} -> port {} of the dev container",
+                self.local, self.target.port
+            ),
+        }
+    }
+}
+
+/// Parses `PORT`, `LOCAL:PORT`, `HOST:PORT` or `LOCAL:HOST:PORT`.
+pub fn parse_rule(text: &str) -> anyhow::Result<Rule> {
+    let port = |part: &str| {
+        part.parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| anyhow::anyhow!("{text:?}: {part:?} is not a port number (1-65535)"))
+    };
+    let parts: Vec<&str> = text.split(':').collect();
+    let (local, host, remote) = match parts.as_slice() {
+        [remote] => (port(remote)?, None, port(remote)?),
+        [first, remote] if first.parse::<u16>().is_ok() => (port(first)?, None, port(remote)?),
+        [host, remote] => (port(remote)?, Some((*host).to_owned()), port(remote)?),
+        [local, host, remote] => (port(local)?, Some((*host).to_owned()), port(remote)?),
+        _ => anyhow::bail!("{text:?}: write PORT, LOCAL:PORT, HOST:PORT or LOCAL:HOST:PORT"),
+    };
+    if host.as_deref().is_some_and(str::is_empty) {
+        anyhow::bail!("{text:?}: the host is empty");
+    }
+    Ok(Rule {
+        local,
+        target: ForwardTarget { host, port: remote },
+    })
+}
+
+pub async fn run(args: ForwardArgs) -> anyhow::Result<i32> {
+    let rules = args
+        .ports
+        .iter()
+        .map(|text| parse_rule(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let workspace = super::find_workspace(&args.name)?;
+    let client = super::agent(&workspace, &args.agent).await?;
+    let mut listeners = Vec::new();
+    for rule in rules {
+        listeners.push((bind_local(rule.local).await?, rule));
+    }
+    for (listener, rule) in listeners {
+        eprintln!("forwarding {rule}");
+        tokio::spawn(serve(listener, rule.target, client.clone()));
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(0)
+}
+
+/// Binds 127.0.0.1:`port`, or explains that it is taken and suggests a free one.
+pub async fn bind_local(port: u16) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await {
+        Ok(listener) => Ok(listener),
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            let free = TcpListener::bind("127.0.0.1:0")
+                .await
+                .and_then(|listener| listener.local_addr())
+                .map(|address| address.port())
+                .ok();
+            match free {
+                Some(free) => anyhow::bail!(
+                    "local port {port} is already in use; forward from a free one, such as {free} ({free}:REMOTE)"
+                ),
+                None => anyhow::bail!(
+                    "local port {port} is already in use; pick another with LOCAL:REMOTE"
+                ),
+            }
+        }
+        Err(error) => Err(error).with_context(|| format!("listening on 127.0.0.1:{port}")),
+    }
+}
+
+/// Accepts connections on `listener` and forwards each until the listener's task is dropped.
+pub async fn serve(listener: TcpListener, target: ForwardTarget, client: AgentClient) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let target = target.clone();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            if let Err(error) = forward_connection(&mut client, stream, target).await {
+                eprintln!("skiff: forward: {error:#}");
+            }
+        });
+    }
+}
+
+/// Carries one local connection; each direction's end is passed on as a half-close.
+pub async fn forward_connection(
+    client: &mut AgentClient,
+    stream: TcpStream,
+    target: ForwardTarget,
+) -> anyhow::Result<()> {
+    let (mut reader, mut writer) = stream.into_split();
+    let (input, input_receiver) = mpsc::channel::<ForwardInput>(8);
+    let mut events = client
+        .forward(target, ReceiverStream::new(input_receiver))
+        .await?;
+    let upstream = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => {
+                    let _ = input.send(ForwardInput::Eof).await;
+                    break;
+                }
+                Ok(read) => {
+                    if input
+                        .send(ForwardInput::Data(buffer[..read].to_vec()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let mut result = Ok(());
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(ForwardEvent::Opened(_)) => {}
+            Ok(ForwardEvent::Data(data)) => {
+                if writer.write_all(&data).await.is_err() {
+                    break;
+                }
+            }
+            Ok(ForwardEvent::Eof) => {
+                let _ = writer.shutdown().await;
+            }
+            Err(error) => {
+                result = Err(error.into());
+                break;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+    upstream.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarding_rules_parse_like_ssh() {
+        assert_eq!(
+            parse_rule("8080").unwrap(),
+            Rule {
+                local: 8080,
+                target: ForwardTarget {
+                    host: None,
+                    port: 8080
+                }
+            }
+        );
+        assert_eq!(
+            parse_rule("9000:8080").unwrap(),
+            Rule {
+                local: 9000,
+                target: ForwardTarget {
+                    host: None,
+                    port: 8080
+                }
+            }
+        );
+        assert_eq!(
+            parse_rule("db:5432").unwrap(),
+            Rule {
+                local: 5432,
+                target: ForwardTarget {
+                    host: Some("db".into()),
+                    port: 5432
+                }
+            }
+        );
+        assert_eq!(
+            parse_rule("15432:db:5432").unwrap(),
+            Rule {
+                local: 15432,
+                target: ForwardTarget {
+                    host: Some("db".into()),
+                    port: 5432
+                }
+            }
+        );
+        assert!(parse_rule("0").is_err());
+        assert!(parse_rule("a:b:c:d").is_err());
+        assert!(parse_rule(":80").is_err());
+    }
+}
