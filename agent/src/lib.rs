@@ -147,9 +147,9 @@ impl Agent {
 }
 
 /// Activity the agent has to look for rather than being told of: a busy CPU (opt-in) and Session
-/// Manager shells opened by other means. Sampled every few seconds.
+/// Manager shells opened by other means. Sampled every second, when throttled activity is also saved.
 async fn sample_activity(engine: Arc<Engine>, activity: Arc<Activity>, stop: CancellationToken) {
-    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+    const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,

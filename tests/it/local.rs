@@ -6,15 +6,6 @@ use std::process::Stdio;
 use rand::RngCore;
 use skiff_tests::{Sandbox, containers_with_label, docker_inspect, require_docker};
 
-fn container_of(sandbox: &Sandbox, name: &str) -> String {
-    let status: serde_json::Value = serde_json::from_str(&sandbox.ok(&["status", name, "--json"]))
-        .expect("status --json is JSON");
-    status["container_id"]
-        .as_str()
-        .expect("a container id")
-        .to_owned()
-}
-
 #[test]
 fn image_workspace_lifecycle() {
     require_docker();
@@ -22,7 +13,7 @@ fn image_workspace_lifecycle() {
     let project = sandbox.project("image", "image-lifecycle");
     let up = sandbox.ok(&["up", project.to_str().unwrap()]);
     assert_eq!(up.trim(), "image-lifecycle", "up prints the workspace name");
-    let first = container_of(&sandbox, "image-lifecycle");
+    let first = sandbox.container_of("image-lifecycle");
     assert_eq!(docker_inspect("{{.State.Running}}", &first), "true");
     assert_eq!(
         docker_inspect(
@@ -41,7 +32,7 @@ fn image_workspace_lifecycle() {
 
     // A second `up` finds the same container and does not run the create hooks again.
     sandbox.ok(&["up", project.to_str().unwrap()]);
-    assert_eq!(container_of(&sandbox, "image-lifecycle"), first);
+    assert_eq!(sandbox.container_of("image-lifecycle"), first);
     let log = sandbox.ok(&[
         "exec",
         "image-lifecycle",
@@ -57,7 +48,7 @@ fn image_workspace_lifecycle() {
     let listed = sandbox.ok(&["list", "--json"]);
     assert!(listed.contains("\"state\": \"stopped\""), "{listed}");
     sandbox.ok(&["up", project.to_str().unwrap()]);
-    assert_eq!(container_of(&sandbox, "image-lifecycle"), first);
+    assert_eq!(sandbox.container_of("image-lifecycle"), first);
     assert_eq!(docker_inspect("{{.State.Running}}", &first), "true");
     let log = sandbox.ok(&[
         "exec",
@@ -90,7 +81,7 @@ fn dockerfile_workspace_builds_and_reuses() {
     let sandbox = Sandbox::new();
     let project = sandbox.project("dockerfile", "dockerfile-build");
     sandbox.ok(&["up", "--name", "built", project.to_str().unwrap()]);
-    let first = container_of(&sandbox, "built");
+    let first = sandbox.container_of("built");
     let flavour = sandbox.ok(&["exec", "built", "--", "cat", "/tmp/flavour-seen"]);
     assert_eq!(
         flavour.trim(),
@@ -108,7 +99,7 @@ fn dockerfile_workspace_builds_and_reuses() {
         !stderr.contains("building image"),
         "a second up must not rebuild: {stderr}"
     );
-    assert_eq!(container_of(&sandbox, "built"), first);
+    assert_eq!(sandbox.container_of("built"), first);
     assert_eq!(docker_inspect("{{.Image}}", &first), image_id);
 
     sandbox.ok(&["delete", "--yes", "built"]);

@@ -2,8 +2,12 @@
 //!
 //! - `local`: `skiff up`, `exec`, `ssh`, `stop`, `delete` on the real Docker engine through the local provider.
 //! - `mtls`: the agent accepts only the workspace's client certificate, and binds only loopback.
+//! - `idle`: idle auto-shutdown with a short timeout, each activity source alone.
+//! - `poweroff`: the AWS idle path, skiffd in a container standing in for the instance.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 
 mod bad_input;
+mod idle;
 mod local;
 mod mtls;
+mod poweroff;

@@ -188,3 +188,46 @@ pub fn docker_inspect(format: &str, target: &str) -> String {
         .expect("running docker inspect");
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
+
+/// Polls `condition` every 50 ms for up to `limit`; returns how long it took to hold.
+pub fn wait_until(
+    limit: std::time::Duration,
+    mut condition: impl FnMut() -> bool,
+) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < limit {
+        if condition() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// Whether a container is running.
+pub fn is_running(container: &str) -> bool {
+    docker_inspect("{{.State.Running}}", container) == "true"
+}
+
+/// Copies the host's static busybox into `folder` (the workspace folder is mounted in the dev container,
+/// so it runs there as `/workspaces/<folder>/busybox`): the test's source of `nc` and `httpd`.
+pub fn add_busybox(folder: &Path) {
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: install Debian's busybox-static (`apt-get install busybox-static`; .ci/run does)"
+    );
+    std::fs::copy(busybox, folder.join("busybox")).expect("copying busybox");
+}
+
+impl Sandbox {
+    /// The container id of a workspace, from `skiff status --json`.
+    pub fn container_of(&self, name: &str) -> String {
+        let status: serde_json::Value = serde_json::from_str(&self.ok(&["status", name, "--json"]))
+            .expect("status --json is JSON");
+        status["container_id"]
+            .as_str()
+            .expect("a container id")
+            .to_owned()
+    }
+}

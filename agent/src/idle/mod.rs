@@ -61,6 +61,8 @@ struct State {
     /// The `last` the current warning was sent for, so each countdown warns once.
     warned_for: Option<SystemTime>,
     saved_at: Option<Instant>,
+    /// Activity newer than what is saved (a save was skipped to keep writes to one a second).
+    dirty: bool,
 }
 
 impl State {
@@ -123,6 +125,7 @@ impl Activity {
                 busy_cpu_percent: None,
                 warned_for: None,
                 saved_at: None,
+                dirty: false,
             },
             None,
         )
@@ -167,6 +170,7 @@ impl Activity {
                 busy_cpu_percent: None,
                 warned_for: None,
                 saved_at: None,
+                dirty: false,
             },
             Some((path, boot_id)),
         );
@@ -211,6 +215,14 @@ impl Activity {
         let text = serde_json::to_vec(&saved).expect("the activity record serialises");
         if let Err(error) = crate::state::write_atomically(path, &text) {
             tracing::warn!("saving the last activity to {}: {error}", path.display());
+        }
+    }
+
+    /// Saves activity that a throttled save skipped; called about once a second.
+    pub fn flush(&self) {
+        let mut state = self.lock();
+        if state.dirty {
+            self.save(&mut state, true);
         }
     }
 
