@@ -5,6 +5,7 @@
 //! add a chore by adding a variant to [`Command`] and a module beside them.
 //! Helpers for running other programs live in `process`.
 
+mod bench;
 mod images;
 mod process;
 mod test;
@@ -27,6 +28,8 @@ enum Command {
     Images(images::Args),
     /// Build the images, then build and test the whole workspace (the one test command, also used by CI).
     Test(test::Args),
+    /// Measure skiff against its baselines (release binaries).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Images(args) => images::run(args).map(|()| ExitCode::SUCCESS),
         Command::Test(args) => test::run(args),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

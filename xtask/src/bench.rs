@@ -1,0 +1,407 @@
+//! `cargo xtask bench …`: measurements of skiff against its baseline, side by side in one run.
+//!
+//! Every benchmark drives the release binaries (built first unless `--debug`) in a throwaway skiff home,
+//! on the example workspace `examples/hello`, against the real Docker engine, and prints a table.
+//!
+//! - `exec`: `skiff exec NAME true` against `docker exec CTR true` on the same container, alternating.
+//! - `footprint`: the release binaries' sizes and `skiffd`'s resident memory when idle.
+//! - `idle-stop`: how late after the idle timeout the workspace stops.
+//! - `soak`: simulated use with random gaps shorter than the timeout; counts false stops and watches RSS.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::process;
+
+/// `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Which benchmark.
+    #[command(subcommand)]
+    which: Which,
+    /// Use the debug binaries instead of building release ones.
+    #[arg(long, global = true)]
+    debug: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Which {
+    /// `skiff exec NAME true` against `docker exec CTR true`, alternating.
+    Exec {
+        /// Runs of each.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
+    /// Release binary sizes and the agent's idle memory.
+    Footprint,
+    /// How late after the idle timeout a workspace stops.
+    IdleStop {
+        /// How many stops to measure.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// The idle timeout, in seconds.
+        #[arg(long, default_value_t = 2)]
+        timeout: u64,
+    },
+    /// Simulated use with random gaps shorter than the idle timeout.
+    Soak {
+        /// How long, in minutes.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// The idle timeout, in seconds; gaps are up to 90% of it.
+        #[arg(long, default_value_t = 20)]
+        timeout: u64,
+    },
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    let binaries = binaries(args.debug)?;
+    match &args.which {
+        Which::Exec { runs } => exec(&binaries, *runs),
+        Which::Footprint => footprint(&binaries),
+        Which::IdleStop { runs, timeout } => idle_stop(&binaries, *runs, *timeout),
+        Which::Soak { minutes, timeout } => soak(&binaries, *minutes, *timeout),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_owned()
+}
+
+/// Builds (unless `debug`) and finds the binaries.
+fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let profile = if debug { "debug" } else { "release" };
+    if !debug {
+        eprintln!("==> cargo build --release --bins -p skiff-client -p skiff-agent");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--bins",
+                "-p",
+                "skiff-client",
+                "-p",
+                "skiff-agent",
+            ])
+            .current_dir(&root)
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("the release build failed");
+        }
+    }
+    let folder = root.join("target").join(profile);
+    for name in ["skiff", "skiffd"] {
+        if !folder.join(name).is_file() {
+            bail!("{} is missing; build it first", folder.join(name).display());
+        }
+    }
+    Ok(folder)
+}
+
+/// A throwaway skiff home with the example workspace up.
+struct Bench {
+    home: tempfile::TempDir,
+    binaries: PathBuf,
+    name: String,
+    project: PathBuf,
+}
+
+impl Bench {
+    fn new(binaries: &Path, name: &str, up_args: &[&str]) -> anyhow::Result<Self> {
+        let home = tempfile::Builder::new().prefix("skiff-bench-").tempdir()?;
+        let project = home.path().join(name);
+        copy_tree(&workspace_root().join("examples/hello"), &project)?;
+        let bench = Self {
+            home,
+            binaries: binaries.to_owned(),
+            name: name.to_owned(),
+            project,
+        };
+        let mut args = vec!["up"];
+        args.extend_from_slice(up_args);
+        let project = bench.project.display().to_string();
+        args.push(&project);
+        process::output(&mut bench.skiff(&args)).context("skiff up of the example")?;
+        Ok(bench)
+    }
+
+    fn skiff(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(self.binaries.join("skiff"));
+        command
+            .args(args)
+            .env("SKIFF_HOME", self.home.path().join("home"))
+            .env("SKIFF_AGENT_BINARY", self.binaries.join("skiffd"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn container(&self) -> anyhow::Result<String> {
+        let status = process::output(&mut self.skiff(&["status", &self.name, "--json"]))?;
+        let marker = "\"container_id\": \"";
+        let start = status.find(marker).context("status has a container id")? + marker.len();
+        let end = status[start..].find('"').context("a quoted id")? + start;
+        Ok(status[start..end].to_owned())
+    }
+
+    fn agent_pid(&self) -> anyhow::Result<u32> {
+        let config = self
+            .home
+            .path()
+            .join("home/workspaces")
+            .join(&self.name)
+            .join("skiffd.toml");
+        let output = process::output(
+            Command::new("pgrep").args(["-f", &format!("skiffd --config {}", config.display())]),
+        )?;
+        output
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .context("the agent is running")
+    }
+}
+
+impl Drop for Bench {
+    fn drop(&mut self) {
+        let _ = self.skiff(&["delete", "--yes", &self.name]).output();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn time(command: &mut Command) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let elapsed = started.elapsed();
+    if !status.success() {
+        bail!("{} failed with {status}", process::display(command));
+    }
+    Ok(elapsed)
+}
+
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    let index = (sorted.len() * percent).div_ceil(100).saturating_sub(1);
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn milliseconds(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn exec(binaries: &Path, runs: usize) -> anyhow::Result<()> {
+    let bench = Bench::new(binaries, "bench-exec", &[])?;
+    let container = bench.container()?;
+    let mut skiff_times = Vec::new();
+    let mut docker_times = Vec::new();
+    // Warm both paths (the agent's connection to Docker, the page cache) before measuring.
+    for _ in 0..3 {
+        time(&mut bench.skiff(&["exec", &bench.name, "--", "true"]))?;
+        time(Command::new("docker").args(["exec", &container, "true"]))?;
+    }
+    for _ in 0..runs {
+        skiff_times.push(time(&mut bench.skiff(&[
+            "exec",
+            &bench.name,
+            "--",
+            "true",
+        ]))?);
+        docker_times.push(time(
+            Command::new("docker").args(["exec", &container, "true"]),
+        )?);
+    }
+    skiff_times.sort();
+    docker_times.sort();
+    let (skiff_p50, skiff_p95) = (percentile(&skiff_times, 50), percentile(&skiff_times, 95));
+    let (docker_p50, docker_p95) = (percentile(&docker_times, 50), percentile(&docker_times, 95));
+    println!("exec of `true`, {runs} runs each, alternating, same container");
+    println!("{:<28} {:>10} {:>10}", "", "p50 ms", "p95 ms");
+    println!(
+        "{:<28} {:>10.1} {:>10.1}",
+        "skiff exec NAME true",
+        milliseconds(skiff_p50),
+        milliseconds(skiff_p95)
+    );
+    println!(
+        "{:<28} {:>10.1} {:>10.1}",
+        "docker exec CTR true",
+        milliseconds(docker_p50),
+        milliseconds(docker_p95)
+    );
+    println!(
+        "{:<28} {:>10.2} {:>10.2}",
+        "ratio skiff/docker",
+        skiff_p50.as_secs_f64() / docker_p50.as_secs_f64(),
+        skiff_p95.as_secs_f64() / docker_p95.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/PID/status")
+}
+
+fn footprint(binaries: &Path) -> anyhow::Result<()> {
+    let size = |name: &str| -> anyhow::Result<f64> {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "binary sizes fit f64 exactly enough for MiB"
+        )]
+        Ok(std::fs::metadata(binaries.join(name))?.len() as f64 / (1024.0 * 1024.0))
+    };
+    println!("{:<32} {:>10}", "binary", "MiB");
+    println!(
+        "{:<32} {:>10.1}",
+        binaries.join("skiff").display(),
+        size("skiff")?
+    );
+    println!(
+        "{:<32} {:>10.1}",
+        binaries.join("skiffd").display(),
+        size("skiffd")?
+    );
+    let bench = Bench::new(binaries, "bench-footprint", &[])?;
+    let pid = bench.agent_pid()?;
+    let after_up = rss_kib(pid)?;
+    for _ in 0..20 {
+        time(&mut bench.skiff(&["exec", &bench.name, "--", "true"]))?;
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = rss_kib(pid)?;
+    println!(
+        "skiffd RSS after up: {:.1} MiB; idle after 20 execs and 5 s: {:.1} MiB",
+        after_up as f64 / 1024.0,
+        idle as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn is_running(container: &str) -> bool {
+    Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Running}}", container])
+        .output()
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "true")
+}
+
+fn idle_stop(binaries: &Path, runs: usize, timeout: u64) -> anyhow::Result<()> {
+    let timeout_text = format!("{timeout}s");
+    let bench = Bench::new(binaries, "bench-idle", &["--idle-timeout", &timeout_text])?;
+    let mut late = Vec::new();
+    for run in 0..runs {
+        if run > 0 {
+            let project = bench.project.display().to_string();
+            process::output(&mut bench.skiff(&["up", &project]))?;
+        }
+        let ready = Instant::now();
+        let container = bench.container()?;
+        let deadline = ready + Duration::from_secs(timeout + 30);
+        while is_running(&container) {
+            if Instant::now() > deadline {
+                bail!("the workspace did not stop within 30 s of the timeout");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        late.push(ready.elapsed().saturating_sub(Duration::from_secs(timeout)));
+    }
+    late.sort();
+    println!(
+        "idle stop with a {timeout} s timeout, {runs} runs: late by p50 {:.0} ms, max {:.0} ms (includes stopping the container)",
+        milliseconds(percentile(&late, 50)),
+        milliseconds(*late.last().expect("at least one run"))
+    );
+    Ok(())
+}
+
+fn soak(binaries: &Path, minutes: u64, timeout: u64) -> anyhow::Result<()> {
+    let timeout_text = format!("{timeout}s");
+    let bench = Bench::new(binaries, "bench-soak", &["--idle-timeout", &timeout_text])?;
+    let container = bench.container()?;
+    let pid = bench.agent_pid()?;
+    let started = Instant::now();
+    let end = started + Duration::from_secs(minutes * 60);
+    let mut seed: u64 = 0x5eed_cafe;
+    let mut next = move || {
+        // xorshift: enough randomness for gaps, with no dependency.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut false_stops = 0;
+    let mut actions = 0;
+    let mut rss = vec![rss_kib(pid)?];
+    let mut last_sample = Instant::now();
+    while Instant::now() < end {
+        let gap_ms = next() % (timeout * 900);
+        std::thread::sleep(Duration::from_millis(gap_ms));
+        if !is_running(&container) {
+            false_stops += 1;
+            eprintln!("false stop after {:?}", started.elapsed());
+            let project = bench.project.display().to_string();
+            process::output(&mut bench.skiff(&["up", &project]))?;
+        }
+        let action = next() % 3;
+        let mut command = match action {
+            0 => bench.skiff(&["exec", &bench.name, "--", "true"]),
+            1 => bench.skiff(&["exec", &bench.name, "--", "sleep", "1"]),
+            _ => bench.skiff(&[
+                "exec",
+                &bench.name,
+                "--",
+                "sh",
+                "-c",
+                "head -c 65536 /dev/zero | wc -c",
+            ]),
+        };
+        time(&mut command)?;
+        actions += 1;
+        if last_sample.elapsed() >= Duration::from_secs(60) {
+            rss.push(rss_kib(pid)?);
+            last_sample = Instant::now();
+            eprintln!(
+                "{:>4} min: {actions} actions, {false_stops} false stops, RSS {} KiB",
+                started.elapsed().as_secs() / 60,
+                rss.last().unwrap()
+            );
+        }
+    }
+    rss.push(rss_kib(pid)?);
+    let (min, max) = (rss.iter().min().unwrap(), rss.iter().max().unwrap());
+    println!(
+        "soak: {minutes} min, idle timeout {timeout} s, {actions} actions with gaps up to 90% of it: {false_stops} false stops; \
+         skiffd RSS first {} KiB, last {} KiB, min {min} KiB, max {max} KiB",
+        rss[0],
+        rss.last().unwrap()
+    );
+    if false_stops > 0 {
+        bail!("{false_stops} false stops");
+    }
+    Ok(())
+}
