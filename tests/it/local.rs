@@ -30,6 +30,12 @@ fn image_workspace_lifecycle() {
     let folder = sandbox.ok(&["exec", "image-lifecycle", "--", "pwd"]);
     assert_eq!(folder.trim(), "/workspaces/image-lifecycle");
 
+    let logs = sandbox.ok(&["logs", "image-lifecycle"]);
+    assert!(
+        logs.contains("Container started"),
+        "the container's own output: {logs}"
+    );
+
     // A second `up` finds the same container and does not run the create hooks again.
     sandbox.ok(&["up", project.to_str().unwrap()]);
     assert_eq!(sandbox.container_of("image-lifecycle"), first);

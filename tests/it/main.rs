@@ -4,10 +4,14 @@
 //! - `mtls`: the agent accepts only the workspace's client certificate, and binds only loopback.
 //! - `idle`: idle auto-shutdown with a short timeout, each activity source alone.
 //! - `poweroff`: the AWS idle path, skiffd in a container standing in for the instance.
+//! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
+//! - `exec`: signal deaths, signals, 100 MiB through stdin, 50 at once, terminal resizes.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 
 mod bad_input;
+mod exec;
 mod idle;
 mod local;
 mod mtls;
 mod poweroff;
+mod upload;

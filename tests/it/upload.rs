@@ -1,0 +1,72 @@
+//! `Upload`: a gzip-compressed tar stream lands in the agent's files folder, and nothing lands outside it.
+
+use skiff::tls::Identity;
+use skiff_agent::config::AgentConfig;
+use skiff_client::agent_client::AgentClient;
+use tokio_util::sync::CancellationToken;
+
+fn gzip_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut builder = tar::Builder::new(encoder);
+    for (path, contents) in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        // `set_path` refuses `..`; write the raw name so the agent sees what a hostile archive would hold.
+        let name = header.as_old_mut().name.as_mut();
+        name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_cksum();
+        builder.append(&header, *contents).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+#[tokio::test]
+async fn files_arrive_and_paths_outside_are_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let client_identity = Identity::generate("skiff-client").unwrap();
+    let mut config = AgentConfig::new(
+        "upload",
+        &client_identity.certificate_pem,
+        &state.path().join("agent"),
+    );
+    config.idle_timeout = None;
+    let agent = skiff_agent::Agent::bind(config).await.unwrap();
+    let address = agent.local_addr();
+    let certificate = agent.certificate_pem().to_owned();
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(agent.serve(shutdown.clone()));
+    let channel = skiff_client::tunnel::tcp::connect(address, &client_identity, &certificate)
+        .await
+        .unwrap();
+    let mut client = AgentClient::new(channel);
+
+    let big = vec![7u8; 3 * 1024 * 1024];
+    let archive = gzip_tar(&[("src/main.rs", b"fn main() {}\n"), ("data/big.bin", &big)]);
+    let chunks: Vec<Vec<u8>> = archive.chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    let (folder, files, bytes) = client
+        .upload(archive.len() as u64, futures::stream::iter(chunks))
+        .await
+        .expect("upload");
+    assert_eq!(files, 2);
+    assert_eq!(bytes, 13 + big.len() as u64);
+    let folder = std::path::PathBuf::from(folder);
+    assert_eq!(
+        std::fs::read(folder.join("src/main.rs")).unwrap(),
+        b"fn main() {}\n"
+    );
+    assert_eq!(std::fs::read(folder.join("data/big.bin")).unwrap(), big);
+
+    let hostile = gzip_tar(&[("../escaped.txt", b"nope")]);
+    let result = client
+        .upload(hostile.len() as u64, futures::stream::iter(vec![hostile]))
+        .await;
+    assert!(
+        !folder.parent().unwrap().join("escaped.txt").exists(),
+        "nothing lands outside the folder"
+    );
+    assert!(result.is_err() || result.is_ok_and(|(_, files, _)| files == 0));
+
+    shutdown.cancel();
+    serving.await.unwrap().unwrap();
+}
