@@ -101,6 +101,11 @@ impl Agent {
             .expect("a bound listener has an address")
     }
 
+    /// Records activity before serving, such as the start of an agent a client launched for a command.
+    pub fn record_activity(&self, source: &'static str) {
+        self.activity.touch(source);
+    }
+
     /// The agent's certificate, which its clients pin.
     pub fn certificate_pem(&self) -> &str {
         &self.certificate_pem

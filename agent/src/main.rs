@@ -13,6 +13,10 @@ struct Args {
     /// The agent's configuration file.
     #[arg(long, default_value = "/etc/skiffd/skiffd.toml", env = "SKIFFD_CONFIG")]
     config: PathBuf,
+    /// Count this start as activity: a client started the agent because someone is using the workspace.
+    /// Without it a restart keeps the idle countdown where it was.
+    #[arg(long)]
+    start_is_activity: bool,
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,9 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = skiff_agent::config::AgentConfig::load(&args.config)?;
     let agent = skiff_agent::Agent::bind(config).await?;
+    if args.start_is_activity {
+        agent.record_activity(skiff_agent::idle::source::AGENT_START);
+    }
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {

@@ -306,3 +306,21 @@ fn agent_pid(sandbox: &Sandbox, name: &str) -> i32 {
         .and_then(|line| line.trim().parse().ok())
         .expect("the agent is running")
 }
+
+/// Bug: after an idle stop, the next `up` started an agent that restored the old activity time, found the
+/// countdown long expired, and exited before the client could connect.
+#[test]
+fn up_after_an_idle_stop_starts_the_workspace_again() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let (container, _) = up(&sandbox, "image", "idle-up-again");
+    stops_within(&container, TIMEOUT + GRACE + Duration::from_secs(2)).expect("the idle stop");
+    std::thread::sleep(Duration::from_secs(1));
+    let project = sandbox.root.path().join("projects/idle-up-again");
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    assert!(is_running(&container), "the same container runs again");
+    assert_eq!(
+        sandbox.ok(&["exec", "idle-up-again", "--", "echo", "back"]),
+        "back\n"
+    );
+}

@@ -22,7 +22,8 @@ pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     }
-    let provider = super::provider_for(&workspace, &args.agent);
+    let mut provider = super::provider_for(&workspace, &args.agent);
+    provider.start_is_activity = false;
     // The agent removes what it made; the record goes only once that succeeded, so nothing is orphaned.
     let mut client = provider.ensure_agent(&workspace).await?;
     let (containers, images) = client.delete(true).await?;

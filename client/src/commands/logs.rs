@@ -8,7 +8,10 @@ use crate::cli::LogsArgs;
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<i32> {
     let workspace = super::find_workspace(&args.name)?;
-    let mut client = super::agent(&workspace, &args.agent).await?;
+    let mut provider = super::provider_for(&workspace, &args.agent);
+    // Reading logs is not using the workspace: it must not restart an idle countdown.
+    provider.start_is_activity = false;
+    let mut client = provider.ensure_agent(&workspace).await?;
     let mut logs = Box::pin(client.logs(args.follow, args.tail).await?);
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();

@@ -45,6 +45,7 @@ fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider 
     match workspace.record.provider {
         ProviderKind::Local => LocalProvider {
             agent_binary: options.agent_binary.clone(),
+            start_is_activity: true,
         },
     }
 }

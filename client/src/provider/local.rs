@@ -45,10 +45,13 @@ pub enum LocalError {
 }
 
 /// How the local provider runs agents.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalProvider {
     /// The `skiffd` to run; by default the one beside this `skiff`.
     pub agent_binary: Option<PathBuf>,
+    /// Whether starting the agent counts as activity: true for commands a person uses the workspace with
+    /// (`up`, `exec`, `ssh`, `forward`), false for looking at it (`logs`) or removing it.
+    pub start_is_activity: bool,
 }
 
 impl LocalProvider {
@@ -166,9 +169,11 @@ impl LocalProvider {
             source,
         })?;
         let mut command = std::process::Command::new(&binary);
+        command.arg("--config").arg(&config_path);
+        if self.start_is_activity {
+            command.arg("--start-is-activity");
+        }
         command
-            .arg("--config")
-            .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_for_stderr);
