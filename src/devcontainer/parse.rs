@@ -45,7 +45,7 @@ pub fn parse(config_file: &Path, text: &str) -> Result<(DevContainer, Vec<String
 }
 
 /// Parses JSONC into a JSON value; an empty file is `null`.
-fn parse_jsonc(config_file: &Path, text: &str) -> Result<Value, ConfigError> {
+pub(crate) fn parse_jsonc(config_file: &Path, text: &str) -> Result<Value, ConfigError> {
     // Editors on Windows like to start files with a byte order mark, which is not JSON.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let options = ParseOptions {

@@ -882,3 +882,259 @@ fn context_archive(context: &Path, dockerfile: &Path) -> Result<(Vec<u8>, String
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Dev Container conformance additions (owned by the engine's conformance work): container options that come from
+// `runArgs`, and builds from an in-memory context (the Feature layer). Kept in one block so the functions above stay as
+// they are.
+// ---------------------------------------------------------------------------------------------------------------------
+
+/// Container options beyond [`ContainerSpec`], mostly from `runArgs`; empty fields leave Docker's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostExtras {
+    /// `--network`.
+    pub network_mode: Option<String>,
+    /// `--add-host NAME:IP`.
+    pub extra_hosts: Vec<String>,
+    /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
+    pub devices: Vec<String>,
+    /// `--gpus` (`all` or a count).
+    pub gpus: Option<String>,
+    /// `--shm-size`, in bytes.
+    pub shm_size: Option<i64>,
+    /// `--ipc`.
+    pub ipc_mode: Option<String>,
+    /// `--pid`.
+    pub pid_mode: Option<String>,
+    /// `--userns`.
+    pub userns_mode: Option<String>,
+    /// `--uts`.
+    pub uts_mode: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `--cap-drop`.
+    pub cap_drop: Vec<String>,
+    /// `--memory`, in bytes.
+    pub memory: Option<i64>,
+    /// `--cpus`, in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    /// `--dns`.
+    pub dns: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<(String, String)>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// `--sysctl`.
+    pub sysctls: Vec<(String, String)>,
+    /// `--group-add`.
+    pub group_add: Vec<String>,
+    /// `--platform`.
+    pub platform: Option<String>,
+    /// `--read-only`.
+    pub read_only: bool,
+    /// `--workdir`.
+    pub working_dir: Option<String>,
+}
+
+/// Build options beyond [`BuildSpec`], from `build.options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildExtras {
+    /// `--platform`.
+    pub platform: Option<String>,
+    /// `--add-host NAME:IP`.
+    pub extra_hosts: Vec<String>,
+    /// `--network`.
+    pub network_mode: Option<String>,
+}
+
+impl Docker {
+    /// Creates a container like [`Docker::create_container`], with the extra options of `extras`.
+    pub async fn create_container_ext(
+        &self,
+        spec: ContainerSpec,
+        extras: HostExtras,
+    ) -> Result<String, DockerError> {
+        let mounts: Vec<BollardMount> = spec
+            .mounts
+            .into_iter()
+            .map(|mount| match mount {
+                Mount::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => BollardMount {
+                    typ: Some(MountType::BIND),
+                    source: Some(source),
+                    target: Some(target),
+                    read_only: Some(read_only),
+                    ..Default::default()
+                },
+                Mount::Volume { source, target } => BollardMount {
+                    typ: Some(MountType::VOLUME),
+                    source,
+                    target: Some(target),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let mut port_bindings = HashMap::new();
+        for (container_port, host_ip, host_port) in spec.published_ports {
+            port_bindings
+                .entry(container_port)
+                .or_insert_with(|| Some(Vec::new()))
+                .get_or_insert_with(Vec::new)
+                .push(PortBinding {
+                    host_ip: Some(host_ip),
+                    host_port: Some(host_port),
+                });
+        }
+        let devices: Vec<bollard::models::DeviceMapping> = extras
+            .devices
+            .iter()
+            .map(|device| {
+                let mut parts = device.splitn(3, ':');
+                let host = parts.next().unwrap_or_default().to_owned();
+                let container = parts.next().map_or_else(|| host.clone(), str::to_owned);
+                let permissions = parts.next().unwrap_or("rwm").to_owned();
+                bollard::models::DeviceMapping {
+                    path_on_host: Some(host),
+                    path_in_container: Some(container),
+                    cgroup_permissions: Some(permissions),
+                }
+            })
+            .collect();
+        let device_requests = extras.gpus.as_ref().map(|gpus| {
+            vec![bollard::models::DeviceRequest {
+                count: Some(if gpus == "all" {
+                    -1
+                } else {
+                    gpus.trim_start_matches("count=").parse().unwrap_or(-1)
+                }),
+                capabilities: Some(vec![vec!["gpu".to_owned()]]),
+                ..Default::default()
+            }]
+        });
+        let non_empty = |list: Vec<String>| (!list.is_empty()).then_some(list);
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(spec.labels.into_iter().collect()),
+            env: Some(spec.env),
+            user: spec.user,
+            entrypoint: spec.entrypoint,
+            cmd: spec.cmd,
+            hostname: extras.hostname,
+            working_dir: extras.working_dir,
+            exposed_ports: (!port_bindings.is_empty())
+                .then(|| port_bindings.keys().cloned().collect()),
+            host_config: Some(HostConfig {
+                mounts: Some(mounts),
+                init: spec.init.then_some(true),
+                privileged: Some(spec.privileged),
+                cap_add: non_empty(spec.cap_add),
+                cap_drop: non_empty(extras.cap_drop),
+                security_opt: non_empty(spec.security_opt),
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                network_mode: extras.network_mode,
+                extra_hosts: non_empty(extras.extra_hosts),
+                devices: (!devices.is_empty()).then_some(devices),
+                device_requests,
+                shm_size: extras.shm_size,
+                ipc_mode: extras.ipc_mode,
+                pid_mode: extras.pid_mode,
+                userns_mode: extras.userns_mode,
+                uts_mode: extras.uts_mode,
+                memory: extras.memory,
+                nano_cpus: extras.nano_cpus,
+                dns: non_empty(extras.dns),
+                group_add: non_empty(extras.group_add),
+                readonly_rootfs: extras.read_only.then_some(true),
+                tmpfs: (!extras.tmpfs.is_empty()).then(|| extras.tmpfs.into_iter().collect()),
+                sysctls: (!extras.sysctls.is_empty())
+                    .then(|| extras.sysctls.into_iter().collect()),
+                ulimits: (!extras.ulimits.is_empty()).then(|| {
+                    extras
+                        .ulimits
+                        .into_iter()
+                        .map(|(name, soft, hard)| bollard::models::ResourcesUlimits {
+                            name: Some(name),
+                            soft: Some(soft),
+                            hard: Some(hard),
+                        })
+                        .collect()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: spec.name,
+            platform: extras.platform.unwrap_or_default(),
+        };
+        let response = self
+            .client()?
+            .create_container(Some(options), body)
+            .await
+            .map_err(|error| {
+                self.classify(error, format!("creating a container from {}", spec.image))
+            })?;
+        Ok(response.id)
+    }
+
+    /// Builds an image from a context archive already in memory (`dockerfile` names the Dockerfile inside it), with the
+    /// classic builder, passing each line of build output to `output`.
+    pub async fn build_image_archive(
+        &self,
+        archive: Vec<u8>,
+        dockerfile: &str,
+        spec: &BuildSpec,
+        extras: &BuildExtras,
+        mut output: impl FnMut(String),
+    ) -> Result<(), DockerError> {
+        let options = BuildImageOptions {
+            dockerfile: dockerfile.to_owned(),
+            t: Some(spec.tag.clone()),
+            buildargs: Some(spec.args.clone().into_iter().collect()),
+            target: spec.target.clone().unwrap_or_default(),
+            cachefrom: (!spec.cache_from.is_empty()).then(|| spec.cache_from.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            nocache: spec.no_cache,
+            platform: extras.platform.clone().unwrap_or_default(),
+            extrahosts: (!extras.extra_hosts.is_empty()).then(|| extras.extra_hosts.join(",")),
+            networkmode: extras.network_mode.clone(),
+            rm: true,
+            forcerm: true,
+            ..Default::default()
+        };
+        let client = self.client()?;
+        let mut stream = client.build_image(
+            options,
+            None,
+            Some(bollard::body_full(Bytes::from(archive))),
+        );
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|error| DockerError::Build {
+                tag: spec.tag.clone(),
+                detail: error.to_string(),
+            })?;
+            if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
+                return Err(DockerError::Build {
+                    tag: spec.tag.clone(),
+                    detail,
+                });
+            }
+            if let Some(line) = info.stream.or(info.status) {
+                output(line);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Packs a build context folder and its Dockerfile into an archive for [`Docker::build_image_archive`]; returns the archive
+/// and the Dockerfile's name inside it.
+pub fn pack_build_context(
+    context: &Path,
+    dockerfile: &Path,
+) -> Result<(Vec<u8>, String), DockerError> {
+    context_archive(context, dockerfile)
+}

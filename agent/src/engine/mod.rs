@@ -2,6 +2,12 @@
 //! reuses the one it made before, runs the lifecycle commands, and stops or removes it.
 //!
 //! It speaks to Docker only through `crate::docker`, and knows nothing of gRPC.
+//! Its parts: `run_args` parses `runArgs` and `build.options`, `features` resolves, orders and builds local Features,
+//! `metadata` reads and merges the `devcontainer.metadata` label, and `compose` drives Docker Compose configurations.
+
+mod features;
+mod metadata;
+mod run_args;
 
 use std::collections::BTreeMap;
 use std::path::Path;

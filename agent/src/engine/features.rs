@@ -1,0 +1,453 @@
+//! Features: resolving the `features` of devcontainer.json into local Feature folders, ordering them the way the reference
+//! CLI does, and making the image layer that installs them.
+//!
+//! Only local Features (`./x`) are installed here; Features from registries and tarball URLs are refused with an error
+//! that says so. The order follows the reference CLI's `computeDependsOnInstallationOrder`: a graph from `dependsOn`
+//! (hard, added when missing) and `installsAfter` (soft, only between Features that are installed anyway), installed in
+//! rounds; a round takes every Feature whose dependencies are in, keeps those with the highest
+//! `overrideFeatureInstallOrder` priority, and sorts them by id and options. A round that takes nothing is a cycle.
+//! The layer is built by Docker's classic builder from one context archive holding the Feature folders (the reference
+//! CLI's BuildKit `--build-context` has no equivalent in the Engine API's classic builder).
+
+use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use skiff::devcontainer::{DevContainer, FeatureManifest, FeatureReference, FeatureValue};
+
+/// A Feature to install, with the options it installs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedFeature {
+    /// The id as the user (or a `dependsOn`) wrote it, e.g. `./tiger`.
+    pub user_id: String,
+    /// The Feature's folder on the agent's machine.
+    pub folder: PathBuf,
+    /// Option values the user gave.
+    pub options: Map<String, Value>,
+    pub manifest: FeatureManifest,
+}
+
+/// Why the Features cannot be installed; the message names the Feature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FeatureError(pub String);
+
+/// A node of the install graph.
+#[derive(Debug, Clone)]
+struct Node {
+    feature: ResolvedFeature,
+    /// Hard dependencies, by (folder, options).
+    depends_on: Vec<(PathBuf, Map<String, Value>)>,
+    /// Soft dependencies, by folder.
+    installs_after: Vec<PathBuf>,
+    priority: usize,
+}
+
+fn same(node: &Node, folder: &Path, options: &Map<String, Value>) -> bool {
+    node.feature.folder == folder && node.feature.options == *options
+}
+
+/// Where a local Feature id points, checked to be inside the workspace's `.devcontainer` folder as the reference CLI requires.
+fn local_folder(id: &str, config_folder: &Path, workspace: &Path) -> Result<PathBuf, FeatureError> {
+    let folder = normalize(&config_folder.join(id));
+    let devcontainer = normalize(&workspace.join(".devcontainer"));
+    if !folder.starts_with(&devcontainer) {
+        return Err(FeatureError(format!(
+            "Feature {id:?}: local Features must be inside the workspace's .devcontainer folder ({}), but it is {}",
+            devcontainer.display(),
+            folder.display()
+        )));
+    }
+    Ok(folder)
+}
+
+/// Removes `.` and `..` without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut result = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                result.pop();
+            }
+            other => result.push(other.as_os_str()),
+        }
+    }
+    result
+}
+
+fn read_manifest(id: &str, folder: &Path) -> Result<FeatureManifest, FeatureError> {
+    let file = folder.join("devcontainer-feature.json");
+    let text = std::fs::read_to_string(&file).map_err(|error| {
+        FeatureError(format!(
+            "Feature {id:?}: cannot read {}: {error}",
+            file.display()
+        ))
+    })?;
+    if text.trim().is_empty() {
+        return Err(FeatureError(format!(
+            "Feature {id:?}: {} is empty",
+            file.display()
+        )));
+    }
+    skiff::devcontainer::parse_feature(&file, &text)
+        .map_err(|error| FeatureError(format!("Feature {id:?}: {error}")))
+}
+
+fn options_of(value: &Value, manifest: &FeatureManifest) -> Map<String, Value> {
+    match value {
+        Value::Object(options) => options.clone(),
+        // A string is the shorthand for the option `version`, when the Feature has one.
+        Value::String(version) if manifest.options.contains_key("version") => {
+            Map::from_iter([("version".to_owned(), Value::String(version.clone()))])
+        }
+        _ => Map::new(),
+    }
+}
+
+fn check_reference(id: &str) -> Result<(), FeatureError> {
+    match FeatureReference::classify(id) {
+        FeatureReference::Local(_) => Ok(()),
+        FeatureReference::Oci(reference) => Err(FeatureError(format!(
+            "Feature {id:?}: Features from OCI registries ({reference}) are not supported by this agent yet; \
+             copy the Feature into .devcontainer/ and use it as a local Feature (\"./name\")"
+        ))),
+        FeatureReference::Tarball(url) => Err(FeatureError(format!(
+            "Feature {id:?}: Features from tarball URLs ({url}) are not supported by this agent yet; \
+             unpack it into .devcontainer/ and use it as a local Feature (\"./name\")"
+        ))),
+        FeatureReference::Unsupported(_) => Err(FeatureError(format!(
+            "Feature {id:?}: legacy Feature ids are not supported; if you meant a local Feature, prepend its name with \"./\""
+        ))),
+    }
+}
+
+/// Resolves the `features` of `config` (whose file is `config_file` on this machine, in workspace folder `workspace`)
+/// into the Features to install, in install order.
+pub fn resolve(
+    config: &DevContainer,
+    config_file: &Path,
+    workspace: &Path,
+) -> Result<Vec<ResolvedFeature>, FeatureError> {
+    let Some(features) = config
+        .features
+        .as_ref()
+        .filter(|features| !features.is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let config_folder = config_file.parent().unwrap_or(Path::new("/"));
+    let mut worklist: Vec<(String, Value)> = Vec::new();
+    for (id, value) in features {
+        let value = match value {
+            FeatureValue::Enabled(false) => continue,
+            FeatureValue::Enabled(true) => Value::Object(Map::new()),
+            FeatureValue::Version(version) => Value::String(version.clone()),
+            FeatureValue::Options(options) => Value::Object(options.clone()),
+        };
+        worklist.push((id.clone(), value));
+    }
+
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut index = 0;
+    while index < worklist.len() {
+        let (id, value) = worklist[index].clone();
+        index += 1;
+        check_reference(&id)?;
+        let folder = local_folder(&id, config_folder, workspace)?;
+        let manifest = read_manifest(&id, &folder)?;
+        let options = options_of(&value, &manifest);
+        if nodes.iter().any(|node| same(node, &folder, &options)) {
+            continue;
+        }
+        let mut depends_on = Vec::new();
+        for (dependency, dependency_value) in &manifest.depends_on {
+            check_reference(dependency)?;
+            let dependency_folder = local_folder(dependency, config_folder, workspace)?;
+            let dependency_manifest = read_manifest(dependency, &dependency_folder)?;
+            depends_on.push((
+                dependency_folder,
+                options_of(dependency_value, &dependency_manifest),
+            ));
+            worklist.push((dependency.clone(), dependency_value.clone()));
+        }
+        let installs_after = manifest
+            .installs_after
+            .iter()
+            .filter(|after| after.starts_with("./") || after.starts_with("../"))
+            .map(|after| normalize(&config_folder.join(after)))
+            .collect();
+        nodes.push(Node {
+            feature: ResolvedFeature {
+                user_id: id,
+                folder,
+                options,
+                manifest,
+            },
+            depends_on,
+            installs_after,
+            priority: 0,
+        });
+    }
+
+    if let Some(order) = &config.override_feature_install_order {
+        let count = order.len();
+        for (position, wanted) in order.iter().enumerate() {
+            let wanted_folder = (wanted.starts_with("./") || wanted.starts_with("../"))
+                .then(|| normalize(&config_folder.join(wanted)));
+            for node in &mut nodes {
+                let matches = node.feature.user_id == *wanted
+                    || node.feature.user_id.split(['@', ':']).next() == Some(wanted.as_str())
+                    || wanted_folder.as_deref() == Some(node.feature.folder.as_path());
+                if matches {
+                    node.priority = count - position;
+                }
+            }
+        }
+    }
+    order(nodes)
+}
+
+/// The round-based install order.
+fn order(mut remaining: Vec<Node>) -> Result<Vec<ResolvedFeature>, FeatureError> {
+    let mut installed: Vec<Node> = Vec::new();
+    while !remaining.is_empty() {
+        let ready: Vec<usize> = (0..remaining.len())
+            .filter(|&candidate| {
+                let node = &remaining[candidate];
+                let hard = node.depends_on.iter().all(|(folder, options)| {
+                    installed.iter().any(|done| same(done, folder, options))
+                });
+                // A soft dependency only holds back while a Feature from that folder is still waiting.
+                let soft = node.installs_after.iter().all(|folder| {
+                    !remaining.iter().enumerate().any(|(other, waiting)| {
+                        other != candidate && waiting.feature.folder == *folder
+                    })
+                });
+                hard && soft
+            })
+            .collect();
+        if ready.is_empty() {
+            let mut names: Vec<String> = remaining
+                .iter()
+                .map(|node| node.feature.user_id.clone())
+                .collect();
+            names.sort();
+            names.dedup();
+            return Err(FeatureError(format!(
+                "the Features depend on each other in a cycle ({}); break the cycle in their dependsOn or installsAfter",
+                names.join(", ")
+            )));
+        }
+        let top = ready
+            .iter()
+            .map(|&candidate| remaining[candidate].priority)
+            .max()
+            .unwrap_or(0);
+        let mut round: Vec<Node> = Vec::new();
+        let mut kept = Vec::new();
+        for (position, node) in remaining.into_iter().enumerate() {
+            if ready.contains(&position) && node.priority == top {
+                round.push(node);
+            } else {
+                kept.push(node);
+            }
+        }
+        remaining = kept;
+        round.sort_by(|first, second| round_order(&first.feature, &second.feature));
+        installed.extend(round);
+    }
+    Ok(installed.into_iter().map(|node| node.feature).collect())
+}
+
+/// The stable order within a round: by folder (which orders like the ids), then fewer options first, then option names and
+/// values — the order the reference CLI's tests expect.
+fn round_order(first: &ResolvedFeature, second: &ResolvedFeature) -> Ordering {
+    first
+        .folder
+        .cmp(&second.folder)
+        .then_with(|| first.options.len().cmp(&second.options.len()))
+        .then_with(|| first.options.keys().cmp(second.options.keys()))
+        .then_with(|| {
+            let text = |options: &Map<String, Value>| {
+                options
+                    .values()
+                    .map(|value| match value {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+            };
+            text(&first.options).cmp(&text(&second.options))
+        })
+}
+
+/// What the Feature layer is built on.
+#[derive(Debug, Clone)]
+pub struct Layer<'a> {
+    /// The image to extend.
+    pub base_image: &'a str,
+    /// The base image's user (`USER` is restored to it at the end).
+    pub image_user: &'a str,
+    /// `_CONTAINER_USER` and `_REMOTE_USER` of the builtin env file.
+    pub container_user: &'a str,
+    pub remote_user: &'a str,
+    pub features: &'a [ResolvedFeature],
+}
+
+/// The name of the Dockerfile inside the layer's context archive.
+pub const LAYER_DOCKERFILE: &str = "Dockerfile.skiff-features";
+
+fn quote_env(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// The folder name of Feature number `index` in the build, `<id>_<index>` as the reference CLI names it.
+fn feature_dir(feature: &ResolvedFeature, index: usize) -> String {
+    let id: String = feature
+        .manifest
+        .id
+        .chars()
+        .map(|character| {
+            if character.is_ascii_alphanumeric() || "-_.".contains(character) {
+                character
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let id = if id.is_empty() {
+        "feature".to_owned()
+    } else {
+        id
+    };
+    format!("{id}_{index}")
+}
+
+/// The option env file of a Feature: every declared option with its default, overridden by the given values.
+pub fn option_env(feature: &ResolvedFeature) -> String {
+    let mut values: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    let text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    for (id, option) in &feature.manifest.options {
+        if let Some(default) = &option.default {
+            values.insert(FeatureManifest::option_variable(id), text(default));
+        }
+    }
+    for (id, value) in &feature.options {
+        values.insert(FeatureManifest::option_variable(id), text(value));
+    }
+    values
+        .iter()
+        .map(|(name, value)| format!("{name}=\"{value}\"\n"))
+        .collect()
+}
+
+fn install_wrapper(feature: &ResolvedFeature) -> String {
+    let name = feature
+        .manifest
+        .name
+        .clone()
+        .unwrap_or_else(|| feature.manifest.id.clone());
+    format!(
+        "#!/bin/sh\nset -e\n\non_exit () {{\n\t[ $? -eq 0 ] && exit\n\techo 'ERROR: Feature \"{name}\" ({id}) failed to install!'\n}}\n\ntrap on_exit EXIT\n\n\
+         echo ===========================================================================\n\
+         echo 'Feature       : {name}'\necho 'Id            : {id}'\necho 'Version       : {version}'\n\
+         echo ===========================================================================\n\n\
+         set -a\n. ../devcontainer-features.builtin.env\n. ./devcontainer-features.env\nset +a\n\nchmod +x ./install.sh\n./install.sh\n",
+        name = name.replace('\'', ""),
+        id = feature.user_id.replace('\'', ""),
+        version = feature.manifest.version.replace('\'', ""),
+    )
+}
+
+fn user_home(user: &str) -> String {
+    format!(
+        "$( (getent passwd {user} 2>/dev/null || grep -E '^{user}:|^[^:]*:[^:]*:{user}:' /etc/passwd || true) | cut -d: -f6 | head -n 1)"
+    )
+}
+
+/// The Dockerfile that installs the Features on `layer.base_image`.
+pub fn layer_dockerfile(layer: &Layer<'_>) -> String {
+    let mut dockerfile = format!(
+        "FROM {base}\nUSER root\n\
+         COPY devcontainer-features.builtin.env /tmp/dev-container-features/devcontainer-features.builtin.env\n\
+         RUN chmod -R 0755 /tmp/dev-container-features \
+         && echo \"_CONTAINER_USER_HOME={container_home}\" >> /tmp/dev-container-features/devcontainer-features.builtin.env \
+         && echo \"_REMOTE_USER_HOME={remote_home}\" >> /tmp/dev-container-features/devcontainer-features.builtin.env\n",
+        base = layer.base_image,
+        container_home = user_home(layer.container_user),
+        remote_home = user_home(layer.remote_user),
+    );
+    for (index, feature) in layer.features.iter().enumerate() {
+        let dir = feature_dir(feature, index);
+        for (key, value) in &feature.manifest.container_env {
+            dockerfile.push_str(&format!("ENV {key}=\"{}\"\n", quote_env(value)));
+        }
+        dockerfile.push_str(&format!(
+            "COPY {dir}/ /tmp/dev-container-features/{dir}/\n\
+             RUN chmod -R 0755 /tmp/dev-container-features/{dir} && cd /tmp/dev-container-features/{dir} \
+             && chmod +x ./devcontainer-features-install.sh && ./devcontainer-features-install.sh \
+             && rm -rf /tmp/dev-container-features/{dir}\n"
+        ));
+    }
+    let user = if layer.image_user.is_empty() {
+        "root"
+    } else {
+        layer.image_user
+    };
+    dockerfile.push_str(&format!("USER {user}\n"));
+    dockerfile
+}
+
+/// The context archive of the Feature layer: the Dockerfile, the builtin env file, and each Feature's folder with its option
+/// env file and install wrapper.
+pub fn layer_archive(layer: &Layer<'_>) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    let add = |builder: &mut tar::Builder<Vec<u8>>, name: &str, contents: &[u8], mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        builder.append_data(&mut header, name, contents)
+    };
+    add(
+        &mut builder,
+        LAYER_DOCKERFILE,
+        layer_dockerfile(layer).as_bytes(),
+        0o644,
+    )?;
+    let builtin = format!(
+        "_CONTAINER_USER={}\n_REMOTE_USER={}\n",
+        layer.container_user, layer.remote_user
+    );
+    add(
+        &mut builder,
+        "devcontainer-features.builtin.env",
+        builtin.as_bytes(),
+        0o644,
+    )?;
+    for (index, feature) in layer.features.iter().enumerate() {
+        let dir = feature_dir(feature, index);
+        builder.append_dir_all(&dir, &feature.folder)?;
+        add(
+            &mut builder,
+            &format!("{dir}/devcontainer-features.env"),
+            option_env(feature).as_bytes(),
+            0o644,
+        )?;
+        add(
+            &mut builder,
+            &format!("{dir}/devcontainer-features-install.sh"),
+            install_wrapper(feature).as_bytes(),
+            0o755,
+        )?;
+    }
+    builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests;
