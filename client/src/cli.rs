@@ -43,6 +43,12 @@ pub enum Command {
     Keepalive(KeepaliveArgs),
     /// Change a workspace's settings: idle-timeout=DURATION, busy-cpu=PERCENT.
     Config(ConfigArgs),
+    /// Save a provider's defaults, such as `skiff provider aws --region eu-west-1`.
+    Provider(ProviderArgs),
+    /// Print the least-privilege IAM policy a skiff user needs on AWS.
+    AwsPolicy,
+    /// Let this machine reach an AWS workspace made elsewhere, by adding its certificate through Run Command.
+    Enroll(EnrollArgs),
 }
 
 /// `skiff forward`.
@@ -115,8 +121,47 @@ pub struct UpArgs {
     /// Keep the workspace up while the dev container's CPU use is above this (such as 20%).
     #[arg(long, value_name = "PERCENT")]
     pub busy_cpu: Option<String>,
+    /// Where the workspace runs: local or aws [default: the workspace's, else aws once configured, else local].
+    #[arg(long, value_name = "PROVIDER")]
+    pub provider: Option<crate::workspace::ProviderKind>,
+    /// With --provider aws: return once the instance runs, without waiting for its agent.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub aws: crate::provider::aws::config::AwsOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
+}
+
+/// `skiff provider`.
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    /// Which provider.
+    #[command(subcommand)]
+    pub provider: ProviderCommand,
+}
+
+/// The providers that have settings.
+#[derive(Debug, Subcommand)]
+pub enum ProviderCommand {
+    /// Save defaults for AWS workspaces; once saved, new workspaces go to AWS unless --provider local.
+    Aws(crate::provider::aws::config::ProviderAwsArgs),
+}
+
+/// `skiff enroll`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The workspace.
+    pub name: String,
+    /// Whose workspace it is (a `skiff:owner` ARN) [default: yours].
+    #[arg(long, value_name = "ARN")]
+    pub owner: Option<String>,
+    /// The region to look in [default: the saved AWS settings'].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS profile for credentials.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
 }
 
 /// `skiff list`.
@@ -125,6 +170,9 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also show other people's AWS workspaces.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `skiff status`.
@@ -196,6 +244,9 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub yes: bool,
+    /// AWS: also remove skiff's IAM role and instance profile (shared by all your workspaces).
+    #[arg(long)]
+    pub purge: bool,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
@@ -211,6 +262,9 @@ pub struct LogsArgs {
     /// Only the last N lines.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub tail: u32,
+    /// AWS: show the instance's boot progress from its serial console instead.
+    #[arg(long)]
+    pub boot: bool,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

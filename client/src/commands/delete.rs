@@ -7,6 +7,11 @@ use std::time::Duration;
 use crate::cli::DeleteArgs;
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
+    if let Some(code) =
+        crate::provider::aws::commands::delete(&args.name, args.yes, args.purge).await?
+    {
+        return Ok(code);
+    }
     let workspace = super::find_workspace(&args.name)?;
     if !args.yes && std::io::stdin().is_terminal() {
         eprint!(

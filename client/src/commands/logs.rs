@@ -7,6 +7,9 @@ use tokio::io::AsyncWriteExt;
 use crate::cli::LogsArgs;
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<i32> {
+    if args.boot {
+        return crate::provider::aws::commands::boot_log(&args.name).await;
+    }
     let workspace = super::find_workspace(&args.name)?;
     let mut provider = super::provider_for(&workspace, &args.agent);
     // Reading logs is not using the workspace: it must not restart an idle countdown.

@@ -1,12 +1,15 @@
 //! One module per command; each takes its parsed arguments and returns the exit code.
 
+mod aws_policy;
 mod config;
 mod delete;
+mod enroll;
 mod exec;
 mod forward;
 mod keepalive;
 mod list;
 mod logs;
+mod provider;
 mod session;
 mod ssh;
 mod status;
@@ -32,6 +35,9 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Forward(args) => forward::run(args).await,
         Command::Keepalive(args) => keepalive::run(args).await,
         Command::Config(args) => config::run(args).await,
+        Command::Provider(args) => provider::run(args).await,
+        Command::AwsPolicy => aws_policy::run(),
+        Command::Enroll(args) => enroll::run(args).await,
     }
 }
 
@@ -43,7 +49,9 @@ fn find_workspace(name: &str) -> anyhow::Result<Workspace> {
 /// The provider that holds `workspace`.
 fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider {
     match workspace.record.provider {
-        ProviderKind::Local => LocalProvider {
+        // An AWS workspace's agent is reached through the Session Manager tunnel, which is not in this build:
+        // `agent` refuses it, and list, status, stop, delete and logs --boot go to `provider::aws` first.
+        ProviderKind::Local | ProviderKind::Aws => LocalProvider {
             agent_binary: options.agent_binary.clone(),
             start_is_activity: true,
         },
@@ -52,6 +60,11 @@ fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider 
 
 /// A client of the workspace's agent, starting the agent if it is not running.
 async fn agent(workspace: &Workspace, options: &AgentOptions) -> anyhow::Result<AgentClient> {
+    if workspace.record.provider == ProviderKind::Aws {
+        anyhow::bail!(crate::provider::aws::commands::no_tunnel_message(
+            workspace.name()
+        ));
+    }
     Ok(provider_for(workspace, options)
         .ensure_agent(workspace)
         .await?)

@@ -17,6 +17,9 @@ struct Report {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
+    if let Some(code) = crate::provider::aws::commands::status(&args.name, args.json).await? {
+        return Ok(code);
+    }
     let workspace = super::find_workspace(&args.name)?;
     let provider = super::provider_for(&workspace, &AgentOptions::default());
     let status = match provider.connect_running(&workspace).await? {

@@ -5,6 +5,9 @@ use std::time::Duration;
 use crate::cli::{AgentOptions, NameArgs};
 
 pub async fn run(args: NameArgs) -> anyhow::Result<i32> {
+    if let Some(code) = crate::provider::aws::commands::stop(&args.name).await? {
+        return Ok(code);
+    }
     let workspace = super::find_workspace(&args.name)?;
     let provider = super::provider_for(&workspace, &AgentOptions::default());
     let Some(mut client) = provider.connect_running(&workspace).await? else {

@@ -41,6 +41,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         .transpose()?;
 
     let store = Store::open_default()?;
+    let existing_provider = store
+        .find_by_folder(&folder)?
+        .map(|existing| (existing.name().to_owned(), existing.record.provider));
+    let provider = match (args.provider, existing_provider) {
+        (Some(asked), Some((name, existing))) if asked != existing => anyhow::bail!(
+            "{} is already workspace {name} on the {existing} provider; leave out --provider, or `skiff delete {name}` first",
+            folder.display()
+        ),
+        (Some(asked), _) => asked,
+        (None, Some((_, existing))) => existing,
+        (None, None) if crate::provider::aws::config::AwsSettings::configured(store.root()) => {
+            ProviderKind::Aws
+        }
+        (None, None) => ProviderKind::Local,
+    };
+    if provider == ProviderKind::Aws {
+        progress.finish();
+        return crate::provider::aws::commands::up(
+            &args,
+            &folder,
+            &loaded.config_file,
+            config.host_requirements.as_ref(),
+        )
+        .await;
+    }
+    if args.no_wait {
+        anyhow::bail!(
+            "--no-wait is for AWS workspaces (--provider aws); the local provider always waits"
+        );
+    }
     let mut workspace = match store.find_by_folder(&folder)? {
         Some(existing) => {
             if let Some(name) = &args.name
@@ -66,6 +96,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
                 local_folder: folder.clone(),
                 config_file: loaded.config_file.clone(),
                 idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
+                aws: None,
             })?
         }
     };

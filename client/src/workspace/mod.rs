@@ -13,17 +13,22 @@ use std::path::{Path, PathBuf};
 use skiff::tls::Identity;
 
 /// Which provider holds a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     /// The agent runs on this machine against the local Docker engine.
     Local,
+    /// The agent runs on an EC2 instance of the user's AWS account (`provider::aws`).
+    Aws,
 }
 
 impl std::fmt::Display for ProviderKind {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.write_str(match self {
             Self::Local => "local",
+            Self::Aws => "aws",
         })
     }
 }
@@ -42,6 +47,24 @@ pub struct WorkspaceRecord {
     /// The idle timeout the agent was configured with (`"30m"`, `"off"`).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: String,
+    /// Where an AWS workspace lives; absent for other providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsPlacement>,
+}
+
+/// The AWS side of a workspace's record. AWS's tags are the truth; this remembers where to look.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AwsPlacement {
+    /// The region of the instance.
+    pub region: String,
+    /// The instance, once launched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// The `skiff:owner` tag (an ARN): the caller's own, or another person's for an enrolled workspace.
+    pub owner: String,
+    /// The AWS profile used, if one was named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 fn default_idle_timeout() -> String {
@@ -131,6 +154,11 @@ impl Store {
     /// The store at `root`.
     pub fn at(root: PathBuf) -> Self {
         Self { root }
+    }
+
+    /// The skiff home this store lives in (provider settings sit beside the workspaces).
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn workspaces_dir(&self) -> PathBuf {

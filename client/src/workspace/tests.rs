@@ -9,6 +9,7 @@ fn record(name: &str, folder: &str) -> WorkspaceRecord {
         local_folder: folder.into(),
         config_file: format!("{folder}/.devcontainer.json").into(),
         idle_timeout: "30m".into(),
+        aws: None,
     }
 }
 

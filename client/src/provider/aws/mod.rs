@@ -1,0 +1,213 @@
+//! The AWS provider: a workspace is one EC2 instance of the user's own account, found by its tags.
+//!
+//! AWS itself is the record of every workspace: an instance tagged `skiff:workspace=<name>` and
+//! `skiff:owner=<caller ARN>` is that person's workspace, whatever machine made it. The local record (see
+//! `workspace`) only remembers the region, the instance and the client key pair.
+//!
+//! The submodules follow what `up` does, in order: `config` (saved defaults, environment, flags), `network`
+//! (subnet and a security group with no ingress), `ami` (Ubuntu 24.04 for the instance type's architecture),
+//! `iam` (the `skiff-instance` role and profile), `user_data` (the boot script, from `user_data.sh`), `launch`
+//! (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `enroll` (another laptop's certificate
+//! through Run Command) and `policy` (the IAM policy a skiff user needs).
+//!
+//! This module is the only place that names the AWS SDK; commands get plain types back. What is missing here on
+//! purpose: the Session Manager data channel (the `ssm` tunnel), so `up` stops once the instance runs.
+
+pub mod ami;
+pub mod commands;
+pub mod config;
+pub mod enroll;
+pub mod iam;
+pub mod launch;
+pub mod lifecycle;
+pub mod network;
+pub mod policy;
+pub mod user_data;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_sts::config::ProvideCredentials as _;
+
+/// The port `skiffd` listens on, on the instance's loopback; the Session Manager session forwards to it.
+pub const AGENT_PORT: u16 = 7443;
+/// The port of user-data's one-shot receiver for a pushed `skiffd`, on the instance's loopback.
+pub const RECEIVER_PORT: u16 = 7444;
+
+/// The tag naming a workspace.
+pub const TAG_WORKSPACE: &str = "skiff:workspace";
+/// The tag naming who made a workspace (the caller's ARN from STS).
+pub const TAG_OWNER: &str = "skiff:owner";
+/// The tag marking resources skiff made for everyone (the IAM role and instance profile).
+pub const TAG_MANAGED: &str = "skiff:managed";
+
+/// The clients of one region, and who is calling.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) ssm: aws_sdk_ssm::Client,
+    pub(crate) sts: aws_sdk_sts::Client,
+    /// The region every regional call goes to.
+    pub region: String,
+}
+
+/// Why a region name was refused before any call.
+fn check_region_name(region: &str) -> anyhow::Result<()> {
+    let well_formed = region.split('-').count() >= 3
+        && region.chars().all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
+        })
+        && region.ends_with(|character: char| character.is_ascii_digit());
+    if !well_formed {
+        anyhow::bail!(
+            "unknown AWS region {region:?}: a region looks like eu-west-1; pass --region with one (`aws ec2 describe-regions` lists them)"
+        );
+    }
+    Ok(())
+}
+
+impl Aws {
+    /// Clients for `region` with credentials from aws-config's default chain (environment, profiles, SSO,
+    /// process credentials; `profile` picks a profile). `AWS_ENDPOINT_URL` and its per-service variants are
+    /// honoured by aws-config. Fails clearly when there are no credentials.
+    pub async fn connect(region: &str, profile: Option<&str>) -> anyhow::Result<Self> {
+        check_region_name(region)?;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            // Three attempts in all: enough for throttling, and an emulator's HTML 500s fail fast.
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(profile) = profile {
+            loader = loader.profile_name(profile);
+        }
+        let config = loader.load().await;
+        let credentials = config.credentials_provider().ok_or_else(|| {
+            anyhow::anyhow!("no AWS credentials provider could be set up; {CREDENTIALS_HINT}")
+        })?;
+        if let Err(error) = credentials.provide_credentials().await {
+            anyhow::bail!(
+                "no AWS credentials found ({}); {CREDENTIALS_HINT}",
+                aws_sdk_sts::error::DisplayErrorContext(&error)
+            );
+        }
+        Ok(Self {
+            ec2: aws_sdk_ec2::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            region: region.to_owned(),
+        })
+    }
+
+    /// The caller's ARN, which becomes the `skiff:owner` tag.
+    pub async fn caller_arn(&self) -> anyhow::Result<String> {
+        let identity = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|error| aws_error("asking STS who is calling", &error))?;
+        identity
+            .arn
+            .context("STS GetCallerIdentity returned no ARN")
+    }
+
+    /// Checks that the region exists and is enabled for the account, asking EC2 for every region.
+    pub async fn check_region(&self) -> anyhow::Result<()> {
+        // DescribeRegions answers from any region, and the asked one may not exist: ask us-east-1.
+        let config = self
+            .ec2
+            .config()
+            .to_builder()
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let ec2 = aws_sdk_ec2::Client::from_conf(config);
+        let regions = ec2
+            .describe_regions()
+            .all_regions(true)
+            .send()
+            .await
+            .map_err(|error| aws_error("listing the AWS regions", &error))?;
+        let regions = regions.regions.unwrap_or_default();
+        let Some(region) = regions
+            .iter()
+            .find(|region| region.region_name.as_deref() == Some(&self.region))
+        else {
+            let mut names: Vec<&str> = regions
+                .iter()
+                .filter_map(|region| region.region_name.as_deref())
+                .collect();
+            names.sort_unstable();
+            anyhow::bail!(
+                "unknown AWS region {}; pass --region with one of: {}",
+                self.region,
+                names.join(", ")
+            );
+        };
+        if region.opt_in_status.as_deref() == Some("not-opted-in") {
+            anyhow::bail!(
+                "AWS region {} is not enabled for this account; enable it in the AWS console (Account → AWS Regions) or pass another --region",
+                self.region
+            );
+        }
+        Ok(())
+    }
+}
+
+const CREDENTIALS_HINT: &str = "skiff uses the AWS default credential chain and never stores credentials: \
+     set AWS_PROFILE (or pass --profile), run `aws sso login`, or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+
+/// An SDK error as one line: what was being done, the AWS error code and message, or the whole cause chain.
+pub(crate) fn aws_error<E>(action: &str, error: &E) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (error.code(), error.message()) {
+        (Some(code), Some(message)) => anyhow::anyhow!("{action}: {code}: {message}"),
+        (Some(code), None) => anyhow::anyhow!("{action}: {code}"),
+        _ => anyhow::anyhow!(
+            "{action}: {}",
+            aws_sdk_ec2::error::DisplayErrorContext(error)
+        ),
+    }
+}
+
+/// The AWS error code of an SDK error, if the service sent one.
+pub(crate) fn error_code<E: ProvideErrorMetadata>(error: &E) -> Option<&str> {
+    error.code()
+}
+
+/// An EC2 tag.
+pub(crate) fn ec2_tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
+    aws_sdk_ec2::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build()
+}
+
+/// An EC2 filter with one value.
+pub(crate) fn filter(name: &str, value: &str) -> aws_sdk_ec2::types::Filter {
+    aws_sdk_ec2::types::Filter::builder()
+        .name(name)
+        .values(value)
+        .build()
+}
+
+/// A fault-injection point for tests of interrupted runs: with `SKIFF_AWS_ABORT_AFTER=<point>` the process
+/// aborts right after that step, as a killed client would stop.
+pub(crate) fn abort_point(point: &str) {
+    if std::env::var("SKIFF_AWS_ABORT_AFTER").is_ok_and(|wanted| wanted == point) {
+        eprintln!("skiff: aborting after {point} (SKIFF_AWS_ABORT_AFTER)");
+        std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests;

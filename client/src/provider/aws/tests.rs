@@ -1,0 +1,1 @@
+//! Unit tests of the AWS provider: what can be checked without AWS.
