@@ -110,7 +110,90 @@ pub const IMAGES: &[ImageSpec] = &[
             context: &[],
         },
     },
+    // Stand-ins for the base images the Dev Container reference fixtures name (see tests/it/conformance.rs); each is a
+    // local image under the name a fixture uses, and says what it stands in for in a label.
+    ImageSpec {
+        tag: "skiff-test/ubuntu:stand-in",
+        aliases: &["ubuntu:latest", "ubuntu:22.04", "debian:latest"],
+        recipe: Recipe::Dockerfile {
+            dockerfile: UBUNTU_STAND_IN_DOCKERFILE,
+            context: &[],
+        },
+    },
+    ImageSpec {
+        tag: "skiff-test/devcontainers-base:ubuntu",
+        aliases: &[
+            "mcr.microsoft.com/devcontainers/base:ubuntu",
+            "mcr.microsoft.com/devcontainers/base:latest",
+            "mcr.microsoft.com/vscode/devcontainers/base:ubuntu",
+        ],
+        recipe: Recipe::Dockerfile {
+            dockerfile: DEVCONTAINERS_UBUNTU_STAND_IN_DOCKERFILE,
+            context: &[],
+        },
+    },
+    ImageSpec {
+        tag: "skiff-test/devcontainers-node:stand-in",
+        aliases: &[
+            "mcr.microsoft.com/vscode/devcontainers/javascript-node:0-16-bullseye",
+            "mcr.microsoft.com/vscode/devcontainers/typescript-node:0-16-bullseye",
+            "mcr.microsoft.com/devcontainers/typescript-node:0-16-bullseye",
+            "mcr.microsoft.com/devcontainers/javascript-node:1-22-bookworm",
+        ],
+        recipe: Recipe::Dockerfile {
+            dockerfile: NODE_STAND_IN_DOCKERFILE,
+            context: &[],
+        },
+    },
+    ImageSpec {
+        tag: "skiff-test/mongo:stand-in",
+        aliases: &["mongo:latest"],
+        recipe: Recipe::Dockerfile {
+            dockerfile: MONGO_STAND_IN_DOCKERFILE,
+            context: &[],
+        },
+    },
+    ImageSpec {
+        tag: "skiff-test/alpine:stand-in",
+        aliases: &["alpine:latest", "alpine:3.17"],
+        recipe: Recipe::Dockerfile {
+            dockerfile: ALPINE_STAND_IN_DOCKERFILE,
+            context: &[],
+        },
+    },
 ];
+
+/// Debian standing in for `ubuntu:latest`: the reference fixtures only need a shell, coreutils and apt's layout.
+const UBUNTU_STAND_IN_DOCKERFILE: &str = r#"FROM skiff-test/debian:12
+LABEL dev.skiff.stand-in="Debian 12 standing in for ubuntu"
+"#;
+
+/// The devcontainers base stand-in (user `vscode`, sudo, bash) under the `:ubuntu` and `:latest` names.
+const DEVCONTAINERS_UBUNTU_STAND_IN_DOCKERFILE: &str = r#"FROM skiff-test/devcontainers-base:bookworm
+LABEL dev.skiff.stand-in="Debian 12 with the devcontainers base user standing in for mcr.microsoft.com/devcontainers/base:ubuntu"
+"#;
+
+/// A stand-in for the devcontainers Node.js images: a `node` user (uid 1000) with passwordless sudo and bash, and the
+/// metadata label that makes it the remote user. Node.js itself is absent; the fixtures that name these images only run
+/// shell commands.
+const NODE_STAND_IN_DOCKERFILE: &str = r#"FROM skiff-test/debian:12
+RUN set -eux;     useradd --create-home --uid 1000 --user-group --shell /bin/bash node;     echo 'node ALL=(root) NOPASSWD:ALL' > /etc/sudoers.d/node;     chmod 0440 /etc/sudoers.d/node
+LABEL devcontainer.metadata='[{"remoteUser":"node"}]'
+LABEL dev.skiff.stand-in="Debian 12 with a node user standing in for the devcontainers Node.js images (no Node.js)"
+"#;
+
+/// A stand-in for `mongo:latest` as a compose sidecar: a container that stays up. No MongoDB.
+const MONGO_STAND_IN_DOCKERFILE: &str = r#"FROM skiff-test/debian:12
+LABEL dev.skiff.stand-in="Debian 12 that sleeps, standing in for a mongo sidecar (no MongoDB)"
+CMD ["sleep", "infinity"]
+"#;
+
+/// A stand-in for `alpine`: the static busybox with the files a root user needs. It has no `apk` and no `adduser`, so
+/// it serves Dockerfile stages that are skipped or only run shell built-ins.
+const ALPINE_STAND_IN_DOCKERFILE: &str = r#"FROM skiff-test/busybox:1
+RUN mkdir -p /etc /root /home /tmp && chmod 1777 /tmp     && echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd     && echo 'root:x:0:root' > /etc/group     && echo '3.17.0' > /etc/alpine-release
+LABEL dev.skiff.stand-in="busybox standing in for alpine (no apk, no adduser)"
+"#;
 
 const BUSYBOX_DOCKERFILE: &str = r#"FROM scratch
 COPY busybox /bin/busybox

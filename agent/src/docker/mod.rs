@@ -1138,3 +1138,28 @@ pub fn pack_build_context(
 ) -> Result<(Vec<u8>, String), DockerError> {
     context_archive(context, dockerfile)
 }
+
+impl Docker {
+    /// An image's `ENTRYPOINT` and `CMD`, for running them after the keep-alive's Feature entrypoints.
+    pub async fn image_command(&self, image: &str) -> Result<(Vec<String>, Vec<String>), DockerError> {
+        let inspect = self
+            .client()?
+            .inspect_image(image)
+            .await
+            .map_err(|error| self.classify(error, format!("inspecting image {image}")))?;
+        let config = inspect.config.unwrap_or_default();
+        Ok((
+            config.entrypoint.unwrap_or_default(),
+            config.cmd.unwrap_or_default(),
+        ))
+    }
+
+    /// Removes a network; a missing one is not an error.
+    pub async fn remove_network(&self, name: &str) -> Result<bool, DockerError> {
+        match self.client()?.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(self.classify(error, format!("removing network {name}"))),
+        }
+    }
+}

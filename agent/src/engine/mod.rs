@@ -5,6 +5,7 @@
 //! Its parts: `run_args` parses `runArgs` and `build.options`, `features` resolves, orders and builds local Features,
 //! `metadata` reads and merges the `devcontainer.metadata` label, and `compose` drives Docker Compose configurations.
 
+mod compose;
 mod features;
 mod metadata;
 mod run_args;
@@ -17,8 +18,10 @@ use futures::StreamExt;
 use sha2::Digest;
 use skiff::api::{ContainerState, OutputStream, UpEvent, UpPhase, UpResult, UpSpec};
 use skiff::devcontainer::{
-    self, ConfigKind, DevContainer, LifecycleCommand, PortSpec, SimpleCommand,
+    self, ConfigKind, DevContainer, LifecycleCommand, PortSpec, SimpleCommand, UserEnvProbe,
 };
+
+use self::metadata::HookCommand;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, mpsc};
 
@@ -30,11 +33,6 @@ use crate::state::{StateDir, WorkspaceRecord};
 
 /// The label that marks a container as a skiff workspace's.
 pub const LABEL_WORKSPACE: &str = "skiff.workspace";
-
-/// The keep-alive the reference CLI runs when `overrideCommand` is on: it exits on SIGTERM at once,
-/// so stopping the container does not wait for Docker's grace period.
-const KEEP_ALIVE_SCRIPT: &str =
-    "echo Container started\ntrap \"exit 0\" 15\nexec \"$@\"\nwhile sleep 1 & wait $!; do :; done";
 
 /// A failure of the engine.
 #[derive(Debug, thiserror::Error)]
@@ -175,18 +173,10 @@ impl Engine {
         let kind = config
             .kind()
             .map_err(|error| config_error(error.to_string()))?;
-        if kind == ConfigKind::Compose {
-            return Err(config_error(
-                "\"dockerComposeFile\": Docker Compose configurations are not supported by this agent yet; \
-                 use \"image\" or \"build.dockerfile\""
-                    .into(),
-            ));
-        }
-        for warning in unsupported_properties(&config) {
-            emit(events, UpEvent::Warning(warning)).await;
-        }
         let local_folder = Path::new(&spec.local_folder);
         let labels = devcontainer::id_labels(local_folder, Path::new(&spec.config_file));
+        let devcontainer_id = devcontainer::devcontainer_id(&labels);
+        let config_hash = config_hash(&spec.config_json);
 
         progress(
             events,
@@ -194,37 +184,58 @@ impl Engine {
             "looking for the workspace's dev container",
         )
         .await;
-        let mut existing = self.docker.find_container(&labels).await?;
-        if spec.rebuild
-            && let Some(container) = existing.take()
-        {
-            progress(
-                events,
-                UpPhase::Creating,
-                format!("removing container {} to rebuild", short(&container.id)),
-            )
-            .await;
-            self.docker.remove_container(&container.id).await?;
-        }
-
-        let (container, record, created) = match existing {
-            Some(container) => {
-                let record = match record_slot
-                    .clone()
-                    .filter(|record| record.container_id == container.id)
-                {
-                    Some(record) => record,
-                    None => self.record_for(&config, &container, local_folder).await?,
-                };
-                (container, record, false)
+        let (container, entries, created, built_image) = if kind == ConfigKind::Compose {
+            let up =
+                compose::up(self, &config, &spec, &config_hash, &devcontainer_id, events).await?;
+            (up.container, up.entries, up.created, None)
+        } else {
+            let run_args = run_args::parse_run_args(config.run_args.as_deref().unwrap_or_default())
+                .map_err(|error| config_error(format!("\"runArgs\": {error}")))?;
+            let mut existing = self.docker.find_container(&labels).await?;
+            if spec.rebuild
+                && let Some(container) = existing.take()
+            {
+                progress(
+                    events,
+                    UpPhase::Creating,
+                    format!("removing container {} to rebuild", short(&container.id)),
+                )
+                .await;
+                self.docker.remove_container(&container.id).await?;
             }
-            None => {
-                let (container, record) = self.create(&config, kind, &spec, labels, events).await?;
-                (container, record, true)
+            match existing {
+                Some(container) => {
+                    warn_if_changed(&container, &config_hash, events).await;
+                    let entries = reused_entries(&container, &config, events).await;
+                    let built = record_slot
+                        .as_ref()
+                        .filter(|record| record.container_id == container.id)
+                        .and_then(|record| record.built_image.clone())
+                        .or_else(|| {
+                            container
+                                .image
+                                .starts_with("vsc-")
+                                .then(|| container.image.clone())
+                        });
+                    (container, entries, false, built)
+                }
+                None => {
+                    let made = self
+                        .create(
+                            &config,
+                            kind,
+                            &spec,
+                            labels,
+                            &run_args,
+                            &config_hash,
+                            &devcontainer_id,
+                            events,
+                        )
+                        .await?;
+                    (made.container, made.entries, true, made.built_image)
+                }
             }
         };
-        self.state.save_record(&record)?;
-        *record_slot = Some(record.clone());
 
         let container = if container.state == ContainerState::Running {
             container
@@ -243,13 +254,49 @@ impl Engine {
                     workspace: self.workspace.clone(),
                 })?
         };
+
+        let merged = metadata::merge(&substitute_entries(
+            &entries,
+            &devcontainer_id,
+            Some(&container.env),
+        ));
+        let remote_user = merged
+            .remote_user
+            .clone()
+            .or_else(|| merged.container_user.clone())
+            .or_else(|| (!container.user.is_empty()).then(|| container.user.clone()))
+            .unwrap_or_else(|| "root".to_owned());
+        let mut record = WorkspaceRecord {
+            container_id: container.id.clone(),
+            image: container.image.clone(),
+            built_image,
+            workspace_folder: config.effective_workspace_folder(local_folder),
+            remote_user: remote_user.clone(),
+            remote_env: merged.remote_env.clone(),
+            shutdown_action: merged.shutdown_action.clone(),
+        };
+        let probe = merged.user_env_probe.unwrap_or_default();
+        if probe != UserEnvProbe::None {
+            let probed = self
+                .probe_user_env(&container, &remote_user, probe, events)
+                .await;
+            // The probed environment is the base; remoteEnv overrides it, as in the reference CLI.
+            let mut remote_env: BTreeMap<String, Option<String>> = probed
+                .into_iter()
+                .map(|(key, value)| (key, Some(value)))
+                .collect();
+            remote_env.extend(merged.remote_env.clone());
+            record.remote_env = remote_env;
+        }
+        self.state.save_record(&record)?;
+        *record_slot = Some(record.clone());
         drop(record_slot);
 
         let target = Target {
             container: container.clone(),
             record: record.clone(),
         };
-        self.run_lifecycle(&config, &target, &spec.config_file, events)
+        self.run_lifecycle(&merged, &target, &spec.config_file, events)
             .await?;
 
         Ok(UpResult {
@@ -261,112 +308,313 @@ impl Engine {
         })
     }
 
-    /// Makes the image and the container.
+    /// Makes the image (building the Dockerfile and the Feature layer as needed) and the container.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the pieces of one up, passed once"
+    )]
     async fn create(
         &self,
         config: &DevContainer,
         kind: ConfigKind,
         spec: &UpSpec,
         mut labels: BTreeMap<String, String>,
+        run_args: &run_args::RunArgs,
+        config_hash: &str,
+        devcontainer_id: &str,
         events: &Events,
-    ) -> Result<(ContainerInfo, WorkspaceRecord), EngineError> {
+    ) -> Result<Made, EngineError> {
         let local_folder = Path::new(&spec.local_folder);
         let files_folder = Path::new(&spec.files_folder);
-        let (image, built_image) = match kind {
+        let config_file = self.agent_config_file(spec);
+        let config_error = |message: String| EngineError::Config {
+            file: spec.config_file.clone(),
+            message,
+        };
+        let tag = image_tag(local_folder);
+        let (base_image, mut built_image) = match kind {
             ConfigKind::Image => {
                 let image = config.image.clone().unwrap_or_default();
-                if self.docker.inspect_image(&image).await?.is_none() {
-                    progress(events, UpPhase::Pulling, format!("pulling image {image}")).await;
-                    let mut lines = Vec::new();
-                    self.docker
-                        .pull_image(&image, |line| lines.push(line))
-                        .await?;
-                    for line in lines {
-                        emit(
-                            events,
-                            UpEvent::Output {
-                                stream: OutputStream::Stdout,
-                                data: format!("{line}\n").into_bytes(),
-                            },
-                        )
-                        .await;
-                    }
-                }
+                self.ensure_image(&image, events).await?;
                 (image, None)
             }
             _ => {
-                let tag = image_tag(local_folder);
                 let build = self.build_spec(config, spec, files_folder, &tag)?;
-                progress(events, UpPhase::Building, format!("building image {tag}")).await;
-                let _building = self.activity.busy(idle::source::BUILD);
-                let (lines, mut receiver) = mpsc::unbounded_channel::<String>();
-                let forward_events = events.clone();
-                let forwarding = tokio::spawn(async move {
-                    while let Some(line) = receiver.recv().await {
-                        emit(
-                            &forward_events,
-                            UpEvent::Output {
-                                stream: OutputStream::Stdout,
-                                data: line.into_bytes(),
-                            },
-                        )
-                        .await;
-                    }
-                });
-                let built = self
-                    .docker
-                    .build_image(&build, |line| {
-                        let _ = lines.send(line);
+                let options = run_args::parse_build_options(
+                    config
+                        .build
+                        .as_ref()
+                        .and_then(|build| build.options.as_deref())
+                        .unwrap_or_default(),
+                )
+                .map_err(|error| config_error(format!("\"build.options\": {error}")))?;
+                let mut build = build;
+                build.args.extend(options.args.clone());
+                build.labels.extend(options.labels.clone());
+                if build.target.is_none() {
+                    build.target = options.target.clone();
+                }
+                build.cache_from.extend(options.cache_from.clone());
+                build.no_cache |= options.no_cache;
+                let (archive, dockerfile) = {
+                    let context = build.context.clone();
+                    let dockerfile = build.dockerfile.clone();
+                    tokio::task::spawn_blocking(move || {
+                        crate::docker::pack_build_context(&context, &dockerfile)
                     })
-                    .await;
-                drop(lines);
-                let _ = forwarding.await;
-                built?;
-                (tag.clone(), Some(tag))
+                    .await
+                    .map_err(|error| EngineError::State(std::io::Error::other(error)))??
+                };
+                progress(events, UpPhase::Building, format!("building image {tag}")).await;
+                self.build(archive, &dockerfile, &build, &options.extras, events)
+                    .await?;
+                (tag.clone(), Some(tag.clone()))
             }
         };
-        let image_info = self.docker.inspect_image(&image).await?;
-        let image_user = image_info.map(|info| info.user).unwrap_or_default();
-
-        let (workspace_mount, workspace_folder) = self.workspace_mount(config, spec)?;
-        let mut mounts: Vec<Mount> = workspace_mount.into_iter().collect();
-        for mount in config.mounts.iter().flatten() {
-            mounts.push(parse_mount(&mount.to_mount_spec()).map_err(|message| {
-                EngineError::Config {
-                    file: spec.config_file.clone(),
-                    message: format!("\"mounts\": {message}"),
+        let base_info = self
+            .docker
+            .inspect_image(&base_image)
+            .await?
+            .ok_or_else(|| {
+                config_error(format!(
+                    "image {base_image} is not on this machine after pulling or building it"
+                ))
+            })?;
+        let mut entries = match metadata::entries_from_label(
+            base_info
+                .labels
+                .get(devcontainer::LABEL_METADATA)
+                .map(String::as_str),
+        ) {
+            Ok(entries) => entries,
+            Err(problem) => {
+                emit(
+                    events,
+                    UpEvent::Warning(format!("image {base_image}: {problem}; ignoring it")),
+                )
+                .await;
+                Vec::new()
+            }
+        };
+        let features = features::resolve(config, &config_file, files_folder)
+            .map_err(|error| config_error(format!("\"features\": {error}")))?;
+        for feature in &features {
+            entries.push(metadata::feature_entry(&feature.user_id, &feature.manifest));
+        }
+        entries.push(metadata::config_entry(config));
+        let merged = metadata::merge(&substitute_entries(&entries, devcontainer_id, None));
+        let container_user = merged
+            .container_user
+            .clone()
+            .or_else(|| run_args.user.clone())
+            .unwrap_or_else(|| {
+                if base_info.user.is_empty() {
+                    "root".to_owned()
+                } else {
+                    base_info.user.clone()
                 }
-            })?);
+            });
+        let remote_user = merged
+            .remote_user
+            .clone()
+            .unwrap_or_else(|| container_user.clone());
+        let label = metadata::label_value(&entries);
+
+        let mut image = base_image.clone();
+        if !features.is_empty() {
+            let feature_tag = match kind {
+                ConfigKind::Image => format!("{tag}-features"),
+                _ => tag.clone(),
+            };
+            let layer = features::Layer {
+                base_image: &base_image,
+                image_user: &base_info.user,
+                container_user: &container_user,
+                remote_user: &remote_user,
+                features: &features,
+            };
+            let archive = features::layer_archive(&layer)?;
+            let build = BuildSpec {
+                context: files_folder.to_owned(),
+                dockerfile: files_folder.join(features::LAYER_DOCKERFILE),
+                tag: feature_tag.clone(),
+                args: BTreeMap::new(),
+                target: None,
+                cache_from: Vec::new(),
+                labels: BTreeMap::from([(devcontainer::LABEL_METADATA.to_owned(), label.clone())]),
+                no_cache: false,
+            };
+            let names: Vec<&str> = features
+                .iter()
+                .map(|feature| feature.user_id.as_str())
+                .collect();
+            progress(
+                events,
+                UpPhase::Building,
+                format!(
+                    "installing Features {} into image {feature_tag}",
+                    names.join(", ")
+                ),
+            )
+            .await;
+            self.build(
+                archive,
+                features::LAYER_DOCKERFILE,
+                &build,
+                &Default::default(),
+                events,
+            )
+            .await?;
+            image = feature_tag.clone();
+            built_image = Some(feature_tag);
         }
 
+        if merged.update_remote_user_uid != Some(false)
+            && let Some((uid, gid)) = owner_of(files_folder)
+            && uid != 0
+            && remote_user != "root"
+            && !remote_user.bytes().all(|byte| byte.is_ascii_digit())
+        {
+            let uid_tag = format!("{}-uid", built_image.clone().unwrap_or_else(|| tag.clone()));
+            let build = BuildSpec {
+                context: files_folder.to_owned(),
+                dockerfile: files_folder.join(UPDATE_UID_DOCKERFILE_NAME),
+                tag: uid_tag.clone(),
+                args: BTreeMap::from([
+                    ("BASE_IMAGE".to_owned(), image.clone()),
+                    ("REMOTE_USER".to_owned(), remote_user.clone()),
+                    ("NEW_UID".to_owned(), uid.to_string()),
+                    ("NEW_GID".to_owned(), gid.to_string()),
+                    (
+                        "IMAGE_USER".to_owned(),
+                        if base_info.user.is_empty() {
+                            "root".to_owned()
+                        } else {
+                            base_info.user.clone()
+                        },
+                    ),
+                ]),
+                target: None,
+                cache_from: Vec::new(),
+                labels: BTreeMap::new(),
+                no_cache: false,
+            };
+            progress(
+                events,
+                UpPhase::Building,
+                format!("giving user {remote_user} the workspace owner's UID:GID {uid}:{gid} (updateRemoteUserUID)"),
+            )
+            .await;
+            let archive = single_file_archive(UPDATE_UID_DOCKERFILE_NAME, UPDATE_UID_DOCKERFILE)?;
+            self.build(
+                archive,
+                UPDATE_UID_DOCKERFILE_NAME,
+                &build,
+                &Default::default(),
+                events,
+            )
+            .await?;
+            // The `-uid` image replaces the one it extends as what `delete` removes; the base stays as its parent layer.
+            image = uid_tag.clone();
+            built_image = Some(uid_tag);
+        }
+
+        let (workspace_mount, _) = self.workspace_mount(config, spec)?;
+        let mut mounts: Vec<Mount> = workspace_mount.into_iter().collect();
+        for mount in &merged.mounts {
+            mounts.push(
+                parse_mount(&mount.to_mount_spec())
+                    .map_err(|message| config_error(format!("\"mounts\": {message}")))?,
+            );
+        }
+        for mount in &run_args.mounts {
+            mounts.push(match mount {
+                Mount::Bind {
+                    source,
+                    target,
+                    read_only,
+                } => Mount::Bind {
+                    source: if source.starts_with('.') {
+                        files_folder.join(source).to_string_lossy().into_owned()
+                    } else {
+                        relocate(Path::new(source), local_folder, files_folder)
+                            .to_string_lossy()
+                            .into_owned()
+                    },
+                    target: target.clone(),
+                    read_only: *read_only,
+                },
+                volume => volume.clone(),
+            });
+        }
+
+        let mut env: Vec<String> = merged
+            .container_env
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        for file in &run_args.env_files {
+            let path = files_folder.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|error| {
+                config_error(format!(
+                    "\"runArgs\": --env-file {file}: cannot read {}: {error}",
+                    path.display()
+                ))
+            })?;
+            env.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                    .map(str::to_owned),
+            );
+        }
+        env.extend(run_args.env.iter().cloned());
+
         labels.insert(LABEL_WORKSPACE.into(), self.workspace.clone());
-        labels.insert(devcontainer::LABEL_METADATA.into(), metadata_label(config));
-        let keep_alive = config.override_command.unwrap_or(true);
+        labels.insert(devcontainer::LABEL_METADATA.into(), label);
+        labels.insert(LABEL_CONFIG_HASH.into(), config_hash.to_owned());
+        labels.extend(run_args.labels.iter().cloned());
+        let override_command = merged.override_command.unwrap_or(true);
+        let (entrypoint, cmd) = if override_command || !merged.entrypoints.is_empty() {
+            let mut cmd = vec![
+                "-c".to_owned(),
+                keep_alive_script(&merged.entrypoints),
+                "-".to_owned(),
+            ];
+            if !override_command {
+                let (image_entrypoint, image_cmd) = self.docker.image_command(&image).await?;
+                cmd.extend(image_entrypoint);
+                cmd.extend(image_cmd);
+            }
+            (Some(vec!["/bin/sh".to_owned()]), Some(cmd))
+        } else if let Some(entrypoint) = &run_args.entrypoint {
+            (Some(vec![entrypoint.clone()]), None)
+        } else {
+            (None, None)
+        };
+        let mut cap_add = merged.cap_add.clone();
+        cap_add.extend(run_args.cap_add.iter().cloned());
+        let mut security_opt = merged.security_opt.clone();
+        security_opt.extend(run_args.security_opt.iter().cloned());
+        let mut published_ports = published_ports(config);
+        published_ports.extend(run_args.published_ports.iter().cloned());
         let container_spec = ContainerSpec {
-            name: None,
+            name: run_args.name.clone(),
             image: image.clone(),
             labels,
-            env: config
-                .container_env
-                .iter()
-                .flatten()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect(),
-            user: config.container_user.clone(),
-            entrypoint: keep_alive.then(|| vec!["/bin/sh".to_owned()]),
-            cmd: keep_alive.then(|| {
-                vec![
-                    "-c".to_owned(),
-                    KEEP_ALIVE_SCRIPT.to_owned(),
-                    "-".to_owned(),
-                ]
-            }),
+            env,
+            user: merged
+                .container_user
+                .clone()
+                .or_else(|| run_args.user.clone()),
+            entrypoint,
+            cmd,
             mounts,
-            init: config.init.unwrap_or(false),
-            privileged: config.privileged.unwrap_or(false),
-            cap_add: config.cap_add.clone().unwrap_or_default(),
-            security_opt: config.security_opt.clone().unwrap_or_default(),
-            published_ports: published_ports(config),
+            init: merged.init || run_args.init,
+            privileged: merged.privileged || run_args.privileged,
+            cap_add,
+            security_opt,
+            published_ports,
         };
         progress(
             events,
@@ -374,7 +622,10 @@ impl Engine {
             format!("creating a container from {image}"),
         )
         .await;
-        let id = self.docker.create_container(container_spec).await?;
+        let id = self
+            .docker
+            .create_container_ext(container_spec, run_args.host.clone())
+            .await?;
         let container =
             self.docker
                 .inspect_container(&id)
@@ -382,72 +633,144 @@ impl Engine {
                 .ok_or_else(|| EngineError::NoContainer {
                     workspace: self.workspace.clone(),
                 })?;
-        let remote_user = config
-            .remote_user
-            .clone()
-            .or_else(|| config.container_user.clone())
-            .filter(|user| !user.is_empty())
-            .unwrap_or_else(|| {
-                if image_user.is_empty() {
-                    "root".into()
-                } else {
-                    image_user
-                }
-            });
-        let record = WorkspaceRecord {
-            container_id: id,
-            image,
+        Ok(Made {
+            container,
+            entries,
             built_image,
-            workspace_folder,
-            remote_user,
-            remote_env: config.remote_env.clone().unwrap_or_default(),
-            shutdown_action: config.shutdown_action.as_ref().map(|action| {
-                serde_json::to_value(action)
-                    .ok()
-                    .and_then(|value| value.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            }),
-        };
-        Ok((container, record))
+        })
     }
 
-    /// Rebuilds the agent's record of a container found by its labels (a record lost with an earlier agent).
-    async fn record_for(
+    /// The config file's path on this machine (the client names it by its own path).
+    fn agent_config_file(&self, spec: &UpSpec) -> std::path::PathBuf {
+        relocate(
+            Path::new(&spec.config_file),
+            Path::new(&spec.local_folder),
+            Path::new(&spec.files_folder),
+        )
+    }
+
+    /// Pulls `image` unless it is on the machine.
+    async fn ensure_image(&self, image: &str, events: &Events) -> Result<(), EngineError> {
+        if self.docker.inspect_image(image).await?.is_some() {
+            return Ok(());
+        }
+        progress(events, UpPhase::Pulling, format!("pulling image {image}")).await;
+        let mut lines = Vec::new();
+        self.docker
+            .pull_image(image, |line| lines.push(line))
+            .await?;
+        for line in lines {
+            emit(
+                events,
+                UpEvent::Output {
+                    stream: OutputStream::Stdout,
+                    data: format!("{line}\n").into_bytes(),
+                },
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Builds an image from a context archive, streaming the build's output as events.
+    async fn build(
         &self,
-        config: &DevContainer,
-        container: &ContainerInfo,
-        local_folder: &Path,
-    ) -> Result<WorkspaceRecord, EngineError> {
-        let image_user = self
+        archive: Vec<u8>,
+        dockerfile: &str,
+        build: &BuildSpec,
+        extras: &crate::docker::BuildExtras,
+        events: &Events,
+    ) -> Result<(), EngineError> {
+        let _building = self.activity.busy(idle::source::BUILD);
+        let (lines, mut receiver) = mpsc::unbounded_channel::<String>();
+        let forward_events = events.clone();
+        let forwarding = tokio::spawn(async move {
+            while let Some(line) = receiver.recv().await {
+                emit(
+                    &forward_events,
+                    UpEvent::Output {
+                        stream: OutputStream::Stdout,
+                        data: line.into_bytes(),
+                    },
+                )
+                .await;
+            }
+        });
+        let built = self
             .docker
-            .inspect_image(&container.image)
-            .await?
-            .map(|info| info.user)
-            .unwrap_or_default();
-        let remote_user = config
-            .remote_user
-            .clone()
-            .or_else(|| config.container_user.clone())
-            .or_else(|| (!container.user.is_empty()).then(|| container.user.clone()))
-            .unwrap_or_else(|| {
-                if image_user.is_empty() {
-                    "root".into()
-                } else {
-                    image_user
+            .build_image_archive(archive, dockerfile, build, extras, |line| {
+                let _ = lines.send(line);
+            })
+            .await;
+        drop(lines);
+        let _ = forwarding.await;
+        built?;
+        Ok(())
+    }
+
+    /// Probes the remote user's shell environment the way the reference CLI does (`userEnvProbe`): runs the user's shell as a
+    /// login and/or interactive shell and reads its environment. A probe that fails or takes over 10 s gives nothing, with a
+    /// warning.
+    async fn probe_user_env(
+        &self,
+        container: &ContainerInfo,
+        user: &str,
+        probe: UserEnvProbe,
+        events: &Events,
+    ) -> BTreeMap<String, String> {
+        let flags = match probe {
+            UserEnvProbe::None => return BTreeMap::new(),
+            UserEnvProbe::LoginShell => "-lc",
+            UserEnvProbe::InteractiveShell => "-ic",
+            UserEnvProbe::LoginInteractiveShell => "-lic",
+        };
+        let script = format!(
+            "u=\"$(id -un 2>/dev/null)\"; s=\"$SHELL\"; \
+             [ -n \"$s\" ] || s=\"$( (getent passwd \"$u\" || grep \"^$u:\" /etc/passwd) 2>/dev/null | head -n 1 | cut -d: -f7)\"; \
+             [ -x \"$s\" ] || s=/bin/sh; \
+             exec \"$s\" {flags} 'printf %s {PROBE_MARK}; cat /proc/self/environ; printf %s {PROBE_MARK}'"
+        );
+        let config = ExecConfig {
+            command: vec!["/bin/sh".into(), "-c".into(), script],
+            user: Some(user.to_owned()),
+            working_dir: None,
+            env: Vec::new(),
+            tty: false,
+            stdin: false,
+        };
+        let run = async {
+            let mut session = self.docker.exec(&container.id, config).await?;
+            let _ = session.input.shutdown().await;
+            let mut stdout = Vec::new();
+            while let Some(item) = session.output.next().await {
+                let (stream, data) = item?;
+                if stream == OutputStream::Stdout {
+                    stdout.extend_from_slice(&data);
                 }
-            });
-        Ok(WorkspaceRecord {
-            container_id: container.id.clone(),
-            image: container.image.clone(),
-            built_image: container
-                .image
-                .starts_with("vsc-")
-                .then(|| container.image.clone()),
-            workspace_folder: config.effective_workspace_folder(local_folder),
-            remote_user,
-            remote_env: config.remote_env.clone().unwrap_or_default(),
-            shutdown_action: None,
-        })
+            }
+            Ok::<_, EngineError>(stdout)
+        };
+        let output = match tokio::time::timeout(std::time::Duration::from_secs(10), run).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(error)) => {
+                emit(
+                    events,
+                    UpEvent::Warning(format!(
+                        "userEnvProbe: probing the environment of {user} failed: {error}"
+                    )),
+                )
+                .await;
+                return BTreeMap::new();
+            }
+            Err(_) => {
+                emit(events, UpEvent::Warning(format!(
+                    "userEnvProbe: the shell of {user} did not answer within 10 s; commands run without its environment"
+                )))
+                .await;
+                return BTreeMap::new();
+            }
+        };
+        parse_probe(&output)
     }
 
     fn build_spec(
@@ -544,85 +867,87 @@ impl Engine {
         }
     }
 
-    /// Runs the in-container lifecycle commands in the reference order, each at most as often as the reference does.
+    /// Runs the in-container lifecycle commands in the reference order, each at most as often as the reference does: per
+    /// hook, the commands of the base image, then of the Features in install order, then of devcontainer.json.
     async fn run_lifecycle(
         &self,
-        config: &DevContainer,
+        merged: &metadata::Merged,
         target: &Target,
         config_file: &str,
         events: &Events,
     ) -> Result<(), EngineError> {
         let created = target.container.created.clone();
         let started = target.container.started_at.clone();
-        let hooks: [(&'static str, &Option<LifecycleCommand>, Option<&str>); 5] = [
-            (
-                "onCreateCommand",
-                &config.on_create_command,
-                Some(created.as_str()),
-            ),
-            (
-                "updateContentCommand",
-                &config.update_content_command,
-                Some(created.as_str()),
-            ),
-            (
-                "postCreateCommand",
-                &config.post_create_command,
-                Some(created.as_str()),
-            ),
-            (
-                "postStartCommand",
-                &config.post_start_command,
-                Some(started.as_str()),
-            ),
-            ("postAttachCommand", &config.post_attach_command, None),
-        ];
-        for (hook, command, marker) in hooks {
-            let Some(command) = command.as_ref().filter(|command| !command.is_empty()) else {
-                continue;
+        let wait_for = merged.wait_for.unwrap_or_default();
+        for hook in metadata::HOOKS {
+            let marker = match hook {
+                "postStartCommand" => Some(started.as_str()),
+                "postAttachCommand" => None,
+                _ => Some(created.as_str()),
             };
+            let commands = merged.hook(hook);
+            if commands.is_empty() {
+                continue;
+            }
             if let Some(marker) = marker
                 && !self.claim_marker(target, hook, marker).await?
             {
                 tracing::debug!(hook, "already ran for this container");
                 continue;
             }
-            progress(events, UpPhase::Lifecycle, format!("running {hook}")).await;
             let _busy = self.activity.busy(idle::source::LIFECYCLE);
-            let commands: Vec<(Option<String>, Vec<String>)> = match command {
-                LifecycleCommand::Shell(shell) => vec![(None, shell_command(shell))],
-                LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],
-                LifecycleCommand::Parallel(named) => named
-                    .iter()
-                    .map(|(name, command)| {
-                        let argv = match command {
-                            SimpleCommand::Shell(shell) => shell_command(shell),
-                            SimpleCommand::Exec(argv) => argv.clone(),
-                        };
-                        (Some(name.clone()), argv)
-                    })
-                    .filter(|(_, argv)| !argv.is_empty())
-                    .collect(),
-            };
-            let runs = commands.into_iter().map(|(name, argv)| {
-                let events = events.clone();
-                async move {
-                    let code = self.run_hook_command(target, argv, &events).await?;
-                    Ok::<_, EngineError>((name, code))
-                }
-            });
-            for result in futures::future::join_all(runs).await {
-                let (name, code) = result?;
-                if code != 0 {
-                    return Err(EngineError::Hook {
-                        file: config_file.to_owned(),
-                        hook,
-                        code,
-                        detail: name
+            for HookCommand { origin, command } in commands {
+                let from = if origin == "devcontainer.json" {
+                    String::new()
+                } else {
+                    format!(" from Feature {origin}")
+                };
+                progress(events, UpPhase::Lifecycle, format!("running {hook}{from}")).await;
+                let runs: Vec<(Option<String>, Vec<String>)> = match command {
+                    LifecycleCommand::Shell(shell) => vec![(None, shell_command(shell))],
+                    LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],
+                    LifecycleCommand::Parallel(named) => named
+                        .iter()
+                        .map(|(name, command)| {
+                            let argv = match command {
+                                SimpleCommand::Shell(shell) => shell_command(shell),
+                                SimpleCommand::Exec(argv) => argv.clone(),
+                            };
+                            (Some(name.clone()), argv)
+                        })
+                        .filter(|(_, argv)| !argv.is_empty())
+                        .collect(),
+                };
+                let runs = runs.into_iter().map(|(name, argv)| {
+                    let events = events.clone();
+                    async move {
+                        let code = self.run_hook_command(target, argv, &events).await?;
+                        Ok::<_, EngineError>((name, code))
+                    }
+                });
+                for result in futures::future::join_all(runs).await {
+                    let (name, code) = result?;
+                    if code != 0 {
+                        let mut detail = name
                             .map(|name| format!(" (command \"{name}\")"))
-                            .unwrap_or_default(),
-                    });
+                            .unwrap_or_default();
+                        detail.push_str(&from);
+                        return Err(EngineError::Hook {
+                            file: config_file.to_owned(),
+                            hook,
+                            code,
+                            detail,
+                        });
+                    }
                 }
+            }
+            if hook_wait_for(hook) == Some(wait_for) {
+                progress(
+                    events,
+                    UpPhase::Lifecycle,
+                    format!("{hook} done (waitFor); the workspace is usable, running the remaining lifecycle commands"),
+                )
+                .await;
             }
         }
         Ok(())
@@ -933,64 +1258,207 @@ fn published_ports(config: &DevContainer) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The `devcontainer.metadata` label for a container made without a feature build: the configuration's
-/// mergeable properties, as the reference CLI writes them.
-fn metadata_label(config: &DevContainer) -> String {
-    const KEYS: &[&str] = &[
-        "remoteUser",
-        "containerUser",
-        "containerEnv",
-        "remoteEnv",
-        "mounts",
-        "init",
-        "privileged",
-        "capAdd",
-        "securityOpt",
-        "onCreateCommand",
-        "updateContentCommand",
-        "postCreateCommand",
-        "postStartCommand",
-        "postAttachCommand",
-        "waitFor",
-        "userEnvProbe",
-        "overrideCommand",
-        "forwardPorts",
-        "portsAttributes",
-        "otherPortsAttributes",
-        "shutdownAction",
-        "updateRemoteUserUID",
-        "hostRequirements",
-        "customizations",
-    ];
-    let value = serde_json::to_value(config).unwrap_or_default();
-    let entry: serde_json::Map<String, serde_json::Value> = KEYS
-        .iter()
-        .filter_map(|key| Some(((*key).to_owned(), value.get(*key)?.clone())))
-        .collect();
-    serde_json::Value::Array(vec![serde_json::Value::Object(entry)]).to_string()
+/// The label holding a hash of the resolved devcontainer.json a container was made from, to tell when it changed.
+pub const LABEL_CONFIG_HASH: &str = "skiff.config_hash";
+
+/// What `create` made.
+#[derive(Debug)]
+struct Made {
+    container: ContainerInfo,
+    /// The metadata entries written into the container's label.
+    entries: Vec<metadata::Entry>,
+    built_image: Option<String>,
 }
 
-/// Properties this agent reads but does not act on yet, as warnings the user sees.
-fn unsupported_properties(config: &DevContainer) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if config
-        .features
-        .as_ref()
-        .is_some_and(|features| !features.is_empty())
-    {
-        warnings.push(
-            "\"features\" are not installed by this agent yet; the container runs without them"
-                .to_owned(),
-        );
+/// A short hash of the resolved config the client sent.
+fn config_hash(config_json: &str) -> String {
+    // Hash the value, not the text, so formatting never counts as a change.
+    let canonical = serde_json::from_str::<serde_json::Value>(config_json)
+        .map(|value| value.to_string())
+        .unwrap_or_else(|_| config_json.to_owned());
+    let digest = sha2::Sha256::digest(canonical.as_bytes());
+    digest[..12]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Warns when the container was made from another version of devcontainer.json.
+async fn warn_if_changed(container: &ContainerInfo, config_hash: &str, events: &Events) {
+    match container.labels.get(LABEL_CONFIG_HASH) {
+        Some(made_from) if made_from != config_hash => {
+            emit(
+                events,
+                UpEvent::Warning(
+                    "devcontainer.json changed since this dev container was made; only remoteUser, remoteEnv and \
+                     userEnvProbe apply to it now. Run `skiff up --rebuild` to make it afresh with every change"
+                        .to_owned(),
+                ),
+            )
+            .await;
+        }
+        _ => {}
     }
-    if config
-        .run_args
-        .as_ref()
-        .is_some_and(|args| !args.is_empty())
-    {
-        warnings.push("\"runArgs\" are not applied by this agent yet".to_owned());
+}
+
+/// The metadata of an existing container: its label's entries, then the properties of devcontainer.json that apply
+/// without a rebuild (as the reference CLI does when it reuses a container).
+async fn reused_entries(
+    container: &ContainerInfo,
+    config: &DevContainer,
+    events: &Events,
+) -> Vec<metadata::Entry> {
+    let mut entries = match metadata::entries_from_label(
+        container
+            .labels
+            .get(devcontainer::LABEL_METADATA)
+            .map(String::as_str),
+    ) {
+        Ok(entries) => entries,
+        Err(problem) => {
+            emit(
+                events,
+                UpEvent::Warning(format!(
+                    "container {}: {problem}; ignoring it",
+                    short(&container.id)
+                )),
+            )
+            .await;
+            Vec::new()
+        }
+    };
+    entries.push(metadata::updatable_entry(config));
+    entries
+}
+
+/// Substitutes `${devcontainerId}` and, once the container exists, `${containerEnv:VAR}` in metadata entries.
+fn substitute_entries(
+    entries: &[metadata::Entry],
+    devcontainer_id: &str,
+    container_env: Option<&[String]>,
+) -> Vec<metadata::Entry> {
+    let mut value = serde_json::Value::Array(
+        entries
+            .iter()
+            .cloned()
+            .map(serde_json::Value::Object)
+            .collect(),
+    );
+    devcontainer::substitute_devcontainer_id(&mut value, devcontainer_id);
+    if let Some(container_env) = container_env {
+        let env: std::collections::HashMap<String, String> = container_env
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(key, value)| (key.to_owned(), value.to_owned()))
+            .collect();
+        // A `${containerEnv}` without a name stays as written rather than failing `up`.
+        let _ = devcontainer::substitute_container_env(&mut value, &env);
     }
-    warnings
+    match value {
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .filter_map(|item| match item {
+                serde_json::Value::Object(entry) => Some(entry),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The keep-alive the reference CLI runs: it exits on SIGTERM at once, runs the Features' entrypoints, then the image's
+/// command if one follows, else sleeps.
+fn keep_alive_script(entrypoints: &[String]) -> String {
+    let mut script = String::from("echo Container started\ntrap \"exit 0\" 15\n");
+    for entrypoint in entrypoints {
+        script.push_str(entrypoint);
+        script.push('\n');
+    }
+    script.push_str("exec \"$@\"\nwhile sleep 1 & wait $!; do :; done");
+    script
+}
+
+/// The owner (UID, GID) of the workspace's files on this machine: the IDs `updateRemoteUserUID` gives the remote user, so
+/// that the bind-mounted files belong to it.
+fn owner_of(folder: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(folder).ok()?;
+    Some((metadata.uid(), metadata.gid()))
+}
+
+/// The Dockerfile of the `-uid` image, by name in its context.
+const UPDATE_UID_DOCKERFILE_NAME: &str = "Dockerfile.skiff-update-uid";
+
+/// Gives `REMOTE_USER` the UID `NEW_UID` and GID `NEW_GID`, as the reference CLI's `updateUID.Dockerfile` does: nothing
+/// when the user is missing or already has them, nothing when another user has the UID, the old GID kept when another
+/// group has the new one, and the home folder handed over.
+const UPDATE_UID_DOCKERFILE: &str = r#"ARG BASE_IMAGE
+FROM $BASE_IMAGE
+USER root
+ARG REMOTE_USER
+ARG NEW_UID
+ARG NEW_GID
+RUN set -e; \
+    line="$(grep "^${REMOTE_USER}:" /etc/passwd || true)"; \
+    if [ -z "$line" ]; then echo "skiff: user ${REMOTE_USER} is not in /etc/passwd; nothing to update"; exit 0; fi; \
+    old_uid="$(echo "$line" | cut -d: -f3)"; old_gid="$(echo "$line" | cut -d: -f4)"; home="$(echo "$line" | cut -d: -f6)"; \
+    uid_owner="$(awk -F: -v id="$NEW_UID" '$3 == id { print $1; exit }' /etc/passwd)"; \
+    gid_owner="$(awk -F: -v id="$NEW_GID" '$3 == id { print $1; exit }' /etc/group)"; \
+    if [ "$old_uid" = "$NEW_UID" ] && [ "$old_gid" = "$NEW_GID" ]; then echo "skiff: ${REMOTE_USER} already has ${NEW_UID}:${NEW_GID}"; exit 0; fi; \
+    if [ "$old_uid" != "$NEW_UID" ] && [ -n "$uid_owner" ]; then echo "skiff: UID ${NEW_UID} belongs to ${uid_owner}; ${REMOTE_USER} keeps ${old_uid}"; exit 0; fi; \
+    gid="$NEW_GID"; \
+    if [ "$old_gid" != "$NEW_GID" ] && [ -n "$gid_owner" ]; then echo "skiff: GID ${NEW_GID} belongs to group ${gid_owner}; keeping ${old_gid}"; gid="$old_gid"; fi; \
+    echo "skiff: ${REMOTE_USER} ${old_uid}:${old_gid} -> ${NEW_UID}:${gid}"; \
+    awk -F: -v OFS=: -v user="$REMOTE_USER" -v uid="$NEW_UID" -v gid="$gid" '$1 == user { $3 = uid; $4 = gid } { print }' /etc/passwd > /tmp/passwd.skiff && cat /tmp/passwd.skiff > /etc/passwd; \
+    if [ "$old_gid" != "$gid" ]; then awk -F: -v OFS=: -v old="$old_gid" -v gid="$gid" '$3 == old { $3 = gid } { print }' /etc/group > /tmp/group.skiff && cat /tmp/group.skiff > /etc/group; fi; \
+    rm -f /tmp/passwd.skiff /tmp/group.skiff; \
+    if [ -d "$home" ]; then chown -R "${NEW_UID}:${gid}" "$home"; fi
+ARG IMAGE_USER
+USER $IMAGE_USER
+"#;
+
+/// A build context holding one file.
+fn single_file_archive(name: &str, contents: &str) -> Result<Vec<u8>, EngineError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(contents.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append_data(&mut header, name, contents.as_bytes())?;
+    Ok(builder.into_inner()?)
+}
+
+/// Marks the start and end of the probed environment in the probe's output, so shell start-up noise is ignored.
+const PROBE_MARK: &str = "SKIFF_ENV_PROBE_2f7c1a";
+
+/// Reads the environment between the probe's marks (`NAME=value` entries separated by NUL); `PWD` is dropped, as in the
+/// reference CLI.
+fn parse_probe(output: &[u8]) -> BTreeMap<String, String> {
+    let text = String::from_utf8_lossy(output);
+    let Some(start) = text.find(PROBE_MARK) else {
+        return BTreeMap::new();
+    };
+    let rest = &text[start + PROBE_MARK.len()..];
+    let Some(end) = rest.find(PROBE_MARK) else {
+        return BTreeMap::new();
+    };
+    rest[..end]
+        .split('\0')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| !key.is_empty() && *key != "PWD")
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+}
+
+/// The `waitFor` value a hook is.
+fn hook_wait_for(hook: &str) -> Option<devcontainer::WaitFor> {
+    match hook {
+        "onCreateCommand" => Some(devcontainer::WaitFor::OnCreateCommand),
+        "updateContentCommand" => Some(devcontainer::WaitFor::UpdateContentCommand),
+        "postCreateCommand" => Some(devcontainer::WaitFor::PostCreateCommand),
+        "postStartCommand" => Some(devcontainer::WaitFor::PostStartCommand),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
