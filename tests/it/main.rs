@@ -7,7 +7,10 @@
 //! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
 //! - `exec`: signal deaths, signals, 100 MiB through stdin, 50 at once, terminal resizes.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
+//! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
+//!   interrupted up, enroll, 300 workspaces, bad input, and the user-data run in a Debian container.
 
+mod aws;
 mod bad_input;
 mod exec;
 mod idle;

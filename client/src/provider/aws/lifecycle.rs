@@ -122,7 +122,8 @@ impl Aws {
         if let Some(owner) = owner {
             request = request.filters(filter(&format!("tag:{TAG_OWNER}"), owner));
         }
-        let mut pages = request.max_results(1000).into_paginator().send();
+        // No MaxResults: AWS pages as it likes (moto by 100 reservations), and every NextToken is followed.
+        let mut pages = request.into_paginator().send();
         let mut found = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|error| {
@@ -367,6 +368,8 @@ pub async fn up(
     request: &UpRequest<'_>,
     progress: &Progress,
 ) -> anyhow::Result<UpOutcome> {
+    // The region first: every other call goes to it.
+    aws.check_region().await?;
     progress.step(&format!(
         "looking for workspace {} in {}",
         request.workspace, aws.region
@@ -389,8 +392,7 @@ pub async fn up(
 
     // Check every input before making anything.
     let settings = request.settings;
-    progress.step("checking the region, instance type, image and network");
-    aws.check_region().await?;
+    progress.step("checking the instance type, image and network");
     let instance_type = settings
         .instance_type
         .clone()

@@ -1,1 +1,335 @@
-//! Unit tests of the AWS provider: what can be checked without AWS.
+//! Unit tests of the AWS provider: what can be checked without AWS (the moto tests are in `tests/it/aws.rs`).
+
+use std::collections::BTreeSet;
+
+use super::ami::{Architecture, instance_type_for, parse_bytes};
+use super::config::{AwsOptions, AwsSettings, region_in_config};
+use super::lifecycle::{agent_source, elf_architecture};
+use super::user_data::{UserDataSpec, check_agent_url, render};
+use super::{check_region_name, enroll, launch, network, policy};
+
+const CERTIFICATE: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ3Vyc29y\n-----END CERTIFICATE-----\n";
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn spec(url: Option<&'static str>) -> UserDataSpec<'static> {
+    UserDataSpec {
+        workspace: "app",
+        idle_timeout: "30m",
+        agent_url: url,
+        agent_sha256: SHA,
+        client_certificate: CERTIFICATE,
+    }
+}
+
+#[test]
+fn user_data_fills_every_placeholder_and_stays_small() {
+    let script = render(&spec(Some("https://example.com/skiffd"))).unwrap();
+    assert!(!script.contains("'@"), "{script}");
+    // Room is left for a real certificate (about 600 bytes) and a long URL.
+    assert!(
+        script.len() < super::user_data::MAX_BYTES - 4096,
+        "{} bytes",
+        script.len()
+    );
+    assert!(script.contains(&format!("SKIFF_AGENT_SHA256='{SHA}'")));
+    assert!(script.contains("SKIFF_AGENT_LISTEN='127.0.0.1:7443'"));
+    assert!(script.contains("SKIFF_AGENT_URL='https://example.com/skiffd'"));
+    assert!(script.contains("idle_action = \"poweroff\""));
+    assert!(script.contains(CERTIFICATE.trim()));
+    let pushed = render(&spec(None)).unwrap();
+    assert!(pushed.contains("SKIFF_AGENT_URL=''"));
+}
+
+#[test]
+fn user_data_refuses_values_that_could_escape_their_quotes() {
+    let mut bad = spec(None);
+    bad.agent_sha256 = "abc";
+    assert!(
+        render(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("is not 64 hexadecimal digits")
+    );
+    let mut bad = spec(None);
+    bad.idle_timeout = "30m'; rm -rf /; '";
+    assert!(render(&bad).is_err());
+    let mut bad = spec(None);
+    bad.client_certificate = "-----BEGIN CERTIFICATE-----\n'$(reboot)'\n-----END CERTIFICATE-----";
+    assert!(render(&bad).is_err());
+    let mut bad = spec(None);
+    bad.workspace = "a'b";
+    assert!(render(&bad).is_err());
+}
+
+#[test]
+fn agent_urls_are_https_or_loopback_http() {
+    assert!(check_agent_url("https://releases.example.com/skiffd").is_ok());
+    assert!(check_agent_url("http://127.0.0.1:8080/skiffd").is_ok());
+    assert!(check_agent_url("http://localhost/skiffd").is_ok());
+    let error = check_agent_url("http://example.com/skiffd")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("use an https:// URL"), "{error}");
+    assert!(check_agent_url("https://example.com/$(id)").is_err());
+    assert!(check_agent_url("https://example.com/a b").is_err());
+}
+
+#[test]
+fn the_enroll_script_carries_one_certificate_and_nothing_else() {
+    let script = enroll::enroll_script(CERTIFICATE).unwrap();
+    assert!(script.contains(CERTIFICATE.trim()));
+    assert!(script.contains("dir=/var/lib/skiffd/trusted-clients\n"));
+    assert!(!script.contains("PRIVATE"));
+    let key = "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----";
+    assert!(enroll::enroll_script(key).is_err());
+    let two = format!("{CERTIFICATE}{CERTIFICATE}");
+    assert!(enroll::enroll_script(&two).is_err());
+    assert_eq!(
+        enroll::certificate_file_name(CERTIFICATE),
+        enroll::certificate_file_name(CERTIFICATE.trim()),
+        "the same certificate gets the same file, so enrolling twice changes nothing"
+    );
+}
+
+#[test]
+fn client_tokens_are_stable_per_launch_and_fit_ec2() {
+    let token = launch::client_token("arn:owner", "eu-west-1", "app", "nonce");
+    assert_eq!(token.len(), 64);
+    assert_eq!(
+        token,
+        launch::client_token("arn:owner", "eu-west-1", "app", "nonce")
+    );
+    assert_ne!(
+        token,
+        launch::client_token("arn:owner", "eu-west-1", "app", "other")
+    );
+    assert_ne!(
+        token,
+        launch::client_token("arn:other", "eu-west-1", "app", "nonce")
+    );
+}
+
+#[test]
+fn two_owners_get_different_security_groups() {
+    let mine = network::group_name("app", "arn:aws:iam::1:user/me");
+    let theirs = network::group_name("app", "arn:aws:iam::1:user/you");
+    assert!(mine.starts_with("skiff-app-"));
+    assert_ne!(mine, theirs);
+}
+
+#[test]
+fn settings_overlay_saved_then_environment_then_flags() {
+    let saved = AwsSettings {
+        region: Some("eu-west-1".into()),
+        instance_type: Some("t3.large".into()),
+        subnet: Some("subnet-saved".into()),
+        ..AwsSettings::default()
+    };
+    let environment = AwsSettings::from_environment(|name| match name {
+        "SKIFF_AWS_INSTANCE_TYPE" => Some("m7g.large".into()),
+        "SKIFF_AWS_VOLUME_SIZE" => Some("80".into()),
+        _ => None,
+    })
+    .unwrap();
+    let flags = AwsSettings::from_options(&AwsOptions {
+        region: Some("us-east-2".into()),
+        tags: vec!["team=web".into()],
+        spot: true,
+        ..AwsOptions::default()
+    })
+    .unwrap();
+    let resolved = saved.overlay(environment).overlay(flags);
+    assert_eq!(resolved.region.as_deref(), Some("us-east-2"));
+    assert_eq!(resolved.instance_type.as_deref(), Some("m7g.large"));
+    assert_eq!(resolved.subnet.as_deref(), Some("subnet-saved"));
+    assert_eq!(resolved.volume_size, Some(80));
+    assert!(resolved.spot);
+    assert_eq!(resolved.tags.get("team").map(String::as_str), Some("web"));
+    let text = toml::to_string(&resolved).unwrap();
+    assert_eq!(toml::from_str::<AwsSettings>(&text).unwrap(), resolved);
+
+    let error = AwsSettings::from_environment(|name| {
+        (name == "SKIFF_AWS_VOLUME_SIZE").then(|| "big".to_owned())
+    })
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("SKIFF_AWS_VOLUME_SIZE"),
+        "{error}"
+    );
+    for reserved in ["skiff:owner=x", "Name=x", "aws:x=y", "novalue"] {
+        let options = AwsOptions {
+            tags: vec![reserved.into()],
+            ..AwsOptions::default()
+        };
+        assert!(AwsSettings::from_options(&options).is_err(), "{reserved}");
+    }
+}
+
+#[test]
+fn a_profile_region_is_read_from_aws_config_text() {
+    let text = "[default]\nregion = eu-west-1\n\n[profile work]\noutput = json\nregion=us-east-2\n";
+    assert_eq!(
+        region_in_config(text, "default").as_deref(),
+        Some("eu-west-1")
+    );
+    assert_eq!(region_in_config(text, "work").as_deref(), Some("us-east-2"));
+    assert_eq!(region_in_config(text, "missing"), None);
+}
+
+#[test]
+fn region_names_are_checked_before_any_call() {
+    assert!(check_region_name("eu-west-1").is_ok());
+    assert!(check_region_name("us-gov-west-1").is_ok());
+    for bad in ["mars", "EU-WEST-1", "eu-west", "eu west 1", ""] {
+        let error = check_region_name(bad).unwrap_err().to_string();
+        assert!(error.starts_with("unknown AWS region"), "{error}");
+    }
+}
+
+#[test]
+fn host_requirements_pick_a_big_enough_instance_type() {
+    use skiff::devcontainer::HostRequirements;
+    assert_eq!(instance_type_for(None), "t3.large");
+    let needs = |cpus: Option<u32>, memory: Option<&str>| HostRequirements {
+        cpus,
+        memory: memory.map(str::to_owned),
+        ..HostRequirements::default()
+    };
+    assert_eq!(
+        instance_type_for(Some(&needs(Some(2), Some("4gb")))),
+        "t3.large"
+    );
+    assert_eq!(instance_type_for(Some(&needs(Some(4), None))), "t3.xlarge");
+    assert_eq!(
+        instance_type_for(Some(&needs(Some(2), Some("20gb")))),
+        "t3.2xlarge"
+    );
+    assert_eq!(
+        instance_type_for(Some(&needs(Some(512), None))),
+        "m6i.16xlarge"
+    );
+    assert_eq!(parse_bytes("8gb"), Some(8 << 30));
+    assert_eq!(parse_bytes("512"), Some(512));
+    assert_eq!(parse_bytes("1.5 kb"), Some(1536));
+    assert_eq!(parse_bytes("lots"), None);
+}
+
+#[test]
+fn the_agent_comes_from_a_checked_url_or_a_push() {
+    let binary = std::env::current_exe().unwrap();
+    let architecture = elf_architecture(&binary).expect("the test binary is an ELF file");
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(architecture, Architecture::X86_64);
+    }
+    let settings = AwsSettings {
+        agent_url: Some("https://example.com/skiffd".into()),
+        ..AwsSettings::default()
+    };
+    let error = agent_source(&settings, None, architecture)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("needs the SHA-256"), "{error}");
+    let source = agent_source(&settings, Some(&binary), architecture).unwrap();
+    assert_eq!(source.url.as_deref(), Some("https://example.com/skiffd"));
+    assert_eq!(source.sha256.len(), 64);
+    let pushed = agent_source(&AwsSettings::default(), Some(&binary), architecture).unwrap();
+    assert_eq!(pushed.url, None);
+    assert_eq!(pushed.push.as_deref(), Some(binary.as_path()));
+    let other = match architecture {
+        Architecture::X86_64 => Architecture::Arm64,
+        Architecture::Arm64 => Architecture::X86_64,
+    };
+    let error = agent_source(&AwsSettings::default(), Some(&binary), other)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("is built for"), "{error}");
+}
+
+/// The IAM actions named by the SDK calls in this module's source (`.ec2.run_instances()` → `ec2:RunInstances`).
+fn actions_called_in_source() -> BTreeSet<String> {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/provider/aws");
+    let mut actions = BTreeSet::new();
+    for entry in std::fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "rs")
+            || path.file_name().is_some_and(|name| name == "tests.rs")
+        {
+            continue;
+        }
+        let source: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .chars()
+            .filter(|character| !character.is_whitespace())
+            .collect();
+        for service in ["ec2", "iam", "ssm", "sts"] {
+            for (index, _) in source.match_indices(&format!("{service}.")) {
+                let before = source[..index].chars().next_back();
+                if before
+                    .is_some_and(|character| character.is_ascii_alphanumeric() || character == '_')
+                {
+                    continue;
+                }
+                let rest = &source[index + service.len() + 1..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|character| character.is_ascii_lowercase() || *character == '_')
+                    .collect();
+                // `config()` reads the client's configuration; it is not an AWS call.
+                if name.is_empty() || name == "config" || !rest[name.len()..].starts_with("()") {
+                    continue;
+                }
+                let operation: String = name
+                    .split('_')
+                    .map(|word| {
+                        let mut characters = word.chars();
+                        characters
+                            .next()
+                            .map(|first| {
+                                first.to_ascii_uppercase().to_string() + characters.as_str()
+                            })
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                actions.insert(format!("{service}:{operation}"));
+            }
+        }
+    }
+    actions
+}
+
+#[test]
+fn aws_policy_covers_every_call_skiff_makes() {
+    let called = actions_called_in_source();
+    assert!(
+        called.contains("ec2:RunInstances"),
+        "the scan finds calls: {called:?}"
+    );
+    assert!(called.contains("iam:CreateRole"), "{called:?}");
+    assert!(called.contains("ssm:SendCommand"), "{called:?}");
+    let listed: BTreeSet<String> = policy::PERMISSIONS
+        .iter()
+        .map(|permission| permission.action.to_owned())
+        .collect();
+    let missing: Vec<&String> = called.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "calls missing from policy::PERMISSIONS: {missing:?}"
+    );
+    let not_called: BTreeSet<String> = listed.difference(&called).cloned().collect();
+    let expected: BTreeSet<String> = policy::NOT_CALLED_HERE
+        .iter()
+        .map(|action| (*action).to_owned())
+        .collect();
+    assert_eq!(
+        not_called, expected,
+        "every permission without a call here is listed in NOT_CALLED_HERE, with its reason"
+    );
+    let text = policy::policy_text();
+    for action in &called {
+        assert!(
+            text.contains(&format!("\"{action}\"")),
+            "{action} is in the policy"
+        );
+    }
+}

@@ -1,0 +1,1212 @@
+//! The AWS provider against a real moto server on 127.0.0.1: the whole up/stop/up/delete cycle read back from
+//! the emulator, client tokens from moto's request recorder, an interrupted `up`, `enroll`, 300 workspaces,
+//! bad input, and the generated user-data run for real in a Debian container.
+//!
+//! One moto server serves this test binary (started on first use, on a free port, with the Ubuntu AMIs of
+//! `tests/fixtures/aws/amis.json` and AWS managed policies, and stopped when the binary exits). Each test uses a
+//! region of its own, so tests running at once never see each other's instances. Read-backs go through boto3
+//! (`tests/fixtures/aws/moto.py`), a real AWS client, never through skiff's own code. Every AWS call goes to
+//! 127.0.0.1: the endpoint is set, instance metadata is disabled, and the AWS config files are empty.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff::tls::Identity;
+use skiff_tests::{BASE_IMAGE, binary, fixtures_dir, require_docker, wait_until};
+
+/// The owner moto reports for any credentials.
+const MOTO_OWNER: &str = "arn:aws:sts::123456789012:user/moto";
+
+/// The moto server of this test binary.
+struct Moto {
+    endpoint: String,
+}
+
+fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start_moto)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_moto() -> Moto {
+    let port = free_port();
+    // moto writes its request recording into its working folder: a fresh one per test binary.
+    let folder = std::env::temp_dir().join(format!("skiff-moto-{}", std::process::id()));
+    std::fs::create_dir_all(&folder).unwrap();
+    let log = folder.join("moto.log");
+    // A watchdog shell owns the server and stops it (and removes its folder) when this test process is gone,
+    // because a static is never dropped: the server cannot outlive the tests.
+    let script = format!(
+        "python3 -m moto.server -H 127.0.0.1 -p {port} >{log} 2>&1 & server=$!; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.5; done; \
+         kill $server 2>/dev/null; sleep 1; rm -rf {folder}",
+        log = log.display(),
+        parent = std::process::id(),
+        folder = folder.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .env("MOTO_AMIS_PATH", fixtures_dir().join("aws/amis.json"))
+        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        .env("MOTO_ENABLE_AMI_VALIDATION", "true")
+        .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
+        .current_dir(&folder)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running sh to start moto");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let ready = wait_until(Duration::from_secs(30), || {
+        http_post(port, "/moto-api/recorder/reset-recording").is_some()
+    });
+    http_post(port, "/moto-api/recorder/start-recording");
+    assert!(
+        ready.is_some(),
+        "the moto server did not start on {endpoint}: {}; these tests need it: `pip install 'moto[server]==5.2.5'` (.ci/run does)",
+        std::fs::read_to_string(&log).unwrap_or_default().trim()
+    );
+    Moto { endpoint }
+}
+
+/// A bare HTTP POST to moto's control API; the status line, if it answered.
+fn http_post(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer
+        .starts_with("HTTP/1.1 200")
+        .then(|| answer.lines().next().unwrap_or_default().to_owned())
+}
+
+/// Runs `tests/fixtures/aws/moto.py` against the server for `region`; its standard output.
+fn helper(region: &str, args: &[&str]) -> String {
+    let output = Command::new("python3")
+        .arg(fixtures_dir().join("aws/moto.py"))
+        .arg(&moto().endpoint)
+        .arg(region)
+        .args(args)
+        .output()
+        .expect("running python3");
+    assert!(
+        output.status.success(),
+        "moto.py {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One AWS call through boto3, as JSON.
+fn call(region: &str, service: &str, operation: &str, params: &Value) -> Value {
+    serde_json::from_str(&helper(
+        region,
+        &["call", service, operation, &params.to_string()],
+    ))
+    .unwrap()
+}
+
+/// The requests skiff (the Rust SDK, not the tests' boto3) sent signed for `region`, in order.
+fn recorded(region: &str) -> Vec<Value> {
+    serde_json::from_str::<Vec<Value>>(&helper(region, &["recording"])).unwrap()
+}
+
+fn recorded_actions<'a>(requests: &'a [Value], action: &str) -> Vec<&'a Value> {
+    requests
+        .iter()
+        .filter(|request| request["action"] == action)
+        .collect()
+}
+
+/// Live (not terminated) instances tagged with skiff:workspace = `name` in `region`.
+fn live_instances(region: &str, name: &str) -> Vec<Value> {
+    let output = call(
+        region,
+        "ec2",
+        "describe_instances",
+        &serde_json::json!({"Filters": [
+            {"Name": "tag:skiff:workspace", "Values": [name]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
+        ]}),
+    );
+    output["Reservations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|reservation| reservation["Instances"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn tagged_groups(region: &str, name: &str) -> Vec<Value> {
+    call(
+        region,
+        "ec2",
+        "describe_security_groups",
+        &serde_json::json!({"Filters": [{"Name": "tag:skiff:workspace", "Values": [name]}]}),
+    )["SecurityGroups"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
+    resource["Tags"]
+        .as_array()?
+        .iter()
+        .find(|tag| tag["Key"] == key)
+        .and_then(|tag| tag["Value"].as_str())
+}
+
+fn sha256_of(path: &Path) -> String {
+    let output = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// A skiff home of its own, set up for the moto server and one region; deleting its workspaces when dropped.
+struct AwsSandbox {
+    root: tempfile::TempDir,
+    region: String,
+}
+
+impl AwsSandbox {
+    fn new(region: &str) -> Self {
+        moto();
+        let root = tempfile::Builder::new()
+            .prefix("skiff-aws-test-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(root.path().join("home")).unwrap();
+        std::fs::write(root.path().join("aws-config"), "").unwrap();
+        Self {
+            root,
+            region: region.to_owned(),
+        }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// A project folder with a devcontainer.json.
+    fn project(&self, name: &str) -> PathBuf {
+        let folder = self.root.path().join("projects").join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join(".devcontainer.json"),
+            r#"{ "image": "debian:bookworm" }"#,
+        )
+        .unwrap();
+        folder
+    }
+
+    fn skiff(&self) -> Command {
+        let mut command = Command::new(binary("skiff"));
+        let aws_config = self.root.path().join("aws-config");
+        command
+            .env("SKIFF_HOME", self.home())
+            .env("SKIFF_AWS_REGION", &self.region)
+            .env("AWS_ENDPOINT_URL", &moto().endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", &aws_config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &aws_config)
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("SKIFF_AGENT_BINARY")
+            .env_remove("SKIFF_AWS_ABORT_AFTER")
+            .env_remove("SKIFF_LOG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.skiff().args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "skiff {} failed with {}:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs skiff expecting failure; its standard error.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "skiff {} should have failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    fn record(&self, name: &str) -> PathBuf {
+        self.home().join("workspaces").join(name)
+    }
+
+    fn workspaces(&self) -> Vec<String> {
+        std::fs::read_dir(self.home().join("workspaces"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .collect()
+    }
+}
+
+impl Drop for AwsSandbox {
+    fn drop(&mut self) {
+        for name in self.workspaces() {
+            let _ = self.run(&["delete", "--yes", &name]);
+        }
+    }
+}
+
+/// `up --provider aws --no-wait` with skiffd "downloaded" from a loopback URL, hashed from the built skiffd.
+fn up_args<'a>(project: &'a str, skiffd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "up",
+        project,
+        "--provider",
+        "aws",
+        "--no-wait",
+        "--agent-url",
+        "http://127.0.0.1:9/skiffd",
+        "--agent-binary",
+        skiffd,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
+    let sandbox = AwsSandbox::new("eu-west-1");
+    // Saved settings make AWS the default for new workspaces; the environment's region is the same.
+    sandbox.ok(&[
+        "provider",
+        "aws",
+        "--region",
+        "eu-west-1",
+        "--instance-type",
+        "t3.large",
+    ]);
+    let project = sandbox.project("app");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    let mut args = up_args(&project_text, &skiffd_text, &["--tag", "team=web"]);
+    args.retain(|arg| *arg != "--provider" && *arg != "aws");
+    assert_eq!(sandbox.ok(&args).trim(), "app");
+
+    let instances = live_instances("eu-west-1", "app");
+    assert_eq!(instances.len(), 1, "one instance: {instances:#?}");
+    let instance = &instances[0];
+    let instance_id = instance["InstanceId"].as_str().unwrap();
+    assert_eq!(instance["State"]["Name"], "running");
+    assert_eq!(instance["InstanceType"], "t3.large");
+    assert_eq!(
+        instance["ImageId"], "ami-0a0b0c0d0e0f0002",
+        "the newest Ubuntu 24.04 amd64"
+    );
+    assert_eq!(instance["MetadataOptions"]["HttpTokens"], "required");
+    assert_eq!(instance["MetadataOptions"]["HttpPutResponseHopLimit"], 1);
+    assert!(
+        instance.get("KeyName").is_none(),
+        "no key pair: {instance:#?}"
+    );
+    assert!(
+        instance["IamInstanceProfile"]["Arn"]
+            .as_str()
+            .unwrap()
+            .ends_with("instance-profile/skiff-instance")
+    );
+    assert_eq!(tag(instance, "skiff:workspace"), Some("app"));
+    assert_eq!(tag(instance, "skiff:owner"), Some(MOTO_OWNER));
+    assert_eq!(tag(instance, "Name"), Some("skiff-app"));
+    assert_eq!(tag(instance, "team"), Some("web"));
+    let shutdown = call(
+        "eu-west-1",
+        "ec2",
+        "describe_instance_attribute",
+        &serde_json::json!({"InstanceId": instance_id, "Attribute": "instanceInitiatedShutdownBehavior"}),
+    );
+    assert_eq!(
+        shutdown["InstanceInitiatedShutdownBehavior"]["Value"],
+        "stop"
+    );
+
+    // The root volume: encrypted gp3, 40 GiB, deleted with the instance, tagged.
+    let mapping = &instance["BlockDeviceMappings"][0];
+    assert_eq!(mapping["DeviceName"], "/dev/sda1");
+    assert_eq!(mapping["Ebs"]["DeleteOnTermination"], true);
+    let volumes = call(
+        "eu-west-1",
+        "ec2",
+        "describe_volumes",
+        &serde_json::json!({"VolumeIds": [mapping["Ebs"]["VolumeId"]]}),
+    );
+    let volume = &volumes["Volumes"][0];
+    assert_eq!(volume["Encrypted"], true);
+    assert_eq!(volume["VolumeType"], "gp3");
+    assert_eq!(volume["Size"], 40);
+    assert_eq!(tag(volume, "skiff:workspace"), Some("app"));
+
+    // The security group: the workspace's own, with no ingress rule at all.
+    let groups = &instance["SecurityGroups"];
+    assert_eq!(groups.as_array().unwrap().len(), 1);
+    let group = &call(
+        "eu-west-1",
+        "ec2",
+        "describe_security_groups",
+        &serde_json::json!({"GroupIds": [groups[0]["GroupId"]]}),
+    )["SecurityGroups"][0];
+    assert_eq!(
+        group["IpPermissions"],
+        serde_json::json!([]),
+        "zero ingress: {group:#?}"
+    );
+    assert_eq!(tag(group, "skiff:workspace"), Some("app"));
+
+    // The user-data: small, the agent's SHA-256 in it, the workspace's certificate and no private key.
+    let user_data = helper("eu-west-1", &["user-data", instance_id]);
+    assert!(user_data.len() < 16 * 1024, "{} bytes", user_data.len());
+    assert!(user_data.starts_with("#!/bin/bash\n"));
+    assert!(user_data.contains(&format!("SKIFF_AGENT_SHA256='{}'", sha256_of(&skiffd))));
+    assert!(user_data.contains("SKIFF_AGENT_URL='http://127.0.0.1:9/skiffd'"));
+    assert!(
+        !user_data.contains("PRIVATE KEY"),
+        "no private key in user-data"
+    );
+    let certificate = std::fs::read_to_string(sandbox.record("app").join("client.crt")).unwrap();
+    assert!(user_data.contains(certificate.trim()));
+    assert!(
+        !user_data.contains("'@"),
+        "every placeholder is filled: {user_data}"
+    );
+
+    // What moto ignores, read from the recorder: the client token and every safety setting as sent.
+    let requests = recorded("eu-west-1");
+    let runs = recorded_actions(&requests, "RunInstances");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0]["params"];
+    let token = run["ClientToken"].as_str().unwrap();
+    assert_eq!(token.len(), 64, "{token}");
+    assert_eq!(run["MetadataOptions.HttpTokens"], "required");
+    assert_eq!(run["MetadataOptions.HttpPutResponseHopLimit"], "1");
+    assert_eq!(run["BlockDeviceMapping.1.Ebs.Encrypted"], "true");
+    assert_eq!(run["BlockDeviceMapping.1.Ebs.VolumeType"], "gp3");
+    assert_eq!(run["InstanceInitiatedShutdownBehavior"], "stop");
+    assert!(run.get("KeyName").is_none());
+
+    // stop, then up again: the same instance starts.
+    sandbox.ok(&["stop", "app"]);
+    assert_eq!(
+        live_instances("eu-west-1", "app")[0]["State"]["Name"],
+        "stopped"
+    );
+    let listed: Value = serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["state"], "stopped");
+    assert_eq!(listed[0]["aws"]["instance_id"], instance_id);
+    assert_eq!(sandbox.ok(&args).trim(), "app");
+    let again = live_instances("eu-west-1", "app");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0]["InstanceId"], instance_id);
+    assert_eq!(again[0]["State"]["Name"], "running");
+    assert_eq!(
+        recorded_actions(&recorded("eu-west-1"), "RunInstances").len(),
+        1
+    );
+    assert_eq!(
+        recorded_actions(&recorded("eu-west-1"), "StartInstances").len(),
+        1
+    );
+
+    // Without --no-wait, up says plainly that the tunnel is missing, after the instance runs.
+    let no_tunnel = sandbox.fails(&["up", &project_text]);
+    assert!(
+        no_tunnel.contains("is running, but this build of skiff has no Session Manager tunnel yet"),
+        "{no_tunnel}"
+    );
+    let status: Value = serde_json::from_str(&sandbox.ok(&["status", "app", "--json"])).unwrap();
+    assert_eq!(status["instance"]["state"], "running");
+    assert_eq!(status["owner"], MOTO_OWNER);
+    let exec = sandbox.fails(&["exec", "app", "--", "true"]);
+    assert!(exec.contains("no Session Manager tunnel yet"), "{exec}");
+
+    // delete: nothing skiff-tagged is left, and the local record is gone.
+    sandbox.ok(&["delete", "app", "--yes"]);
+    assert!(live_instances("eu-west-1", "app").is_empty());
+    assert!(tagged_groups("eu-west-1", "app").is_empty());
+    assert!(!sandbox.record("app").exists());
+    let listed: Value = serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[test]
+fn an_interrupted_up_converges_on_one_instance() {
+    let sandbox = AwsSandbox::new("eu-west-2");
+    let project = sandbox.project("killed");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    let args = up_args(&project_text, &skiffd_text, &[]);
+    let output = sandbox
+        .skiff()
+        .args(&args)
+        .env("SKIFF_AWS_ABORT_AFTER", "run-instances")
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the first up was killed");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("aborting after run-instances"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(live_instances("eu-west-2", "killed").len(), 1);
+
+    assert_eq!(sandbox.ok(&args).trim(), "killed");
+    let instances = live_instances("eu-west-2", "killed");
+    assert_eq!(instances.len(), 1, "no duplicate: {instances:#?}");
+    assert_eq!(instances[0]["State"]["Name"], "running");
+    let requests = recorded("eu-west-2");
+    assert_eq!(
+        recorded_actions(&requests, "RunInstances").len(),
+        1,
+        "the rerun found the instance by its tags"
+    );
+    assert_eq!(recorded_actions(&requests, "CreateSecurityGroup").len(), 1);
+    assert_eq!(
+        tagged_groups("eu-west-2", "killed").len(),
+        1,
+        "no orphaned group"
+    );
+    let record = std::fs::read_to_string(sandbox.record("killed").join("workspace.toml")).unwrap();
+    assert!(
+        record.contains(instances[0]["InstanceId"].as_str().unwrap()),
+        "the rerun recorded the instance: {record}"
+    );
+
+    // A killed run whose RunInstances never answered would be retried with the same token: the token comes
+    // from the workspace's record, so it is the same as long as the record is.
+    sandbox.ok(&["delete", "killed", "--yes"]);
+    assert!(live_instances("eu-west-2", "killed").is_empty());
+    assert!(tagged_groups("eu-west-2", "killed").is_empty());
+}
+
+struct RunningAgent {
+    address: std::net::SocketAddr,
+    certificate_pem: String,
+    shutdown: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    state: tempfile::TempDir,
+}
+
+async fn start_agent(client_certificate: &str) -> RunningAgent {
+    let state = tempfile::tempdir().unwrap();
+    let mut config = skiff_agent::config::AgentConfig::new(
+        "enrolled",
+        client_certificate,
+        &state.path().join("agent"),
+    );
+    config.idle_timeout = None;
+    let agent = skiff_agent::Agent::bind(config).await.unwrap();
+    let address = agent.local_addr();
+    let certificate_pem = agent.certificate_pem().to_owned();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(agent.serve(shutdown.clone()));
+    RunningAgent {
+        address,
+        certificate_pem,
+        shutdown,
+        task,
+        state,
+    }
+}
+
+async fn accepted(agent: &RunningAgent, identity: &Identity) -> bool {
+    let Ok(channel) =
+        skiff_client::tunnel::tcp::connect(agent.address, identity, &agent.certificate_pem).await
+    else {
+        return false;
+    };
+    skiff_client::agent_client::AgentClient::new(channel)
+        .version()
+        .await
+        .is_ok()
+}
+
+fn identity_of(sandbox: &AwsSandbox, name: &str) -> Identity {
+    Identity {
+        private_key_pem: std::fs::read_to_string(sandbox.record(name).join("client.key")).unwrap(),
+        certificate_pem: std::fs::read_to_string(sandbox.record(name).join("client.crt")).unwrap(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn enroll_sends_only_a_certificate_and_the_agent_then_accepts_that_machine() {
+    let first = AwsSandbox::new("eu-west-3");
+    let project = first.project("shared");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    let args: Vec<String> = up_args(&project_text, &skiffd_text, &[])
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let first = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        first.ok(&args);
+        first
+    })
+    .await
+    .unwrap();
+    let instance_id = live_instances("eu-west-3", "shared")[0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let second = AwsSandbox::new("eu-west-3");
+    let second = tokio::task::spawn_blocking(move || {
+        second.ok(&["enroll", "shared"]);
+        second
+    })
+    .await
+    .unwrap();
+    let laptop = identity_of(&second, "shared");
+    let record = std::fs::read_to_string(second.record("shared").join("workspace.toml")).unwrap();
+    assert!(
+        record.contains("provider = \"aws\"") && record.contains(&instance_id),
+        "{record}"
+    );
+
+    // The Run Command as sent: AWS-RunShellScript on that instance, carrying the certificate and no key.
+    let requests = recorded("eu-west-3");
+    let commands = recorded_actions(&requests, "SendCommand");
+    assert_eq!(commands.len(), 1);
+    let params = &commands[0]["params"];
+    assert_eq!(params["DocumentName"], "AWS-RunShellScript");
+    assert_eq!(params["InstanceIds"], serde_json::json!([instance_id]));
+    let lines = params["Parameters"]["commands"].as_array().unwrap();
+    assert_eq!(lines.len(), 1);
+    let script = lines[0].as_str().unwrap();
+    assert!(script.contains(laptop.certificate_pem.trim()));
+    assert!(!script.contains("PRIVATE KEY"));
+    assert_eq!(
+        script.matches("BEGIN").count(),
+        1,
+        "one certificate and nothing else: {script}"
+    );
+    let without_certificate = script.replace(laptop.certificate_pem.trim(), "");
+    assert!(
+        without_certificate.len() < 600,
+        "only a fixed script around the certificate: {without_certificate}"
+    );
+
+    // The agent, given that script's certificate in its trust folder, accepts the laptop and no other.
+    let owner = identity_of(&first, "shared");
+    let stranger = Identity::generate("skiff-client").unwrap();
+    let agent = start_agent(&owner.certificate_pem).await;
+    assert!(!accepted(&agent, &laptop).await, "not before enrolling");
+    let trust = agent.state.path().join("agent/trusted-clients");
+    let local_script = script.replace(
+        "dir=/var/lib/skiffd/trusted-clients",
+        &format!("dir={}", trust.display()),
+    );
+    assert_ne!(local_script, script, "the script names the trust folder");
+    let output = Command::new("sh")
+        .args(["-c", &local_script])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("skiff: enrolled enrolled-"));
+    assert!(
+        accepted(&agent, &laptop).await,
+        "the enrolled laptop is accepted"
+    );
+    assert!(accepted(&agent, &owner).await, "the first laptop still is");
+    assert!(
+        !accepted(&agent, &stranger).await,
+        "others are still refused"
+    );
+    agent.shutdown.cancel();
+    agent.task.await.unwrap().unwrap();
+
+    tokio::task::spawn_blocking(move || {
+        first.ok(&["delete", "shared", "--yes"]);
+        drop(second);
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn three_hundred_workspaces_are_listed_across_pages() {
+    let sandbox = AwsSandbox::new("ap-southeast-1");
+    helper(
+        "ap-southeast-1",
+        &["seed", "300", MOTO_OWNER, "ws-", "ami-0a0b0c0d0e0f0002"],
+    );
+    helper(
+        "ap-southeast-1",
+        &[
+            "seed",
+            "5",
+            "arn:aws:iam::123456789012:user/someone-else",
+            "other-",
+            "ami-0a0b0c0d0e0f0002",
+        ],
+    );
+    sandbox.ok(&["provider", "aws", "--region", "ap-southeast-1"]);
+
+    let mine: Vec<Value> = serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
+    assert_eq!(mine.len(), 300);
+    let mut names: Vec<&str> = mine
+        .iter()
+        .map(|row| row["name"].as_str().unwrap())
+        .collect();
+    names.dedup();
+    assert_eq!(names.len(), 300, "each workspace once");
+    assert_eq!(names[0], "ws-000");
+    assert_eq!(names[299], "ws-299");
+    assert!(
+        mine.iter()
+            .all(|row| row["provider"] == "aws" && row["state"] == "running")
+    );
+
+    let everyone: Vec<Value> =
+        serde_json::from_str(&sandbox.ok(&["list", "--json", "--all"])).unwrap();
+    assert_eq!(everyone.len(), 305);
+    assert_eq!(
+        everyone
+            .iter()
+            .filter(|row| row["aws"]["owner"] != MOTO_OWNER)
+            .count(),
+        5
+    );
+    // moto pages by 100 reservations: skiff followed every NextToken.
+    let requests = recorded("ap-southeast-1");
+    let pages = recorded_actions(&requests, "DescribeInstances");
+    assert!(
+        pages
+            .iter()
+            .filter(|request| request["params"].get("NextToken").is_some())
+            .count()
+            >= 4,
+        "two listings of at least three pages each: {} DescribeInstances",
+        pages.len()
+    );
+    let table = sandbox.ok(&["list"]);
+    assert_eq!(table.lines().count(), 301, "a header and 300 rows");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_before_anything_is_created() {
+    let sandbox = AwsSandbox::new("ca-central-1");
+    let project = sandbox.project("bad");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    let with = |extra: &[&'static str]| -> Vec<String> {
+        up_args(&project_text, &skiffd_text, extra)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    let fails = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sandbox.fails(&args)
+    };
+
+    let error = fails(with(&["--region", "mars"]));
+    assert!(error.contains("unknown AWS region \"mars\""), "{error}");
+    let error = fails(with(&["--region", "eu-mars-1"]));
+    assert!(
+        error.contains("unknown AWS region eu-mars-1; pass --region with one of: ")
+            && error.contains("eu-west-1"),
+        "{error}"
+    );
+
+    let output = sandbox
+        .skiff()
+        .args(up_args(&project_text, &skiffd_text, &[]))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        error.contains("no AWS credentials found") && error.contains("AWS_PROFILE"),
+        "{error}"
+    );
+
+    let error = fails(with(&["--instance-type", "t9.bogus"]));
+    assert!(
+        error.contains(
+            "instance type t9.bogus does not exist in region ca-central-1; pass --instance-type"
+        ),
+        "{error}"
+    );
+
+    let error = fails(with(&["--ami", "ami-0a0b0c0d0e0f0004"]));
+    assert!(
+        error.contains("AMI ami-0a0b0c0d0e0f0004 is for arm64, but the instance type runs x86_64"),
+        "{error}"
+    );
+
+    let error = fails(with(&["--instance-type", "m7g.large"]));
+    assert!(
+        error.contains("is built for x86_64, but the instance type runs aarch64"),
+        "a local skiffd for the wrong architecture: {error}"
+    );
+
+    let vpc = call(
+        "ca-central-1",
+        "ec2",
+        "create_vpc",
+        &serde_json::json!({"CidrBlock": "10.8.0.0/16"}),
+    );
+    let vpc_id = vpc["Vpc"]["VpcId"].as_str().unwrap().to_owned();
+    let subnet = call(
+        "ca-central-1",
+        "ec2",
+        "create_subnet",
+        &serde_json::json!({"VpcId": vpc_id, "CidrBlock": "10.8.1.0/24"}),
+    );
+    let subnet_id = subnet["Subnet"]["SubnetId"].as_str().unwrap().to_owned();
+    let default_vpc = call(
+        "ca-central-1",
+        "ec2",
+        "describe_vpcs",
+        &serde_json::json!({"Filters": [{"Name": "is-default", "Values": ["true"]}]}),
+    )["Vpcs"][0]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut args = with(&[]);
+    args.extend([
+        "--subnet".into(),
+        subnet_id.clone(),
+        "--vpc".into(),
+        default_vpc.clone(),
+    ]);
+    let error = fails(args);
+    assert!(
+        error.contains(&format!(
+            "subnet {subnet_id} is in VPC {vpc_id}, not in VPC {default_vpc} given with --vpc"
+        )),
+        "{error}"
+    );
+
+    let open = call(
+        "ca-central-1",
+        "ec2",
+        "create_security_group",
+        &serde_json::json!({"GroupName": "wide-open", "Description": "test", "VpcId": default_vpc}),
+    );
+    let open_id = open["GroupId"].as_str().unwrap().to_owned();
+    call(
+        "ca-central-1",
+        "ec2",
+        "authorize_security_group_ingress",
+        &serde_json::json!({"GroupId": open_id, "IpPermissions": [
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+        ]}),
+    );
+    let mut args = with(&[]);
+    args.extend(["--security-group".into(), open_id.clone()]);
+    let error = fails(args);
+    assert!(
+        error.contains(&format!(
+            "security group {open_id} allows ingress from 0.0.0.0/0"
+        )) && error.contains("--allow-open-security-group"),
+        "{error}"
+    );
+
+    // None of that made anything: no instance, no group, no role call, no local record.
+    let requests = recorded("ca-central-1");
+    for action in ["RunInstances", "CreateSecurityGroup", "StartInstances"] {
+        assert!(
+            recorded_actions(&requests, action).is_empty(),
+            "{action} was called"
+        );
+    }
+    assert!(live_instances("ca-central-1", "bad").is_empty());
+    assert!(tagged_groups("ca-central-1", "bad").is_empty());
+    assert!(
+        sandbox.workspaces().is_empty(),
+        "no local record: {:?}",
+        sandbox.workspaces()
+    );
+
+    // The same open group is accepted when said explicitly.
+    let mut args = with(&["--allow-open-security-group"]);
+    args.extend(["--security-group".into(), open_id.clone()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sandbox.ok(&args);
+    assert_eq!(
+        live_instances("ca-central-1", "bad")[0]["SecurityGroups"][0]["GroupId"],
+        open_id.as_str()
+    );
+    sandbox.ok(&["delete", "bad", "--yes"]);
+    assert!(live_instances("ca-central-1", "bad").is_empty());
+}
+
+#[test]
+fn aws_policy_is_json_with_least_privilege_statements() {
+    let sandbox = AwsSandbox::new("us-west-1");
+    let policy: Value = serde_json::from_str(&sandbox.ok(&["aws-policy"])).unwrap();
+    assert_eq!(policy["Version"], "2012-10-17");
+    let statements = policy["Statement"].as_array().unwrap();
+    let find = |sid: &str| {
+        statements
+            .iter()
+            .find(|statement| statement["Sid"] == sid)
+            .unwrap()
+    };
+    assert!(
+        find("SkiffCreate")["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&"ec2:RunInstances".into())
+    );
+    let manage = find("SkiffManageTaggedResources");
+    assert!(
+        manage["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&"ec2:TerminateInstances".into())
+    );
+    assert_eq!(
+        manage["Condition"]["Null"]["aws:ResourceTag/skiff:workspace"],
+        "false"
+    );
+    assert_eq!(
+        find("SkiffPassInstanceRole")["Condition"]["StringEquals"]["iam:PassedToService"],
+        "ec2.amazonaws.com"
+    );
+    assert!(
+        statements
+            .iter()
+            .filter(|statement| statement["Sid"] != "SkiffRead" && statement["Sid"] != "SkiffCreate")
+            .all(|statement| statement["Resource"] != "*" || statement.get("Condition").is_some()),
+        "every other statement is scoped: {policy:#}"
+    );
+}
+
+/// Serves one file over HTTP on 127.0.0.1 to any number of GETs, until the test ends.
+fn serve_file(contents: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+                contents.len()
+            );
+            let _ = stream.write_all(&contents);
+        }
+    });
+    port
+}
+
+/// A container standing in for the instance: Debian, no systemd, on the host's network (so its 127.0.0.1 is
+/// the test's), with the host's docker CLI and socket, running the user-data as cloud-init would.
+struct Instance {
+    name: String,
+}
+
+impl Instance {
+    fn boot(script: &str, folder: &Path) -> Self {
+        let path = folder.join("user-data.sh");
+        std::fs::write(&path, script).unwrap();
+        let name = format!("skiff-user-data-{}-{}", std::process::id(), free_port());
+        let docker = which("docker");
+        let output = Command::new("docker")
+            .args(["run", "-d", "--name", &name, "--network", "host"])
+            .args(["-v", &format!("{}:/user-data.sh:ro", path.display())])
+            .args([
+                "-v",
+                &format!("{}:/usr/local/bin/docker:ro", docker.display()),
+            ])
+            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .args([
+                BASE_IMAGE,
+                "bash",
+                "-c",
+                "bash /user-data.sh >/boot.log 2>&1; echo $? >/exit-code; sleep infinity",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Self { name }
+    }
+
+    fn exec(&self, command: &str) -> String {
+        let output = Command::new("docker")
+            .args(["exec", &self.name, "sh", "-c", command])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits for user-data to end; its exit code and log.
+    fn finish(&self) -> (i32, String) {
+        let done = wait_until(Duration::from_secs(120), || {
+            !self.exec("cat /exit-code 2>/dev/null").is_empty()
+        });
+        let log = self.exec("cat /boot.log");
+        assert!(
+            done.is_some(),
+            "user-data did not finish in 2 minutes:\n{log}"
+        );
+        (self.exec("cat /exit-code").trim().parse().unwrap(), log)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
+fn which(program: &str) -> PathBuf {
+    let output = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// Makes a workspace with `up --no-wait` and returns its user-data, with the agent's and receiver's ports made
+/// free ones, because the stand-in shares the host's loopback with everything else.
+fn user_data_of(sandbox: &AwsSandbox, name: &str, extra: &[&str]) -> (String, u16) {
+    let project = sandbox.project(name);
+    let skiffd = binary("skiffd");
+    let mut args = vec![
+        "up".to_owned(),
+        project.display().to_string(),
+        "--provider".into(),
+        "aws".into(),
+        "--no-wait".into(),
+        "--agent-binary".into(),
+        skiffd.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sandbox.ok(&args);
+    let instance_id = live_instances(&sandbox.region, name)[0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let script = helper(&sandbox.region, &["user-data", &instance_id]);
+    let receiver = free_port();
+    let script = script
+        .replace(
+            "SKIFF_AGENT_LISTEN='127.0.0.1:7443'",
+            "SKIFF_AGENT_LISTEN='127.0.0.1:0'",
+        )
+        .replace(
+            "SKIFF_RECEIVER_PORT='7444'",
+            &format!("SKIFF_RECEIVER_PORT='{receiver}'"),
+        );
+    assert!(script.contains("SKIFF_AGENT_LISTEN='127.0.0.1:0'"));
+    (script, receiver)
+}
+
+fn shellcheck(script: &str, folder: &Path) {
+    let path = folder.join("shellcheck-me.sh");
+    std::fs::write(&path, script).unwrap();
+    let output = Command::new("shellcheck").arg(&path).output();
+    let output = output.unwrap_or_else(|error| {
+        panic!("running shellcheck: {error}; install it with `apt-get install shellcheck` (.ci/run does)")
+    });
+    assert!(
+        output.status.success(),
+        "shellcheck finds problems in the user-data:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// Connects to the agent in the stand-in with the workspace's key; its version.
+fn agent_version(sandbox: &AwsSandbox, name: &str, instance: &Instance) -> String {
+    let address: std::net::SocketAddr = instance
+        .exec("cat /var/lib/skiffd/listen-address")
+        .trim()
+        .parse()
+        .unwrap();
+    let agent_certificate = instance.exec("cat /var/lib/skiffd/agent.crt");
+    let identity = identity_of(sandbox, name);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let channel = skiff_client::tunnel::tcp::connect(address, &identity, &agent_certificate)
+            .await
+            .unwrap();
+        skiff_client::agent_client::AgentClient::new(channel)
+            .version()
+            .await
+            .unwrap()
+            .agent_version
+    })
+}
+
+#[test]
+fn user_data_installs_a_checked_skiffd_and_starts_it_without_systemd() {
+    require_docker();
+    let sandbox = AwsSandbox::new("us-east-2");
+    let skiffd = std::fs::read(binary("skiffd")).unwrap();
+    let port = serve_file(skiffd.clone());
+    let url = format!("http://127.0.0.1:{port}/skiffd");
+    let (script, _) = user_data_of(
+        &sandbox,
+        "booted",
+        &["--agent-url", &url, "--idle-timeout", "45m"],
+    );
+    shellcheck(&script, sandbox.root.path());
+
+    let instance = Instance::boot(&script, sandbox.root.path());
+    let (code, log) = instance.finish();
+    assert_eq!(code, 0, "user-data failed:\n{log}");
+    assert!(
+        log.contains(&format!("skiff-boot: skiffd from {url} matches SHA-256")),
+        "{log}"
+    );
+    assert!(log.contains("skiff-boot: docker is installed"), "{log}");
+    assert!(
+        log.contains("skiff-boot: WARNING: no SSM agent runs here"),
+        "{log}"
+    );
+    assert!(
+        log.contains("skiff-boot: started skiffd without systemd"),
+        "{log}"
+    );
+    assert!(
+        log.contains("skiff-boot: done: workspace booted is ready"),
+        "{log}"
+    );
+    let config = instance.exec("cat /etc/skiffd/skiffd.toml");
+    assert!(config.contains("workspace = \"booted\""), "{config}");
+    assert!(config.contains("idle_timeout = \"45m\""), "{config}");
+    assert!(config.contains("idle_action = \"poweroff\""), "{config}");
+    assert!(config.contains("BEGIN CERTIFICATE"), "{config}");
+    assert_eq!(
+        instance.exec("stat -c %a /etc/skiffd/skiffd.toml").trim(),
+        "600"
+    );
+    assert_eq!(
+        agent_version(&sandbox, "booted", &instance),
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
+#[test]
+fn user_data_refuses_a_skiffd_with_the_wrong_sha256() {
+    require_docker();
+    let sandbox = AwsSandbox::new("us-west-2");
+    let mut tampered = std::fs::read(binary("skiffd")).unwrap();
+    tampered.extend_from_slice(b"tampered");
+    let port = serve_file(tampered);
+    let url = format!("http://127.0.0.1:{port}/skiffd");
+    let (script, _) = user_data_of(&sandbox, "tampered", &["--agent-url", &url]);
+    let instance = Instance::boot(&script, sandbox.root.path());
+    let (code, log) = instance.finish();
+    assert_eq!(code, 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "skiff-boot: FAILED: skiffd from {url} has SHA-256"
+        )) && log.contains("but the client expects")
+            && log.contains("refusing to install it"),
+        "{log}"
+    );
+    assert_eq!(
+        instance
+            .exec("test -e /usr/local/bin/skiffd && echo present")
+            .trim(),
+        ""
+    );
+    assert_eq!(
+        instance.exec("ls /var/lib/skiffd").trim(),
+        "",
+        "the download was removed"
+    );
+}
+
+#[test]
+fn user_data_receives_a_pushed_skiffd_on_loopback_and_checks_it() {
+    require_docker();
+    let sandbox = AwsSandbox::new("ap-northeast-1");
+    let (script, receiver) = user_data_of(&sandbox, "pushed", &[]);
+    assert!(
+        script.contains("SKIFF_AGENT_URL=''"),
+        "no URL: the client pushes"
+    );
+    shellcheck(&script, sandbox.root.path());
+    let instance = Instance::boot(&script, sandbox.root.path());
+    // The receiver listens on 127.0.0.1 only; push the binary the way the tunnel will, one connection.
+    let skiffd = std::fs::read(binary("skiffd")).unwrap();
+    let mut stream = None;
+    wait_until(Duration::from_secs(30), || {
+        stream = std::net::TcpStream::connect(("127.0.0.1", receiver)).ok();
+        stream.is_some()
+    })
+    .expect("the receiver listens");
+    let mut stream = stream.unwrap();
+    stream.write_all(&skiffd).unwrap();
+    drop(stream);
+    let (code, log) = instance.finish();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!(
+            "waiting up to 3600s for the client to push skiffd to 127.0.0.1:{receiver}"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("skiff-boot: skiffd from the client's push matches SHA-256"),
+        "{log}"
+    );
+    assert_eq!(
+        agent_version(&sandbox, "pushed", &instance),
+        env!("CARGO_PKG_VERSION")
+    );
+}
