@@ -6,13 +6,17 @@
 //! - `poweroff`: the AWS idle path, skiffd in a container standing in for the instance.
 //! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
 //! - `exec`: signal deaths, signals, 100 MiB through stdin, 50 at once, terminal resizes.
+//! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
+//! - `conformance`: the reference CLI's Dev Container fixtures end to end, the lifecycle order oracle, bad devcontainer.json input.
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
 //!   interrupted up, enroll, 300 workspaces, bad input, and the user-data run in a Debian container.
 
 mod aws;
 mod bad_input;
+mod conformance;
 mod exec;
+mod forward;
 mod idle;
 mod local;
 mod mtls;

@@ -1163,3 +1163,32 @@ impl Docker {
         }
     }
 }
+
+impl Docker {
+    /// The ids of every container (running or not) carrying all of `labels`.
+    pub async fn find_containers_ext(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            labels
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect(),
+        )]);
+        let summaries = self
+            .client()?
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|error| self.classify(error, "listing containers"))?;
+        Ok(summaries
+            .into_iter()
+            .filter_map(|summary| summary.id)
+            .collect())
+    }
+}

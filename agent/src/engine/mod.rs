@@ -1073,6 +1073,13 @@ impl Engine {
             );
             self.docker.stop_container(&target.container.id, 10).await?;
         }
+        // A compose configuration's other services stop with it (the reference default `shutdownAction: stopCompose`).
+        if let Some(project) = target.container.labels.get(compose::LABEL_PROJECT) {
+            let labels = BTreeMap::from([(compose::LABEL_PROJECT.to_owned(), project.clone())]);
+            for id in self.docker.find_containers_ext(&labels).await? {
+                self.docker.stop_container(&id, 10).await?;
+            }
+        }
         Ok(was_running)
     }
 
@@ -1085,6 +1092,25 @@ impl Engine {
         let mut containers = Vec::new();
         let mut images = Vec::new();
         if let Some(record) = slot.as_ref() {
+            // A compose configuration's project goes with its dev container: every service container and its default
+            // network.
+            if let Some(project) = self
+                .docker
+                .inspect_container(&record.container_id)
+                .await?
+                .and_then(|container| container.labels.get(compose::LABEL_PROJECT).cloned())
+            {
+                let labels = BTreeMap::from([(compose::LABEL_PROJECT.to_owned(), project.clone())]);
+                for id in self.docker.find_containers_ext(&labels).await? {
+                    if id != record.container_id && self.docker.remove_container(&id).await? {
+                        containers.push(id);
+                    }
+                }
+                if self.docker.remove_container(&record.container_id).await? {
+                    containers.push(record.container_id.clone());
+                }
+                self.docker.remove_network(&format!("{project}_default")).await?;
+            }
             if self.docker.remove_container(&record.container_id).await? {
                 containers.push(record.container_id.clone());
             }
