@@ -7,6 +7,9 @@
 //! - `footprint`: the release binaries' sizes and `skiffd`'s resident memory when idle.
 //! - `idle-stop`: how late after the idle timeout the workspace stops.
 //! - `soak`: simulated use with random gaps shorter than the timeout; counts false stops and watches RSS.
+//! - `aws-list`: `skiff list` over 300 AWS workspaces against `aws ec2 describe-instances` with the same filter, on a
+//!   moto server on 127.0.0.1; and the client's cold start, `skiff --version`.
+//! - `up-restart`: `skiff up` of a built, stopped workspace against `docker start` plus `docker exec` of its postStartCommand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,6 +49,15 @@ enum Which {
         #[arg(long, default_value_t = 2)]
         timeout: u64,
     },
+    /// `skiff list` over 300 AWS workspaces against `aws ec2 describe-instances`, on moto; `skiff --version`.
+    AwsList {
+        /// Runs of each.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// How many workspaces to list.
+        #[arg(long, default_value_t = 300)]
+        workspaces: usize,
+    },
     /// Simulated use with random gaps shorter than the idle timeout.
     Soak {
         /// How long, in minutes.
@@ -54,6 +66,12 @@ enum Which {
         /// The idle timeout, in seconds; gaps are up to 90% of it.
         #[arg(long, default_value_t = 20)]
         timeout: u64,
+    },
+    /// `skiff up` of a built, stopped workspace against `docker start` + `docker exec` of its postStartCommand.
+    UpRestart {
+        /// Restarts of each.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
     },
 }
 
@@ -64,6 +82,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::Footprint => footprint(&binaries),
         Which::IdleStop { runs, timeout } => idle_stop(&binaries, *runs, *timeout),
         Which::Soak { minutes, timeout } => soak(&binaries, *minutes, *timeout),
+        Which::AwsList { runs, workspaces } => aws_list(&binaries, *runs, *workspaces),
+        Which::UpRestart { runs } => up_restart(&binaries, *runs),
     }
 }
 
@@ -403,5 +423,274 @@ fn soak(binaries: &Path, minutes: u64, timeout: u64) -> anyhow::Result<()> {
     if false_stops > 0 {
         bail!("{false_stops} false stops");
     }
+    Ok(())
+}
+
+/// The postStartCommand of the `up-restart` workspace; both sides run exactly this after the container starts.
+const UP_RESTART_POST_START: &str = "date +%s%N > /tmp/post-start";
+
+/// `skiff up` on a workspace whose container exists and is stopped, against what it stands for with plain Docker:
+/// `docker start` and `docker exec` of the postStartCommand. The container is stopped with `docker stop` before each run
+/// of either, so the agent stays up, as it does under systemd on an instance.
+fn up_restart(binaries: &Path, runs: usize) -> anyhow::Result<()> {
+    let home = tempfile::Builder::new().prefix("skiff-bench-").tempdir()?;
+    let name = "bench-up-restart".to_owned();
+    let project = home.path().join(&name);
+    std::fs::create_dir_all(project.join(".devcontainer"))?;
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "debian:bookworm", "remoteUser": "root", "postStartCommand": "{UP_RESTART_POST_START}"}}"#
+        ),
+    )?;
+    let bench = Bench {
+        home,
+        binaries: binaries.to_owned(),
+        name,
+        project,
+    };
+    let project_arg = bench.project.display().to_string();
+    process::output(&mut bench.skiff(&["up", &project_arg])).context("the first skiff up")?;
+    let container = bench.container()?;
+    let stop = || -> anyhow::Result<()> {
+        process::output(Command::new("docker").args(["stop", "-t", "10", &container]))?;
+        Ok(())
+    };
+    let docker_restart = || -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        process::output(Command::new("docker").args(["start", &container]))?;
+        process::output(Command::new("docker").args([
+            "exec",
+            &container,
+            "/bin/sh",
+            "-c",
+            UP_RESTART_POST_START,
+        ]))?;
+        Ok(started.elapsed())
+    };
+    // One warm-up of each, so the page cache and the agent's connection to Docker are warm for both.
+    stop()?;
+    time(&mut bench.skiff(&["up", &project_arg]))?;
+    stop()?;
+    docker_restart()?;
+    let mut skiff_times = Vec::new();
+    let mut docker_times = Vec::new();
+    for _ in 0..runs {
+        stop()?;
+        skiff_times.push(time(&mut bench.skiff(&["up", &project_arg]))?);
+        stop()?;
+        docker_times.push(docker_restart()?);
+    }
+    skiff_times.sort();
+    docker_times.sort();
+    let (skiff_p50, skiff_p95) = (percentile(&skiff_times, 50), percentile(&skiff_times, 95));
+    let (docker_p50, docker_p95) = (percentile(&docker_times, 50), percentile(&docker_times, 95));
+    println!(
+        "restart of a built, stopped workspace, {runs} runs each, alternating, same container"
+    );
+    println!("{:<40} {:>10} {:>10}", "", "p50 ms", "p95 ms");
+    println!(
+        "{:<40} {:>10.1} {:>10.1}",
+        "skiff up PATH",
+        milliseconds(skiff_p50),
+        milliseconds(skiff_p95)
+    );
+    println!(
+        "{:<40} {:>10.1} {:>10.1}",
+        "docker start + docker exec postStart",
+        milliseconds(docker_p50),
+        milliseconds(docker_p95)
+    );
+    println!(
+        "{:<40} {:>10.2} {:>10.2}",
+        "ratio skiff/docker",
+        skiff_p50.as_secs_f64() / docker_p50.as_secs_f64(),
+        skiff_p95.as_secs_f64() / docker_p95.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A moto server on a free loopback port, with the test AMIs; stopped when dropped.
+struct MotoServer {
+    child: std::process::Child,
+    endpoint: String,
+    _folder: tempfile::TempDir,
+}
+
+impl MotoServer {
+    fn start() -> anyhow::Result<Self> {
+        let folder = tempfile::Builder::new()
+            .prefix("skiff-bench-moto-")
+            .tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env(
+                "MOTO_AMIS_PATH",
+                workspace_root().join("tests/fixtures/aws/amis.json"),
+            )
+            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .current_dir(folder.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting moto: install it with `pip install 'moto[server]==5.2.5'`")?;
+        let server = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            _folder: folder,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "moto did not listen on {} within 30 s; is `moto[server]` installed?",
+                    server.endpoint
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The environment that sends every AWS call to `endpoint` with dummy credentials, and nowhere else.
+fn aws_environment(command: &mut Command, endpoint: &str, region: &str, aws_config: &Path) {
+    command
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", region)
+        .env("AWS_DEFAULT_REGION", region)
+        .env("SKIFF_AWS_REGION", region)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", aws_config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", aws_config)
+        .env_remove("AWS_PROFILE");
+}
+
+fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<()> {
+    const REGION: &str = "eu-west-1";
+    const OWNER: &str = "arn:aws:sts::123456789012:user/moto";
+    let moto = MotoServer::start()?;
+    let home = tempfile::Builder::new()
+        .prefix("skiff-bench-aws-")
+        .tempdir()?;
+    let aws_config = home.path().join("aws-config");
+    std::fs::write(&aws_config, "")?;
+    eprintln!(
+        "==> seeding {workspaces} workspaces (one RunInstances each) into moto at {}",
+        moto.endpoint
+    );
+    process::output(
+        Command::new("python3").args([
+            &workspace_root()
+                .join("tests/fixtures/aws/moto.py")
+                .display()
+                .to_string(),
+            &moto.endpoint,
+            REGION,
+            "seed",
+            &workspaces.to_string(),
+            OWNER,
+            "ws-",
+            "ami-0a0b0c0d0e0f0002",
+        ]),
+    )?;
+    let skiff = || {
+        let mut command = Command::new(binaries.join("skiff"));
+        command
+            .args(["list", "--json"])
+            .env("SKIFF_HOME", home.path().join("home"))
+            .stdin(Stdio::null());
+        aws_environment(&mut command, &moto.endpoint, REGION, &aws_config);
+        command
+    };
+    let filters = [
+        "Name=tag-key,Values=skiff:workspace".to_owned(),
+        format!("Name=tag:skiff:owner,Values={OWNER}"),
+        "Name=instance-state-name,Values=pending,running,stopping,stopped".to_owned(),
+    ];
+    let cli = || {
+        let mut command = Command::new("aws");
+        command
+            .args([
+                "ec2",
+                "describe-instances",
+                "--endpoint-url",
+                &moto.endpoint,
+                "--output",
+                "json",
+                "--filters",
+            ])
+            .args(&filters)
+            .stdin(Stdio::null());
+        aws_environment(&mut command, &moto.endpoint, REGION, &aws_config);
+        command
+    };
+    // Both must see every workspace before their times mean anything.
+    let listed = process::output(&mut skiff())?;
+    let rows = listed.matches("\"instance_id\"").count();
+    let described =
+        process::output(&mut cli()).context("the AWS CLI: install it with `pip install awscli`")?;
+    let instances = described.matches("\"InstanceId\"").count();
+    if rows != workspaces || instances != workspaces {
+        bail!("skiff listed {rows} and the AWS CLI {instances} of {workspaces} workspaces");
+    }
+    for _ in 0..2 {
+        time(&mut skiff())?;
+        time(&mut cli())?;
+    }
+    let mut skiff_times = Vec::new();
+    let mut cli_times = Vec::new();
+    for _ in 0..runs {
+        skiff_times.push(time(&mut skiff())?);
+        cli_times.push(time(&mut cli())?);
+    }
+    let mut version_times = Vec::new();
+    for _ in 0..runs {
+        version_times.push(time(Command::new(binaries.join("skiff")).arg("--version"))?);
+    }
+    skiff_times.sort();
+    cli_times.sort();
+    version_times.sort();
+    println!(
+        "{workspaces} AWS workspaces on moto (3 pages of 100 reservations), {runs} runs each, alternating"
+    );
+    println!("{:<44} {:>10} {:>10}", "", "p50 ms", "p95 ms");
+    for (label, times) in [
+        ("skiff list --json", &skiff_times),
+        ("aws ec2 describe-instances (same filter)", &cli_times),
+        ("skiff --version (cold start)", &version_times),
+    ] {
+        println!(
+            "{label:<44} {:>10.1} {:>10.1}",
+            milliseconds(percentile(times, 50)),
+            milliseconds(percentile(times, 95))
+        );
+    }
+    println!(
+        "{:<44} {:>10.2} {:>10.2}",
+        "ratio skiff list / aws cli",
+        percentile(&skiff_times, 50).as_secs_f64() / percentile(&cli_times, 50).as_secs_f64(),
+        percentile(&skiff_times, 95).as_secs_f64() / percentile(&cli_times, 95).as_secs_f64()
+    );
     Ok(())
 }
