@@ -67,6 +67,10 @@ fn start_moto() -> Moto {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(|mut watchdog| {
+            // Reaped in the background: the watchdog lives as long as this test binary.
+            std::thread::spawn(move || watchdog.wait());
+        })
         .expect("running sh to start moto");
     let endpoint = format!("http://127.0.0.1:{port}");
     let ready = wait_until(Duration::from_secs(30), || {
