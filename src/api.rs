@@ -18,6 +18,8 @@ pub mod capability {
     pub const UPLOAD_TAR_GZIP: &str = "upload.tar-gzip";
     /// `Up` with image and Dockerfile configurations.
     pub const UP_IMAGE_DOCKERFILE: &str = "up.image-dockerfile";
+    /// `Ssh`: an SSH server for `skiff proxy`, with shell, exec, sftp and `direct-tcpip`.
+    pub const SSH: &str = "ssh";
 }
 
 /// The state of a dev container.

@@ -144,8 +144,20 @@ impl TrustedClients {
         if self.configured.iter().any(|trusted| trusted == certificate) {
             return true;
         }
+        self.with_folder(|certificates| certificates.iter().any(|trusted| trusted == certificate))
+    }
+
+    /// Every certificate the agent trusts right now (the SSH server accepts their keys).
+    pub fn certificates(&self) -> Vec<CertificateDer<'static>> {
+        let mut certificates = self.configured.clone();
+        self.with_folder(|folder| certificates.extend(folder.iter().cloned()));
+        certificates
+    }
+
+    /// Runs `read` on the trust folder's certificates, reading the folder again if it changed.
+    fn with_folder<T>(&self, read: impl FnOnce(&[CertificateDer<'static>]) -> T) -> T {
         let Some(folder) = &self.folder else {
-            return false;
+            return read(&[]);
         };
         let mut cache = self
             .cache
@@ -168,10 +180,7 @@ impl TrustedClients {
                 .collect();
             cache.stamp = stamp;
         }
-        cache
-            .certificates
-            .iter()
-            .any(|trusted| trusted == certificate)
+        read(&cache.certificates)
     }
 }
 

@@ -44,6 +44,23 @@ fn trust_folder_is_read_again_when_it_changes() {
 }
 
 #[test]
+fn certificates_lists_the_configured_ones_and_the_folder() {
+    let folder = tempfile::tempdir().unwrap();
+    let alice = Identity::generate("alice")
+        .unwrap()
+        .certificate_der()
+        .unwrap();
+    let bob = Identity::generate("bob").unwrap();
+    let trusted = TrustedClients::new(vec![alice.clone()], Some(folder.path().to_owned()));
+    assert_eq!(trusted.certificates(), vec![alice.clone()]);
+    std::fs::write(folder.path().join("bob.pem"), &bob.certificate_pem).unwrap();
+    assert_eq!(
+        trusted.certificates(),
+        vec![alice, bob.certificate_der().unwrap()]
+    );
+}
+
+#[test]
 fn broken_pem_names_what_it_was() {
     let error = parse_certificate("client certificate in skiffd.toml", "not pem").unwrap_err();
     assert!(

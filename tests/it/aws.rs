@@ -873,8 +873,8 @@ fn bad_input_is_a_clear_error_before_anything_is_created() {
         sandbox.workspaces()
     );
 
-    // The same open group is accepted when said explicitly.
-    let mut args = with(&["--allow-open-security-group"]);
+    // The same open group is accepted when said explicitly (here with a persistent spot request).
+    let mut args = with(&["--allow-open-security-group", "--spot"]);
     args.extend(["--security-group".into(), open_id.clone()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sandbox.ok(&args);
@@ -882,6 +882,20 @@ fn bad_input_is_a_clear_error_before_anything_is_created() {
         live_instances("ca-central-1", "bad")[0]["SecurityGroups"][0]["GroupId"],
         open_id.as_str()
     );
+    let requests = recorded("ca-central-1");
+    let runs = recorded_actions(&requests, "RunInstances");
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0]["params"];
+    assert_eq!(run["InstanceMarketOptions.MarketType"], "spot");
+    assert_eq!(
+        run["InstanceMarketOptions.SpotOptions.SpotInstanceType"],
+        "persistent"
+    );
+    assert_eq!(
+        run["InstanceMarketOptions.SpotOptions.InstanceInterruptionBehavior"],
+        "stop"
+    );
+    assert_eq!(run["SecurityGroupId.1"], open_id.as_str());
     sandbox.ok(&["delete", "bad", "--yes"]);
     assert!(live_instances("ca-central-1", "bad").is_empty());
 }
