@@ -514,7 +514,11 @@ impl Engine {
                 events,
             )
             .await?;
-            // The `-uid` image replaces the one it extends as what `delete` removes; the base stays as its parent layer.
+            // The `-uid` image replaces the one it extends as what `delete` removes: untagging that one leaves its
+            // layers as the `-uid` image's parent, so they go when it goes.
+            if let Some(previous) = &built_image {
+                self.docker.remove_image(previous).await?;
+            }
             image = uid_tag.clone();
             built_image = Some(uid_tag);
         }
@@ -1109,7 +1113,9 @@ impl Engine {
                 if self.docker.remove_container(&record.container_id).await? {
                     containers.push(record.container_id.clone());
                 }
-                self.docker.remove_network(&format!("{project}_default")).await?;
+                self.docker
+                    .remove_network(&format!("{project}_default"))
+                    .await?;
             }
             if self.docker.remove_container(&record.container_id).await? {
                 containers.push(record.container_id.clone());
