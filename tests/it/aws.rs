@@ -334,6 +334,12 @@ fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
     let mut args = up_args(&project_text, &skiffd_text, &["--tag", "team=web"]);
     args.retain(|arg| *arg != "--provider" && *arg != "aws");
     assert_eq!(sandbox.ok(&args).trim(), "app");
+    let saved = std::fs::read_to_string(sandbox.home().join("aws.toml")).unwrap();
+    assert!(saved.contains("region = \"eu-west-1\""), "{saved}");
+    assert!(
+        !saved.contains("testing"),
+        "no credentials are saved: {saved}"
+    );
 
     let instances = live_instances("eu-west-1", "app");
     assert_eq!(instances.len(), 1, "one instance: {instances:#?}");
@@ -469,6 +475,9 @@ fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
     assert_eq!(status["owner"], MOTO_OWNER);
     let exec = sandbox.fails(&["exec", "app", "--", "true"]);
     assert!(exec.contains("no Session Manager tunnel yet"), "{exec}");
+    // moto's console output is canned text, but it arrives through GetConsoleOutput and is decoded.
+    let boot = sandbox.ok(&["logs", "app", "--boot"]);
+    assert!(boot.contains("Linux version"), "{boot}");
 
     // delete: nothing skiff-tagged is left, and the local record is gone.
     sandbox.ok(&["delete", "app", "--yes"]);

@@ -183,6 +183,11 @@ pub async fn up(
             idle_timeout: &workspace.record.idle_timeout,
             client_certificate: &identity.certificate_pem,
             agent_binary: agent_binary.as_deref(),
+            previous_instance: workspace
+                .record
+                .aws
+                .as_ref()
+                .and_then(|placement| placement.instance_id.as_deref()),
         },
         &progress,
     )

@@ -50,6 +50,9 @@ pub struct UpRequest<'a> {
     pub client_certificate: &'a str,
     /// A local `skiffd` for the instance's architecture: hashed for `--agent-url`, pushed without one.
     pub agent_binary: Option<&'a Path>,
+    /// The instance the local record remembers, if one was launched before: a launch after it vanished needs a
+    /// new client token, because EC2 answers a reused token with the old (terminated) instance.
+    pub previous_instance: Option<&'a str>,
 }
 
 /// What `up` did.
@@ -441,7 +444,11 @@ pub async fn up(
         request.owner,
         &aws.region,
         request.workspace,
-        &super::launch::short_hash(request.client_certificate),
+        &format!(
+            "{}:{}",
+            super::launch::short_hash(request.client_certificate),
+            request.previous_instance.unwrap_or_default()
+        ),
     );
     progress.step(&format!(
         "launching a {instance_type} ({}) in {} from {}",
