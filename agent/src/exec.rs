@@ -11,6 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineError};
 use crate::idle::{self, Activity};
+use crate::procd::{
+    self,
+    client::{Event, Input, ProcServers, Process},
+};
 
 /// The login shell of the remote user, found the way `login` would, falling back to `/bin/sh`.
 const LOGIN_SHELL: &str = "shell=\"$(getent passwd \"$(id -un)\" 2>/dev/null | cut -d: -f7)\"; \
@@ -20,6 +24,7 @@ const LOGIN_SHELL: &str = "shell=\"$(getent passwd \"$(id -un)\" 2>/dev/null | c
 /// and its exit was sent.
 pub async fn run(
     engine: &Engine,
+    servers: &ProcServers,
     activity: &Arc<Activity>,
     spec: ExecSpec,
     mut input: impl Stream<Item = ExecInput> + Unpin + Send + 'static,
@@ -36,10 +41,10 @@ pub async fn run(
         spec.command.clone()
     };
     let mut config = engine.exec_config(&target, command, spec.tty, spec.stdin);
-    if let Some(user) = spec.user {
+    if let Some(user) = spec.user.clone() {
         config.user = Some(user);
     }
-    if let Some(folder) = spec.working_dir {
+    if let Some(folder) = spec.working_dir.clone() {
         config.working_dir = Some(folder);
     }
     if spec.tty && !spec.env.contains_key("TERM") {
@@ -52,6 +57,30 @@ pub async fn run(
     // A command without a terminal is work in progress; a shell counts only while someone types into it.
     let _busy = (!spec.tty).then(|| activity.busy(idle::source::EXEC));
     let mut notices = activity.notices();
+
+    // The fast path: the process server in the container starts the process with a fork.
+    if let Some(server) = servers.get(engine.docker(), &target.container).await {
+        let procd_spec = procd::Spec {
+            argv: config.command.clone(),
+            env: config.env.clone(),
+            cwd: config.working_dir.clone(),
+            user: config.user.clone(),
+            tty: spec.tty.then(|| {
+                spec.window
+                    .map_or((80, 24), |window| (window.columns, window.rows))
+            }),
+        };
+        match server.spawn(&procd_spec).await {
+            Ok(process) => {
+                return run_through_server(process, activity, spec, input, output, notices).await;
+            }
+            Err(error) => {
+                tracing::info!("the process server did not answer, using docker exec: {error}");
+                servers.forget().await;
+            }
+        }
+    }
+
     let session = engine.docker().exec(&target.container.id, config).await?;
     let exec_id = session.id.clone();
     if let Some(window) = spec.window.filter(|_| spec.tty) {
@@ -153,4 +182,116 @@ async fn signal_exec(docker: &crate::docker::Docker, exec_id: &str, signal: i32)
     if let Err(error) = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal) {
         tracing::warn!(pid, %signal, "delivering a signal: {error}");
     }
+}
+
+/// Carries one process started through the process server.
+async fn run_through_server(
+    mut process: Process,
+    activity: &Arc<Activity>,
+    spec: ExecSpec,
+    mut input: impl Stream<Item = ExecInput> + Unpin + Send + 'static,
+    output: mpsc::Sender<ExecOutput>,
+    mut notices: tokio::sync::broadcast::Receiver<String>,
+) -> Result<(), EngineError> {
+    let process_input = process.input.clone();
+    if !spec.stdin {
+        let _ = process_input.send(Input::StdinEof).await;
+    }
+    let input_activity = Arc::clone(activity);
+    let input_task = tokio::spawn(async move {
+        while let Some(message) = input.next().await {
+            let message = match message {
+                ExecInput::Stdin(data) => {
+                    input_activity.touch(idle::source::EXEC_INPUT);
+                    Input::Stdin(data)
+                }
+                ExecInput::StdinEof => Input::StdinEof,
+                ExecInput::Resize(window) => Input::Resize(window.columns, window.rows),
+                ExecInput::Signal(signal) => {
+                    input_activity.touch(idle::source::EXEC_INPUT);
+                    Input::Signal(signal)
+                }
+            };
+            if process_input.send(message).await.is_err() {
+                break;
+            }
+        }
+        // Keep the connection open until the process ends: closing it would hang the process up.
+        std::future::pending::<()>().await;
+    });
+    let result = loop {
+        let event = tokio::select! {
+            event = process.events.recv() => event,
+            notice = notices.recv(), if spec.tty => {
+                if let Ok(notice) = notice {
+                    let _ = output.send(ExecOutput::Notice(notice)).await;
+                }
+                continue;
+            }
+        };
+        match event {
+            Some(Ok(Event::Output(stream, data))) => {
+                let message = match stream {
+                    OutputStream::Stdout => ExecOutput::Stdout(data.to_vec()),
+                    OutputStream::Stderr => ExecOutput::Stderr(data.to_vec()),
+                };
+                if output.send(message).await.is_err() {
+                    // The client is gone: hang the process up, as a closed terminal would.
+                    let _ = process.input.send(Input::Signal(libc::SIGHUP)).await;
+                    break Ok(());
+                }
+            }
+            Some(Ok(Event::Exit(code))) => {
+                let _ = output.send(ExecOutput::Exit(code)).await;
+                break Ok(());
+            }
+            Some(Err(error)) => {
+                let _ = output
+                    .send(ExecOutput::Stderr(format!("skiff: {error}\n").into_bytes()))
+                    .await;
+                let _ = output.send(ExecOutput::Exit(126)).await;
+                break Ok(());
+            }
+            None => break Ok(()),
+        }
+    };
+    input_task.abort();
+    result
+}
+
+/// Runs a command to its end as the workspace's remote user and returns its exit code and standard output,
+/// through the process server when it runs, else `docker exec`.
+pub async fn collect(
+    engine: &Engine,
+    servers: &ProcServers,
+    command: Vec<String>,
+) -> Result<(i32, Vec<u8>), EngineError> {
+    let target = engine.running().await?;
+    if let Some(server) = servers.get(engine.docker(), &target.container).await {
+        let config = engine.exec_config(&target, command.clone(), false, false);
+        let spec = procd::Spec {
+            argv: config.command,
+            env: config.env,
+            cwd: config.working_dir,
+            user: config.user,
+            tty: None,
+        };
+        if let Ok(mut process) = server.spawn(&spec).await {
+            let _ = process.input.send(Input::StdinEof).await;
+            let mut stdout = Vec::new();
+            while let Some(event) = process.events.recv().await {
+                match event {
+                    Ok(Event::Output(OutputStream::Stdout, data)) => {
+                        stdout.extend_from_slice(&data)
+                    }
+                    Ok(Event::Output(OutputStream::Stderr, _)) => {}
+                    Ok(Event::Exit(code)) => return Ok((code, stdout)),
+                    Err(_) => break,
+                }
+            }
+        }
+        servers.forget().await;
+    }
+    let (code, stdout) = engine.exec_collect(&target, command).await?;
+    Ok((i32::try_from(code).unwrap_or(-1), stdout))
 }

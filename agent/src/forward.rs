@@ -50,6 +50,13 @@ pub enum ForwardError {
         #[source]
         source: std::io::Error,
     },
+    /// The remote side reset the connection.
+    #[error("the connection to {address} was reset: {source}")]
+    Reset {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     /// The container has no address the agent can reach.
     #[error("the dev container has no network address the agent can reach")]
     NoAddress,
@@ -105,10 +112,16 @@ pub async fn run(
     });
 
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut reset = None;
     loop {
         match reader.read(&mut buffer).await {
-            Ok(0) | Err(_) => {
+            Ok(0) => {
                 let _ = output.send(ForwardEvent::Eof).await;
+                break;
+            }
+            // A reset is not an end: the client must see it as one, not as a clean, short stream.
+            Err(error) => {
+                reset = Some(error);
                 break;
             }
             Ok(read) => {
@@ -121,6 +134,10 @@ pub async fn run(
                 }
             }
         }
+    }
+    if let Some(source) = reset {
+        upstream.abort();
+        return Err(ForwardError::Reset { address, source });
     }
     let _ = upstream.await;
     Ok(())

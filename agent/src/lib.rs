@@ -9,8 +9,11 @@ pub mod engine;
 pub mod exec;
 pub mod forward;
 pub mod idle;
+pub mod ports;
+pub mod procd;
 pub mod server;
 pub mod service;
+pub mod ssh;
 pub mod state;
 pub mod upload;
 
@@ -37,6 +40,7 @@ pub struct Agent {
     activity: Arc<Activity>,
     state: StateDir,
     certificate_pem: String,
+    ssh: Arc<ssh::SshServer>,
 }
 
 impl Agent {
@@ -58,6 +62,11 @@ impl Agent {
             vec![client_certificate],
             Some(state.trusted_clients_dir()),
         ));
+        // The SSH server inside the tunnel has the agent's key as its host key and accepts the same clients.
+        let ssh = Arc::new(
+            ssh::SshServer::new(&identity.private_key_pem, Arc::clone(&trusted))
+                .context("setting up the SSH server")?,
+        );
         let tls = Arc::new(skiff::tls::server_config(&identity, trusted)?);
         let listener = TcpListener::bind(config.listen)
             .await
@@ -91,6 +100,7 @@ impl Agent {
             activity,
             state,
             certificate_pem: identity.certificate_pem,
+            ssh,
         })
     }
 
@@ -118,7 +128,8 @@ impl Agent {
             Arc::clone(&self.activity),
             self.state.clone(),
             shutdown.clone(),
-        );
+        )
+        .with_ssh(Arc::clone(&self.ssh));
         let watchers = CancellationToken::new();
         let idle_watch = {
             let activity = Arc::clone(&self.activity);

@@ -56,6 +56,10 @@ pub async fn run(
                             .send(Ok(TlsConnection { inner: tls, peer }))
                             .await;
                     }
+                    // A bare TCP connect is how a local client checks the agent is alive: not worth a warning.
+                    Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+                        tracing::debug!(%peer, "a connection closed before its handshake");
+                    }
                     Err(error) => tracing::warn!(%peer, "refused a connection: {error}"),
                 }
             });

@@ -15,7 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::docker::DockerError;
 use crate::engine::{Engine, EngineError};
 use crate::forward::{self, ForwardError, ForwardEvent, ForwardInput};
+use crate::procd::client::ProcServers;
 use crate::idle::{self, Activity};
+use crate::ssh::{self, SshServer};
 use crate::state::StateDir;
 use crate::upload::{self, UploadError};
 
@@ -28,7 +30,9 @@ pub struct AgentService {
     engine: Arc<Engine>,
     activity: Arc<Activity>,
     state: StateDir,
+    servers: Arc<ProcServers>,
     shutdown: CancellationToken,
+    ssh: Option<Arc<SshServer>>,
 }
 
 impl AgentService {
@@ -43,8 +47,16 @@ impl AgentService {
             engine,
             activity,
             state,
+            servers: Arc::new(ProcServers::default()),
             shutdown,
+            ssh: None,
         }
+    }
+
+    /// Serves `Ssh` calls with `ssh`; without it they are refused as unimplemented.
+    pub fn with_ssh(mut self, ssh: Arc<SshServer>) -> Self {
+        self.ssh = Some(ssh);
+        self
     }
 
     /// Exits the agent shortly, once the current answer is on its way.
@@ -80,6 +92,7 @@ fn status_of_forward(error: ForwardError) -> Status {
         ForwardError::Connect { .. } | ForwardError::NoAddress => {
             Status::unavailable(error.to_string())
         }
+        ForwardError::Reset { .. } => Status::aborted(error.to_string()),
     }
 }
 
@@ -115,6 +128,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::FORWARD_TCP,
                 capability::UPLOAD_TAR_GZIP,
                 capability::UP_IMAGE_DOCKERFILE,
+                capability::SSH,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -212,6 +226,7 @@ impl v1::agent_server::Agent for AgentService {
         let (outputs, mut output_receiver) = mpsc::channel::<api::ExecOutput>(64);
         let engine = Arc::clone(&self.engine);
         let activity = Arc::clone(&self.activity);
+        let servers = Arc::clone(&self.servers);
         tokio::spawn(async move {
             let forward_responses = responses.clone();
             let forwarding = tokio::spawn(async move {
@@ -221,7 +236,7 @@ impl v1::agent_server::Agent for AgentService {
                     }
                 }
             });
-            let result = crate::exec::run(&engine, &activity, spec, Box::pin(input), outputs).await;
+            let result = crate::exec::run(&engine, &servers, &activity, spec, Box::pin(input), outputs).await;
             let _ = forwarding.await;
             if let Err(error) = result {
                 let _ = responses.send(Err(status_of_engine(error))).await;
@@ -413,6 +428,80 @@ impl v1::agent_server::Agent for AgentService {
                 .map_or(0, |timeout| timeout.as_secs()),
             busy_cpu_percent: self.activity.busy_cpu_percent().unwrap_or(0.0),
         }))
+    }
+
+    type WatchPortsStream = Stream<v1::WatchPortsResponse>;
+
+    async fn watch_ports(
+        &self,
+        _request: Request<v1::WatchPortsRequest>,
+    ) -> Result<Response<Self::WatchPortsStream>, Status> {
+        self.engine.running().await.map_err(status_of_engine)?;
+        let (responses, stream) = mpsc::channel(16);
+        let engine = Arc::clone(&self.engine);
+        let servers = Arc::clone(&self.servers);
+        tokio::spawn(async move {
+            let mut known = Vec::new();
+            loop {
+                let command = vec!["cat".to_owned(), "/proc/net/tcp".to_owned(), "/proc/net/tcp6".to_owned()];
+                let listening = match crate::exec::collect(&engine, &servers, command).await {
+                    Ok((_, text)) => crate::ports::parse_listening(&String::from_utf8_lossy(&text)),
+                    Err(error) => {
+                        let _ = responses.send(Err(status_of_engine(error))).await;
+                        return;
+                    }
+                };
+                for (port, now_listening) in crate::ports::changes(&known, &listening) {
+                    let change = v1::WatchPortsResponse {
+                        port: port.port.into(),
+                        listening: now_listening,
+                        loopback_only: port.loopback_only,
+                    };
+                    if responses.send(Ok(change)).await.is_err() {
+                        return;
+                    }
+                }
+                known = listening;
+                tokio::select! {
+                    () = responses.closed() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    type SshStream = Stream<v1::SshResponse>;
+
+    async fn ssh(
+        &self,
+        request: Request<Streaming<v1::SshRequest>>,
+    ) -> Result<Response<Self::SshStream>, Status> {
+        let server = self
+            .ssh
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this agent serves no SSH connections"))?;
+        // The client's bytes until its stream ends; a broken stream ends the SSH connection's input.
+        let input = request
+            .into_inner()
+            .take_while(|message| futures::future::ready(message.is_ok()))
+            .filter_map(|message| async move { message.ok().map(|message| message.data) });
+        let context = ssh::Context {
+            engine: Arc::clone(&self.engine),
+            servers: Arc::clone(&self.servers),
+            activity: Arc::clone(&self.activity),
+        };
+        let (responses, stream) = mpsc::channel(16);
+        let (output, mut output_receiver) = mpsc::channel::<Vec<u8>>(16);
+        tokio::spawn(async move {
+            while let Some(data) = output_receiver.recv().await {
+                if responses.send(Ok(v1::SshResponse { data })).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move { server.serve(context, Box::pin(input), output).await });
+        Ok(Response::new(ReceiverStream::new(stream)))
     }
 
     type LogsStream = Stream<v1::LogsResponse>;

@@ -290,6 +290,53 @@ impl AgentClient {
         Ok((response.idle_timeout_seconds, response.busy_cpu_percent))
     }
 
+    /// Opens one SSH connection to the agent's SSH server: `input` carries the SSH client's bytes, and the
+    /// stream the server's, until either side ends.
+    pub async fn ssh(
+        &mut self,
+        input: impl Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<BoxStream<'static, Result<Vec<u8>, AgentError>>, AgentError> {
+        let requests = input
+            .filter(|data| futures::future::ready(!data.is_empty()))
+            .map(|data| v1::SshRequest { data });
+        let response = self
+            .inner
+            .ssh(requests)
+            .await
+            .map_err(|status| AgentError::from_status("ssh", status))?;
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                item.map(|response| response.data)
+                    .map_err(|status| AgentError::from_status("ssh", status))
+            })
+            .boxed())
+    }
+
+    /// Changes in the dev container's listening ports: (port, now listening, loopback only).
+    pub async fn watch_ports(&mut self) -> Result<BoxStream<'static, Result<(u16, bool, bool), AgentError>>, AgentError> {
+        let response = self
+            .inner
+            .watch_ports(v1::WatchPortsRequest {})
+            .await
+            .map_err(|status| AgentError::from_status("watch ports", status))?;
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                let change = item.map_err(|status| AgentError::from_status("watch ports", status))?;
+                let port = u16::try_from(change.port).map_err(|_| AgentError::Protocol {
+                    call: "watch ports",
+                    source: proto::ProtoError::Invalid {
+                        message: "WatchPortsResponse",
+                        field: "port",
+                        value: change.port.to_string(),
+                    },
+                })?;
+                Ok((port, change.listening, change.loopback_only))
+            })
+            .boxed())
+    }
+
     /// The dev container's output.
     pub async fn logs(
         &mut self,

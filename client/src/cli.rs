@@ -49,6 +49,12 @@ pub enum Command {
     AwsPolicy,
     /// Let this machine reach an AWS workspace made elsewhere, by adding its certificate through Run Command.
     Enroll(EnrollArgs),
+    /// Keep `Host NAME.skiff` entries in ~/.ssh/config, so ssh, scp, rsync and IDEs reach dev containers.
+    SshConfig(SshConfigArgs),
+    /// Carry one SSH connection between standard input and output and a workspace (ssh's ProxyCommand).
+    Proxy(ProxyArgs),
+    /// Open VS Code on a workspace's folder in its dev container, through Remote-SSH.
+    Code(CodeArgs),
 }
 
 /// `skiff forward`.
@@ -121,6 +127,9 @@ pub struct UpArgs {
     /// Keep the workspace up while the dev container's CPU use is above this (such as 20%).
     #[arg(long, value_name = "PERCENT")]
     pub busy_cpu: Option<String>,
+    /// Stay in the foreground forwarding forwardPorts, appPort and ports that start listening, until Ctrl-C.
+    #[arg(long)]
+    pub forward: bool,
     /// Where the workspace runs: local or aws [default: the workspace's, else aws once configured, else local].
     #[arg(long, value_name = "PROVIDER")]
     pub provider: Option<crate::workspace::ProviderKind>,
@@ -265,6 +274,40 @@ pub struct LogsArgs {
     /// AWS: show the instance's boot progress from its serial console instead.
     #[arg(long)]
     pub boot: bool,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff ssh-config`.
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// The workspaces to write entries for [default: all of them].
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Print the managed block instead of writing it.
+    #[arg(long)]
+    pub print: bool,
+    /// The ssh configuration file to keep the block in [default: ~/.ssh/config].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// The workspace.
+    pub name: String,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff code`.
+#[derive(Debug, Args)]
+pub struct CodeArgs {
+    /// The workspace.
+    pub name: String,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

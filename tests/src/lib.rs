@@ -231,3 +231,10 @@ impl Sandbox {
             .to_owned()
     }
 }
+
+/// Copies the test echo server (`skiff-test-echo`, built with the workspace's binaries) into `folder`,
+/// where the dev container runs it as `./skiff-test-echo ADDRESS`.
+pub fn add_echo_server(folder: &Path) {
+    std::fs::copy(binary("skiff-test-echo"), folder.join("skiff-test-echo"))
+        .expect("copying the echo server");
+}

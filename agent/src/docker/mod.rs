@@ -16,6 +16,7 @@ use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
     ListContainersOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
     ResizeExecOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
+    UploadToContainerOptions,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -676,6 +677,40 @@ impl Docker {
             output: Box::pin(output),
             input,
         })
+    }
+
+    /// Writes one file into a container's filesystem (creating its folder), owned by root.
+    pub async fn put_file(&self, container_id: &str, path: &str, contents: &[u8], mode: u32) -> Result<(), DockerError> {
+        let relative = path.trim_start_matches('/');
+        let mut builder = tar::Builder::new(Vec::new());
+        if let Some(parent) = Path::new(relative).parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, parent, std::io::empty())
+                .map_err(|source| DockerError::Context { path: parent.to_owned(), source })?;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, relative, contents)
+            .map_err(|source| DockerError::Context { path: PathBuf::from(path), source })?;
+        let archive = builder
+            .into_inner()
+            .map_err(|source| DockerError::Context { path: PathBuf::from(path), source })?;
+        self.client()?
+            .upload_to_container(
+                container_id,
+                Some(UploadToContainerOptions { path: "/".to_owned(), ..Default::default() }),
+                bollard::body_full(Bytes::from(archive)),
+            )
+            .await
+            .map_err(|error| self.classify(error, format!("copying {path} into container {container_id}")))
     }
 
     /// Resizes an exec's terminal.

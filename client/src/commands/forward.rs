@@ -176,6 +176,13 @@ pub async fn forward_connection(
             }
         }
     }
+    if result.is_err() {
+        // The remote side failed or reset: reset the local connection too rather than end it cleanly,
+        // so the application can tell a broken stream from a finished one.
+        let _ = socket2::SockRef::from(writer.as_ref()).set_linger(Some(std::time::Duration::ZERO));
+        upstream.abort();
+        return result;
+    }
     let _ = writer.shutdown().await;
     upstream.abort();
     result

@@ -1,6 +1,7 @@
 //! One module per command; each takes its parsed arguments and returns the exit code.
 
 mod aws_policy;
+mod code;
 mod config;
 mod delete;
 mod enroll;
@@ -9,9 +10,12 @@ mod forward;
 mod keepalive;
 mod list;
 mod logs;
+mod ports;
 mod provider;
+mod proxy;
 mod session;
 mod ssh;
+mod ssh_config;
 mod status;
 mod stop;
 mod up;
@@ -38,6 +42,9 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Provider(args) => provider::run(args).await,
         Command::AwsPolicy => aws_policy::run(),
         Command::Enroll(args) => enroll::run(args).await,
+        Command::SshConfig(args) => ssh_config::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
+        Command::Code(args) => code::run(args).await,
     }
 }
 

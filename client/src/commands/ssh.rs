@@ -9,6 +9,21 @@ use crate::terminal;
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::agent(&workspace, &args.agent).await?;
+    // While the shell runs, the configuration's ports and ports that start listening are forwarded.
+    if let Ok(loaded) = skiff::devcontainer::load(
+        &workspace.record.local_folder,
+        Some(&workspace.record.config_file),
+    ) {
+        let plan = super::ports::PortPlan::from_config(&loaded.config);
+        tokio::spawn(super::ports::forward_while_attached(
+            client.clone(),
+            plan,
+            |line| {
+                // The terminal is in raw mode: return the carriage explicitly.
+                eprint!("\r\nskiff: {line}\r\n");
+            },
+        ));
+    }
     let spec = ExecSpec {
         command: Vec::new(),
         tty: true,

@@ -157,6 +157,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
                     result.remote_user
                 );
                 println!("{}", workspace.name());
+                if args.forward {
+                    let plan = super::ports::PortPlan::from_config(&config);
+                    tokio::spawn(super::ports::forward_while_attached(
+                        client.clone(),
+                        plan,
+                        |line| eprintln!("{line}"),
+                    ));
+                    eprintln!("forwarding ports until Ctrl-C");
+                    tokio::signal::ctrl_c().await?;
+                }
                 return Ok(0);
             }
         }

@@ -63,6 +63,12 @@ impl LocalProvider {
         workspace.folder.join("agent.log")
     }
 
+    /// The agent certificate this machine pinned for `workspace`, once its agent has started; its key is also
+    /// the agent's SSH host key.
+    pub fn pinned_certificate(workspace: &Workspace) -> Option<String> {
+        std::fs::read_to_string(Self::agent_state(workspace).join("agent.crt")).ok()
+    }
+
     /// The agent's address if it is running and answers a connection.
     fn listen_address(workspace: &Workspace) -> Option<SocketAddr> {
         std::fs::read_to_string(Self::agent_state(workspace).join("listen-address"))

@@ -1,0 +1,294 @@
+//! The agent's side of the process server: starting the server in a container (copy the binary in,
+//! one `docker exec` that hands it its token), and running processes through it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use skiff::api::OutputStream;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use super::{
+    EXIT, FAILED, RESIZE, SIGNAL, STDERR, STDIN, STDIN_EOF, STDOUT, Spec, read_frame, write_frame,
+};
+use crate::docker::{Docker, ExecConfig};
+
+/// Where the server's binary is placed inside the container.
+pub const CONTAINER_PATH: &str = "/.skiff/skiff-procd";
+
+/// A running process server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcServer {
+    /// Where it listens (the container's address).
+    pub address: SocketAddr,
+    /// What each connection must present first.
+    pub token: String,
+}
+
+/// Why the server could not be used; the agent then falls back to `docker exec`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcdError {
+    /// The binary is not beside the agent.
+    #[error("skiff-procd is not beside skiffd ({0})")]
+    NoBinary(PathBuf),
+    /// Docker refused a step.
+    #[error(transparent)]
+    Docker(#[from] crate::docker::DockerError),
+    /// The server did not start or answer.
+    #[error("the process server {0}")]
+    Start(String),
+    /// The connection failed.
+    #[error("talking to the process server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The `skiff-procd` binary beside the running agent.
+pub fn binary_beside_agent() -> Result<PathBuf, ProcdError> {
+    let exe = std::env::current_exe().map_err(ProcdError::Io)?;
+    let path = exe.with_file_name("skiff-procd");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(ProcdError::NoBinary(path))
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The token only has to be unguessable by other processes; /dev/urandom is the kernel's CSPRNG.
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Copies the server into the container and starts it as root; returns where it listens.
+pub async fn start(
+    docker: &Docker,
+    container_id: &str,
+    container_ip: std::net::IpAddr,
+    binary: &Path,
+) -> Result<ProcServer, ProcdError> {
+    let contents = tokio::fs::read(binary).await?;
+    docker
+        .put_file(container_id, CONTAINER_PATH, &contents, 0o755)
+        .await?;
+    let mut session = docker
+        .exec(
+            container_id,
+            ExecConfig {
+                command: vec![
+                    CONTAINER_PATH.to_owned(),
+                    "--listen".to_owned(),
+                    "0.0.0.0:0".to_owned(),
+                ],
+                user: Some("root".to_owned()),
+                working_dir: Some("/".to_owned()),
+                env: Vec::new(),
+                tty: false,
+                stdin: true,
+            },
+        )
+        .await?;
+    let token = random_token();
+    session
+        .input
+        .write_all(format!("{token}\n").as_bytes())
+        .await?;
+    session.input.flush().await?;
+    let mut said = Vec::new();
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(item) = session.output.next().await {
+            let (_, data) = item?;
+            said.extend_from_slice(&data);
+            if let Some(line) = said
+                .split(|byte| *byte == b'\n')
+                .next()
+                .filter(|_| said.contains(&b'\n'))
+            {
+                return Ok::<_, ProcdError>(String::from_utf8_lossy(line).into_owned());
+            }
+        }
+        Err(ProcdError::Start(format!(
+            "exited before it was ready: {}",
+            String::from_utf8_lossy(&said).trim()
+        )))
+    })
+    .await
+    .map_err(|_| ProcdError::Start("did not say it was ready within 5 s".into()))??;
+    let port: u16 = ready
+        .strip_prefix("ready ")
+        .and_then(|port| port.trim().parse().ok())
+        .ok_or_else(|| ProcdError::Start(format!("said {ready:?} instead of ready")))?;
+    // The server keeps running after this attachment closes; it never writes to its output again.
+    drop(session);
+    Ok(ProcServer {
+        address: SocketAddr::new(container_ip, port),
+        token,
+    })
+}
+
+/// What the agent sends to a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Bytes for standard input.
+    Stdin(Vec<u8>),
+    /// Standard input ended.
+    StdinEof,
+    /// The terminal changed size.
+    Resize(u16, u16),
+    /// A signal, by number.
+    Signal(i32),
+}
+
+/// What a process sends back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Output.
+    Output(OutputStream, Bytes),
+    /// The process ended with this code.
+    Exit(i32),
+}
+
+/// A process started through the server.
+#[derive(Debug)]
+pub struct Process {
+    /// Its output, then its exit.
+    pub events: mpsc::Receiver<Result<Event, ProcdError>>,
+    /// Its input.
+    pub input: mpsc::Sender<Input>,
+}
+
+impl ProcServer {
+    /// Starts `spec`; fails fast when the server is gone (a stopped container), so the caller can fall back.
+    pub async fn spawn(&self, spec: &Spec) -> Result<Process, ProcdError> {
+        let stream = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            TcpStream::connect(self.address),
+        )
+        .await
+        .map_err(|_| ProcdError::Start(format!("at {} did not answer", self.address)))??;
+        stream.set_nodelay(true)?;
+        let (mut reader, mut writer) = stream.into_split();
+        let mut request = format!("{}\n", self.token).into_bytes();
+        request.extend(serde_json::to_vec(spec).map_err(std::io::Error::other)?);
+        request.push(b'\n');
+        writer.write_all(&request).await?;
+
+        let (events, event_receiver) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let event = match read_frame(&mut reader).await {
+                    Ok(Some((STDOUT, data))) => {
+                        Ok(Event::Output(OutputStream::Stdout, Bytes::from(data)))
+                    }
+                    Ok(Some((STDERR, data))) => {
+                        Ok(Event::Output(OutputStream::Stderr, Bytes::from(data)))
+                    }
+                    Ok(Some((EXIT, payload))) if payload.len() == 4 => {
+                        Ok(Event::Exit(i32::from_be_bytes([
+                            payload[0], payload[1], payload[2], payload[3],
+                        ])))
+                    }
+                    Ok(Some((FAILED, reason))) => Err(ProcdError::Start(
+                        String::from_utf8_lossy(&reason).into_owned(),
+                    )),
+                    Ok(Some((kind, _))) => Err(ProcdError::Start(format!(
+                        "sent an unknown frame {kind:#x}"
+                    ))),
+                    Ok(None) => Err(ProcdError::Start(
+                        "closed the connection before the process ended".into(),
+                    )),
+                    Err(error) => Err(ProcdError::Io(error)),
+                };
+                let last = !matches!(event, Ok(Event::Output(..)));
+                if events.send(event).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        let (input, mut input_receiver) = mpsc::channel::<Input>(16);
+        tokio::spawn(async move {
+            while let Some(message) = input_receiver.recv().await {
+                let (kind, payload) = match message {
+                    Input::Stdin(data) => (STDIN, data),
+                    Input::StdinEof => (STDIN_EOF, Vec::new()),
+                    Input::Resize(columns, rows) => {
+                        let mut payload = columns.to_be_bytes().to_vec();
+                        payload.extend(rows.to_be_bytes());
+                        (RESIZE, payload)
+                    }
+                    Input::Signal(signal) => (SIGNAL, signal.to_be_bytes().to_vec()),
+                };
+                if write_frame(&mut writer, kind, &payload).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping the writer closes the connection's write side; the server then hangs the process up.
+            let _ = writer.shutdown().await;
+        });
+        Ok(Process {
+            events: event_receiver,
+            input,
+        })
+    }
+}
+
+/// The process server of the workspace's container, started on first use and kept while the container
+/// runs. A container that restarted (another start time) gets a new server.
+#[derive(Debug, Default)]
+pub struct ProcServers {
+    /// The container and start time the server belongs to, and the server (`None`: it cannot run there).
+    slot: tokio::sync::Mutex<Option<(String, Option<ProcServer>)>>,
+}
+
+impl ProcServers {
+    /// The server for `container`, starting it if needed; `None` means use `docker exec`.
+    pub async fn get(
+        &self,
+        docker: &Docker,
+        container: &crate::docker::ContainerInfo,
+    ) -> Option<ProcServer> {
+        let key = format!("{}@{}", container.id, container.started_at);
+        let mut slot = self.slot.lock().await;
+        if let Some((started_for, server)) = slot.as_ref()
+            && *started_for == key
+        {
+            return server.clone();
+        }
+        let server = match (binary_beside_agent(), container.ip_address) {
+            (Ok(binary), Some(address)) => {
+                match start(docker, &container.id, address, &binary).await {
+                    Ok(server) => {
+                        tracing::info!(address = %server.address, "process server started in the dev container");
+                        Some(server)
+                    }
+                    Err(error) => {
+                        tracing::info!("commands use docker exec: {error}");
+                        None
+                    }
+                }
+            }
+            (Err(error), _) => {
+                tracing::info!("commands use docker exec: {error}");
+                None
+            }
+            (_, None) => {
+                tracing::info!(
+                    "commands use docker exec: the dev container has no address the agent can reach"
+                );
+                None
+            }
+        };
+        *slot = Some((key, server.clone()));
+        server
+    }
+
+    /// Forgets the server (it stopped answering); the next command starts another.
+    pub async fn forget(&self) {
+        *self.slot.lock().await = None;
+    }
+}
