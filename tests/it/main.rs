@@ -7,6 +7,8 @@
 //! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
 //! - `exec`: signal deaths, signals, 100 MiB through stdin, 50 at once, terminal resizes.
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
+//! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
+//!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 //! - `conformance`: the reference CLI's Dev Container fixtures end to end, the lifecycle order oracle, bad devcontainer.json input.
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
@@ -21,4 +23,5 @@ mod idle;
 mod local;
 mod mtls;
 mod poweroff;
+mod sshd;
 mod upload;

@@ -254,7 +254,8 @@ pub(crate) async fn entry(workspace: &Workspace, options: &AgentOptions) -> anyh
         )
     })?;
     let known_hosts = write_known_hosts(workspace)?;
-    let skiff = std::env::current_exe().context("finding this skiff's own path for ProxyCommand")?;
+    let skiff =
+        std::env::current_exe().context("finding this skiff's own path for ProxyCommand")?;
     let home = std::env::var_os("SKIFF_HOME").map(PathBuf::from);
     Ok(Made {
         entry: Entry {
@@ -295,12 +296,10 @@ pub(crate) fn write(path: &Path, entries: &[Entry], store: &Store) -> anyhow::Re
         .filter(|folder| !folder.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     if !folder.exists() {
-        std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
-        std::fs::set_permissions(
-            folder,
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .with_context(|| format!("protecting {}", folder.display()))?;
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+        std::fs::set_permissions(folder, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("protecting {}", folder.display()))?;
     }
     let mode = std::fs::metadata(&target).map_or(0o600, |metadata| {
         std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o7777
@@ -312,7 +311,11 @@ pub(crate) fn write(path: &Path, entries: &[Entry], store: &Store) -> anyhow::Re
 pub async fn run(args: SshConfigArgs) -> anyhow::Result<i32> {
     let store = Store::open_default()?;
     let named = !args.names.is_empty();
-    let names = if named { args.names.clone() } else { store.names() };
+    let names = if named {
+        args.names.clone()
+    } else {
+        store.names()
+    };
     if names.is_empty() {
         anyhow::bail!("there are no workspaces yet; create one with `skiff up PATH`");
     }

@@ -8,8 +8,12 @@ fn entry(name: &str) -> Entry {
         name: name.to_owned(),
         user: "vscode".to_owned(),
         proxy_command: format!("/usr/local/bin/skiff proxy {name}"),
-        identity_file: PathBuf::from(format!("/home/me/.local/share/skiff/workspaces/{name}/client.key")),
-        known_hosts: PathBuf::from(format!("/home/me/.local/share/skiff/workspaces/{name}/known_hosts")),
+        identity_file: PathBuf::from(format!(
+            "/home/me/.local/share/skiff/workspaces/{name}/client.key"
+        )),
+        known_hosts: PathBuf::from(format!(
+            "/home/me/.local/share/skiff/workspaces/{name}/known_hosts"
+        )),
     }
 }
 
@@ -31,9 +35,15 @@ fn a_new_block_goes_first_and_hands_the_rest_back_to_every_host() {
     let existing = "ServerAliveInterval 60\n\nHost work\n    User alice\n";
     let updated = update(&path(), existing, &[entry("app")], |_| true).unwrap();
     assert!(updated.starts_with(BEGIN), "{updated}");
-    assert!(updated.ends_with(existing), "everything else is kept as it was: {updated}");
+    assert!(
+        updated.ends_with(existing),
+        "everything else is kept as it was: {updated}"
+    );
     let block_end = updated.find(END).unwrap();
-    assert!(updated[..block_end].trim_end().ends_with("Host *"), "{updated}");
+    assert!(
+        updated[..block_end].trim_end().ends_with("Host *"),
+        "{updated}"
+    );
 }
 
 #[test]
@@ -43,7 +53,10 @@ fn writing_twice_changes_nothing() {
     let twice = update(&path(), &once, &[entry("app"), entry("api")], |_| true).unwrap();
     assert_eq!(once, twice);
     let empty = update(&path(), "", &[entry("app")], |_| true).unwrap();
-    assert_eq!(update(&path(), &empty, &[entry("app")], |_| true).unwrap(), empty);
+    assert_eq!(
+        update(&path(), &empty, &[entry("app")], |_| true).unwrap(),
+        empty
+    );
 }
 
 #[test]
@@ -53,11 +66,23 @@ fn an_existing_block_is_replaced_in_place_keeping_other_live_workspaces() {
     let mut changed = entry("api");
     changed.user = "root".to_owned();
     let updated = update(&path(), &existing, &[changed], |name| name != "gone").unwrap();
-    assert!(updated.starts_with("Host before\n    User a\n# BEGIN skiff"), "{updated}");
-    assert!(updated.ends_with("# END skiff\nHost after\n    User b\n"), "{updated}");
-    assert!(updated.contains("Host app.skiff\n"), "another live workspace is kept: {updated}");
+    assert!(
+        updated.starts_with("Host before\n    User a\n# BEGIN skiff"),
+        "{updated}"
+    );
+    assert!(
+        updated.ends_with("# END skiff\nHost after\n    User b\n"),
+        "{updated}"
+    );
+    assert!(
+        updated.contains("Host app.skiff\n"),
+        "another live workspace is kept: {updated}"
+    );
     assert!(updated.contains("Host api.skiff\n    HostKeyAlias api.skiff\n    User root\n"));
-    assert!(!updated.contains("gone.skiff"), "a deleted workspace's entry goes: {updated}");
+    assert!(
+        !updated.contains("gone.skiff"),
+        "a deleted workspace's entry goes: {updated}"
+    );
     assert_eq!(updated.matches(BEGIN).count(), 1);
     let app = updated.find("Host app.skiff").unwrap();
     let api = updated.find("Host api.skiff").unwrap();
@@ -66,15 +91,35 @@ fn an_existing_block_is_replaced_in_place_keeping_other_live_workspaces() {
 
 #[test]
 fn a_file_without_a_final_newline_keeps_its_last_line() {
-    let updated = update(&path(), "Host work\n    User alice", &[entry("app")], |_| true).unwrap();
-    assert!(updated.ends_with("\nHost work\n    User alice"), "{updated:?}");
+    let updated = update(
+        &path(),
+        "Host work\n    User alice",
+        &[entry("app")],
+        |_| true,
+    )
+    .unwrap();
+    assert!(
+        updated.ends_with("\nHost work\n    User alice"),
+        "{updated:?}"
+    );
 }
 
 #[test]
 fn unpaired_markers_are_an_error_that_names_the_file_and_the_fix() {
-    let error = update(&path(), &format!("{BEGIN}\nHost x\n"), &[entry("app")], |_| true).unwrap_err();
+    let error = update(
+        &path(),
+        &format!("{BEGIN}\nHost x\n"),
+        &[entry("app")],
+        |_| true,
+    )
+    .unwrap_err();
     let text = error.to_string();
-    assert!(text.starts_with("/home/me/.ssh/config: the `# BEGIN skiff` and `# END skiff` lines do not pair up"), "{text}");
+    assert!(
+        text.starts_with(
+            "/home/me/.ssh/config: the `# BEGIN skiff` and `# END skiff` lines do not pair up"
+        ),
+        "{text}"
+    );
     assert!(text.contains("run `skiff ssh-config` again"), "{text}");
 }
 
