@@ -1,7 +1,7 @@
 //! The SSH server inside the agent, driven by the real OpenSSH client through the configuration
 //! `skiff ssh-config` writes (`ssh -F <generated config> NAME.skiff`, ProxyCommand `skiff proxy NAME`):
-//! commands with their output and exit codes, binary-safe input, scp both ways (over SFTP), `ssh -L` to a
-//! server in the dev container, a terminal that follows its window, wrong keys refused and an enrolled
+//! commands with their output and exit codes, binary-safe input, scp both ways (over SFTP), `ssh -L` to
+//! servers in the dev container (on all addresses and on its loopback only), a terminal that follows its window, wrong keys refused and an enrolled
 //! laptop's key accepted, the managed block kept idempotent, `skiff code`, and the idle clock counting typing
 //! but not SSH keep-alives.
 
@@ -217,11 +217,14 @@ fn scp_copies_a_file_both_ways() {
 #[test]
 fn ssh_l_forwards_a_port_to_a_server_in_the_container() {
     let ssh = workspace("sshd-forward", &[]);
+    // One server on every address, and one on the container's loopback only, as IDE servers listen.
     ssh.ok(
         "mkdir -p /tmp/www && echo hello-through-ssh-L > /tmp/www/index.html && \
-            (nohup ./busybox httpd -f -p 8080 -h /tmp/www >/dev/null 2>&1 &)",
+            (nohup ./busybox httpd -f -p 8080 -h /tmp/www >/dev/null 2>&1 &) && \
+            (nohup ./busybox httpd -f -p 127.0.0.1:8081 -h /tmp/www >/dev/null 2>&1 &)",
     );
     let local = free_port();
+    let loopback_local = free_port();
     let refused_local = free_port();
     let _forward = Reaped(
         ssh.ssh(&[
@@ -229,26 +232,39 @@ fn ssh_l_forwards_a_port_to_a_server_in_the_container() {
             "-L",
             &format!("{local}:localhost:8080"),
             "-L",
+            &format!("{loopback_local}:127.0.0.1:8081"),
+            "-L",
             &format!("{refused_local}:localhost:9"),
         ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap(),
     );
-    let answered = wait_until(Duration::from_secs(15), || {
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", local)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let _ = stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response.starts_with("HTTP/1.") && response.contains("hello-through-ssh-L")
-    });
+    let get = |port: u16| {
+        wait_until(Duration::from_secs(15), || {
+            let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                return false;
+            };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            response.starts_with("HTTP/1.") && response.contains("hello-through-ssh-L")
+        })
+    };
     assert!(
-        answered.is_some(),
+        get(local).is_some(),
         "the HTTP server answered through ssh -L"
     );
+    assert!(
+        get(loopback_local).is_some(),
+        "a server on the container's loopback only answered through ssh -L"
+    );
+    // Many connections at once, each its own channel, all intact.
+    let answers: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || get(loopback_local).is_some()))
+        .collect();
+    assert!(answers.into_iter().all(|answer| answer.join().unwrap()));
     // A port where nothing listens: the channel is refused, so the local connection closes with no data.
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", refused_local)).unwrap();
     stream

@@ -12,6 +12,7 @@
 //! authentication, and the connection never leaves the machine.
 
 pub mod client;
+pub mod connect;
 pub mod server;
 pub mod sftp;
 
