@@ -173,6 +173,7 @@ pub async fn up(
         .agent_binary
         .clone()
         .or_else(|| std::env::var_os("SKIFF_AGENT_BINARY").map(std::path::PathBuf::from));
+    let launched = std::sync::OnceLock::new();
     let outcome = lifecycle::up(
         &aws,
         &UpRequest {
@@ -188,6 +189,7 @@ pub async fn up(
                 .aws
                 .as_ref()
                 .and_then(|placement| placement.instance_id.as_deref()),
+            launched: &launched,
         },
         &progress,
     )
@@ -195,14 +197,20 @@ pub async fn up(
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
-            // Bad input must leave nothing behind, the local record included.
-            let launched = workspace
-                .record
-                .aws
-                .as_ref()
-                .is_some_and(|placement| placement.instance_id.is_some());
-            if made_record && !launched {
-                let _ = workspace.remove();
+            // Bad input must leave nothing behind, the local record included; but a record whose instance
+            // was launched (the failure came later) is kept, or its key pair would be lost.
+            if made_record {
+                match launched.get() {
+                    None => {
+                        let _ = workspace.remove();
+                    }
+                    Some(instance_id) => {
+                        if let Some(placement) = workspace.record.aws.as_mut() {
+                            placement.instance_id = Some(instance_id.clone());
+                        }
+                        let _ = workspace.save();
+                    }
+                }
             }
             return Err(error);
         }
@@ -302,7 +310,8 @@ pub async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
                                 .as_ref()
                                 .is_some_and(|placement| placement.owner == instance.owner)
                     })
-                    .map(|record| record.record.local_folder.display().to_string());
+                    .map(|record| record.record.local_folder.display().to_string())
+                    .filter(|folder| !folder.is_empty());
                 ListRow {
                     name: instance.workspace,
                     state: instance.state,
@@ -333,7 +342,8 @@ pub async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
                 instance_id: placement.instance_id.clone(),
                 instance_type: None,
                 owner: placement.owner.clone(),
-                folder: Some(record.record.local_folder.display().to_string()),
+                folder: Some(record.record.local_folder.display().to_string())
+                    .filter(|folder| !folder.is_empty()),
             });
         }
     }
@@ -364,7 +374,8 @@ pub async fn status(name: &str, json: bool) -> anyhow::Result<Option<i32>> {
         folder: located
             .record
             .as_ref()
-            .map(|record| record.record.local_folder.display().to_string()),
+            .map(|record| record.record.local_folder.display().to_string())
+            .filter(|folder| !folder.is_empty()),
         agent_running: None,
         instance: located.instance.as_ref(),
     };

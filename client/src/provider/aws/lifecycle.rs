@@ -53,6 +53,8 @@ pub struct UpRequest<'a> {
     /// The instance the local record remembers, if one was launched before: a launch after it vanished needs a
     /// new client token, because EC2 answers a reused token with the old (terminated) instance.
     pub previous_instance: Option<&'a str>,
+    /// Set to the new instance's id as soon as RunInstances returns, whatever fails after it.
+    pub launched: &'a std::sync::OnceLock<String>,
 }
 
 /// What `up` did.
@@ -474,6 +476,7 @@ pub async fn up(
             client_token: &token,
         })
         .await?;
+    let _ = request.launched.set(instance_id.clone());
     abort_point("run-instances");
     let instance = aws.wait_for(&instance_id, &["running"], progress).await?;
     Ok(UpOutcome {
