@@ -530,6 +530,11 @@ fn image_metadata(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
         ])
         .status()
         .expect("running docker run");
+    // The base image was this fixture's own: untagged now, its layers go with the Feature image when the sandbox is
+    // dropped.
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", "image-metadata-test-base"])
+        .output();
     check(
         installed.success(),
         "the Features' install.sh did not run in the image",

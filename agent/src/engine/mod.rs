@@ -237,6 +237,20 @@ impl Engine {
             }
         };
 
+        if created {
+            // Recorded before anything else can fail, so `delete` finds what this `up` made even when starting it or a
+            // lifecycle command fails.
+            let early = WorkspaceRecord {
+                container_id: container.id.clone(),
+                image: container.image.clone(),
+                built_image: built_image.clone(),
+                workspace_folder: config.effective_workspace_folder(local_folder),
+                remote_user: "root".to_owned(),
+                ..Default::default()
+            };
+            self.state.save_record(&early)?;
+            *record_slot = Some(early);
+        }
         let container = if container.state == ContainerState::Running {
             container
         } else {
@@ -331,6 +345,9 @@ impl Engine {
             file: spec.config_file.clone(),
             message,
         };
+        // Features are resolved before anything is built, so a bad Feature leaves no image behind.
+        let features = features::resolve(config, &config_file, files_folder)
+            .map_err(|error| config_error(format!("\"features\": {error}")))?;
         let tag = image_tag(local_folder);
         let (base_image, mut built_image) = match kind {
             ConfigKind::Image => {
@@ -396,8 +413,6 @@ impl Engine {
                 Vec::new()
             }
         };
-        let features = features::resolve(config, &config_file, files_folder)
-            .map_err(|error| config_error(format!("\"features\": {error}")))?;
         for feature in &features {
             entries.push(metadata::feature_entry(&feature.user_id, &feature.manifest));
         }
@@ -1098,12 +1113,11 @@ impl Engine {
         if let Some(record) = slot.as_ref() {
             // A compose configuration's project goes with its dev container: every service container and its default
             // network.
-            if let Some(project) = self
-                .docker
-                .inspect_container(&record.container_id)
-                .await?
-                .and_then(|container| container.labels.get(compose::LABEL_PROJECT).cloned())
-            {
+            let dev_container = self.docker.inspect_container(&record.container_id).await?;
+            if let Some((project, image)) = dev_container.and_then(|container| {
+                let project = container.labels.get(compose::LABEL_PROJECT).cloned()?;
+                Some((project, container.image))
+            }) {
                 let labels = BTreeMap::from([(compose::LABEL_PROJECT.to_owned(), project.clone())]);
                 for id in self.docker.find_containers_ext(&labels).await? {
                     if id != record.container_id && self.docker.remove_container(&id).await? {
@@ -1116,6 +1130,13 @@ impl Engine {
                 self.docker
                     .remove_network(&format!("{project}_default"))
                     .await?;
+                // An image compose built for the service (named after the project) goes too; pulled images stay.
+                if (image.starts_with(&format!("{project}_"))
+                    || image.starts_with(&format!("{project}-")))
+                    && self.docker.remove_image(&image).await?
+                {
+                    images.push(image);
+                }
             }
             if self.docker.remove_container(&record.container_id).await? {
                 containers.push(record.container_id.clone());
