@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::docker::DockerError;
 use crate::engine::{Engine, EngineError};
 use crate::forward::{self, ForwardError, ForwardEvent, ForwardInput};
-use crate::procd::client::ProcServers;
 use crate::idle::{self, Activity};
+use crate::procd::client::ProcServers;
 use crate::ssh::{self, SshServer};
 use crate::state::StateDir;
 use crate::upload::{self, UploadError};
@@ -236,7 +236,9 @@ impl v1::agent_server::Agent for AgentService {
                     }
                 }
             });
-            let result = crate::exec::run(&engine, &servers, &activity, spec, Box::pin(input), outputs).await;
+            let result =
+                crate::exec::run(&engine, &servers, &activity, spec, Box::pin(input), outputs)
+                    .await;
             let _ = forwarding.await;
             if let Err(error) = result {
                 let _ = responses.send(Err(status_of_engine(error))).await;
@@ -443,7 +445,11 @@ impl v1::agent_server::Agent for AgentService {
         tokio::spawn(async move {
             let mut known = Vec::new();
             loop {
-                let command = vec!["cat".to_owned(), "/proc/net/tcp".to_owned(), "/proc/net/tcp6".to_owned()];
+                let command = vec![
+                    "cat".to_owned(),
+                    "/proc/net/tcp".to_owned(),
+                    "/proc/net/tcp6".to_owned(),
+                ];
                 let listening = match crate::exec::collect(&engine, &servers, command).await {
                     Ok((_, text)) => crate::ports::parse_listening(&String::from_utf8_lossy(&text)),
                     Err(error) => {

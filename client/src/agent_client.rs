@@ -314,7 +314,9 @@ impl AgentClient {
     }
 
     /// Changes in the dev container's listening ports: (port, now listening, loopback only).
-    pub async fn watch_ports(&mut self) -> Result<BoxStream<'static, Result<(u16, bool, bool), AgentError>>, AgentError> {
+    pub async fn watch_ports(
+        &mut self,
+    ) -> Result<BoxStream<'static, Result<(u16, bool, bool), AgentError>>, AgentError> {
         let response = self
             .inner
             .watch_ports(v1::WatchPortsRequest {})
@@ -323,7 +325,8 @@ impl AgentClient {
         Ok(response
             .into_inner()
             .map(|item| {
-                let change = item.map_err(|status| AgentError::from_status("watch ports", status))?;
+                let change =
+                    item.map_err(|status| AgentError::from_status("watch ports", status))?;
                 let port = u16::try_from(change.port).map_err(|_| AgentError::Protocol {
                     call: "watch ports",
                     source: proto::ProtoError::Invalid {

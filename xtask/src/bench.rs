@@ -32,6 +32,16 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Which {
+    /// Forward throughput: one connection moving a GiB, against raw loopback TCP and `ssh -L`; then 100
+    /// connections at once with the agent's peak RSS.
+    Forward {
+        /// MiB moved by the single connection.
+        #[arg(long, default_value_t = 1024)]
+        mebibytes: u64,
+        /// Concurrent connections in the second part.
+        #[arg(long, default_value_t = 100)]
+        connections: usize,
+    },
     /// `skiff exec NAME true` against `docker exec CTR true`, alternating.
     Exec {
         /// Runs of each.
@@ -79,6 +89,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let binaries = binaries(args.debug)?;
     match &args.which {
         Which::Exec { runs } => exec(&binaries, *runs),
+        Which::Forward {
+            mebibytes,
+            connections,
+        } => crate::bench_forward::run(&binaries, *mebibytes, *connections),
         Which::Footprint => footprint(&binaries),
         Which::IdleStop { runs, timeout } => idle_stop(&binaries, *runs, *timeout),
         Which::Soak { minutes, timeout } => soak(&binaries, *minutes, *timeout),
@@ -99,7 +113,7 @@ fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let profile = if debug { "debug" } else { "release" };
     if !debug {
-        eprintln!("==> cargo build --release --bins -p skiff-client -p skiff-agent");
+        eprintln!("==> cargo build --release --bins -p skiff-client -p skiff-agent -p skiff-tests");
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args([
                 "build",
@@ -109,6 +123,8 @@ fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
                 "skiff-client",
                 "-p",
                 "skiff-agent",
+                "-p",
+                "skiff-tests",
             ])
             .current_dir(&root)
             .status()
@@ -127,15 +143,15 @@ fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
 }
 
 /// A throwaway skiff home with the example workspace up.
-struct Bench {
-    home: tempfile::TempDir,
+pub(crate) struct Bench {
+    pub(crate) home: tempfile::TempDir,
     binaries: PathBuf,
-    name: String,
-    project: PathBuf,
+    pub(crate) name: String,
+    pub(crate) project: PathBuf,
 }
 
 impl Bench {
-    fn new(binaries: &Path, name: &str, up_args: &[&str]) -> anyhow::Result<Self> {
+    pub(crate) fn new(binaries: &Path, name: &str, up_args: &[&str]) -> anyhow::Result<Self> {
         let home = tempfile::Builder::new().prefix("skiff-bench-").tempdir()?;
         let project = home.path().join(name);
         copy_tree(&workspace_root().join("examples/hello"), &project)?;
@@ -153,7 +169,7 @@ impl Bench {
         Ok(bench)
     }
 
-    fn skiff(&self, args: &[&str]) -> Command {
+    pub(crate) fn skiff(&self, args: &[&str]) -> Command {
         let mut command = Command::new(self.binaries.join("skiff"));
         command
             .args(args)
@@ -163,7 +179,7 @@ impl Bench {
         command
     }
 
-    fn container(&self) -> anyhow::Result<String> {
+    pub(crate) fn container(&self) -> anyhow::Result<String> {
         let status = process::output(&mut self.skiff(&["status", &self.name, "--json"]))?;
         let marker = "\"container_id\": \"";
         let start = status.find(marker).context("status has a container id")? + marker.len();
@@ -171,7 +187,7 @@ impl Bench {
         Ok(status[start..end].to_owned())
     }
 
-    fn agent_pid(&self) -> anyhow::Result<u32> {
+    pub(crate) fn agent_pid(&self) -> anyhow::Result<u32> {
         let config = self
             .home
             .path()
@@ -279,7 +295,7 @@ fn exec(binaries: &Path, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()

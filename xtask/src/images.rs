@@ -155,7 +155,11 @@ pub const IMAGES: &[ImageSpec] = &[
     },
     ImageSpec {
         tag: "skiff-test/alpine:stand-in",
-        aliases: &["alpine:latest", "alpine:3.17", "mcr.microsoft.com/devcontainers/base:alpine"],
+        aliases: &[
+            "alpine:latest",
+            "alpine:3.17",
+            "mcr.microsoft.com/devcontainers/base:alpine",
+        ],
         recipe: Recipe::Dockerfile {
             dockerfile: ALPINE_STAND_IN_DOCKERFILE,
             context: &[],

@@ -6,6 +6,7 @@
 //! Helpers for running other programs live in `process`.
 
 mod bench;
+mod bench_forward;
 mod images;
 mod process;
 mod test;

@@ -680,10 +680,19 @@ impl Docker {
     }
 
     /// Writes one file into a container's filesystem (creating its folder), owned by root.
-    pub async fn put_file(&self, container_id: &str, path: &str, contents: &[u8], mode: u32) -> Result<(), DockerError> {
+    pub async fn put_file(
+        &self,
+        container_id: &str,
+        path: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> Result<(), DockerError> {
         let relative = path.trim_start_matches('/');
         let mut builder = tar::Builder::new(Vec::new());
-        if let Some(parent) = Path::new(relative).parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = Path::new(relative)
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
@@ -691,7 +700,10 @@ impl Docker {
             header.set_cksum();
             builder
                 .append_data(&mut header, parent, std::io::empty())
-                .map_err(|source| DockerError::Context { path: parent.to_owned(), source })?;
+                .map_err(|source| DockerError::Context {
+                    path: parent.to_owned(),
+                    source,
+                })?;
         }
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
@@ -699,18 +711,32 @@ impl Docker {
         header.set_cksum();
         builder
             .append_data(&mut header, relative, contents)
-            .map_err(|source| DockerError::Context { path: PathBuf::from(path), source })?;
+            .map_err(|source| DockerError::Context {
+                path: PathBuf::from(path),
+                source,
+            })?;
         let archive = builder
             .into_inner()
-            .map_err(|source| DockerError::Context { path: PathBuf::from(path), source })?;
+            .map_err(|source| DockerError::Context {
+                path: PathBuf::from(path),
+                source,
+            })?;
         self.client()?
             .upload_to_container(
                 container_id,
-                Some(UploadToContainerOptions { path: "/".to_owned(), ..Default::default() }),
+                Some(UploadToContainerOptions {
+                    path: "/".to_owned(),
+                    ..Default::default()
+                }),
                 bollard::body_full(Bytes::from(archive)),
             )
             .await
-            .map_err(|error| self.classify(error, format!("copying {path} into container {container_id}")))
+            .map_err(|error| {
+                self.classify(
+                    error,
+                    format!("copying {path} into container {container_id}"),
+                )
+            })
     }
 
     /// Resizes an exec's terminal.
@@ -1084,8 +1110,7 @@ impl Docker {
                 group_add: non_empty(extras.group_add),
                 readonly_rootfs: extras.read_only.then_some(true),
                 tmpfs: (!extras.tmpfs.is_empty()).then(|| extras.tmpfs.into_iter().collect()),
-                sysctls: (!extras.sysctls.is_empty())
-                    .then(|| extras.sysctls.into_iter().collect()),
+                sysctls: (!extras.sysctls.is_empty()).then(|| extras.sysctls.into_iter().collect()),
                 ulimits: (!extras.ulimits.is_empty()).then(|| {
                     extras
                         .ulimits
@@ -1176,7 +1201,10 @@ pub fn pack_build_context(
 
 impl Docker {
     /// An image's `ENTRYPOINT` and `CMD`, for running them after the keep-alive's Feature entrypoints.
-    pub async fn image_command(&self, image: &str) -> Result<(Vec<String>, Vec<String>), DockerError> {
+    pub async fn image_command(
+        &self,
+        image: &str,
+    ) -> Result<(Vec<String>, Vec<String>), DockerError> {
         let inspect = self
             .client()?
             .inspect_image(image)

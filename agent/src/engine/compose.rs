@@ -245,10 +245,6 @@ fn compose_literal(text: &str) -> String {
 }
 
 /// The generated override file.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one override, from the pieces of one up"
-)]
 pub fn override_file(
     version: Option<&str>,
     service: &str,

@@ -111,6 +111,9 @@ impl PortPlan {
     }
 }
 
+/// The targets already forwarded (host, port), so each is forwarded and announced once.
+type Forwarded = Mutex<BTreeSet<(Option<String>, u16)>>;
+
 /// Forwards the plan's ports and then every port that starts listening, until the task is dropped.
 /// `announce` receives one line per port, once.
 pub async fn forward_while_attached(
@@ -119,7 +122,7 @@ pub async fn forward_while_attached(
     announce: impl Fn(String) + Send + Sync + 'static,
 ) {
     let announce = Arc::new(announce);
-    let forwarded: Arc<Mutex<BTreeSet<(Option<String>, u16)>>> = Arc::default();
+    let forwarded: Arc<Forwarded> = Arc::default();
     for target in plan.configured.clone() {
         start(&client, &plan, target, &forwarded, &announce).await;
     }
@@ -146,7 +149,7 @@ async fn start(
     client: &AgentClient,
     plan: &PortPlan,
     target: ForwardTarget,
-    forwarded: &Mutex<BTreeSet<(Option<String>, u16)>>,
+    forwarded: &Forwarded,
     announce: &Arc<impl Fn(String) + Send + Sync + 'static>,
 ) {
     if !forwarded
