@@ -20,12 +20,23 @@ use crate::procd::{
 const LOGIN_SHELL: &str = "shell=\"$(getent passwd \"$(id -un)\" 2>/dev/null | cut -d: -f7)\"; \
     [ -x \"$shell\" ] || shell=/bin/bash; [ -x \"$shell\" ] || shell=/bin/sh; exec \"$shell\" -l";
 
+/// Whether a running command keeps the workspace busy, or only the bytes sent into it count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// A command without a terminal keeps the workspace busy while it runs (`skiff exec`).
+    WhileRunning,
+    /// Only input counts: for connections an IDE holds open for days, such as the long-running commands of
+    /// VS Code's and JetBrains' remote servers over SSH, which must not keep a forgotten workspace up.
+    OnInput,
+}
+
 /// Runs `spec` and pumps `input` into it and its output into `output`; returns once the process ended
 /// and its exit was sent.
 pub async fn run(
     engine: &Engine,
     servers: &ProcServers,
     activity: &Arc<Activity>,
+    busy: Busy,
     spec: ExecSpec,
     mut input: impl Stream<Item = ExecInput> + Unpin + Send + 'static,
     output: mpsc::Sender<ExecOutput>,
@@ -55,7 +66,8 @@ pub async fn run(
         .extend(spec.env.iter().map(|(key, value)| format!("{key}={value}")));
 
     // A command without a terminal is work in progress; a shell counts only while someone types into it.
-    let _busy = (!spec.tty).then(|| activity.busy(idle::source::EXEC));
+    let _busy =
+        (!spec.tty && busy == Busy::WhileRunning).then(|| activity.busy(idle::source::EXEC));
     let mut notices = activity.notices();
 
     // The fast path: the process server in the container starts the process with a fork.

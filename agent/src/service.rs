@@ -236,9 +236,16 @@ impl v1::agent_server::Agent for AgentService {
                     }
                 }
             });
-            let result =
-                crate::exec::run(&engine, &servers, &activity, spec, Box::pin(input), outputs)
-                    .await;
+            let result = crate::exec::run(
+                &engine,
+                &servers,
+                &activity,
+                crate::exec::Busy::WhileRunning,
+                spec,
+                Box::pin(input),
+                outputs,
+            )
+            .await;
             let _ = forwarding.await;
             if let Err(error) = result {
                 let _ = responses.send(Err(status_of_engine(error))).await;

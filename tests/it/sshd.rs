@@ -572,3 +572,33 @@ fn ssh_keep_alives_do_not_keep_the_workspace_up() {
         "the server answered the keep-alives: {stderr}"
     );
 }
+
+/// An IDE's remote server runs as a long command over SSH for as long as the IDE is open; left open over a
+/// weekend it must not keep the workspace up. Over SSH a running command counts only by what is sent to it.
+#[test]
+fn a_silent_long_running_command_over_ssh_does_not_keep_the_workspace_up() {
+    let ssh = workspace(
+        "sshd-ide-server",
+        &["--idle-timeout", &format!("{IDLE_SECONDS}s")],
+    );
+    let container = ssh.sandbox.container_of(&ssh.name);
+    let started = Instant::now();
+    let mut server = Reaped(
+        ssh.ssh(&[])
+            .args(["sleep", "60"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stopped = wait_until(IDLE + GRACE + Duration::from_secs(5), || {
+        !is_running(&container)
+    });
+    assert!(
+        stopped.is_some(),
+        "a silent command held open over ssh kept the workspace up"
+    );
+    assert!(started.elapsed() >= IDLE - Duration::from_millis(500));
+    let _ = server.0.kill();
+}

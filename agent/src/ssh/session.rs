@@ -232,10 +232,12 @@ async fn execute(
         }
         Ok(()) => {
             let (outputs, receiver) = mpsc::channel(16);
+            // IDEs keep commands running over SSH for as long as they are open; only what is sent counts.
             let running = crate::exec::run(
                 &context.engine,
                 &context.servers,
                 &context.activity,
+                crate::exec::Busy::OnInput,
                 spec,
                 input,
                 outputs,
