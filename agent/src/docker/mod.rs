@@ -477,72 +477,7 @@ impl Docker {
 
     /// Creates a container and returns its id.
     pub async fn create_container(&self, spec: ContainerSpec) -> Result<String, DockerError> {
-        let mounts = spec
-            .mounts
-            .into_iter()
-            .map(|mount| match mount {
-                Mount::Bind {
-                    source,
-                    target,
-                    read_only,
-                } => BollardMount {
-                    typ: Some(MountType::BIND),
-                    source: Some(source),
-                    target: Some(target),
-                    read_only: Some(read_only),
-                    ..Default::default()
-                },
-                Mount::Volume { source, target } => BollardMount {
-                    typ: Some(MountType::VOLUME),
-                    source,
-                    target: Some(target),
-                    ..Default::default()
-                },
-            })
-            .collect();
-        let mut port_bindings = HashMap::new();
-        for (container_port, host_ip, host_port) in spec.published_ports {
-            port_bindings
-                .entry(container_port)
-                .or_insert_with(|| Some(Vec::new()))
-                .get_or_insert_with(Vec::new)
-                .push(PortBinding {
-                    host_ip: Some(host_ip),
-                    host_port: Some(host_port),
-                });
-        }
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            labels: Some(spec.labels.into_iter().collect()),
-            env: Some(spec.env),
-            user: spec.user,
-            entrypoint: spec.entrypoint,
-            cmd: spec.cmd,
-            exposed_ports: (!port_bindings.is_empty())
-                .then(|| port_bindings.keys().cloned().collect()),
-            host_config: Some(HostConfig {
-                mounts: Some(mounts),
-                init: spec.init.then_some(true),
-                privileged: Some(spec.privileged),
-                cap_add: (!spec.cap_add.is_empty()).then_some(spec.cap_add),
-                security_opt: (!spec.security_opt.is_empty()).then_some(spec.security_opt),
-                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptions {
-            name: spec.name,
-            ..Default::default()
-        };
-        let response = self
-            .client()?
-            .create_container(Some(options), body)
-            .await
-            .map_err(|error| {
-                self.classify(error, format!("creating a container from {}", spec.image))
-            })?;
-        Ok(response.id)
+        self.create_container_ext(spec, HostExtras::default()).await
     }
 
     /// Starts a container (a running one is left as it is).
