@@ -89,6 +89,8 @@ fn plan_rebuilds_children_of_a_missing_base() {
             .then(|| up_to_date(tag))
             .flatten()
     });
+    // Every image built on the Debian base (directly or through another stand-in) is rebuilt with it;
+    // the busybox images are not.
     assert_eq!(
         reasons(&plan),
         [
@@ -98,6 +100,23 @@ fn plan_rebuilds_children_of_a_missing_base() {
                 "skiff-test/devcontainers-base:bookworm",
                 Some("its base skiff-test/debian:12 is being built")
             ),
+            (
+                "skiff-test/ubuntu:stand-in",
+                Some("its base skiff-test/debian:12 is being built")
+            ),
+            (
+                "skiff-test/devcontainers-base:ubuntu",
+                Some("its base skiff-test/devcontainers-base:bookworm is being built")
+            ),
+            (
+                "skiff-test/devcontainers-node:stand-in",
+                Some("its base skiff-test/debian:12 is being built")
+            ),
+            (
+                "skiff-test/mongo:stand-in",
+                Some("its base skiff-test/debian:12 is being built")
+            ),
+            ("skiff-test/alpine:stand-in", None),
         ]
     );
 }
