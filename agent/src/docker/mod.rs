@@ -431,7 +431,7 @@ impl Docker {
     pub async fn build_image(
         &self,
         spec: &BuildSpec,
-        mut output: impl FnMut(String),
+        output: impl FnMut(String),
     ) -> Result<(), DockerError> {
         let context = spec.context.clone();
         let dockerfile = spec.dockerfile.clone();
@@ -439,40 +439,14 @@ impl Docker {
             tokio::task::spawn_blocking(move || context_archive(&context, &dockerfile))
                 .await
                 .expect("the archive task does not panic")?;
-        let options = BuildImageOptions {
-            dockerfile: dockerfile_name,
-            t: Some(spec.tag.clone()),
-            buildargs: Some(spec.args.clone().into_iter().collect()),
-            target: spec.target.clone().unwrap_or_default(),
-            cachefrom: (!spec.cache_from.is_empty()).then(|| spec.cache_from.clone()),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            nocache: spec.no_cache,
-            rm: true,
-            forcerm: true,
-            ..Default::default()
-        };
-        let client = self.client()?;
-        let mut stream = client.build_image(
-            options,
-            None,
-            Some(bollard::body_full(Bytes::from(archive))),
-        );
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|error| DockerError::Build {
-                tag: spec.tag.clone(),
-                detail: error.to_string(),
-            })?;
-            if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
-                return Err(DockerError::Build {
-                    tag: spec.tag.clone(),
-                    detail,
-                });
-            }
-            if let Some(line) = info.stream.or(info.status) {
-                output(line);
-            }
-        }
-        Ok(())
+        self.build_image_archive(
+            archive,
+            &dockerfile_name,
+            spec,
+            &BuildExtras::default(),
+            output,
+        )
+        .await
     }
 
     /// Creates a container and returns its id.
