@@ -3,28 +3,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use rand::RngCore;
-use skiff_tests::{Sandbox, add_busybox, add_echo_server, require_docker, wait_until};
-
-struct Forward(Child);
-
-impl Drop for Forward {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use skiff_tests::{
+    Reaped, Sandbox, add_busybox, add_echo_server, free_port, require_docker, wait_until,
+};
 
 fn workspace(name: &str) -> Sandbox {
     require_docker();
@@ -56,7 +41,7 @@ fn start_in_container(sandbox: &Sandbox, name: &str, script: &str) {
     );
 }
 
-fn forward(sandbox: &Sandbox, name: &str, rule: &str, local: u16) -> Forward {
+fn forward(sandbox: &Sandbox, name: &str, rule: &str, local: u16) -> Reaped {
     let child = sandbox
         .skiff()
         .args(["forward", name, rule])
@@ -67,7 +52,7 @@ fn forward(sandbox: &Sandbox, name: &str, rule: &str, local: u16) -> Forward {
         TcpStream::connect(("127.0.0.1", local)).is_ok()
     })
     .expect("the forward listens");
-    Forward(child)
+    Reaped(child)
 }
 
 #[test]
@@ -213,7 +198,7 @@ fn configured_and_newly_listening_ports_are_forwarded_while_attached() {
         ),
     )
     .unwrap();
-    let mut attached = Forward(
+    let mut attached = Reaped(
         sandbox
             .skiff()
             .args(["up", "--forward", project.to_str().unwrap()])

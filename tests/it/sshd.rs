@@ -7,11 +7,13 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use skiff_tests::{Sandbox, add_busybox, is_running, require_docker, wait_until};
+use skiff_tests::{
+    Reaped, Sandbox, add_busybox, free_port, is_running, require_docker, wait_until,
+};
 
 /// A workspace with an ssh configuration of its own, written by `skiff ssh-config --config`.
 struct Ssh {
@@ -107,24 +109,6 @@ impl Ssh {
             .output()
             .expect("running scp")
     }
-}
-
-/// A child process killed and reaped when the test ends, however it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn random_bytes(length: usize) -> Vec<u8> {

@@ -238,3 +238,23 @@ pub fn add_echo_server(folder: &Path) {
     std::fs::copy(binary("skiff-test-echo"), folder.join("skiff-test-echo"))
         .expect("copying the echo server");
 }
+
+/// A child process killed and reaped when the test ends, however it ends.
+#[derive(Debug)]
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding an ephemeral port")
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
+}
