@@ -231,9 +231,16 @@ pub fn client_config(
     identity: &Identity,
     agent_certificate: CertificateDer<'static>,
 ) -> Result<rustls::ClientConfig, TlsError> {
+    client_config_with(identity, Pinned::Certificate(agent_certificate))
+}
+
+fn client_config_with(
+    identity: &Identity,
+    pinned: Pinned,
+) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let verifier = Arc::new(PinnedServerVerifier {
-        pinned: agent_certificate,
+        pinned,
         algorithms: provider.signature_verification_algorithms,
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -248,6 +255,19 @@ pub fn client_config(
     Ok(config)
 }
 
+/// A certificate as PEM text, the form workspaces keep pinned certificates in.
+pub fn certificate_pem(certificate: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(certificate.as_ref());
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 /// The server name the client sends; any value works because the certificate is pinned.
 pub fn agent_server_name() -> ServerName<'static> {
     ServerName::try_from(AGENT_SERVER_NAME).expect("a constant, valid DNS name")
@@ -255,8 +275,43 @@ pub fn agent_server_name() -> ServerName<'static> {
 
 #[derive(Debug)]
 struct PinnedServerVerifier {
-    pinned: CertificateDer<'static>,
+    pinned: Pinned,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// What the client accepts from the agent.
+#[derive(Debug)]
+enum Pinned {
+    /// Only this certificate.
+    Certificate(CertificateDer<'static>),
+    /// Whatever the agent presents, recorded for the caller to pin: trust on first use, for a connection whose
+    /// transport already authenticated the other end (a Session Manager session to an instance IAM named).
+    FirstUse(FirstUse),
+}
+
+/// The certificate an agent presented on a first-use connection (see [`client_config_first_use`]).
+#[derive(Debug, Clone, Default)]
+pub struct FirstUse(Arc<Mutex<Option<CertificateDer<'static>>>>);
+
+impl FirstUse {
+    /// The certificate the agent presented, once a handshake got that far.
+    pub fn certificate(&self) -> Option<CertificateDer<'static>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The client's TLS configuration for the first connection to a new agent: any agent certificate is accepted
+/// (its handshake signature is still checked) and recorded in the returned [`FirstUse`], so the caller can pin
+/// it for every later connection. Use it only over a transport that authenticated the agent's machine.
+pub fn client_config_first_use(
+    identity: &Identity,
+) -> Result<(rustls::ClientConfig, FirstUse), TlsError> {
+    let seen = FirstUse::default();
+    let config = client_config_with(identity, Pinned::FirstUse(seen.clone()))?;
+    Ok((config, seen))
 }
 
 impl ServerCertVerifier for PinnedServerVerifier {
@@ -268,14 +323,23 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if end_entity.as_ref() == self.pinned.as_ref() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
+        match &self.pinned {
+            Pinned::Certificate(pinned) if end_entity.as_ref() == pinned.as_ref() => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Pinned::Certificate(pinned) => Err(rustls::Error::General(format!(
                 "the agent presented certificate {} but this workspace pinned {}",
                 fingerprint(end_entity),
-                fingerprint(&self.pinned)
-            )))
+                fingerprint(pinned)
+            ))),
+            Pinned::FirstUse(seen) => {
+                *seen
+                    .0
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(end_entity.clone().into_owned());
+                Ok(ServerCertVerified::assertion())
+            }
         }
     }
 

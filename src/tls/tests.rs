@@ -84,3 +84,44 @@ fn configurations_build_for_both_ends() {
     let client_side = client_config(&client, agent.certificate_der().unwrap()).unwrap();
     assert_eq!(client_side.alpn_protocols, vec![b"h2".to_vec()]);
 }
+
+#[test]
+fn certificate_pem_round_trips() {
+    let identity = Identity::generate("agent").unwrap();
+    let der = identity.certificate_der().unwrap();
+    let pem = certificate_pem(&der);
+    assert_eq!(parse_certificate("round trip", &pem).unwrap(), der);
+}
+
+/// A first-use connection records the certificate the agent presented, and the agent still checks the
+/// client's: the recorded certificate is the one a pinned connection then accepts.
+#[test]
+fn first_use_records_the_agent_certificate() {
+    let agent = Identity::generate("agent").unwrap();
+    let client = Identity::generate("client").unwrap();
+    let trusted = Arc::new(TrustedClients::new(
+        vec![client.certificate_der().unwrap()],
+        None,
+    ));
+    let server = Arc::new(server_config(&agent, trusted).unwrap());
+    let (config, seen) = client_config_first_use(&client).unwrap();
+    assert!(seen.certificate().is_none());
+    let mut client_connection =
+        rustls::ClientConnection::new(Arc::new(config), agent_server_name()).unwrap();
+    let mut server_connection = rustls::ServerConnection::new(server).unwrap();
+    for _ in 0..10 {
+        let mut buffer = Vec::new();
+        client_connection.write_tls(&mut buffer).unwrap();
+        server_connection.read_tls(&mut &buffer[..]).unwrap();
+        server_connection.process_new_packets().unwrap();
+        let mut buffer = Vec::new();
+        server_connection.write_tls(&mut buffer).unwrap();
+        client_connection.read_tls(&mut &buffer[..]).unwrap();
+        client_connection.process_new_packets().unwrap();
+        if !client_connection.is_handshaking() && !server_connection.is_handshaking() {
+            break;
+        }
+    }
+    assert!(!client_connection.is_handshaking());
+    assert_eq!(seen.certificate(), Some(agent.certificate_der().unwrap()));
+}
