@@ -20,6 +20,16 @@ pub mod capability {
     pub const UP_IMAGE_DOCKERFILE: &str = "up.image-dockerfile";
     /// `Ssh`: an SSH server for `skiff proxy`, with shell, exec, sftp and `direct-tcpip`.
     pub const SSH: &str = "ssh";
+    /// `Upload` of a zstd-compressed tar archive.
+    pub const UPLOAD_TAR_ZSTD: &str = "upload.tar-zstd";
+    /// `Upload` in parts over several connections (`UploadStart.upload_id`), and `UploadStart.remove`.
+    pub const UPLOAD_PARTS: &str = "upload.parts";
+    /// `Manifest`, for `skiff sync`.
+    pub const MANIFEST: &str = "files.manifest";
+    /// `CloneRepository` and `ReadConfig`, for `skiff up GIT_URL`.
+    pub const CLONE: &str = "files.clone";
+    /// `GitState`, for `skiff delete` to warn about unsaved work.
+    pub const GIT_STATE: &str = "files.git-state";
 }
 
 /// The state of a dev container.
@@ -248,4 +258,109 @@ pub struct ForwardTarget {
     pub host: Option<String>,
     /// The TCP port.
     pub port: u16,
+}
+
+/// The kinds of path the workspace's files hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Directory,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// What identifies a version of a path without reading it; equal stamps mean "unchanged".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// A file, folder or symbolic link.
+    pub kind: FileKind,
+    /// The size in bytes (files only; 0 otherwise).
+    pub size: u64,
+    /// The modification time in whole seconds since the Unix epoch (files only; 0 otherwise).
+    pub mtime: i64,
+    /// The permission bits (files and folders; 0 for links).
+    pub mode: u32,
+    /// Where a symbolic link points (links only; empty otherwise).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub link_target: String,
+}
+
+/// One path of the agent's files folder, for `skiff sync`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestEntry {
+    /// Relative to the files folder, `/`-separated.
+    pub path: String,
+    /// How it is now; `None` when an upload wrote it but it is gone since.
+    pub current: Option<FileStamp>,
+    /// How the last upload or sync left it; `None` when no upload wrote it.
+    pub uploaded: Option<FileStamp>,
+    /// The SHA-256 of its content, when it was asked for.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// An event of `CloneRepository`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloneEvent {
+    /// Output of `git clone`.
+    Output(Vec<u8>),
+    /// The clone is in place.
+    Done(Cloned),
+}
+
+/// The repository `CloneRepository` put in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloned {
+    /// The files folder on the agent's machine.
+    pub files_folder: String,
+    /// False when a clone of the same URL was already there and was kept.
+    pub cloned: bool,
+    /// The commit checked out, if the repository has one.
+    pub head: Option<String>,
+}
+
+/// The devcontainer.json inside the agent's files folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConfig {
+    /// The files folder on the agent's machine.
+    pub files_folder: String,
+    /// The config file, relative to the files folder.
+    pub config_path: String,
+    /// Its text.
+    pub text: String,
+}
+
+/// Work in the files folder's git repository that exists nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct GitState {
+    /// False when the files folder is not a git repository.
+    pub repository: bool,
+    /// How many paths have uncommitted changes (untracked files included).
+    pub uncommitted: u32,
+    /// The first few of them.
+    pub uncommitted_paths: Vec<String>,
+    /// Branches with commits on no remote-tracking branch.
+    pub unpushed: Vec<UnpushedBranch>,
+    /// How many stash entries there are.
+    pub stashes: u32,
+}
+
+impl GitState {
+    /// True when nothing would be lost: no uncommitted change, no unpushed commit, no stash.
+    pub fn is_clean(&self) -> bool {
+        self.uncommitted == 0 && self.unpushed.is_empty() && self.stashes == 0
+    }
+}
+
+/// A branch with commits no remote has.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnpushedBranch {
+    /// The branch, or `HEAD` for a detached HEAD.
+    pub branch: String,
+    /// How many commits are on no remote-tracking branch.
+    pub commits: u32,
+    /// The upstream it tracks, if any.
+    pub upstream: Option<String>,
 }

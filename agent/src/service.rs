@@ -14,12 +14,16 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::docker::DockerError;
 use crate::engine::{Engine, EngineError};
+use crate::files::config::ReadConfigError;
+use crate::files::parts::{self, PartSpec, Uploads};
+use crate::files::record::Record;
 use crate::forward::{self, ForwardError, ForwardEvent, ForwardInput};
+use crate::git::GitError;
 use crate::idle::{self, Activity};
 use crate::procd::client::ProcServers;
 use crate::ssh::{self, SshServer};
 use crate::state::StateDir;
-use crate::upload::{self, UploadError};
+use crate::upload::{self, Target, UploadError};
 
 /// The agent's version, from Cargo.
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -33,6 +37,7 @@ pub struct AgentService {
     servers: Arc<ProcServers>,
     shutdown: CancellationToken,
     ssh: Option<Arc<SshServer>>,
+    uploads: Arc<Uploads>,
 }
 
 impl AgentService {
@@ -50,6 +55,7 @@ impl AgentService {
             servers: Arc::new(ProcServers::default()),
             shutdown,
             ssh: None,
+            uploads: Arc::default(),
         }
     }
 
@@ -97,7 +103,31 @@ fn status_of_forward(error: ForwardError) -> Status {
 }
 
 fn status_of_upload(error: UploadError) -> Status {
-    Status::invalid_argument(error.to_string())
+    match error {
+        UploadError::Parts { .. } => Status::aborted(error.to_string()),
+        UploadError::Unpack { .. } | UploadError::Invalid(_) => {
+            Status::invalid_argument(error.to_string())
+        }
+    }
+}
+
+fn status_of_git(error: GitError) -> Status {
+    match error {
+        GitError::Missing | GitError::NotEmpty { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
+        GitError::BadUrl { .. } => Status::invalid_argument(error.to_string()),
+        GitError::Failed { .. } => Status::aborted(error.to_string()),
+        GitError::Io(_) => Status::internal(error.to_string()),
+    }
+}
+
+fn status_of_config(error: ReadConfigError) -> Status {
+    match error {
+        ReadConfigError::NotFound(_) => Status::not_found(error.to_string()),
+        ReadConfigError::Outside { .. } => Status::permission_denied(error.to_string()),
+        ReadConfigError::Read { .. } => Status::internal(error.to_string()),
+    }
 }
 
 fn invalid(error: proto::ProtoError) -> Status {
@@ -129,6 +159,11 @@ impl v1::agent_server::Agent for AgentService {
                 capability::UPLOAD_TAR_GZIP,
                 capability::UP_IMAGE_DOCKERFILE,
                 capability::SSH,
+                capability::UPLOAD_TAR_ZSTD,
+                capability::UPLOAD_PARTS,
+                capability::MANIFEST,
+                capability::CLONE,
+                capability::GIT_STATE,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -327,7 +362,11 @@ impl v1::agent_server::Agent for AgentService {
             }
         };
         let compression = match v1::Compression::try_from(start.compression) {
-            Ok(compression @ (v1::Compression::None | v1::Compression::Gzip)) => compression,
+            Ok(
+                compression @ (v1::Compression::None
+                | v1::Compression::Gzip
+                | v1::Compression::Zstd),
+            ) => compression,
             _ => {
                 return Err(Status::invalid_argument(format!(
                     "UploadStart: field compression has invalid value {}",
@@ -336,26 +375,70 @@ impl v1::agent_server::Agent for AgentService {
             }
         };
         let _busy = self.activity.busy(idle::source::UPLOAD);
-        let (chunks, receiver) = mpsc::channel(8);
-        let folder = self.state.files_dir();
-        let unpacking =
-            tokio::spawn(async move { upload::unpack(&folder, compression, receiver).await });
-        while let Some(message) = incoming.message().await? {
-            if let Some(Message::Chunk(chunk)) = message.message
-                && chunks.send(chunk).await.is_err()
-            {
-                break;
+        let target = Target {
+            folder: self.state.files_dir(),
+            record: Record::file_in(self.state.path()),
+        };
+        let (unpacked, parts) = if start.upload_id.is_empty() {
+            // One call carries the whole archive, unpacked as it arrives.
+            let (chunks, receiver) = mpsc::channel(8);
+            let unpacking = {
+                let target = target.clone();
+                let remove = start.remove;
+                tokio::spawn(async move {
+                    upload::unpack_into(&target, compression, receiver, remove).await
+                })
+            };
+            while let Some(message) = incoming.message().await? {
+                if let Some(Message::Chunk(chunk)) = message.message
+                    && chunks.send(chunk).await.is_err()
+                {
+                    break;
+                }
             }
-        }
-        drop(chunks);
-        let unpacked = unpacking
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?
-            .map_err(status_of_upload)?;
+            drop(chunks);
+            let unpacked = unpacking
+                .await
+                .map_err(|error| Status::internal(error.to_string()))?
+                .map_err(status_of_upload)?;
+            (unpacked, 1)
+        } else {
+            let wait = match start.wait_seconds {
+                0 => parts::DEFAULT_WAIT,
+                seconds => Duration::from_secs(u64::from(seconds)).min(parts::MAX_WAIT),
+            };
+            let spec = PartSpec {
+                upload_id: start.upload_id,
+                part: start.part,
+                parts: start.parts,
+                stripe_size: start.stripe_size,
+                wait,
+                compression,
+                remove: start.remove,
+            };
+            let parts = spec.parts;
+            let chunks = incoming.filter_map(|message| async move {
+                match message {
+                    Ok(v1::UploadRequest {
+                        message: Some(Message::Chunk(chunk)),
+                    }) => Some(Ok(chunk)),
+                    Ok(_) => None,
+                    Err(status) => Some(Err(status.message().to_owned())),
+                }
+            });
+            let unpacked = self
+                .uploads
+                .receive(spec, &self.state.path().join("uploads"), &target, chunks)
+                .await
+                .map_err(status_of_upload)?;
+            (unpacked, parts)
+        };
         Ok(Response::new(v1::UploadResponse {
             files_folder: unpacked.folder.to_string_lossy().into_owned(),
             files: unpacked.files,
             bytes: unpacked.bytes,
+            removed: unpacked.removed,
+            parts,
         }))
     }
 
@@ -554,5 +637,100 @@ impl v1::agent_server::Agent for AgentService {
             }
         });
         Ok(Response::new(ReceiverStream::new(stream)))
+    }
+    type ManifestStream = Stream<v1::ManifestResponse>;
+
+    async fn manifest(
+        &self,
+        request: Request<v1::ManifestRequest>,
+    ) -> Result<Response<Self::ManifestStream>, Status> {
+        let hash_paths = request.into_inner().hash_paths.into_iter().collect();
+        let busy = self.activity.busy(idle::source::UPLOAD);
+        let folder = self.state.files_dir();
+        let record = Record::file_in(self.state.path());
+        let (responses, stream) = mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let _busy = busy;
+            let listed = crate::files::manifest::list(&folder, &record, &hash_paths, |entries| {
+                let response = v1::ManifestResponse {
+                    entries: entries.into_iter().map(Into::into).collect(),
+                };
+                responses.blocking_send(Ok(response)).is_ok()
+            });
+            if let Err(error) = listed {
+                let _ = responses.blocking_send(Err(Status::internal(format!(
+                    "listing the files folder {}: {error}",
+                    folder.display()
+                ))));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    type CloneRepositoryStream = Stream<v1::CloneRepositoryResponse>;
+
+    async fn clone_repository(
+        &self,
+        request: Request<v1::CloneRepositoryRequest>,
+    ) -> Result<Response<Self::CloneRepositoryStream>, Status> {
+        let url = request.into_inner().url;
+        crate::git::check_url(&url).map_err(status_of_git)?;
+        let busy = self.activity.busy(idle::source::UPLOAD);
+        let folder = self.state.files_dir();
+        let record = Record::file_in(self.state.path());
+        let (responses, stream) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let _busy = busy;
+            let output = responses.clone();
+            let result = crate::git::clone(&url, &folder, |data| {
+                // Progress output is best effort: a full channel drops a line rather than stalling git.
+                let _ = output.try_send(Ok(api::CloneEvent::Output(data).into()));
+            })
+            .await;
+            let last = match result {
+                Ok(cloned) => {
+                    if cloned.cloned {
+                        // The clone's files came from the repository, not from an upload.
+                        let _ = std::fs::remove_file(&record);
+                    }
+                    tracing::info!(url = %url, head = ?cloned.head, "cloned the workspace's repository");
+                    Ok(api::CloneEvent::Done(cloned).into())
+                }
+                Err(error) => {
+                    tracing::warn!(url = %url, "clone failed: {error}");
+                    Err(status_of_git(error))
+                }
+            };
+            let _ = responses.send(last).await;
+        });
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+
+    async fn read_config(
+        &self,
+        request: Request<v1::ReadConfigRequest>,
+    ) -> Result<Response<v1::ReadConfigResponse>, Status> {
+        let config_path = request.into_inner().config_path;
+        let folder = self.state.files_dir();
+        let config = tokio::task::spawn_blocking(move || {
+            crate::files::config::read(
+                &folder,
+                (!config_path.is_empty()).then_some(config_path.as_str()),
+            )
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?
+        .map_err(status_of_config)?;
+        Ok(Response::new(config.into()))
+    }
+
+    async fn git_state(
+        &self,
+        _request: Request<v1::GitStateRequest>,
+    ) -> Result<Response<v1::GitStateResponse>, Status> {
+        let state = crate::git::state(&self.state.files_dir())
+            .await
+            .map_err(status_of_git)?;
+        Ok(Response::new(state.into()))
     }
 }

@@ -81,6 +81,58 @@ pub enum ForwardInput {
     Eof,
 }
 
+/// How an uploaded archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveCompression {
+    /// gzip, which every agent takes.
+    Gzip,
+    /// zstd (capability `upload.tar-zstd`).
+    Zstd,
+}
+
+/// What one `Upload` call says about its bytes (`UploadStart` in the contract).
+#[derive(Debug, Clone)]
+pub struct UploadHeader {
+    /// How the archive is compressed.
+    pub compression: ArchiveCompression,
+    /// The archive's size, if known (0 otherwise).
+    pub size: u64,
+    /// Which part of an upload in parts this call carries; `None` for an upload in one call.
+    pub part: Option<UploadPart>,
+    /// Paths to remove from the files folder before unpacking (relative, `/`-separated).
+    pub remove: Vec<String>,
+}
+
+/// One part of an upload spread over several connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPart {
+    /// Shared by the upload's parts.
+    pub upload_id: String,
+    /// This part, from 0.
+    pub part: u32,
+    /// How many parts.
+    pub parts: u32,
+    /// Stripe i of the archive goes to part i % parts.
+    pub stripe_size: u64,
+    /// How long the agent waits for a missing part, in seconds (0: its default).
+    pub wait_seconds: u32,
+}
+
+/// What an `Upload` call reports once the whole upload is unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReply {
+    /// The files folder on the agent's machine.
+    pub files_folder: String,
+    /// Files written.
+    pub files: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Paths removed.
+    pub removed: u64,
+    /// How many parts the upload came in.
+    pub parts: u32,
+}
+
 /// A client of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
@@ -221,6 +273,7 @@ impl AgentClient {
             message: Some(Message::Start(v1::UploadStart {
                 compression: v1::Compression::Gzip.into(),
                 size,
+                ..Default::default()
             })),
         };
         let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| {
@@ -235,6 +288,136 @@ impl AgentClient {
             .map_err(|status| AgentError::from_status("upload", status))?
             .into_inner();
         Ok((response.files_folder, response.files, response.bytes))
+    }
+
+    /// Sends one `Upload` call: a whole archive, or one part of an upload in parts (which answers only once every
+    /// part has arrived and the whole is unpacked).
+    pub async fn upload_with(
+        &mut self,
+        header: UploadHeader,
+        chunks: impl Stream<Item = Vec<u8>> + Send + 'static,
+    ) -> Result<UploadReply, AgentError> {
+        use v1::upload_request::Message;
+        let part = header.part.unwrap_or(UploadPart {
+            upload_id: String::new(),
+            part: 0,
+            parts: 0,
+            stripe_size: 0,
+            wait_seconds: 0,
+        });
+        let start = v1::UploadRequest {
+            message: Some(Message::Start(v1::UploadStart {
+                compression: match header.compression {
+                    ArchiveCompression::Gzip => v1::Compression::Gzip,
+                    ArchiveCompression::Zstd => v1::Compression::Zstd,
+                }
+                .into(),
+                size: header.size,
+                upload_id: part.upload_id,
+                part: part.part,
+                parts: part.parts,
+                stripe_size: part.stripe_size,
+                wait_seconds: part.wait_seconds,
+                remove: header.remove,
+            })),
+        };
+        let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| {
+            v1::UploadRequest {
+                message: Some(Message::Chunk(chunk)),
+            }
+        }));
+        let response = self
+            .inner
+            .upload(requests)
+            .await
+            .map_err(|status| AgentError::from_status("upload", status))?
+            .into_inner();
+        Ok(UploadReply {
+            files_folder: response.files_folder,
+            files: response.files,
+            bytes: response.bytes,
+            removed: response.removed,
+            parts: response.parts.max(1),
+        })
+    }
+
+    /// The agent's files folder, each path with how it is and how the last upload left it; with `hash_paths`,
+    /// only those paths, with the hash of their content.
+    pub async fn manifest(
+        &mut self,
+        hash_paths: Vec<String>,
+    ) -> Result<Vec<api::ManifestEntry>, AgentError> {
+        let mut responses = self
+            .inner
+            .manifest(v1::ManifestRequest { hash_paths })
+            .await
+            .map_err(|status| AgentError::from_status("manifest", status))?
+            .into_inner();
+        let mut entries = Vec::new();
+        while let Some(response) = responses
+            .message()
+            .await
+            .map_err(|status| AgentError::from_status("manifest", status))?
+        {
+            for entry in response.entries {
+                entries.push(api::ManifestEntry::try_from(entry).map_err(|source| {
+                    AgentError::Protocol {
+                        call: "manifest",
+                        source,
+                    }
+                })?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Clones `url` into the agent's (empty) files folder; the stream carries git's output and ends with `Done`.
+    pub async fn clone_repository(
+        &mut self,
+        url: &str,
+    ) -> Result<BoxStream<'static, Result<api::CloneEvent, AgentError>>, AgentError> {
+        let response = self
+            .inner
+            .clone_repository(v1::CloneRepositoryRequest {
+                url: url.to_owned(),
+            })
+            .await
+            .map_err(|status| AgentError::from_status("clone", status))?;
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                let response = item.map_err(|status| AgentError::from_status("clone", status))?;
+                api::CloneEvent::try_from(response).map_err(|source| AgentError::Protocol {
+                    call: "clone",
+                    source,
+                })
+            })
+            .boxed())
+    }
+
+    /// The devcontainer.json inside the agent's files folder: `config_path` (relative to it), or the one discovery finds.
+    pub async fn read_config(
+        &mut self,
+        config_path: Option<&str>,
+    ) -> Result<api::RemoteConfig, AgentError> {
+        let response = self
+            .inner
+            .read_config(v1::ReadConfigRequest {
+                config_path: config_path.unwrap_or_default().to_owned(),
+            })
+            .await
+            .map_err(|status| AgentError::from_status("read config", status))?;
+        Ok(response.into_inner().into())
+    }
+
+    /// What deleting the workspace would lose from the files folder's git repository.
+    pub async fn git_state(&mut self) -> Result<api::GitState, AgentError> {
+        let response = self
+            .inner
+            .git_state(v1::GitStateRequest {})
+            .await
+            .map_err(|status| AgentError::from_status("git state", status))?;
+        Ok(response.into_inner().into())
     }
 
     /// Stops the dev container; with `exit_agent` the agent exits afterwards.

@@ -35,6 +35,8 @@ pub enum Command {
     Stop(NameArgs),
     /// Remove a workspace: its dev container, the image built for it, and its keys and state.
     Delete(DeleteArgs),
+    /// Send the changes made in a workspace's folder on this machine since its last upload or sync.
+    Sync(SyncArgs),
     /// Show a workspace's dev container output.
     Logs(LogsArgs),
     /// Forward local ports to ports of a workspace's dev container, until interrupted.
@@ -245,12 +247,24 @@ pub struct NameArgs {
     pub name: String,
 }
 
+/// `skiff sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The workspace.
+    pub name: String,
+    /// Send this machine's version of files changed on both sides (and remove those deleted here but changed there).
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
 /// `skiff delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// The workspace.
     pub name: String,
-    /// Do not ask for confirmation.
+    /// Do not ask for confirmation, even when the workspace's files hold uncommitted or unpushed work.
     #[arg(short, long)]
     pub yes: bool,
     /// AWS: also remove skiff's IAM role and instance profile (shared by all your workspaces).

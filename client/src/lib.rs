@@ -4,6 +4,7 @@
 pub mod agent_client;
 pub mod cli;
 pub mod commands;
+pub mod files;
 pub mod progress;
 pub mod provider;
 pub mod terminal;

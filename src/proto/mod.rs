@@ -484,5 +484,7 @@ pub fn logs_chunk(response: v1::LogsResponse) -> Result<(api::OutputStream, Vec<
     })?)
 }
 
+mod files;
+
 #[cfg(test)]
 mod tests;

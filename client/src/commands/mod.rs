@@ -18,6 +18,7 @@ mod ssh;
 mod ssh_config;
 mod status;
 mod stop;
+mod sync;
 mod up;
 
 use crate::agent_client::AgentClient;
@@ -35,6 +36,7 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Ssh(args) => ssh::run(args).await,
         Command::Stop(args) => stop::run(args).await,
         Command::Delete(args) => delete::run(args).await,
+        Command::Sync(args) => sync::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Forward(args) => forward::run(args).await,
         Command::Keepalive(args) => keepalive::run(args).await,

@@ -13,6 +13,9 @@ use crate::progress::Progress;
 use crate::workspace::{self, ProviderKind, Store, WorkspaceRecord};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
+    if let Some(url) = crate::files::git_url(&args.path) {
+        return up_from_repository(args, url).await;
+    }
     let folder = std::fs::canonicalize(&args.path)
         .with_context(|| format!("workspace folder {}", args.path.display()))?;
     if !folder.is_dir() {
@@ -234,4 +237,97 @@ async fn run_initialize_command(
         result?;
     }
     Ok(())
+}
+
+/// `skiff up GIT_URL` on the local provider: the agent clones the repository into its files folder (on this machine,
+/// inside the workspace's folder of the store), the devcontainer.json is read through the agent, and the clone
+/// then comes up as a local folder does. An AWS workspace clones on its instance the same way, through its own `up`.
+async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
+    let store = Store::open_default()?;
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::files::name_from_url(&url));
+    let existing = store.get(&name).ok();
+    let provider = match (args.provider, &existing) {
+        (Some(asked), _) => asked,
+        (None, Some(existing)) => existing.record.provider,
+        (None, None) if crate::provider::aws::config::AwsSettings::configured(store.root()) => {
+            ProviderKind::Aws
+        }
+        (None, None) => ProviderKind::Local,
+    };
+    if provider == ProviderKind::Aws {
+        anyhow::bail!(
+            "skiff up {url}: cloning a repository for an AWS workspace is not wired into `up` yet; pass --provider local, or up a local folder"
+        );
+    }
+    let mut workspace = match existing {
+        Some(existing)
+            if existing.record.provider == ProviderKind::Local
+                && existing.record.local_folder.starts_with(&existing.folder) =>
+        {
+            existing
+        }
+        Some(existing) => anyhow::bail!(
+            "workspace {name} already exists for {}; pass --name to give this one another name",
+            existing.record.local_folder.display()
+        ),
+        None => {
+            let mut created = store.create(WorkspaceRecord {
+                name: name.clone(),
+                provider: ProviderKind::Local,
+                local_folder: std::path::PathBuf::new(),
+                config_file: std::path::PathBuf::new(),
+                idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
+                aws: None,
+            })?;
+            // Until the clone is in place the workspace's files are its folder in the store, which is the agent's.
+            created.record.local_folder = created.folder.clone();
+            created.save()?;
+            created
+        }
+    };
+    let progress = Progress::new();
+    progress.step(&format!("starting the agent of workspace {name}"));
+    let mut client = super::provider_for(&workspace, &args.agent)
+        .ensure_agent(&workspace)
+        .await?;
+    progress.step(&format!("cloning {url}"));
+    let cloned = crate::files::clone_remote(&mut client, &url, &mut |data: &[u8]| {
+        progress.output(skiff::api::OutputStream::Stderr, data)
+    })
+    .await
+    .with_context(|| format!("cloning {url} for workspace {name}"))?;
+    let config_path = match args.config.as_deref() {
+        Some(path) => Some(
+            path.to_str()
+                .ok_or_else(|| anyhow::anyhow!("--config {}: not UTF-8", path.display()))?,
+        ),
+        None => None,
+    };
+    let loaded = crate::files::fetch_config(&mut client, config_path)
+        .await
+        .with_context(|| format!("reading the devcontainer.json of {url}"))?;
+    progress.finish();
+    let files_folder = std::fs::canonicalize(&cloned.files_folder)
+        .with_context(|| format!("the clone of {url} at {}", cloned.files_folder))?;
+    workspace.record.local_folder = files_folder.clone();
+    workspace.record.config_file = files_folder.join(
+        loaded
+            .config_file
+            .strip_prefix(&loaded.workspace_folder)
+            .unwrap_or(&loaded.config_file),
+    );
+    workspace.save()?;
+    let config = workspace.record.config_file.clone();
+    // On this machine the clone is a local folder: the rest is a local folder's `up`.
+    Box::pin(run(UpArgs {
+        path: files_folder,
+        name: Some(name),
+        config: Some(config),
+        provider: Some(ProviderKind::Local),
+        ..args
+    }))
+    .await
 }

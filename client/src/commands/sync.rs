@@ -1,0 +1,89 @@
+//! `skiff sync NAME`: sends what changed in the workspace's folder on this machine since its last upload or sync,
+//! and removes there what was deleted here (`files::sync` says how work made on the instance is kept).
+//! A local workspace's dev container mounts the folder itself, so there is nothing to send.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::agent_client::AgentClient;
+use crate::cli::SyncArgs;
+use crate::files::{self, SyncOptions, Transfer, human_bytes};
+use crate::progress::Progress;
+use crate::workspace::ProviderKind;
+
+pub async fn run(args: SyncArgs) -> anyhow::Result<i32> {
+    let workspace = super::find_workspace(&args.name)?;
+    if workspace.record.provider == ProviderKind::Local {
+        eprintln!(
+            "workspace {} runs on this machine and its dev container mounts {}; sync is not needed",
+            workspace.name(),
+            workspace.record.local_folder.display()
+        );
+        return Ok(0);
+    }
+    // An AWS workspace: `agent` gives one connection; a pool of Session Manager sessions carries a sync faster.
+    let client = super::agent(&workspace, &args.agent).await?;
+    sync_with(
+        &mut [client],
+        &workspace.record.local_folder,
+        args.force,
+        workspace.name(),
+    )
+    .await
+}
+
+/// Syncs `folder` to the workspace `name` over `clients` and prints what changed.
+pub(crate) async fn sync_with(
+    clients: &mut [AgentClient],
+    folder: &Path,
+    force: bool,
+    name: &str,
+) -> anyhow::Result<i32> {
+    let progress = Progress::new();
+    progress.step(&format!(
+        "comparing {} with workspace {name}",
+        folder.display()
+    ));
+    let show = |transfer: &Transfer| {
+        progress.step(&format!(
+            "sending to workspace {name}: {} packed, {} sent",
+            human_bytes(transfer.bytes),
+            human_bytes(transfer.sent)
+        ));
+    };
+    let outcome = files::sync(clients, folder, &SyncOptions { force }, &show)
+        .await
+        .with_context(|| format!("syncing {} to workspace {name}", folder.display()))?;
+    progress.finish();
+    if !outcome.conflicts.is_empty() {
+        let shown: Vec<&str> = outcome
+            .conflicts
+            .iter()
+            .take(10)
+            .map(String::as_str)
+            .collect();
+        eprintln!(
+            "kept {} path{} changed on both sides as the workspace has {}: {}{}; `skiff sync {name} --force` sends this machine's",
+            outcome.conflicts.len(),
+            if outcome.conflicts.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            if outcome.conflicts.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+            shown.join(", "),
+            if outcome.conflicts.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    println!("{}", outcome.summary());
+    Ok(0)
+}

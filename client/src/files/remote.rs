@@ -1,0 +1,128 @@
+//! `skiff up GIT_URL`: the agent clones the repository on its own machine (bulk bytes never cross the tunnel), and
+//! the client reads the devcontainer.json inside the clone through the agent and resolves it as a local one.
+//!
+//! What counts as a git URL: `https://`, `http://`, `ssh://`, `git://`, `git+ssh://`, `ssh+git://` and `file://`
+//! URLs, and scp-like `user@host:path` (as `git@github.com:org/repo.git`) unless a local path of that name exists.
+//! Everything else is a local folder, so `skiff up host:folder` or `skiff up ./a:b` stay folders.
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use skiff::api::{CloneEvent, Cloned, capability};
+use skiff::devcontainer::{self, ConfigError, LoadedConfig};
+
+use super::FilesError;
+use crate::agent_client::AgentClient;
+
+const URL_SCHEMES: [&str; 7] = [
+    "https://",
+    "http://",
+    "ssh://",
+    "git://",
+    "git+ssh://",
+    "ssh+git://",
+    "file://",
+];
+
+/// The git URL `argument` names, or `None` when it is a local folder.
+pub fn git_url(argument: &Path) -> Option<String> {
+    let text = argument.to_str()?;
+    if URL_SCHEMES.iter().any(|scheme| {
+        text.len() > scheme.len()
+            && text
+                .get(..scheme.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme))
+    }) {
+        return Some(text.to_owned());
+    }
+    if is_scp_like(text) && argument.symlink_metadata().is_err() {
+        return Some(text.to_owned());
+    }
+    None
+}
+
+/// `user@host:path`: a user and host without `/`, then a colon and a non-empty path.
+fn is_scp_like(text: &str) -> bool {
+    let Some((user_host, path)) = text.split_once(':') else {
+        return false;
+    };
+    let Some((user, host)) = user_host.split_once('@') else {
+        return false;
+    };
+    let word = |part: &str, extra: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|character| character.is_ascii_alphanumeric() || extra.contains(character))
+    };
+    word(user, "._-") && word(host, ".-") && !path.is_empty() && !path.starts_with(':')
+}
+
+/// A workspace name for `url`: its last path segment without `.git`, as `workspace::name_from_folder` makes one.
+pub fn name_from_url(url: &str) -> String {
+    let path = url
+        .split_once("://")
+        .map_or_else(|| url.rsplit(':').next().unwrap_or(url), |(_, rest)| rest);
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let last = last.strip_suffix(".git").unwrap_or(last);
+    crate::workspace::name_from_folder(Path::new(last))
+}
+
+/// Has the agent clone `url` into its (empty) files folder, handing git's progress output to `output`.
+/// A files folder that already holds a clone of `url` is kept (`Cloned::cloned` is then false).
+pub async fn clone_remote(
+    client: &mut AgentClient,
+    url: &str,
+    output: &mut (dyn FnMut(&[u8]) + Send),
+) -> Result<Cloned, FilesError> {
+    let version = client.version().await?;
+    if !version
+        .capabilities
+        .iter()
+        .any(|have| have == capability::CLONE)
+    {
+        return Err(FilesError::Unsupported {
+            agent_version: version.agent_version,
+            what: "clone a repository",
+        });
+    }
+    let mut events = client.clone_repository(url).await?;
+    while let Some(event) = events.next().await {
+        match event? {
+            CloneEvent::Output(data) => output(&data),
+            CloneEvent::Done(cloned) => return Ok(cloned),
+        }
+    }
+    Err(FilesError::Other(format!(
+        "the agent ended the clone of {url} without saying it is done"
+    )))
+}
+
+/// Reads the devcontainer.json inside the agent's files folder (`config_path` relative to it, or discovery) and
+/// parses it as `devcontainer::load` does a local one. Its paths (`config_file`, `workspace_folder`) are the
+/// agent's; variables are not substituted yet (`devcontainer::substitute_local`, with the files folder as the
+/// workspace folder).
+pub async fn fetch_config(
+    client: &mut AgentClient,
+    config_path: Option<&str>,
+) -> Result<LoadedConfig, FilesError> {
+    let remote = client.read_config(config_path).await?;
+    let workspace_folder = PathBuf::from(&remote.files_folder);
+    let config_file = workspace_folder.join(&remote.config_path);
+    let (config, warnings) = devcontainer::parse(&config_file, &remote.text)?;
+    let kind = config.kind().map_err(|problem| ConfigError::Kind {
+        file: config_file.clone(),
+        problem,
+    })?;
+    Ok(LoadedConfig {
+        config_file,
+        workspace_folder,
+        config,
+        kind,
+        warnings,
+    })
+}
