@@ -5,6 +5,8 @@
 //! - `idle`: idle auto-shutdown with a short timeout, each activity source alone.
 //! - `poweroff`: the AWS idle path, skiffd in a container standing in for the instance.
 //! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
+//! - `files`: packing as git sees a folder, four connections landing the same tree as one, a part that never comes,
+//!   `sync`, cloning a `file://` URL, the git state `delete` checks, and `skiff up GIT_URL` end to end.
 //! - `exec`: signal deaths, signals, 100 MiB through stdin, 50 at once, terminal resizes.
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
@@ -18,6 +20,7 @@ mod aws;
 mod bad_input;
 mod conformance;
 mod exec;
+mod files;
 mod forward;
 mod idle;
 mod local;
