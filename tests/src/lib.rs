@@ -3,6 +3,8 @@
 //!
 //! Tests that need Docker fail (never skip) with a message naming what is missing.
 
+pub mod ssm_gateway;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
