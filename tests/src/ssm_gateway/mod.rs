@@ -160,7 +160,7 @@ impl Gateway {
     /// Drops every open data-channel WebSocket now, without a Close frame; the sessions stay resumable.
     pub fn drop_websockets(&self) {
         for session in lock(&self.shared.sessions).values() {
-            session.command(session::SessionCommand::DropSocket);
+            session.drop_socket(&self.shared.counters);
         }
     }
 

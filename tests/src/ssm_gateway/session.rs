@@ -15,13 +15,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::channel::{self, Incoming, Outgoing, Position, RESEND_INTERVAL, Resend};
 use super::faults::{Dice, Direction, Faults, REORDER_HOLD};
 use super::frame::{ClientMessage, flag, header_flags, message_type, payload_type};
 use super::payloads::{self, AcknowledgeContent, HandshakeRequest, HandshakeResponse};
 use super::port::{self, Outbound, Port};
 use super::socket::{Inbound, Socket, SocketEvent, WebSocket};
+use super::stats::Counters;
+use super::{Shared, lock};
 
 /// The agent waits this long for the HandshakeResponse.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -54,8 +55,8 @@ pub(crate) enum SessionCommand {
         websocket: Box<WebSocket>,
         client_id: Option<String>,
     },
-    /// Drop the current WebSocket (the session stays resumable).
-    DropSocket,
+    /// Forget the WebSocket of this generation, which [`SessionHandle::drop_socket`] already dropped.
+    SocketDropped { generation: u64 },
     /// End the session (TerminateSession).
     Terminate { output: String },
 }
@@ -77,12 +78,17 @@ struct Token {
     used: bool,
 }
 
+/// The current WebSocket's generation and the token that drops it, shared by the session task and its handle
+/// so a socket can be dropped at once even while the session task waits on a slow socket.
+type LiveSocket = Arc<Mutex<Option<(u64, CancellationToken)>>>;
+
 /// The control plane's handle on a session.
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
     pub info: Arc<SessionInfo>,
     token: Mutex<Token>,
     ended: Arc<AtomicBool>,
+    live_socket: LiveSocket,
     commands: mpsc::UnboundedSender<SessionCommand>,
 }
 
@@ -134,6 +140,16 @@ impl SessionHandle {
         self.command(SessionCommand::Terminate { output });
     }
 
+    /// Drops the current WebSocket now, without a Close frame; the session stays resumable.
+    pub(crate) fn drop_socket(&self, counters: &Counters) {
+        let live = lock(&self.live_socket).take();
+        if let Some((generation, cancel)) = live {
+            cancel.cancel();
+            counters.add_websocket_dropped();
+            self.command(SessionCommand::SocketDropped { generation });
+        }
+    }
+
     pub(crate) fn command(&self, command: SessionCommand) {
         let _ = self.commands.send(command);
     }
@@ -144,6 +160,7 @@ pub(crate) fn start(shared: &Arc<Shared>, info: SessionInfo) -> (Arc<SessionHand
     let info = Arc::new(info);
     let (commands, command_queue) = mpsc::unbounded_channel();
     let ended = Arc::new(AtomicBool::new(false));
+    let live_socket = LiveSocket::default();
     let first_token = random_token();
     let handle = Arc::new(SessionHandle {
         info: info.clone(),
@@ -152,6 +169,7 @@ pub(crate) fn start(shared: &Arc<Shared>, info: SessionInfo) -> (Arc<SessionHand
             used: false,
         }),
         ended: ended.clone(),
+        live_socket: live_socket.clone(),
         commands,
     });
     let (inbound_sender, inbound) = mpsc::channel(256);
@@ -162,6 +180,7 @@ pub(crate) fn start(shared: &Arc<Shared>, info: SessionInfo) -> (Arc<SessionHand
         info,
         shared: shared.clone(),
         ended,
+        live_socket,
         commands: command_queue,
         inbound_sender,
         inbound,
@@ -215,6 +234,7 @@ struct Session {
     info: Arc<SessionInfo>,
     shared: Arc<Shared>,
     ended: Arc<AtomicBool>,
+    live_socket: LiveSocket,
     commands: mpsc::UnboundedReceiver<SessionCommand>,
     inbound_sender: mpsc::Sender<Inbound>,
     inbound: mpsc::Receiver<Inbound>,
@@ -269,8 +289,10 @@ impl Session {
                         self.attach(*websocket, client_id).await;
                         Ok(())
                     }
-                    Some(SessionCommand::DropSocket) => {
-                        self.drop_socket();
+                    Some(SessionCommand::SocketDropped { generation }) => {
+                        if generation == self.generation {
+                            self.socket = None;
+                        }
                         Ok(())
                     }
                     Some(SessionCommand::Terminate { output }) => Err(output),
@@ -327,13 +349,15 @@ impl Session {
         }
         self.generation += 1;
         self.client_id = client_id.or(self.client_id.take());
-        self.socket = Some(Socket::start(
+        let socket = Socket::start(
             websocket,
             self.generation,
             self.inbound_sender.clone(),
             self.shared.faults.clone(),
             &self.shared.tasks,
-        ));
+        );
+        *lock(&self.live_socket) = Some((self.generation, socket.cancel_token()));
+        self.socket = Some(socket);
         self.shared.counters.add_websocket_opened();
         tracing::debug!(session = %self.info.id, generation = self.generation, "ssm gateway: data channel open");
         if self.shared.settings.start_publication {
@@ -365,12 +389,19 @@ impl Session {
         }
     }
 
+    /// Drops the current socket on purpose ([`Faults::drop_after_bytes`]).
     fn drop_socket(&mut self) {
-        if let Some(socket) = self.socket.take() {
+        if let Some(socket) = self.forget_socket() {
             tracing::debug!(session = %self.info.id, generation = socket.generation, "ssm gateway: dropping the WebSocket");
             socket.drop_now();
             self.shared.counters.add_websocket_dropped();
         }
+    }
+
+    /// Takes the current socket out of the session and of the handle's reach.
+    fn forget_socket(&mut self) -> Option<Socket> {
+        lock(&self.live_socket).take();
+        self.socket.take()
     }
 
     async fn on_socket_event(&mut self, inbound: Inbound) -> Result<(), End> {
@@ -380,7 +411,7 @@ impl Session {
         match inbound.event {
             SocketEvent::Closed(reason) => {
                 tracing::debug!(session = %self.info.id, %reason, "ssm gateway: data channel closed");
-                self.socket = None;
+                self.forget_socket();
                 Ok(())
             }
             SocketEvent::Text(text) => {
@@ -724,7 +755,7 @@ impl Session {
         if let Some(socket) = &self.socket
             && !socket.send(wire).await
         {
-            self.socket = None;
+            self.forget_socket();
         }
     }
 
@@ -753,7 +784,7 @@ impl Session {
         self.shared.counters.add_session_terminated();
         self.port_cancel.cancel();
         tracing::debug!(session = %self.info.id, target = %self.info.target, %output, "ssm gateway: session ended");
-        let Some(socket) = self.socket.take() else {
+        let Some(socket) = self.forget_socket() else {
             return;
         };
         let content = payloads::ChannelClosed {

@@ -106,6 +106,11 @@ impl Socket {
         let _ = self.writer.send(Message::Close(Some(frame))).await;
     }
 
+    /// The token that drops this socket.
+    pub(crate) fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
     /// Drops the connection now, without a Close frame.
     pub(crate) fn drop_now(self) {
         self.cancel.cancel();

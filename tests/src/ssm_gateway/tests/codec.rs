@@ -386,7 +386,7 @@ fn check_smux(bytes: &[u8], decoded: Result<(Frame, usize), SmuxError>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 5000, ..ProptestConfig::default() })]
 
     #[test]
     fn client_message_decoding_survives_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {

@@ -676,3 +676,44 @@ async fn shutdown_closes_sockets_and_dialled_connections() {
     }
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+#[tokio::test]
+async fn acks_wait_out_the_ack_delay() {
+    let gateway = gateway(GatewayConfig {
+        faults: Faults {
+            ack_delay: Duration::from_millis(300),
+            ..Faults::default()
+        },
+        ..GatewayConfig::default()
+    })
+    .await;
+    let ssm = ssm_client(&gateway).await;
+    let (_, url, token) = start_session(&ssm, 7).await;
+    let mut client = RawClient::open(&url, &token).await;
+    client.handshake("1.2.764.0").await;
+    let sent = std::time::Instant::now();
+    let message = client.send_frames(&[Frame::nop()]).await;
+    // The HandshakeResponse's ack is still on its way too: it was held back as long.
+    while client.next_ack().await.sequence_number != message.sequence_number {}
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn start_publication_comes_first_when_asked() {
+    let gateway = gateway(GatewayConfig {
+        start_publication: true,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let ssm = ssm_client(&gateway).await;
+    let (_, url, token) = start_session(&ssm, 7).await;
+    let mut client = RawClient::open(&url, &token).await;
+    let first = client.next().await;
+    assert_eq!(first.message_type, message_type::START_PUBLICATION);
+    assert!(first.payload.is_empty());
+    client.handshake("1.2.764.0").await;
+}
