@@ -6,4 +6,5 @@
 mod bridge;
 mod codec;
 mod gateway;
+mod port;
 mod support;
