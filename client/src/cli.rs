@@ -55,6 +55,9 @@ pub enum Command {
     SshConfig(SshConfigArgs),
     /// Carry one SSH connection between standard input and output and a workspace (ssh's ProxyCommand).
     Proxy(ProxyArgs),
+    /// Hold an AWS workspace's Session Manager tunnel for the other commands (started by them, not by hand).
+    #[command(hide = true)]
+    TunnelDaemon(TunnelDaemonArgs),
     /// Open VS Code on a workspace's folder in its dev container, through Remote-SSH.
     Code(CodeArgs),
 }
@@ -106,6 +109,38 @@ pub struct AgentOptions {
         hide_env = true
     )]
     pub agent_binary: Option<PathBuf>,
+    /// How an AWS workspace's agent is reached: skiff's own Session Manager client, or AWS's
+    /// session-manager-plugin (which must be installed).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TUNNEL",
+        env = "SKIFF_TUNNEL",
+        global = true,
+        hide_env = true,
+        default_value_t = TunnelChoice::Ssm
+    )]
+    pub tunnel: TunnelChoice,
+}
+
+/// The transport to an AWS workspace's agent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TunnelChoice {
+    /// skiff's own Session Manager data channel (nothing else to install).
+    #[default]
+    Ssm,
+    /// AWS's session-manager-plugin forwarding a local port.
+    Plugin,
+}
+
+impl TunnelChoice {
+    /// The value as the flag takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelChoice::Ssm => "ssm",
+            TunnelChoice::Plugin => "plugin",
+        }
+    }
 }
 
 /// `skiff up`.
@@ -320,6 +355,15 @@ pub struct ProxyArgs {
 /// `skiff code`.
 #[derive(Debug, Args)]
 pub struct CodeArgs {
+    /// The workspace.
+    pub name: String,
+    #[command(flatten)]
+    pub agent: AgentOptions,
+}
+
+/// `skiff tunnel-daemon`.
+#[derive(Debug, Args)]
+pub struct TunnelDaemonArgs {
     /// The workspace.
     pub name: String,
     #[command(flatten)]

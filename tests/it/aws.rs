@@ -23,11 +23,11 @@ use skiff_tests::{BASE_IMAGE, binary, fixtures_dir, require_docker, wait_until};
 const MOTO_OWNER: &str = "arn:aws:sts::123456789012:user/moto";
 
 /// The moto server of this test binary.
-struct Moto {
-    endpoint: String,
+pub(crate) struct Moto {
+    pub(crate) endpoint: String,
 }
 
-fn moto() -> &'static Moto {
+pub(crate) fn moto() -> &'static Moto {
     static MOTO: OnceLock<Moto> = OnceLock::new();
     MOTO.get_or_init(start_moto)
 }
@@ -101,7 +101,7 @@ fn http_post(port: u16, path: &str) -> Option<String> {
 }
 
 /// Runs `tests/fixtures/aws/moto.py` against the server for `region`; its standard output.
-fn helper(region: &str, args: &[&str]) -> String {
+pub(crate) fn helper(region: &str, args: &[&str]) -> String {
     let output = Command::new("python3")
         .arg(fixtures_dir().join("aws/moto.py"))
         .arg(&moto().endpoint)
@@ -140,7 +140,7 @@ fn recorded_actions<'a>(requests: &'a [Value], action: &str) -> Vec<&'a Value> {
 }
 
 /// Live (not terminated) instances tagged with skiff:workspace = `name` in `region`.
-fn live_instances(region: &str, name: &str) -> Vec<Value> {
+pub(crate) fn live_instances(region: &str, name: &str) -> Vec<Value> {
     let output = call(
         region,
         "ec2",
@@ -188,13 +188,13 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// A skiff home of its own, set up for the moto server and one region; deleting its workspaces when dropped.
-struct AwsSandbox {
-    root: tempfile::TempDir,
-    region: String,
+pub(crate) struct AwsSandbox {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) region: String,
 }
 
 impl AwsSandbox {
-    fn new(region: &str) -> Self {
+    pub(crate) fn new(region: &str) -> Self {
         moto();
         let root = tempfile::Builder::new()
             .prefix("skiff-aws-test-")
@@ -208,12 +208,12 @@ impl AwsSandbox {
         }
     }
 
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.root.path().join("home")
     }
 
     /// A project folder with a devcontainer.json.
-    fn project(&self, name: &str) -> PathBuf {
+    pub(crate) fn project(&self, name: &str) -> PathBuf {
         let folder = self.root.path().join("projects").join(name);
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(
@@ -224,7 +224,7 @@ impl AwsSandbox {
         folder
     }
 
-    fn skiff(&self) -> Command {
+    pub(crate) fn skiff(&self) -> Command {
         let mut command = Command::new(binary("skiff"));
         let aws_config = self.root.path().join("aws-config");
         command
@@ -247,11 +247,11 @@ impl AwsSandbox {
         command
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.skiff().args(args).output().unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(
             output.status.success(),
@@ -265,7 +265,7 @@ impl AwsSandbox {
     }
 
     /// Runs skiff expecting failure; its standard error.
-    fn fails(&self, args: &[&str]) -> String {
+    pub(crate) fn fails(&self, args: &[&str]) -> String {
         let output = self.run(args);
         assert!(
             !output.status.success(),
@@ -973,12 +973,17 @@ fn serve_file(contents: Vec<u8>) -> u16 {
 
 /// A container standing in for the instance: Debian, no systemd, on the host's network (so its 127.0.0.1 is
 /// the test's), with the host's docker CLI and socket, running the user-data as cloud-init would.
-struct Instance {
-    name: String,
+pub(crate) struct Instance {
+    pub(crate) name: String,
 }
 
 impl Instance {
     fn boot(script: &str, folder: &Path) -> Self {
+        Self::boot_with(script, folder, &[])
+    }
+
+    /// Boots with `extra` arguments for `docker run` (volumes, mostly).
+    pub(crate) fn boot_with(script: &str, folder: &Path, extra: &[String]) -> Self {
         let path = folder.join("user-data.sh");
         std::fs::write(&path, script).unwrap();
         let name = format!("skiff-user-data-{}-{}", std::process::id(), free_port());
@@ -991,6 +996,7 @@ impl Instance {
                 &format!("{}:/usr/local/bin/docker:ro", docker.display()),
             ])
             .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
+            .args(extra)
             .args([
                 BASE_IMAGE,
                 "bash",
@@ -1007,7 +1013,7 @@ impl Instance {
         Self { name }
     }
 
-    fn exec(&self, command: &str) -> String {
+    pub(crate) fn exec(&self, command: &str) -> String {
         let output = Command::new("docker")
             .args(["exec", &self.name, "sh", "-c", command])
             .output()

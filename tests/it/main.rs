@@ -13,10 +13,15 @@
 //!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 //! - `conformance`: the reference CLI's Dev Container fixtures end to end, the lifecycle order oracle, bad devcontainer.json input.
+//! - `tunnel`: the native Session Manager tunnel through the test gateway to a real agent, through every fault the
+//!   gateway injects: a dropped WebSocket mid-transfer, lost, repeated and reordered messages, a terminated session.
+//! - `aws_e2e`: the whole system: `skiff up --provider aws` against moto and the gateway, the instance a container
+//!   running the user-data, then exec, ssh, forward, sync, status and delete through the warm tunnel.
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
 //!   interrupted up, enroll, 300 workspaces, bad input, and the user-data run in a Debian container.
 
 mod aws;
+mod aws_e2e;
 mod bad_input;
 mod conformance;
 mod exec;
@@ -27,4 +32,5 @@ mod local;
 mod mtls;
 mod poweroff;
 mod sshd;
+mod tunnel;
 mod upload;

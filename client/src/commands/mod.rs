@@ -47,6 +47,9 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::SshConfig(args) => ssh_config::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Code(args) => code::run(args).await,
+        Command::TunnelDaemon(args) => {
+            crate::provider::aws::connect::run_daemon(&args.name, args.agent.tunnel).await
+        }
     }
 }
 
@@ -58,8 +61,7 @@ fn find_workspace(name: &str) -> anyhow::Result<Workspace> {
 /// The provider that holds `workspace`.
 fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider {
     match workspace.record.provider {
-        // An AWS workspace's agent is reached through the Session Manager tunnel, which is not in this build:
-        // `agent` refuses it, and list, status, stop, delete and logs --boot go to `provider::aws` first.
+        // An AWS workspace's agent is reached through its Session Manager tunnel (`agent` goes there first).
         ProviderKind::Local | ProviderKind::Aws => LocalProvider {
             agent_binary: options.agent_binary.clone(),
             start_is_activity: true,
@@ -70,9 +72,7 @@ fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider 
 /// A client of the workspace's agent, starting the agent if it is not running.
 async fn agent(workspace: &Workspace, options: &AgentOptions) -> anyhow::Result<AgentClient> {
     if workspace.record.provider == ProviderKind::Aws {
-        anyhow::bail!(crate::provider::aws::commands::no_tunnel_message(
-            workspace.name()
-        ));
+        return crate::provider::aws::connect::agent(workspace, options.tunnel).await;
     }
     Ok(provider_for(workspace, options)
         .ensure_agent(workspace)

@@ -61,13 +61,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     };
     if provider == ProviderKind::Aws {
         progress.finish();
-        return crate::provider::aws::commands::up(
+        let Some(mut workspace) = crate::provider::aws::commands::up(
             &args,
             &folder,
             &loaded.config_file,
             config.host_requirements.as_ref(),
         )
-        .await;
+        .await?
+        else {
+            return Ok(0);
+        };
+        if let Some(command) = &config.initialize_command {
+            eprintln!("running initializeCommand on this machine");
+            run_initialize_command(command, &folder, &loaded.config_file).await?;
+        }
+        let progress = Progress::new();
+        progress.step(&format!(
+            "waiting for the agent of workspace {}",
+            workspace.name()
+        ));
+        let client = crate::provider::aws::connect::wait_for_agent(
+            &workspace,
+            args.agent.tunnel,
+            AGENT_TIMEOUT,
+        )
+        .await?;
+        let files_folder =
+            send_files(&mut workspace, &folder, args.agent.tunnel, &progress).await?;
+        let spec = UpSpec {
+            config_json: serde_json::to_string(&config)?,
+            config_file: loaded.config_file.display().to_string(),
+            local_folder: folder.display().to_string(),
+            files_folder,
+            rebuild: args.rebuild,
+        };
+        return drive(&args, &workspace, &config, client, spec, progress).await;
     }
     if args.no_wait {
         anyhow::bail!(
@@ -143,9 +171,43 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         files_folder: folder.display().to_string(),
         rebuild: args.rebuild,
     };
+    drive(&args, &workspace, &config, client, spec, progress).await
+}
+
+/// How long `up` waits for an instance's agent to answer once the instance is online.
+const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Has the agent build (or reuse) and start the container, showing its progress; `Ok(0)` once ready (or, with
+/// `--forward`, after Ctrl-C).
+async fn drive(
+    args: &UpArgs,
+    workspace: &crate::workspace::Workspace,
+    config: &devcontainer::DevContainer,
+    mut client: crate::agent_client::AgentClient,
+    spec: UpSpec,
+    progress: Progress,
+) -> anyhow::Result<i32> {
     let mut events = Box::pin(client.up(spec).await?);
+    let mut ready = false;
     while let Some(event) = events.next().await {
-        match event? {
+        let event = event?;
+        if ready {
+            // The lifecycle commands after `waitFor` run in the agent whether or not this stays; staying shows their
+            // output and fails on theirs, as the reference CLI's `up` does.
+            match event {
+                UpEvent::Progress { message, .. } => eprintln!("{message}"),
+                UpEvent::Output { data, .. } => {
+                    use std::io::Write as _;
+                    let mut stderr = std::io::stderr().lock();
+                    let _ = stderr.write_all(&data);
+                    let _ = stderr.flush();
+                }
+                UpEvent::Warning(warning) => eprintln!("warning: {warning}"),
+                UpEvent::Ready(_) => {}
+            }
+            continue;
+        }
+        match event {
             UpEvent::Progress { message, .. } => progress.step(&message),
             UpEvent::Output { stream, data } => progress.output(stream, &data),
             UpEvent::Warning(warning) => progress.warn(&warning),
@@ -161,23 +223,74 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
                 );
                 println!("{}", workspace.name());
                 if args.forward {
-                    let plan = super::ports::PortPlan::from_config(&config);
+                    let plan = super::ports::PortPlan::from_config(config);
                     tokio::spawn(super::ports::forward_while_attached(
                         client.clone(),
                         plan,
                         |line| eprintln!("{line}"),
                     ));
-                    eprintln!("forwarding ports until Ctrl-C");
-                    tokio::signal::ctrl_c().await?;
                 }
-                return Ok(0);
+                ready = true;
             }
         }
     }
-    anyhow::bail!(
-        "the agent ended `up` without saying the container is ready; see `skiff logs {}`",
-        workspace.name()
-    )
+    if !ready {
+        anyhow::bail!(
+            "the agent ended `up` without saying the container is ready; see `skiff logs {}`",
+            workspace.name()
+        )
+    }
+    if args.forward {
+        eprintln!("forwarding ports until Ctrl-C");
+        tokio::signal::ctrl_c().await?;
+    }
+    Ok(0)
+}
+
+/// The folder holding an AWS workspace's files on its instance: sent now, over the tunnel's bulk lanes, when
+/// this workspace has not sent them before; otherwise the ones already there (work done on the instance stays,
+/// and `skiff sync` sends the laptop's changes).
+async fn send_files(
+    workspace: &mut crate::workspace::Workspace,
+    folder: &Path,
+    tunnel: crate::cli::TunnelChoice,
+    progress: &Progress,
+) -> anyhow::Result<String> {
+    if let Some(files_folder) = workspace
+        .record
+        .aws
+        .as_ref()
+        .and_then(|placement| placement.files_folder.clone())
+    {
+        return Ok(files_folder);
+    }
+    progress.step(&format!("sending {} to the workspace", folder.display()));
+    let mut clients = Vec::new();
+    for lane in 1..=crate::tunnel::warm::POOL {
+        clients.push(crate::provider::aws::connect::agent_on_lane(workspace, lane, tunnel).await?);
+    }
+    let outcome = crate::files::upload(&mut clients, folder, &|transfer| {
+        progress.step(&format!(
+            "sending {}: {} files, {} compressed so far",
+            folder.display(),
+            transfer.entries,
+            crate::files::human_bytes(transfer.sent)
+        ));
+    })
+    .await?;
+    progress.line(&format!(
+        "sent {} files ({}, {} compressed) over {} Session Manager sessions in {:.1} s",
+        outcome.files,
+        crate::files::human_bytes(outcome.bytes),
+        crate::files::human_bytes(outcome.compressed),
+        outcome.parts,
+        outcome.elapsed.as_secs_f64()
+    ));
+    if let Some(placement) = workspace.record.aws.as_mut() {
+        placement.files_folder = Some(outcome.files_folder.clone());
+    }
+    workspace.save()?;
+    Ok(outcome.files_folder)
 }
 
 /// Runs `initializeCommand` on this machine, in the workspace folder, as the reference CLI does.

@@ -65,6 +65,10 @@ pub struct AwsPlacement {
     /// The AWS profile used, if one was named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// Where the workspace's files are on the instance, once `up` sent them: later `up`s reuse them (work done
+    /// on the instance stays) and `skiff sync` sends changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files_folder: Option<String>,
 }
 
 fn default_idle_timeout() -> String {

@@ -19,14 +19,6 @@ use crate::cli::UpArgs;
 use crate::progress::Progress;
 use crate::workspace::{self, AwsPlacement, ProviderKind, Store, Workspace, WorkspaceRecord};
 
-/// What a command that needs the agent says about an AWS workspace in this build.
-pub fn no_tunnel_message(name: &str) -> String {
-    format!(
-        "workspace {name} runs on AWS, and this build of skiff has no Session Manager tunnel yet, so it cannot reach the agent; \
-         `skiff status {name}`, `skiff stop {name}`, `skiff delete {name}` and `skiff logs {name} --boot` work"
-    )
-}
-
 /// The regions `list` and lookups by name ask: the settings' region, `list_regions`, and local records'.
 fn regions(settings: &AwsSettings, store: &Store) -> Vec<String> {
     let mut regions: Vec<String> = settings
@@ -105,13 +97,15 @@ async fn locate(name: &str) -> anyhow::Result<Option<Located>> {
     Ok(None)
 }
 
-/// `skiff up --provider aws`: the instance running, recorded locally; then the tunnel (not in this build).
+/// `skiff up --provider aws`, up to the agent: the instance running and recorded locally, connected to
+/// Session Manager, with `skiffd` pushed to it when it does not download it. `None` with `--no-wait`, which
+/// stops once the instance runs.
 pub async fn up(
     args: &UpArgs,
     folder: &Path,
     config_file: &Path,
     host_requirements: Option<&HostRequirements>,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<Option<Workspace>> {
     let store = Store::open_default()?;
     let settings = AwsSettings::resolve(store.root(), &args.aws)?;
     let progress = Progress::new();
@@ -162,6 +156,7 @@ pub async fn up(
                     instance_id: None,
                     owner: owner.clone(),
                     profile: profile.clone(),
+                    files_folder: None,
                 }),
             };
             (store.create(record)?, true)
@@ -235,24 +230,25 @@ pub async fn up(
             .unwrap_or(&region),
         outcome.instance.state
     );
-    if let Some(binary) = &outcome.push {
-        eprintln!(
-            "the instance waits for the client to push {} to 127.0.0.1:{} through Session Manager",
-            binary.display(),
-            super::RECEIVER_PORT
-        );
-    }
     if args.no_wait {
         println!("{}", workspace.name());
-        return Ok(0);
+        return Ok(None);
     }
-    anyhow::bail!(
-        "instance {} of workspace {} is running, but this build of skiff has no Session Manager tunnel yet, so it cannot wait for the agent or start the dev container; \
-         `skiff up --no-wait` stops at this point without an error, and `skiff logs {} --boot` shows the instance's boot",
-        outcome.instance.instance_id,
-        workspace.name(),
-        workspace.name()
-    )
+    let instance_id = outcome.instance.instance_id.clone();
+    let progress = Progress::new();
+    progress.step(&format!(
+        "waiting for {instance_id} to connect to Session Manager"
+    ));
+    super::connect::wait_online(&aws, &instance_id, lifecycle::STATE_TIMEOUT).await?;
+    if let Some(binary) = &outcome.push {
+        progress.step(&format!(
+            "pushing {} to the instance through Session Manager",
+            binary.display()
+        ));
+        super::connect::push_agent(&aws, &instance_id, binary, args.agent.tunnel).await?;
+    }
+    progress.finish();
+    Ok(Some(workspace))
 }
 
 /// One AWS workspace in `skiff list`.
@@ -420,6 +416,9 @@ pub async fn stop(name: &str) -> anyhow::Result<Option<i32>> {
         eprintln!("workspace {name} has no instance on AWS; nothing to stop");
         return Ok(Some(0));
     };
+    if let Some(record) = &located.record {
+        super::connect::stop_daemon(record).await;
+    }
     let progress = Progress::new();
     let stopped = located.aws.stop(instance, &progress).await?;
     progress.finish();
@@ -461,6 +460,7 @@ pub async fn delete(name: &str, yes: bool, purge: bool) -> anyhow::Result<Option
     }
     progress.finish();
     if let Some(record) = located.record {
+        super::connect::stop_daemon(&record).await;
         record.remove()?;
     }
     eprintln!(
@@ -546,6 +546,7 @@ pub async fn enroll(
             instance_id: Some(instance.instance_id.clone()),
             owner: owner.clone(),
             profile: settings.profile.clone(),
+            files_folder: None,
         }),
     })?;
     let certificate = workspace.identity()?.certificate_pem;

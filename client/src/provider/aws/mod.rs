@@ -16,6 +16,7 @@
 pub mod ami;
 pub mod commands;
 pub mod config;
+pub mod connect;
 pub mod enroll;
 pub mod iam;
 pub mod launch;
@@ -49,6 +50,8 @@ pub struct Aws {
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) ssm: aws_sdk_ssm::Client,
     pub(crate) sts: aws_sdk_sts::Client,
+    /// The configuration the clients were made from; the Session Manager tunnel makes its own from it.
+    pub(crate) sdk: aws_config::SdkConfig,
     /// The region every regional call goes to.
     pub region: String,
 }
@@ -102,6 +105,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
+            sdk: config,
             region: region.to_owned(),
         })
     }

@@ -220,7 +220,6 @@ pub const NOT_CALLED_HERE: &[&str] = &[
     "ssm:StartSession",
     "ssm:ResumeSession",
     "ssm:TerminateSession",
-    "ssm:DescribeInstanceInformation",
 ];
 
 fn actions(statement: Statement) -> Vec<&'static str> {

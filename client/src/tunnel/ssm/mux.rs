@@ -339,6 +339,7 @@ async fn transmit(mut frames: mpsc::Receiver<Bytes>, send: Sender, shared: Arc<M
             }
         }
         if let Err(error) = send(batch.freeze()).await {
+            tracing::warn!(%error, "sending on the Session Manager session failed; its streams fail");
             fail_all(
                 &shared,
                 &format!("the Session Manager session ended: {error}"),

@@ -1,0 +1,307 @@
+//! The whole system end to end: `skiff up --provider aws` against moto (EC2, IAM, STS and Run Command) and the
+//! test gateway (Session Manager), with a container standing in for the instance.
+//!
+//! The stand-in runs the user-data the client generated, on the host's network (so the gateway's dial to
+//! 127.0.0.1:portNumber reaches what listens in it, and nothing leaves loopback), with the host's Docker socket
+//! (so the agent's dev container is a sibling container). `skiffd` reaches it by the push path: the client
+//! sends it through a Session Manager session to user-data's receiver. The agent's state, and so the
+//! workspace's files, live in a Docker named volume mounted in the stand-in at the path the host's engine
+//! keeps it at, so the folder the agent asks the engine to bind-mount into the dev container is the same
+//! folder on the host; that path is the one line of the user-data the test changes.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use skiff_tests::ssm_gateway::{Gateway, GatewayConfig};
+use skiff_tests::{
+    Reaped, add_busybox, binary, containers_with_label, free_port, require_docker, wait_until,
+};
+
+use crate::aws::{AwsSandbox, Instance, helper, live_instances, moto};
+
+/// The agent's port and the push receiver's, as the user-data has them; the stand-in shares the host's
+/// loopback, so only one end-to-end test runs at a time (they are all in this one test).
+const AGENT_PORT: u16 = 7443;
+
+struct Volume(String);
+
+impl Volume {
+    fn create(name: &str) -> (Self, String) {
+        let output = Command::new("docker")
+            .args(["volume", "create", name])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mountpoint = Command::new("docker")
+            .args(["volume", "inspect", "--format", "{{.Mountpoint}}", name])
+            .output()
+            .unwrap();
+        (
+            Self(name.to_owned()),
+            String::from_utf8_lossy(&mountpoint.stdout)
+                .trim()
+                .to_owned(),
+        )
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", "-f", &self.0])
+            .output();
+    }
+}
+
+/// Removes the dev containers the agent in the stand-in made on the host's engine, however the test ends.
+struct DevContainers(String);
+
+impl Drop for DevContainers {
+    fn drop(&mut self) {
+        for container in containers_with_label(skiff::devcontainer::LABEL_LOCAL_FOLDER, &self.0) {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", &container])
+                .output();
+        }
+    }
+}
+
+fn write_project(folder: &Path) {
+    std::fs::write(folder.join("hello.txt"), "hello from the laptop\n").unwrap();
+    std::fs::write(folder.join(".gitignore"), "secret.txt\n").unwrap();
+    std::fs::write(folder.join("secret.txt"), "must not leave the laptop\n").unwrap();
+}
+
+#[test]
+fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
+    require_docker();
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", AGENT_PORT)).is_ok(),
+        "port {AGENT_PORT} on 127.0.0.1 is taken; the end-to-end test's stand-in instance needs it"
+    );
+    let sandbox = AwsSandbox::new("eu-north-1");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let gateway = runtime
+        .block_on(Gateway::start(GatewayConfig {
+            moto_endpoint: Some(moto().endpoint.clone()),
+            ..GatewayConfig::default()
+        }))
+        .unwrap();
+    let name = "e2e";
+    let project = sandbox.project(name);
+    write_project(&project);
+    add_busybox(&project);
+    let _dev_containers = DevContainers(project.display().to_string());
+    let skiff = |args: &[&str]| {
+        let mut command = sandbox.skiff();
+        command
+            .env("AWS_ENDPOINT_URL_SSM", gateway.endpoint())
+            .env("SKIFF_SSM_ALLOW_ANY_ENDPOINT", "1")
+            .env("SKIFF_TUNNEL_IDLE", "2m")
+            .args(args);
+        command
+    };
+
+    let skiffd = binary("skiffd");
+    let log_path = sandbox.root.path().join("up.log");
+    let mut up = skiff(&[
+        "up",
+        project.to_str().unwrap(),
+        "--provider",
+        "aws",
+        "--agent-binary",
+        skiffd.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .unwrap();
+
+    // Play EC2 booting the instance: once RunInstances happened, start the stand-in with its user-data.
+    let mut instance_id = None;
+    wait_until(Duration::from_secs(120), || {
+        instance_id = live_instances(&sandbox.region, name)
+            .first()
+            .and_then(|instance| instance["InstanceId"].as_str().map(str::to_owned));
+        instance_id.is_some()
+    });
+    let Some(instance_id) = instance_id else {
+        let _ = up.kill();
+        panic!(
+            "skiff up launched no instance:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        )
+    };
+    let (_volume, mountpoint) = Volume::create(&format!("skiff-e2e-{}", std::process::id()));
+    let script = helper(&sandbox.region, &["user-data", &instance_id]).replace(
+        "STATE_DIR=/var/lib/skiffd",
+        &format!("STATE_DIR={mountpoint}"),
+    );
+    assert!(script.contains(&format!("STATE_DIR={mountpoint}")));
+    let instance = Instance::boot_with(
+        &script,
+        sandbox.root.path(),
+        &[
+            "-v".into(),
+            format!("skiff-e2e-{}:{mountpoint}", std::process::id()),
+        ],
+    );
+    // The SSM agent on the instance registers as soon as it boots.
+    gateway.set_online(&instance_id, true);
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = up.kill();
+            panic!(
+                "skiff up did not finish in 5 minutes:\n{}\nuser-data:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default(),
+                instance.exec("cat /boot.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stdout = String::new();
+    up.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(
+        status.success(),
+        "skiff up failed:\n{}\nuser-data:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default(),
+        instance.exec("cat /boot.log")
+    );
+    assert_eq!(stdout.trim(), name);
+    let boot = instance.exec("cat /boot.log");
+    assert!(
+        boot.contains("the client's push"),
+        "skiffd came by the push path:\n{boot}"
+    );
+
+    let run = |args: &[&str]| {
+        let output = skiff(args).stdin(Stdio::null()).output().unwrap();
+        assert!(
+            output.status.success(),
+            "skiff {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+
+    // exec: the files arrived (without what .gitignore names), the exit code comes back.
+    let hello = run(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "cat hello.txt; test ! -e secret.txt && echo ignored-stays-home",
+    ]);
+    assert_eq!(hello, "hello from the laptop\nignored-stays-home\n");
+    let failed = skiff(&["exec", name, "--", "sh", "-c", "exit 7"])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(7));
+
+    // status through the tunnel names the container.
+    let status = run(&["status", name, "--json"]);
+    assert!(status.contains("running"), "{status}");
+
+    // ssh: a login shell through the agent's SSH server, over the same tunnel.
+    let mut ssh = skiff(&["ssh", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = ssh.stdin.take().unwrap();
+        stdin.write_all(b"echo through-ssh\nexit\n").unwrap();
+    }
+    let ssh = ssh.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&ssh.stdout).contains("through-ssh"),
+        "{}",
+        String::from_utf8_lossy(&ssh.stdout)
+    );
+
+    // forward: a server in the dev container answers on a local port.
+    let _server = Reaped(
+        skiff(&[
+            "exec",
+            name,
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p /tmp/www && echo forwarded > /tmp/www/index.html && ./busybox httpd -f -p 8080 -h /tmp/www",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let local_port = free_port();
+    let _forward = Reaped(
+        skiff(&["forward", name, &format!("{local_port}:8080")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let page = wait_until(Duration::from_secs(30), || {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", local_port)) else {
+            return false;
+        };
+        use std::io::Write as _;
+        let _ = write!(stream, "GET /index.html HTTP/1.0\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.contains("forwarded")
+    });
+    assert!(page.is_some(), "the forwarded port did not answer");
+
+    // sync: a change on the laptop reaches the workspace, a removed file goes.
+    std::fs::write(project.join("hello.txt"), "changed on the laptop\n").unwrap();
+    std::fs::write(project.join("new.txt"), "new\n").unwrap();
+    run(&["sync", name]);
+    let synced = run(&["exec", name, "--", "cat", "hello.txt", "new.txt"]);
+    assert_eq!(synced, "changed on the laptop\nnew\n");
+
+    // The gateway saw one session for commands (the warm tunnel), not one per command.
+    let stats = gateway.stats();
+    eprintln!("gateway: {stats:?}");
+    assert!(
+        stats.sessions_started <= 2 + skiff_client::tunnel::warm::POOL as u64,
+        "commands share the warm tunnel: {stats:?}"
+    );
+
+    // delete: everything goes, the tunnel daemon too.
+    run(&["delete", name, "--yes"]);
+    assert!(live_instances(&sandbox.region, name).is_empty());
+    let socket = sandbox
+        .home()
+        .join("workspaces")
+        .join(name)
+        .join("tunnel.sock");
+    assert!(!socket.exists(), "the tunnel's socket is gone");
+    drop(instance);
+}
