@@ -112,6 +112,9 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         command
     };
 
+    // moto builds a region's backend on its first call, and two first calls at once race on its AMI list: make
+    // the region here before skiff and this test poll it at the same time.
+    assert!(live_instances(&sandbox.region, name).is_empty());
     let skiffd = binary("skiffd");
     let log_path = sandbox.root.path().join("up.log");
     let mut up = skiff(&[

@@ -245,7 +245,14 @@ pub async fn up(
             "pushing {} to the instance through Session Manager",
             binary.display()
         ));
-        super::connect::push_agent(&aws, &instance_id, binary, args.agent.tunnel).await?;
+        super::connect::push_agent(
+            &aws,
+            &instance_id,
+            binary,
+            args.agent.tunnel,
+            lifecycle::STATE_TIMEOUT,
+        )
+        .await?;
     }
     progress.finish();
     Ok(Some(workspace))

@@ -213,33 +213,58 @@ pub async fn wait_for_agent(
 
 /// Sends `binary` to user-data's one-shot receiver on the instance, through a Session Manager session of its
 /// own to the receiver's port: one connection carrying the file, ended by the stream's end.
+///
+/// The instance is online in Session Manager before user-data has its receiver listening, and a stream to a
+/// port nothing listens on is ended by the agent at once (smux FIN after a failed dial). So a stream that ends
+/// within `DIAL_GRACE` of opening means "not listening yet", and the push is tried again until `timeout`. Once
+/// the file is sent, the agent's FIN in answer to ours says it has written every byte to the receiver.
 pub async fn push_agent(
     aws: &Aws,
     instance_id: &str,
     binary: &Path,
     tunnel: TunnelChoice,
+    timeout: Duration,
 ) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
+    const DIAL_GRACE: Duration = Duration::from_secs(2);
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let target = Target {
         instance_id: instance_id.to_owned(),
         port: super::RECEIVER_PORT,
     };
     let carrier = open_carrier(aws, &target, tunnel).await?;
-    let mut file = tokio::fs::File::open(binary)
-        .await
-        .with_context(|| format!("reading {}", binary.display()))?;
+    let deadline = Instant::now() + timeout;
     let result = async {
-        let mut stream = carrier.open_stream().await?;
-        tokio::io::copy(&mut file, &mut stream).await?;
-        stream.shutdown().await?;
-        // The receiver closes its end once it has the whole file; wait for that rather than racing it.
-        let mut rest = Vec::new();
-        let _ = tokio::time::timeout(
-            Duration::from_secs(30),
-            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest),
-        )
-        .await;
-        std::io::Result::Ok(())
+        loop {
+            let mut stream = carrier.open_stream().await?;
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(DIAL_GRACE, stream.read(&mut probe)).await {
+                // Ended (or failed) at once: nothing listens yet.
+                Ok(Ok(0) | Err(_)) => {
+                    if Instant::now() > deadline {
+                        anyhow::bail!(
+                            "nothing listened on 127.0.0.1:{} of {instance_id} within {} s; `skiff logs NAME --boot` shows where user-data is",
+                            super::RECEIVER_PORT,
+                            timeout.as_secs()
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Ok(Ok(_)) => anyhow::bail!("the receiver on the instance sent data; it only receives"),
+                // Still open after the grace: the receiver accepted the connection.
+                Err(_) => {}
+            }
+            let mut file = tokio::fs::File::open(binary)
+                .await
+                .with_context(|| format!("reading {}", binary.display()))?;
+            tokio::io::copy(&mut file, &mut stream).await?;
+            stream.shutdown().await?;
+            let mut rest = Vec::new();
+            tokio::time::timeout(Duration::from_secs(120), stream.read_to_end(&mut rest))
+                .await
+                .context("the instance did not confirm the end of the push within 2 minutes")??;
+            return anyhow::Ok(());
+        }
     }
     .await;
     carrier.close().await;
