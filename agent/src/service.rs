@@ -219,21 +219,25 @@ impl v1::agent_server::Agent for AgentService {
                 let _ = forward_responses.send(Ok(event.into())).await;
             }
         });
+        // This task, not the call, owns the work: the lifecycle commands after `waitFor` run to their end even when the
+        // client stops listening at `ready`.
         tokio::spawn(async move {
-            let result = engine.up(spec, &events).await;
+            let result = match engine.up(spec, &events).await {
+                Ok(up) => {
+                    let result = up.result;
+                    tracing::info!(container = %result.container_id, created = result.created, "dev container ready");
+                    // Through the event channel, so `ready` follows every event before it.
+                    let _ = events.send(api::UpEvent::Ready(result)).await;
+                    engine.finish(up.remaining, &events).await
+                }
+                Err(error) => Err(error),
+            };
             drop(events);
             let _ = forwarding.await;
-            let last = match result {
-                Ok(result) => {
-                    tracing::info!(container = %result.container_id, created = result.created, "dev container ready");
-                    Ok(api::UpEvent::Ready(result).into())
-                }
-                Err(error) => {
-                    tracing::warn!("up failed: {error}");
-                    Err(status_of_engine(error))
-                }
-            };
-            let _ = responses.send(last).await;
+            if let Err(error) = result {
+                tracing::warn!("up failed: {error}");
+                let _ = responses.send(Err(status_of_engine(error))).await;
+            }
         });
         Ok(Response::new(ReceiverStream::new(stream)))
     }

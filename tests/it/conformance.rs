@@ -5,6 +5,9 @@
 //! `reference_fixtures` runs the whole table, counts the passes and prints every fixture this machine cannot run with the
 //! reason; it fails if any runnable fixture fails. The lifecycle ordering oracle (with a stop and a second `up`) and the
 //! bad-input cases have tests of their own.
+//! Features from a registry and a tarball URL run against a real registry server (Debian's `docker-registry`, started on
+//! 127.0.0.1 per test) and a tarball server in the test, with the Features of `tests/fixtures/features-oci`; `waitFor`
+//! has a test of when `up` says ready.
 //! The shared folder is `../shared` beside the repository, or `$SKIFF_SHARED_DIR`.
 
 use std::path::{Path, PathBuf};
@@ -1056,4 +1059,628 @@ fn changed_config_warns_and_rebuild_applies_it() {
     up(&sandbox, &folder, &["--rebuild"], &[])
         .unwrap_or_else(|stderr| panic!("up --rebuild failed: {stderr}"));
     assert_eq!(sh(&sandbox, "changed", "echo $V"), "two");
+}
+
+// Features from a registry and a tarball URL, against a real registry server (Debian's docker-registry, the CNCF
+// distribution) and a tarball server in the test, both on 127.0.0.1.
+
+/// The registry server binary of Debian's `docker-registry` package.
+const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
+
+/// A registry on 127.0.0.1 with its storage and access log in a temporary folder; stopped when dropped.
+struct Registry {
+    port: u16,
+    log: PathBuf,
+    _folder: tempfile::TempDir,
+    _process: skiff_tests::Reaped,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        assert!(
+            Path::new(REGISTRY_BINARY).is_file(),
+            "{REGISTRY_BINARY} is missing: these tests need a registry server; install Debian's docker-registry package \
+             (`apt-get install docker-registry`; .ci/run does)"
+        );
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let port = skiff_tests::free_port();
+        let config = folder.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                folder.path().join("storage").display()
+            ),
+        )
+        .expect("writing the registry's configuration");
+        let log = folder.path().join("registry.log");
+        let output = std::fs::File::create(&log).expect("creating the registry's log");
+        let process = Command::new(REGISTRY_BINARY)
+            .arg("serve")
+            .arg(&config)
+            .stdout(output.try_clone().expect("a second handle"))
+            .stderr(output)
+            .spawn()
+            .expect("starting docker-registry");
+        let registry = Registry {
+            port,
+            log,
+            _folder: folder,
+            _process: skiff_tests::Reaped(process),
+        };
+        skiff_tests::wait_until(std::time::Duration::from_secs(20), || {
+            http(port, "GET", "/v2/", &[], &[]).is_ok_and(|response| response.status == 200)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the registry did not answer on 127.0.0.1:{port}; its log:\n{}",
+                registry.log_text()
+            )
+        });
+        registry
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Uploads a blob to `repository`; returns its descriptor's digest.
+    fn push_blob(&self, repository: &str, data: &[u8]) -> String {
+        let digest = format!("sha256:{}", sha256_hex(data));
+        let started = http(
+            self.port,
+            "POST",
+            &format!("/v2/{repository}/blobs/uploads/"),
+            &[],
+            &[],
+        )
+        .expect("starting an upload");
+        assert_eq!(started.status, 202, "starting an upload: {started:?}");
+        let location = started.header("location").expect("an upload location");
+        // The location may be absolute; the path and query are what this server needs.
+        let path = match location.find("/v2/") {
+            Some(start) => &location[start..],
+            None => location,
+        };
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let put = http(
+            self.port,
+            "PUT",
+            &format!("{path}{separator}digest={digest}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        )
+        .expect("uploading a blob");
+        assert_eq!(put.status, 201, "uploading a blob: {put:?}");
+        digest
+    }
+
+    /// Pushes an artifact of one layer (of `layer_media_type`) with the devcontainers config media type as
+    /// `repository:tag`; returns the layer's digest.
+    fn push_artifact(
+        &self,
+        repository: &str,
+        tag: &str,
+        layer: &[u8],
+        layer_media_type: &str,
+    ) -> String {
+        let config = b"{}";
+        let config_digest = self.push_blob(repository, config);
+        let layer_digest = self.push_blob(repository, layer);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.devcontainers", "digest": config_digest, "size": config.len()},
+            "layers": [{
+                "mediaType": layer_media_type,
+                "digest": layer_digest,
+                "size": layer.len(),
+                "annotations": {"org.opencontainers.image.title": format!("devcontainer-feature-{tag}.tgz")}
+            }]
+        });
+        let put = http(
+            self.port,
+            "PUT",
+            &format!("/v2/{repository}/manifests/{tag}"),
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            manifest.to_string().as_bytes(),
+        )
+        .expect("pushing a manifest");
+        assert_eq!(put.status, 201, "pushing a manifest: {put:?}");
+        layer_digest
+    }
+}
+
+/// A response of [`http`].
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (`Connection: close`); the status and headers of the response.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    Ok(Response { status, headers })
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let output = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(data)?;
+            child.wait_with_output()
+        })
+        .expect("running sha256sum");
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+/// The Feature folder `tests/fixtures/features-oci/<name>` as a tar, files at the top as `devcontainer features
+/// package` makes them; gzip-compressed when `gzip`.
+fn feature_archive(name: &str, gzip: bool) -> Vec<u8> {
+    let folder = skiff_tests::fixtures_dir().join("features-oci").join(name);
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_dir_all(".", &folder)
+        .expect("archiving the Feature");
+    let tar = builder.into_inner().expect("finishing the tar");
+    if !gzip {
+        return tar;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, &tar).expect("compressing");
+    encoder.finish().expect("compressing")
+}
+
+/// Serves one file at `/<name>` on 127.0.0.1 with an `ETag`, answering `If-None-Match` with 304, and counts both
+/// answers; stops when dropped.
+struct TarballServer {
+    port: u16,
+    downloads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TarballServer {
+    fn start(name: &'static str, content: Vec<u8>) -> TarballServer {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the tarball server");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("an address").port();
+        let downloads = Arc::new(AtomicUsize::new(0));
+        let not_modified = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let etag = format!("\"{}\"", &sha256_hex(&content)[..16]);
+        let (counted, unchanged, stopping) =
+            (downloads.clone(), not_modified.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            while !stopping.load(Ordering::Relaxed) {
+                let stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let _ = stream.set_nonblocking(false);
+                let mut reader = std::io::BufReader::new(stream);
+                let mut request = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    request.push(line.trim_end().to_owned());
+                }
+                let path_matches = request
+                    .first()
+                    .is_some_and(|line| line.starts_with(&format!("GET /{name} ")));
+                let fresh = request.iter().any(|line| {
+                    line.to_ascii_lowercase().starts_with("if-none-match:") && line.contains(&etag)
+                });
+                let mut stream = reader.into_inner();
+                let _ = if !path_matches {
+                    stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                } else if fresh {
+                    unchanged.fetch_add(1, Ordering::SeqCst);
+                    stream.write_all(
+                        format!(
+                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
+                } else {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
+                                 ETag: {etag}\r\nConnection: close\r\n\r\n",
+                                content.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|()| stream.write_all(&content))
+                };
+            }
+        });
+        TarballServer {
+            port,
+            downloads,
+            not_modified,
+            stop,
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        (
+            self.downloads.load(Ordering::SeqCst),
+            self.not_modified.load(Ordering::SeqCst),
+        )
+    }
+}
+
+impl Drop for TarballServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A Feature pushed to a real registry and a Feature served as a tarball install with their options through the same
+/// path as local Features, are listed in the image's metadata label, and a rebuild reuses both from the agent's cache:
+/// the registry serves the layer once, the tarball server answers the second time with 304.
+#[test]
+fn features_from_a_registry_and_a_tarball_install_and_a_rebuild_reuses_them() {
+    require_docker();
+    let registry = Registry::start();
+    let layer_digest = registry.push_artifact(
+        "skiff-test/features/hello",
+        "1",
+        &feature_archive("hello", false),
+        "application/vnd.devcontainers.layer.v1+tar",
+    );
+    let tarball = TarballServer::start(
+        "devcontainer-feature-greeter.tgz",
+        feature_archive("greeter", true),
+    );
+    let oci_id = format!("127.0.0.1:{}/skiff-test/features/hello:1", registry.port);
+    let tarball_id = format!(
+        "http://127.0.0.1:{}/devcontainer-feature-greeter.tgz",
+        tarball.port
+    );
+    let sandbox = Sandbox::new();
+    let folder = inline_workspace(
+        &sandbox,
+        "remote-features",
+        &serde_json::json!({
+            "image": "debian:bookworm",
+            "remoteUser": "root",
+            "features": {
+                oci_id.as_str(): {"greeting": "ahoy"},
+                tarball_id.as_str(): {"name": "skiff"}
+            }
+        })
+        .to_string(),
+        &[],
+    );
+    let stderr =
+        up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("up failed: {stderr}"));
+    assert!(
+        stderr.contains(&format!("pulling Feature {oci_id}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("downloading Feature {tarball_id}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        sh(
+            &sandbox,
+            "remote-features",
+            "cat /usr/local/share/skiff-hello"
+        ),
+        "ahoy from root"
+    );
+    assert_eq!(
+        sh(
+            &sandbox,
+            "remote-features",
+            "cat /usr/local/share/skiff-greeter"
+        ),
+        "hello skiff"
+    );
+    assert_eq!(
+        sh(&sandbox, "remote-features", "echo $SKIFF_HELLO"),
+        "installed"
+    );
+    let container = sandbox.container_of("remote-features");
+    let label = docker_inspect(
+        "{{index .Config.Labels \"devcontainer.metadata\"}}",
+        &container,
+    );
+    let entries: serde_json::Value =
+        serde_json::from_str(&label).expect("the metadata label is JSON");
+    let ids: Vec<&str> = entries
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|entry| entry["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&oci_id.as_str()) && ids.contains(&tarball_id.as_str()),
+        "{label}"
+    );
+    assert_eq!(tarball.counts(), (1, 0));
+
+    let stderr = up(&sandbox, &folder, &["--rebuild"], &[])
+        .unwrap_or_else(|stderr| panic!("up --rebuild failed: {stderr}"));
+    assert!(
+        !stderr.contains("pulling Feature") && !stderr.contains("downloading Feature"),
+        "{stderr}"
+    );
+    assert_eq!(
+        sh(
+            &sandbox,
+            "remote-features",
+            "cat /usr/local/share/skiff-hello"
+        ),
+        "ahoy from root"
+    );
+    assert_eq!(
+        tarball.counts(),
+        (1, 1),
+        "the tarball was downloaded once and then only revalidated"
+    );
+    let layer_fetches = registry
+        .log_text()
+        .lines()
+        .filter(|line| {
+            line.contains(&format!(
+                "\"GET /v2/skiff-test/features/hello/blobs/{layer_digest}"
+            ))
+        })
+        .count();
+    assert_eq!(
+        layer_fetches,
+        1,
+        "the registry served the layer {layer_fetches} times:\n{}",
+        registry.log_text()
+    );
+}
+
+/// A tag the registry does not have, an artifact that is not a Feature, and a registry nobody serves: each error names
+/// the Feature, the registry and what to do, and nothing is built.
+#[test]
+fn bad_input_registry_features_name_the_feature_registry_and_fix() {
+    require_docker();
+    let registry = Registry::start();
+    registry.push_artifact(
+        "skiff-test/features/hello",
+        "1",
+        &feature_archive("hello", false),
+        "application/vnd.devcontainers.layer.v1+tar",
+    );
+    registry.push_artifact(
+        "skiff-test/features/image",
+        "1",
+        &feature_archive("hello", true),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    );
+    let host = format!("127.0.0.1:{}", registry.port);
+    let unused = format!("127.0.0.1:{}", skiff_tests::free_port());
+    let sandbox = Sandbox::new();
+    let cases = [
+        (
+            format!("{host}/skiff-test/features/hello:2"),
+            vec![
+                format!("registry {host} has no"),
+                "check the Feature's name and tag".to_owned(),
+            ],
+        ),
+        (
+            format!("{host}/skiff-test/features/image:1"),
+            vec![
+                "is not a Dev Container Feature".to_owned(),
+                "application/vnd.oci.image.layer.v1.tar+gzip".to_owned(),
+            ],
+        ),
+        (
+            format!("{unused}/skiff-test/features/hello:1"),
+            vec![
+                format!("cannot reach registry {unused}"),
+                "as a local Feature (\"./hello\")".to_owned(),
+            ],
+        ),
+    ];
+    for (index, (id, needles)) in cases.iter().enumerate() {
+        let folder = inline_workspace(
+            &sandbox,
+            &format!("bad-feature-{index}"),
+            &serde_json::json!({"image": "debian:bookworm", "features": {id.as_str(): {}}})
+                .to_string(),
+            &[],
+        );
+        let mut needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let named = format!("Feature {id:?}");
+        needles.push(&named);
+        needles.push("\"features\"");
+        expect_error(&sandbox, &folder, &needles);
+    }
+}
+
+/// `waitFor` (default `updateContentCommand`): `skiff up` says the workspace is ready before `postStartCommand` ends,
+/// the workspace is usable then, and `up` stays attached showing the hook's output until it ends, as the reference CLI's
+/// `up` does. A client that leaves at ready leaves the hook running in the agent. With `waitFor: postStartCommand`,
+/// ready comes after that hook.
+#[test]
+fn wait_for_runs_later_hooks_after_ready_and_up_stays_attached() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let folder = inline_workspace(
+        &sandbox,
+        "wait-for",
+        r#"{"image": "debian:bookworm",
+            "updateContentCommand": "echo update-content-ran",
+            "postStartCommand": "sleep 4; date +%s%N >> /tmp/post-start; echo post-start-done"}"#,
+        &[],
+    );
+    let start_up = || up_until_ready(&sandbox, &folder, "wait-for");
+    let post_start_runs = || {
+        sh(
+            &sandbox,
+            "wait-for",
+            "cat /tmp/post-start 2>/dev/null | wc -l",
+        )
+        .parse::<usize>()
+        .expect("a count")
+    };
+
+    let (mut child, receiver, before) = start_up();
+    assert!(
+        before
+            .iter()
+            .any(|line| line.contains("update-content-ran")),
+        "{before:#?}"
+    );
+    assert_eq!(
+        post_start_runs(),
+        0,
+        "postStartCommand had ended before ready"
+    );
+    let status = child.0.wait().expect("waiting for skiff up");
+    let after: Vec<String> = receiver.try_iter().collect();
+    assert!(status.success(), "up failed after ready: {after:#?}");
+    assert!(
+        after.iter().any(|line| line.contains("post-start-done")),
+        "{after:#?}"
+    );
+    assert_eq!(post_start_runs(), 1);
+
+    // After a stop, the next start's postStartCommand runs on though the client leaves at ready.
+    sandbox.ok(&["stop", "wait-for"]);
+    let (child, _receiver, _) = start_up();
+    drop(child);
+    skiff_tests::wait_until(std::time::Duration::from_secs(30), || {
+        post_start_runs() == 2
+    })
+    .expect("postStartCommand did not run on after the client left");
+
+    let folder = inline_workspace(
+        &sandbox,
+        "wait-for-start",
+        r#"{"image": "debian:bookworm", "waitFor": "postStartCommand",
+            "postStartCommand": "sleep 1; touch /tmp/started"}"#,
+        &[],
+    );
+    let (mut child, _receiver, _) = up_until_ready(&sandbox, &folder, "wait-for-start");
+    assert_eq!(
+        sh(
+            &sandbox,
+            "wait-for-start",
+            "test -e /tmp/started && echo yes || echo no"
+        ),
+        "yes",
+        "ready came before the waitFor hook ended"
+    );
+    assert!(child.0.wait().expect("waiting for skiff up").success());
+}
+
+/// Starts `skiff up FOLDER` and reads its standard error until it says workspace `name` is ready; returns the running
+/// client, the rest of its standard error (line by line), and the lines before ready.
+fn up_until_ready(
+    sandbox: &Sandbox,
+    folder: &Path,
+    name: &str,
+) -> (
+    skiff_tests::Reaped,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+) {
+    use std::io::BufRead;
+    let mut child = sandbox
+        .skiff()
+        .arg("up")
+        .arg(folder)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running skiff up");
+    let (lines, receiver) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let child = skiff_tests::Reaped(child);
+    let mut before = Vec::new();
+    loop {
+        let line = receiver
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("skiff up never said {name} is ready: {before:#?}"));
+        let ready = line.contains(&format!("workspace {name} is ready"));
+        before.push(line);
+        if ready {
+            return (child, receiver, before);
+        }
+    }
 }

@@ -1,27 +1,41 @@
-//! Features: resolving the `features` of devcontainer.json into local Feature folders, ordering them the way the reference
+//! Features: resolving the `features` of devcontainer.json into Feature folders, ordering them the way the reference
 //! CLI does, and making the image layer that installs them.
 //!
-//! Only local Features (`./x`) are installed here; Features from registries and tarball URLs are refused with an error
-//! that says so. The order follows the reference CLI's `computeDependsOnInstallationOrder`: a graph from `dependsOn`
+//! A local Feature (`./x`) is its folder next to devcontainer.json. A Feature from an OCI registry (`oci`) or a tarball URL
+//! (`tarball`) is fetched into the agent's cache (`<state>/features/`) and unpacked there into the same layout a local
+//! Feature has, so from then on all three are installed alike. The order follows the reference CLI's `computeDependsOnInstallationOrder`: a graph from `dependsOn`
 //! (hard, added when missing) and `installsAfter` (soft, only between Features that are installed anyway), installed in
 //! rounds; a round takes every Feature whose dependencies are in, keeps those with the highest
 //! `overrideFeatureInstallOrder` priority, and sorts them by id and options. A round that takes nothing is a cycle.
 //! The layer is built by Docker's classic builder from one context archive holding the Feature folders (the reference
 //! CLI's BuildKit `--build-context` has no equivalent in the Engine API's classic builder).
 
+mod oci;
+mod tarball;
+mod unpack;
+
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
+use skiff::api::{UpEvent, UpPhase};
 use skiff::devcontainer::{DevContainer, FeatureManifest, FeatureReference, FeatureValue};
 
 /// A Feature to install, with the options it installs with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedFeature {
-    /// The id as the user (or a `dependsOn`) wrote it, e.g. `./tiger`.
+    /// The id as the user (or a `dependsOn`) wrote it, e.g. `./tiger` or `ghcr.io/devcontainers/features/node:1`.
     pub user_id: String,
-    /// The Feature's folder on the agent's machine.
+    /// The Feature's folder on the agent's machine: a local Feature's own folder, or its unpacked copy in the cache, named
+    /// by content (the manifest digest, the tarball's SHA-256), so two ids naming the same content share it.
     pub folder: PathBuf,
+    /// What the Feature is without its version: the folder of a local Feature, `registry/namespace/id` of an OCI
+    /// Feature, the URL of a tarball. `installsAfter` and `overrideFeatureInstallOrder` name Features by it, and rounds
+    /// are sorted by it.
+    pub resource: String,
+    /// The tag or digest an OCI Feature was asked for; empty for the others.
+    pub version: String,
     /// Option values the user gave.
     pub options: Map<String, Value>,
     pub manifest: FeatureManifest,
@@ -38,8 +52,8 @@ struct Node {
     feature: ResolvedFeature,
     /// Hard dependencies, by (folder, options).
     depends_on: Vec<(PathBuf, Map<String, Value>)>,
-    /// Soft dependencies, by folder.
-    installs_after: Vec<PathBuf>,
+    /// Soft dependencies, by resource.
+    installs_after: Vec<String>,
     priority: usize,
 }
 
@@ -105,29 +119,91 @@ fn options_of(value: &Value, manifest: &FeatureManifest) -> Map<String, Value> {
     }
 }
 
-fn check_reference(id: &str) -> Result<(), FeatureError> {
-    match FeatureReference::classify(id) {
-        FeatureReference::Local(_) => Ok(()),
-        FeatureReference::Oci(reference) => Err(FeatureError(format!(
-            "Feature {id:?}: Features from OCI registries ({reference}) are not supported by this agent yet; \
-             copy the Feature into .devcontainer/ and use it as a local Feature (\"./name\")"
-        ))),
-        FeatureReference::Tarball(url) => Err(FeatureError(format!(
-            "Feature {id:?}: Features from tarball URLs ({url}) are not supported by this agent yet; \
-             unpack it into .devcontainer/ and use it as a local Feature (\"./name\")"
-        ))),
-        FeatureReference::Unsupported(_) => Err(FeatureError(format!(
-            "Feature {id:?}: legacy Feature ids are not supported; if you meant a local Feature, prepend its name with \"./\""
-        ))),
+/// Where a Feature's files are on this machine, and what it is (see [`ResolvedFeature`]).
+#[derive(Debug, Clone)]
+struct Located {
+    folder: PathBuf,
+    resource: String,
+    version: String,
+}
+
+/// Finds Features on this machine, fetching those from registries and URLs into the cache.
+#[derive(Debug)]
+pub struct Sources<'a> {
+    /// The folder holding devcontainer.json on this machine (local ids are relative to it).
+    pub config_folder: &'a Path,
+    /// The workspace's files on this machine (local Features must be inside its `.devcontainer`).
+    pub workspace: &'a Path,
+    /// The agent's Feature cache, `<state>/features`.
+    pub cache: &'a Path,
+    /// Where fetching is reported; none in unit tests.
+    pub events: Option<&'a super::Events>,
+}
+
+impl Sources<'_> {
+    /// Tells the user what fetching is doing.
+    async fn note(&self, message: String) {
+        tracing::info!("{message}");
+        if let Some(events) = self.events {
+            let _ = events
+                .send(UpEvent::Progress {
+                    phase: UpPhase::Pulling,
+                    message,
+                })
+                .await;
+        }
+    }
+
+    async fn locate(&self, id: &str) -> Result<Located, FeatureError> {
+        match FeatureReference::classify(id) {
+            FeatureReference::Local(_) => {
+                let folder = local_folder(id, self.config_folder, self.workspace)?;
+                Ok(Located {
+                    resource: folder.display().to_string(),
+                    folder,
+                    version: String::new(),
+                })
+            }
+            FeatureReference::Oci(reference) => {
+                let reference = oci::OciReference::parse(&reference)
+                    .map_err(|message| FeatureError(format!("Feature {id:?}: {message}")))?;
+                let fetched = oci::fetch(id, &reference, self).await?;
+                Ok(Located {
+                    folder: fetched,
+                    resource: reference.resource(),
+                    version: reference.version(),
+                })
+            }
+            FeatureReference::Tarball(url) => {
+                let folder = tarball::fetch(id, &url, self).await?;
+                Ok(Located {
+                    folder,
+                    resource: url,
+                    version: String::new(),
+                })
+            }
+            FeatureReference::Unsupported(_) => Err(FeatureError(format!(
+                "Feature {id:?}: legacy Feature ids are not supported; if you meant a local Feature, prepend its name with \"./\""
+            ))),
+        }
     }
 }
 
-/// Resolves the `features` of `config` (whose file is `config_file` on this machine, in workspace folder `workspace`)
-/// into the Features to install, in install order.
-pub fn resolve(
+/// `id` without its tag or digest (`ghcr.io/x/y:1` → `ghcr.io/x/y`); a registry's port is kept.
+fn without_version(id: &str) -> &str {
+    let id = id.split('@').next().unwrap_or(id);
+    let last = id.rfind('/').map_or(0, |slash| slash + 1);
+    match id[last..].find(':') {
+        Some(colon) => &id[..last + colon],
+        None => id,
+    }
+}
+
+/// Resolves the `features` of `config` (whose file is in `sources.config_folder` on this machine) into the Features to
+/// install, in install order, fetching those that are not local.
+pub async fn resolve(
     config: &DevContainer,
-    config_file: &Path,
-    workspace: &Path,
+    sources: &Sources<'_>,
 ) -> Result<Vec<ResolvedFeature>, FeatureError> {
     let Some(features) = config
         .features
@@ -136,7 +212,7 @@ pub fn resolve(
     else {
         return Ok(Vec::new());
     };
-    let config_folder = config_file.parent().unwrap_or(Path::new("/"));
+    let config_folder = sources.config_folder;
     let mut worklist: Vec<(String, Value)> = Vec::new();
     for (id, value) in features {
         let value = match value {
@@ -148,25 +224,24 @@ pub fn resolve(
         worklist.push((id.clone(), value));
     }
 
+    // Each id is located (and fetched) once per resolution, however many Features depend on it.
+    let mut located: HashMap<String, (Located, FeatureManifest)> = HashMap::new();
     let mut nodes: Vec<Node> = Vec::new();
     let mut index = 0;
     while index < worklist.len() {
         let (id, value) = worklist[index].clone();
         index += 1;
-        check_reference(&id)?;
-        let folder = local_folder(&id, config_folder, workspace)?;
-        let manifest = read_manifest(&id, &folder)?;
+        let (place, manifest) = locate_once(sources, &mut located, &id).await?;
         let options = options_of(&value, &manifest);
-        if nodes.iter().any(|node| same(node, &folder, &options)) {
+        if nodes.iter().any(|node| same(node, &place.folder, &options)) {
             continue;
         }
         let mut depends_on = Vec::new();
         for (dependency, dependency_value) in &manifest.depends_on {
-            check_reference(dependency)?;
-            let dependency_folder = local_folder(dependency, config_folder, workspace)?;
-            let dependency_manifest = read_manifest(dependency, &dependency_folder)?;
+            let (dependency_place, dependency_manifest) =
+                locate_once(sources, &mut located, dependency).await?;
             depends_on.push((
-                dependency_folder,
+                dependency_place.folder,
                 options_of(dependency_value, &dependency_manifest),
             ));
             worklist.push((dependency.clone(), dependency_value.clone()));
@@ -174,13 +249,20 @@ pub fn resolve(
         let installs_after = manifest
             .installs_after
             .iter()
-            .filter(|after| after.starts_with("./") || after.starts_with("../"))
-            .map(|after| normalize(&config_folder.join(after)))
+            .map(|after| {
+                if after.starts_with("./") || after.starts_with("../") {
+                    normalize(&config_folder.join(after)).display().to_string()
+                } else {
+                    without_version(after).to_owned()
+                }
+            })
             .collect();
         nodes.push(Node {
             feature: ResolvedFeature {
                 user_id: id,
-                folder,
+                folder: place.folder,
+                resource: place.resource,
+                version: place.version,
                 options,
                 manifest,
             },
@@ -193,12 +275,15 @@ pub fn resolve(
     if let Some(order) = &config.override_feature_install_order {
         let count = order.len();
         for (position, wanted) in order.iter().enumerate() {
-            let wanted_folder = (wanted.starts_with("./") || wanted.starts_with("../"))
-                .then(|| normalize(&config_folder.join(wanted)));
+            let wanted_resource = if wanted.starts_with("./") || wanted.starts_with("../") {
+                normalize(&config_folder.join(wanted)).display().to_string()
+            } else {
+                without_version(wanted).to_owned()
+            };
             for node in &mut nodes {
                 let matches = node.feature.user_id == *wanted
-                    || node.feature.user_id.split(['@', ':']).next() == Some(wanted.as_str())
-                    || wanted_folder.as_deref() == Some(node.feature.folder.as_path());
+                    || without_version(&node.feature.user_id) == wanted.as_str()
+                    || node.feature.resource == wanted_resource;
                 if matches {
                     node.priority = count - position;
                 }
@@ -206,6 +291,42 @@ pub fn resolve(
         }
     }
     order(nodes)
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Makes ring the process's rustls provider (as the rest of skiff uses) before an HTTPS client is built; reqwest is built
+/// without a provider of its own. A provider installed earlier stays.
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Locates `id` and reads its manifest, once per resolution.
+async fn locate_once(
+    sources: &Sources<'_>,
+    located: &mut HashMap<String, (Located, FeatureManifest)>,
+    id: &str,
+) -> Result<(Located, FeatureManifest), FeatureError> {
+    if let Some(found) = located.get(id) {
+        return Ok(found.clone());
+    }
+    let place = sources.locate(id).await?;
+    let manifest = read_manifest(id, &place.folder)?;
+    located.insert(id.to_owned(), (place.clone(), manifest.clone()));
+    Ok((place, manifest))
 }
 
 /// The round-based install order.
@@ -218,10 +339,10 @@ fn order(mut remaining: Vec<Node>) -> Result<Vec<ResolvedFeature>, FeatureError>
                 let hard = node.depends_on.iter().all(|(folder, options)| {
                     installed.iter().any(|done| same(done, folder, options))
                 });
-                // A soft dependency only holds back while a Feature from that folder is still waiting.
-                let soft = node.installs_after.iter().all(|folder| {
+                // A soft dependency only holds back while a Feature of that resource is still waiting.
+                let soft = node.installs_after.iter().all(|resource| {
                     !remaining.iter().enumerate().any(|(other, waiting)| {
-                        other != candidate && waiting.feature.folder == *folder
+                        other != candidate && waiting.feature.resource == *resource
                     })
                 });
                 hard && soft
@@ -260,12 +381,13 @@ fn order(mut remaining: Vec<Node>) -> Result<Vec<ResolvedFeature>, FeatureError>
     Ok(installed.into_iter().map(|node| node.feature).collect())
 }
 
-/// The stable order within a round: by folder (which orders like the ids), then fewer options first, then option names and
-/// values — the order the reference CLI's tests expect.
+/// The stable order within a round: by resource (a local Feature's folder orders like its id), then tag, then fewer
+/// options first, then option names and values — the order the reference CLI's tests expect.
 fn round_order(first: &ResolvedFeature, second: &ResolvedFeature) -> Ordering {
     first
-        .folder
-        .cmp(&second.folder)
+        .resource
+        .cmp(&second.resource)
+        .then_with(|| first.version.cmp(&second.version))
         .then_with(|| first.options.len().cmp(&second.options.len()))
         .then_with(|| first.options.keys().cmp(second.options.keys()))
         .then_with(|| {

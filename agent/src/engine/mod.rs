@@ -2,7 +2,7 @@
 //! reuses the one it made before, runs the lifecycle commands, and stops or removes it.
 //!
 //! It speaks to Docker only through `crate::docker`, and knows nothing of gRPC.
-//! Its parts: `run_args` parses `runArgs` and `build.options`, `features` resolves, orders and builds local Features,
+//! Its parts: `run_args` parses `runArgs` and `build.options`, `features` fetches, resolves, orders and builds Features,
 //! `metadata` reads and merges the `devcontainer.metadata` label, and `compose` drives Docker Compose configurations.
 
 mod compose;
@@ -101,6 +101,27 @@ pub struct Engine {
     activity: Arc<Activity>,
     /// The record of the workspace's container; the lock also keeps `up`, `stop` and `delete` from overlapping.
     record: Mutex<Option<WorkspaceRecord>>,
+    /// Held while lifecycle commands run, including those after `waitFor` that outlive their `up`: a second `up` runs
+    /// its commands after them, so the reference order holds.
+    lifecycle: Arc<Mutex<()>>,
+}
+
+/// What `up` made ready, and the lifecycle commands it left to run after that (see [`Engine::finish`]).
+#[derive(Debug)]
+pub struct Up {
+    pub result: UpResult,
+    pub remaining: Remaining,
+}
+
+/// The lifecycle commands after the `waitFor` point (by default `postCreateCommand`, `postStartCommand` and
+/// `postAttachCommand`), which run once the dev container is reported ready.
+#[derive(Debug)]
+pub struct Remaining {
+    merged: metadata::Merged,
+    target: Target,
+    config_file: String,
+    hooks: &'static [&'static str],
+    _lifecycle: tokio::sync::OwnedMutexGuard<()>,
 }
 
 impl Engine {
@@ -118,6 +139,7 @@ impl Engine {
             state,
             activity,
             record: Mutex::new(record),
+            lifecycle: Arc::new(Mutex::new(())),
         }
     }
 
@@ -157,8 +179,9 @@ impl Engine {
         Ok(target)
     }
 
-    /// Builds (or finds) and starts the dev container, then runs its lifecycle commands.
-    pub async fn up(&self, spec: UpSpec, events: &Events) -> Result<UpResult, EngineError> {
+    /// Builds (or finds) and starts the dev container, then runs its lifecycle commands up to the `waitFor` point; the
+    /// dev container is ready then, and [`Engine::finish`] runs the rest.
+    pub async fn up(&self, spec: UpSpec, events: &Events) -> Result<Up, EngineError> {
         let _busy = self.activity.busy(idle::source::UP);
         let mut record_slot = self.record.lock().await;
         let config_error = |message: String| EngineError::Config {
@@ -310,16 +333,40 @@ impl Engine {
             container: container.clone(),
             record: record.clone(),
         };
-        self.run_lifecycle(&merged, &target, &spec.config_file, events)
+        let lifecycle = Arc::clone(&self.lifecycle).lock_owned().await;
+        let (now, later) = split_at_wait_for(merged.wait_for.unwrap_or_default());
+        self.run_lifecycle(&merged, &target, &spec.config_file, now, events)
             .await?;
 
-        Ok(UpResult {
-            container_id: container.id,
-            created,
-            workspace_folder: record.workspace_folder,
-            remote_user: record.remote_user,
-            image: record.image,
+        Ok(Up {
+            result: UpResult {
+                container_id: container.id,
+                created,
+                workspace_folder: record.workspace_folder,
+                remote_user: record.remote_user,
+                image: record.image,
+            },
+            remaining: Remaining {
+                merged,
+                target,
+                config_file: spec.config_file,
+                hooks: later,
+                _lifecycle: lifecycle,
+            },
         })
+    }
+
+    /// Runs the lifecycle commands `up` left for after the dev container is ready. They run to their end whether or not
+    /// anyone still reads `events`, as the spec's background commands do.
+    pub async fn finish(&self, remaining: Remaining, events: &Events) -> Result<(), EngineError> {
+        self.run_lifecycle(
+            &remaining.merged,
+            &remaining.target,
+            &remaining.config_file,
+            remaining.hooks,
+            events,
+        )
+        .await
     }
 
     /// Makes the image (building the Dockerfile and the Feature layer as needed) and the container.
@@ -346,7 +393,15 @@ impl Engine {
             message,
         };
         // Features are resolved before anything is built, so a bad Feature leaves no image behind.
-        let features = features::resolve(config, &config_file, files_folder)
+        let feature_cache = self.state.path().join("features");
+        let sources = features::Sources {
+            config_folder: config_file.parent().unwrap_or(Path::new("/")),
+            workspace: files_folder,
+            cache: &feature_cache,
+            events: Some(events),
+        };
+        let features = features::resolve(config, &sources)
+            .await
             .map_err(|error| config_error(format!("\"features\": {error}")))?;
         let tag = image_tag(local_folder);
         let (base_image, mut built_image) = match kind {
@@ -886,19 +941,20 @@ impl Engine {
         }
     }
 
-    /// Runs the in-container lifecycle commands in the reference order, each at most as often as the reference does: per
-    /// hook, the commands of the base image, then of the Features in install order, then of devcontainer.json.
+    /// Runs the in-container lifecycle `hooks` (a part of [`metadata::HOOKS`]) in the reference order, each at most as
+    /// often as the reference does: per hook, the commands of the base image, then of the Features in install order, then
+    /// of devcontainer.json.
     async fn run_lifecycle(
         &self,
         merged: &metadata::Merged,
         target: &Target,
         config_file: &str,
+        hooks: &[&'static str],
         events: &Events,
     ) -> Result<(), EngineError> {
         let created = target.container.created.clone();
         let started = target.container.started_at.clone();
-        let wait_for = merged.wait_for.unwrap_or_default();
-        for hook in metadata::HOOKS {
+        for &hook in hooks {
             let marker = match hook {
                 "postStartCommand" => Some(started.as_str()),
                 "postAttachCommand" => None,
@@ -959,14 +1015,6 @@ impl Engine {
                         });
                     }
                 }
-            }
-            if hook_wait_for(hook) == Some(wait_for) {
-                progress(
-                    events,
-                    UpPhase::Lifecycle,
-                    format!("{hook} done (waitFor); the workspace is usable, running the remaining lifecycle commands"),
-                )
-                .await;
             }
         }
         Ok(())
@@ -1504,14 +1552,20 @@ fn parse_probe(output: &[u8]) -> BTreeMap<String, String> {
 }
 
 /// The `waitFor` value a hook is.
-fn hook_wait_for(hook: &str) -> Option<devcontainer::WaitFor> {
-    match hook {
-        "onCreateCommand" => Some(devcontainer::WaitFor::OnCreateCommand),
-        "updateContentCommand" => Some(devcontainer::WaitFor::UpdateContentCommand),
-        "postCreateCommand" => Some(devcontainer::WaitFor::PostCreateCommand),
-        "postStartCommand" => Some(devcontainer::WaitFor::PostStartCommand),
-        _ => None,
-    }
+/// The in-container hooks `up` waits for (up to and including `waitFor`) and those that run after the dev container is
+/// ready. `initializeCommand` runs on the client's machine before `up`, so waiting for it waits for no in-container hook.
+fn split_at_wait_for(
+    wait_for: devcontainer::WaitFor,
+) -> (&'static [&'static str], &'static [&'static str]) {
+    let waited = match wait_for {
+        devcontainer::WaitFor::InitializeCommand => 0,
+        devcontainer::WaitFor::OnCreateCommand => 1,
+        devcontainer::WaitFor::UpdateContentCommand => 2,
+        devcontainer::WaitFor::PostCreateCommand => 3,
+        devcontainer::WaitFor::PostStartCommand => 4,
+    };
+    let hooks: &'static [&'static str] = &metadata::HOOKS;
+    hooks.split_at(waited)
 }
 
 #[cfg(test)]

@@ -30,7 +30,27 @@ fn resolve_fixture(relative: &str) -> Result<Vec<ResolvedFeature>, FeatureError>
     let config_file = workspace.join(".devcontainer/devcontainer.json");
     let text = std::fs::read_to_string(&config_file).expect("reading the fixture");
     let (config, _) = skiff::devcontainer::parse(&config_file, &text).expect("parsing the fixture");
-    resolve(&config, &config_file, &workspace)
+    resolve_at(&config, &config_file, &workspace)
+}
+
+/// Resolves `config` read from `config_file` in `workspace`, with a cache nobody shares.
+fn resolve_at(
+    config: &DevContainer,
+    config_file: &Path,
+    workspace: &Path,
+) -> Result<Vec<ResolvedFeature>, FeatureError> {
+    let cache = tempfile::tempdir().expect("a temporary folder");
+    let sources = Sources {
+        config_folder: config_file.parent().unwrap_or(Path::new("/")),
+        workspace,
+        cache: cache.path(),
+        events: None,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(resolve(config, &sources))
 }
 
 fn order_of(relative: &str) -> Vec<(String, Value)> {
@@ -123,23 +143,36 @@ fn cycles_are_rejected_with_the_features_named() {
 }
 
 #[test]
-fn registry_and_legacy_ids_are_refused_with_the_fix() {
+fn an_unreachable_registry_is_named_with_the_fix() {
+    // Nothing listens on port 9 of the loopback (discard is not run here), so the connection is refused at once.
     let config: DevContainer = serde_json::from_value(json!({
-        "image": "x", "features": {"ghcr.io/devcontainers/features/git:1": {}}
+        "image": "x", "features": {"127.0.0.1:9/skiff-test/features/git:1": {}}
     }))
     .unwrap();
-    let error = resolve(
+    let error = resolve_at(
         &config,
         Path::new("/w/.devcontainer/devcontainer.json"),
         Path::new("/w"),
     )
     .unwrap_err();
-    assert!(error.0.contains("OCI registries"), "{error}");
+    assert!(
+        error.0.starts_with("Feature \"127.0.0.1:9/skiff-test/features/git:1\": cannot reach registry 127.0.0.1:9 (http)"),
+        "{error}"
+    );
+    assert!(
+        error.0.contains("use it as a local Feature (\"./git\")"),
+        "{error}"
+    );
+}
+
+#[test]
+fn legacy_ids_are_refused_with_the_fix() {
     let config: DevContainer = serde_json::from_value(json!({
         "image": "x", "features": {"myfeature": {}}
     }))
     .unwrap();
-    let error = resolve(&config, Path::new("/w/.devcontainer.json"), Path::new("/w")).unwrap_err();
+    let error =
+        resolve_at(&config, Path::new("/w/.devcontainer.json"), Path::new("/w")).unwrap_err();
     assert!(error.0.contains("prepend its name with \"./\""), "{error}");
 }
 
@@ -149,7 +182,8 @@ fn local_features_outside_the_devcontainer_folder_are_refused() {
         "image": "x", "features": {"./local-features/a": {}}
     }))
     .unwrap();
-    let error = resolve(&config, Path::new("/w/.devcontainer.json"), Path::new("/w")).unwrap_err();
+    let error =
+        resolve_at(&config, Path::new("/w/.devcontainer.json"), Path::new("/w")).unwrap_err();
     assert!(
         error
             .0
@@ -169,6 +203,8 @@ fn option_env_and_layer() {
     let feature = ResolvedFeature {
         user_id: "./tiger".into(),
         folder: PathBuf::from("/nowhere"),
+        resource: "/nowhere".into(),
+        version: String::new(),
         options: serde_json::from_value(json!({"greeting": "hello"})).unwrap(),
         manifest,
     };
