@@ -76,6 +76,27 @@ fn write_project(folder: &Path) {
     std::fs::write(folder.join("hello.txt"), "hello from the laptop\n").unwrap();
     std::fs::write(folder.join(".gitignore"), "secret.txt\n").unwrap();
     std::fs::write(folder.join("secret.txt"), "must not leave the laptop\n").unwrap();
+    // A git repository, so the workspace on the instance has history and, after `sync`, uncommitted changes.
+    for args in [
+        vec!["init", "-q"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.email=test@skiff.invalid",
+            "-c",
+            "user.name=test",
+            "commit",
+            "-qm",
+            "start",
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(&args)
+            .current_dir(folder)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    }
 }
 
 #[test]
@@ -226,23 +247,51 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     let status = run(&["status", name, "--json"]);
     assert!(status.contains("running"), "{status}");
 
-    // ssh: a login shell through the agent's SSH server, over the same tunnel.
+    // ssh: a login shell in a terminal, over the same tunnel; typing reaches it and its output comes back.
     let mut ssh = skiff(&["ssh", name])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut ssh_stdin = ssh.stdin.take().unwrap();
+    let mut ssh_stdout = ssh.stdout.take().unwrap();
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = ssh_stdout.read(&mut buffer) {
+            if count == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buffer[..count]);
+            let _ = seen_tx.send(String::from_utf8_lossy(&seen).into_owned());
+        }
+    });
+    let mut shown = String::new();
+    let typed_at = Instant::now();
+    // The shell computes 42, so the line is its output, not the terminal's echo of what was typed.
+    while !shown.contains("through-42-ssh") && typed_at.elapsed() < Duration::from_secs(30) {
+        use std::io::Write as _;
+        // Typed again every few seconds until the shell is there to read it.
+        let _ = ssh_stdin.write_all(b"echo through-$((6*7))-ssh\r");
+        let _ = ssh_stdin.flush();
+        let wait_until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < wait_until && !shown.contains("through-42-ssh") {
+            if let Ok(text) = seen_rx.recv_timeout(Duration::from_millis(200)) {
+                shown = text;
+            }
+        }
+    }
     {
         use std::io::Write as _;
-        let mut stdin = ssh.stdin.take().unwrap();
-        stdin.write_all(b"echo through-ssh\nexit\n").unwrap();
+        let _ = ssh_stdin.write_all(b"exit\r");
     }
-    let ssh = ssh.wait_with_output().unwrap();
+    drop(ssh_stdin);
+    let _ = ssh.wait();
     assert!(
-        String::from_utf8_lossy(&ssh.stdout).contains("through-ssh"),
-        "{}",
-        String::from_utf8_lossy(&ssh.stdout)
+        shown.contains("through-42-ssh"),
+        "the shell's output through skiff ssh: {shown:?}"
     );
 
     // forward: a server in the dev container answers on a local port.
@@ -295,6 +344,24 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     assert!(
         stats.sessions_started <= 2 + skiff_client::tunnel::warm::POOL as u64,
         "commands share the warm tunnel: {stats:?}"
+    );
+
+    // delete checks the files on the instance for work that is nowhere else before anything goes; without a
+    // terminal and without --yes it keeps the workspace and says how to go on.
+    let refused = skiff(&["delete", name])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--yes"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert_eq!(
+        live_instances(&sandbox.region, name).len(),
+        1,
+        "nothing was deleted"
     );
 
     // delete: everything goes, the tunnel daemon too.

@@ -22,10 +22,16 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    // An AWS workspace: `agent` gives one connection; a pool of Session Manager sessions carries a sync faster.
-    let client = super::agent(&workspace, &args.agent).await?;
+    // An AWS workspace: the warm tunnel's bulk lanes, one Session Manager session each, carry a sync faster.
+    let mut clients = Vec::new();
+    for lane in 1..=crate::tunnel::warm::POOL {
+        clients.push(
+            crate::provider::aws::connect::agent_on_lane(&workspace, lane, args.agent.tunnel)
+                .await?,
+        );
+    }
     sync_with(
-        &mut [client],
+        &mut clients,
         &workspace.record.local_folder,
         args.force,
         workspace.name(),

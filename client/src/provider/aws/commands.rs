@@ -438,11 +438,55 @@ pub async fn stop(name: &str) -> anyhow::Result<Option<i32>> {
 
 /// `skiff delete NAME` for an AWS workspace: terminates it, removes its security group, its local record and,
 /// with `purge`, skiff's IAM role.
-pub async fn delete(name: &str, yes: bool, purge: bool) -> anyhow::Result<Option<i32>> {
+pub async fn delete(
+    name: &str,
+    yes: bool,
+    purge: bool,
+    tunnel: crate::cli::TunnelChoice,
+) -> anyhow::Result<Option<i32>> {
     let Some(located) = locate(name).await? else {
         return Ok(None);
     };
-    if !yes && std::io::stdin().is_terminal() {
+    // The workspace's files live on the instance: work there that exists nowhere else (uncommitted changes,
+    // unpushed commits) goes with it, so it is checked first, through the tunnel.
+    let mut confirmed = false;
+    if let Some(record) = &located.record
+        && let Some(instance) = &located.instance
+        && record
+            .record
+            .aws
+            .as_ref()
+            .is_some_and(|placement| placement.files_folder.is_some())
+    {
+        use crate::files::DeleteDecision;
+        if instance.state != "running" {
+            if !yes {
+                eprintln!(
+                    "workspace {name} is {}, so its files on the instance cannot be checked for work that is nowhere else; `skiff up` it to check, or pass --yes to delete it anyway",
+                    instance.state
+                );
+                return Ok(Some(1));
+            }
+        } else {
+            match super::connect::agent(record, tunnel).await {
+                Ok(mut client) => {
+                    match crate::files::check_before_delete(&mut client, name, yes).await? {
+                        DeleteDecision::Refused => return Ok(Some(1)),
+                        DeleteDecision::Confirmed => confirmed = true,
+                        DeleteDecision::NothingToLose => {}
+                    }
+                }
+                Err(error) if !yes => {
+                    eprintln!(
+                        "could not check workspace {name}'s files for work that is nowhere else ({error:#}); pass --yes to delete it anyway"
+                    );
+                    return Ok(Some(1));
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    if !yes && !confirmed && std::io::stdin().is_terminal() {
         eprint!(
             "Delete workspace {name} (instance {} in {}, its disk and security group)? [y/N] ",
             located
