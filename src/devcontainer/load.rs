@@ -65,8 +65,7 @@ pub fn find_config(
     })
 }
 
-/// Finds, reads and parses the config of `workspace_folder` (see `find_config` and `parse`), checks that its kind is known,
-/// and adds the spec schema's complaints to the warnings (see `schema_warnings`).
+/// Finds, reads and parses the config of `workspace_folder` (see `find_config` and `parse`) and checks that its kind is known.
 ///
 /// Variables are not substituted; that is `substitute_local`'s job.
 pub fn load(workspace_folder: &Path, explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
@@ -75,12 +74,11 @@ pub fn load(workspace_folder: &Path, explicit: Option<&Path>) -> Result<LoadedCo
         file: config_file.clone(),
         source,
     })?;
-    let (config, mut warnings) = parse(&config_file, &text)?;
+    let (config, warnings) = parse(&config_file, &text)?;
     let kind = config.kind().map_err(|problem| ConfigError::Kind {
         file: config_file.clone(),
         problem,
     })?;
-    warnings.extend(super::schema::schema_warnings(&config));
     Ok(LoadedConfig {
         workspace_folder: absolute(workspace_folder)?,
         config_file,

@@ -13,7 +13,6 @@ mod id;
 mod load;
 mod model;
 mod parse;
-mod schema;
 mod substitute;
 
 #[cfg(test)]
@@ -32,7 +31,6 @@ pub use model::{
     SimpleCommand, StringOrList, UserEnvProbe, WaitFor,
 };
 pub use parse::parse;
-pub use schema::schema_warnings;
 pub use substitute::{
     LocalContext, substitute_container_env, substitute_devcontainer_id, substitute_local,
 };
