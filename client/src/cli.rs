@@ -229,6 +229,8 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub agent: AgentOptions,
 }
 
 /// `skiff exec`.

@@ -251,7 +251,8 @@ impl AwsSandbox {
         self.skiff().args(args).output().unwrap()
     }
 
-    pub(crate) fn ok(&self, args: &[&str]) -> String {
+    /// Runs skiff expecting success.
+    fn succeeds(&self, args: &[&str]) -> Output {
         let output = self.run(args);
         assert!(
             output.status.success(),
@@ -261,7 +262,17 @@ impl AwsSandbox {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8(output.stdout).unwrap()
+        output
+    }
+
+    /// Runs skiff expecting success; its standard output.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        String::from_utf8(self.succeeds(args).stdout).unwrap()
+    }
+
+    /// Runs skiff expecting success; its standard error (progress and summaries).
+    fn ok_stderr(&self, args: &[&str]) -> String {
+        String::from_utf8(self.succeeds(args).stderr).unwrap()
     }
 
     /// Runs skiff expecting failure; its standard error.
@@ -464,17 +475,29 @@ fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
         1
     );
 
-    // Without --no-wait, up says plainly that the tunnel is missing, after the instance runs.
+    // Without --no-wait, up waits for Session Manager, which moto does not have: it says so plainly (the endpoint
+    // and the variable to check) instead of printing moto's HTML page, and the running instance stays.
     let no_tunnel = sandbox.fails(&["up", &project_text]);
     assert!(
-        no_tunnel.contains("is running, but this build of skiff has no Session Manager tunnel yet"),
+        no_tunnel.contains("asking Session Manager whether the instance is online")
+            && no_tunnel.contains("answered HTTP 500 without an AWS error")
+            && no_tunnel.contains("AWS_ENDPOINT_URL_SSM"),
         "{no_tunnel}"
     );
+    assert!(!no_tunnel.contains("<html"), "{no_tunnel}");
+    // status reports the instance from EC2 and says why the agent could not be asked, without failing.
     let status: Value = serde_json::from_str(&sandbox.ok(&["status", "app", "--json"])).unwrap();
     assert_eq!(status["instance"]["state"], "running");
     assert_eq!(status["owner"], MOTO_OWNER);
+    assert_eq!(status["agent_running"], false);
+    assert!(
+        status["agent_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("Session Manager")),
+        "{status:#}"
+    );
     let exec = sandbox.fails(&["exec", "app", "--", "true"]);
-    assert!(exec.contains("no Session Manager tunnel yet"), "{exec}");
+    assert!(exec.contains("Session Manager"), "{exec}");
     // moto's console output is canned text, but it arrives through GetConsoleOutput and is decoded.
     let boot = sandbox.ok(&["logs", "app", "--boot"]);
     assert!(boot.contains("Linux version"), "{boot}");
@@ -486,6 +509,95 @@ fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
     assert!(!sandbox.record("app").exists());
     let listed: Value = serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
     assert_eq!(listed, serde_json::json!([]));
+}
+
+/// The `A` records named `name` in the hosted zone `zone_id`, as Route53 (moto) holds them: their values.
+fn a_records(zone_id: &str, name: &str) -> Vec<String> {
+    let sets = call(
+        "us-east-1",
+        "route53",
+        "list_resource_record_sets",
+        &serde_json::json!({"HostedZoneId": zone_id}),
+    );
+    sets["ResourceRecordSets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|set| set["Type"] == "A" && set["Name"] == name)
+        .flat_map(|set| set["ResourceRecords"].as_array().unwrap().clone())
+        .map(|record| record["Value"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_dns_record_follows_the_instance_and_goes_with_it() {
+    let sandbox = AwsSandbox::new("eu-central-1");
+    let zone = call(
+        "us-east-1",
+        "route53",
+        "create_hosted_zone",
+        &serde_json::json!({"Name": "skiff-dns.example", "CallerReference": "skiff-dns-test"}),
+    );
+    let zone_id = zone["HostedZone"]["Id"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/hostedzone/")
+        .to_owned();
+    let project = sandbox.project("web");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+
+    // A zone that does not exist is refused before anything is made.
+    let other = sandbox.project("nozone");
+    let other_text = other.display().to_string();
+    let refused = sandbox.fails(&up_args(
+        &other_text,
+        &skiffd_text,
+        &["--dns-zone", "missing.example"],
+    ));
+    assert!(
+        refused.contains("--dns-zone missing.example: no Route53 hosted zone has that name or id"),
+        "{refused}"
+    );
+    assert!(live_instances("eu-central-1", "nozone").is_empty());
+    assert!(tagged_groups("eu-central-1", "nozone").is_empty());
+
+    // Given by name: the record is WORKSPACE.OWNER.ZONE and points at the private address.
+    sandbox.ok(&up_args(
+        &project_text,
+        &skiffd_text,
+        &["--dns-zone", "skiff-dns.example"],
+    ));
+    let name = "web.moto.skiff-dns.example.";
+    let instance = live_instances("eu-central-1", "web").remove(0);
+    let address = instance["PrivateIpAddress"].as_str().unwrap().to_owned();
+    assert_eq!(a_records(&zone_id, name), [address.clone()]);
+    assert_eq!(tag(&instance, "skiff:dns-zone"), Some(zone_id.as_str()));
+    assert_eq!(tag(&instance, "skiff:dns-name"), Some(name));
+    let status: Value = serde_json::from_str(&sandbox.ok(&["status", "web", "--json"])).unwrap();
+    assert_eq!(status["instance"]["dns_name"], name);
+
+    // Kept current on start, without the flag: the zone comes from the instance's tag. A record pointed
+    // elsewhere meanwhile is put back.
+    sandbox.ok(&["stop", "web"]);
+    call(
+        "us-east-1",
+        "route53",
+        "change_resource_record_sets",
+        &serde_json::json!({"HostedZoneId": zone_id, "ChangeBatch": {"Changes": [{"Action": "UPSERT",
+            "ResourceRecordSet": {"Name": name, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.9.9.9"}]}}]}}),
+    );
+    sandbox.ok(&up_args(&project_text, &skiffd_text, &[]));
+    assert_eq!(a_records(&zone_id, name), [address.clone()]);
+
+    // delete removes it with the instance and says so.
+    let deleted = sandbox.ok_stderr(&["delete", "web", "--yes"]);
+    assert!(
+        deleted.contains(&format!("DNS record {name} removed")),
+        "{deleted}"
+    );
+    assert!(a_records(&zone_id, name).is_empty());
+    assert!(live_instances("eu-central-1", "web").is_empty());
 }
 
 #[test]

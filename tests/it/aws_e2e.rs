@@ -243,9 +243,18 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         .unwrap();
     assert_eq!(failed.status.code(), Some(7));
 
-    // status through the tunnel names the container.
-    let status = run(&["status", name, "--json"]);
-    assert!(status.contains("running"), "{status}");
+    // status asks the agent through the tunnel: the instance and the dev container both run.
+    let status: serde_json::Value =
+        serde_json::from_str(&run(&["status", name, "--json"])).unwrap();
+    assert_eq!(status["instance"]["state"], "running", "{status:#}");
+    assert_eq!(status["agent_running"], true, "{status:#}");
+    assert_eq!(status["container_state"], "running", "{status:#}");
+    assert!(
+        status["container_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{status:#}"
+    );
 
     // ssh: a login shell in a terminal, over the same tunnel; typing reaches it and its output comes back.
     let mut ssh = skiff(&["ssh", name])

@@ -16,7 +16,7 @@ mod proxy;
 mod session;
 mod ssh;
 mod ssh_config;
-mod status;
+pub(crate) mod status;
 mod stop;
 mod sync;
 mod up;

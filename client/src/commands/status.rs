@@ -17,7 +17,9 @@ struct Report {
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
-    if let Some(code) = crate::provider::aws::commands::status(&args.name, args.json).await? {
+    if let Some(code) =
+        crate::provider::aws::commands::status(&args.name, args.json, args.agent.tunnel).await?
+    {
         return Ok(code);
     }
     let workspace = super::find_workspace(&args.name)?;
@@ -49,6 +51,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     };
+    print_agent(&status);
+    Ok(0)
+}
+
+/// The agent's part of `status`, as lines of text: the agent, the dev container and the idle countdown. Shared by
+/// both providers.
+pub(crate) fn print_agent(status: &skiff::api::Status) {
     println!(
         "agent             running, version {}",
         status.agent_version
@@ -90,5 +99,4 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
         "idle              {idle_for} (last activity: {}); {countdown}",
         idle.last_activity_source
     );
-    Ok(0)
 }

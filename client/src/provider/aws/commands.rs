@@ -8,6 +8,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use skiff::devcontainer::HostRequirements;
@@ -354,10 +355,50 @@ pub async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
     Ok(rows)
 }
 
-/// `skiff status NAME` for an AWS workspace; `None` if it is not one.
-pub async fn status(name: &str, json: bool) -> anyhow::Result<Option<i32>> {
+/// How long `status` waits for the agent of a running instance before reporting it unreachable.
+const STATUS_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `skiff status NAME` for an AWS workspace; `None` if it is not one. The instance comes from EC2; when it runs
+/// and this machine holds the workspace's keys, the agent is asked too, through the warm tunnel, and what stops
+/// it answering is reported rather than failing the command.
+pub async fn status(
+    name: &str,
+    json: bool,
+    tunnel: crate::cli::TunnelChoice,
+) -> anyhow::Result<Option<i32>> {
     let Some(located) = locate(name).await? else {
         return Ok(None);
+    };
+    let running = located
+        .instance
+        .as_ref()
+        .is_some_and(|instance| instance.state == "running");
+    let (agent, agent_error) = match (&located.record, running) {
+        (Some(record), true) => {
+            let asked = async {
+                let mut client = super::connect::agent(record, tunnel).await?;
+                anyhow::Ok(client.status().await?)
+            };
+            match tokio::time::timeout(STATUS_AGENT_TIMEOUT, asked).await {
+                Ok(Ok(status)) => (Some(status), None),
+                Ok(Err(error)) => (None, Some(format!("{error:#}"))),
+                Err(_) => (
+                    None,
+                    Some(format!(
+                        "no answer within {} s",
+                        STATUS_AGENT_TIMEOUT.as_secs()
+                    )),
+                ),
+            }
+        }
+        (None, true) => (
+            None,
+            Some(
+                "not asked: this machine has no keys for the workspace (`skiff enroll` on a machine that has them)"
+                    .to_owned(),
+            ),
+        ),
+        _ => (None, None),
     };
     #[derive(serde::Serialize)]
     struct Report<'a> {
@@ -366,8 +407,12 @@ pub async fn status(name: &str, json: bool) -> anyhow::Result<Option<i32>> {
         region: &'a str,
         owner: &'a str,
         folder: Option<String>,
-        agent_running: Option<bool>,
+        agent_running: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent_error: Option<&'a str>,
         instance: Option<&'a InstanceSummary>,
+        #[serde(flatten)]
+        agent: Option<&'a skiff::api::Status>,
     }
     let report = Report {
         name,
@@ -379,8 +424,10 @@ pub async fn status(name: &str, json: bool) -> anyhow::Result<Option<i32>> {
             .as_ref()
             .map(|record| record.record.local_folder.display().to_string())
             .filter(|folder| !folder.is_empty()),
-        agent_running: None,
+        agent_running: agent.is_some(),
+        agent_error: agent_error.as_deref(),
         instance: located.instance.as_ref(),
+        agent: agent.as_ref(),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -404,12 +451,19 @@ pub async fn status(name: &str, json: bool) -> anyhow::Result<Option<i32>> {
             if let Some(ip) = &instance.private_ip {
                 println!("private address   {ip}");
             }
+            if let Some(dns) = &instance.dns_name {
+                println!("dns name          {}", dns.trim_end_matches('.'));
+            }
             if let Some(launched) = &instance.launched {
                 println!("launched          {launched}");
             }
-            println!("agent             not asked: this build has no Session Manager tunnel yet");
         }
         None => println!("instance          none (`skiff up` launches one)"),
+    }
+    match (&agent, &agent_error) {
+        (Some(status), _) => crate::commands::status::print_agent(status),
+        (None, Some(error)) => println!("agent             unreachable: {error}"),
+        (None, None) => {}
     }
     Ok(Some(0))
 }
@@ -504,7 +558,8 @@ pub async fn delete(
         }
     }
     let progress = Progress::new();
-    let (instances, groups) = located.aws.delete(name, &located.owner, &progress).await?;
+    let deleted = located.aws.delete(name, &located.owner, &progress).await?;
+    let (instances, groups) = (&deleted.instances, deleted.groups);
     if purge {
         progress.step("removing skiff's IAM role and instance profile");
         located.aws.purge_instance_role().await?;
@@ -514,8 +569,13 @@ pub async fn delete(
         super::connect::stop_daemon(&record).await;
         record.remove()?;
     }
+    let records: String = deleted
+        .records
+        .iter()
+        .map(|record| format!(", DNS record {record} removed"))
+        .collect();
     eprintln!(
-        "deleted workspace {name} ({} instance{} terminated, {groups} security group{} removed{})",
+        "deleted workspace {name} ({} instance{} terminated, {groups} security group{} removed{records}{})",
         instances.len(),
         if instances.len() == 1 { "" } else { "s" },
         if groups == 1 { "" } else { "s" },

@@ -62,6 +62,10 @@ pub struct AwsOptions {
     /// The SHA-256 of the skiffd at --agent-url [default: the hash of --agent-binary].
     #[arg(long, value_name = "HEX")]
     pub agent_sha256: Option<String>,
+    /// A Route53 hosted zone (id or name) to keep an A record of the instance's private address in, named
+    /// WORKSPACE.OWNER.ZONE; `delete` removes it.
+    #[arg(long, value_name = "ZONE")]
+    pub dns_zone: Option<String>,
 }
 
 /// `skiff provider aws`: saves the given options as defaults (merged into what was saved) and shows them.
@@ -119,6 +123,8 @@ pub struct AwsSettings {
     pub agent_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_zone: Option<String>,
 }
 
 #[expect(
@@ -149,6 +155,7 @@ pub const ENVIRONMENT: &[&str] = &[
     "SKIFF_AWS_VOLUME_SIZE",
     "SKIFF_AWS_AGENT_URL",
     "SKIFF_AWS_AGENT_SHA256",
+    "SKIFF_AWS_DNS_ZONE",
 ];
 
 impl AwsSettings {
@@ -210,6 +217,7 @@ impl AwsSettings {
             volume_size,
             agent_url: get("SKIFF_AWS_AGENT_URL"),
             agent_sha256: get("SKIFF_AWS_AGENT_SHA256"),
+            dns_zone: get("SKIFF_AWS_DNS_ZONE"),
             ..Self::default()
         })
     }
@@ -251,6 +259,7 @@ impl AwsSettings {
             tags,
             agent_url: options.agent_url.clone(),
             agent_sha256: options.agent_sha256.clone(),
+            dns_zone: options.dns_zone.clone(),
         })
     }
 
@@ -273,7 +282,8 @@ impl AwsSettings {
             ami,
             volume_size,
             agent_url,
-            agent_sha256
+            agent_sha256,
+            dns_zone
         );
         if !over.list_regions.is_empty() {
             self.list_regions = over.list_regions;

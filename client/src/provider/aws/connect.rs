@@ -373,8 +373,9 @@ pub async fn wait_online(aws: &Aws, instance_id: &str, timeout: Duration) -> any
             .send()
             .await
             .map_err(|error| {
-                super::aws_error(
+                super::sdk_error(
                     "asking Session Manager whether the instance is online",
+                    "ssm",
                     &error,
                 )
             })?;

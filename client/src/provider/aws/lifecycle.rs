@@ -37,6 +37,12 @@ pub struct InstanceSummary {
     pub availability_zone: Option<String>,
     pub private_ip: Option<String>,
     pub launched: Option<String>,
+    /// The workspace's DNS record, if it has one (see `dns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_name: Option<String>,
+    /// The hosted zone of that record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_zone: Option<String>,
 }
 
 /// What `up` needs besides the settings.
@@ -55,6 +61,17 @@ pub struct UpRequest<'a> {
     pub previous_instance: Option<&'a str>,
     /// Set to the new instance's id as soon as RunInstances returns, whatever fails after it.
     pub launched: &'a std::sync::OnceLock<String>,
+}
+
+/// What `delete` removed.
+#[derive(Debug, Clone, Default)]
+pub struct Deleted {
+    /// The terminated instances.
+    pub instances: Vec<String>,
+    /// How many security groups were removed.
+    pub groups: usize,
+    /// The DNS records removed.
+    pub records: Vec<String>,
 }
 
 /// What `up` did.
@@ -101,6 +118,8 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
             .and_then(|placement| placement.availability_zone.clone()),
         private_ip: instance.private_ip_address.clone(),
         launched: instance.launch_time.map(|time| time.to_string()),
+        dns_name: tag_value(instance, super::dns::TAG_DNS_NAME),
+        dns_zone: tag_value(instance, super::dns::TAG_DNS_ZONE),
     }
 }
 
@@ -313,14 +332,14 @@ impl Aws {
             .await
     }
 
-    /// Terminates every instance of the workspace, waits, and removes its security group.
-    /// Returns the terminated instance ids and the number of groups removed.
+    /// Terminates every instance of the workspace, waits, and removes its security group and DNS record.
+    /// Returns the terminated instance ids, the number of groups removed and the DNS records removed.
     pub async fn delete(
         &self,
         workspace: &str,
         owner: &str,
         progress: &Progress,
-    ) -> anyhow::Result<(Vec<String>, usize)> {
+    ) -> anyhow::Result<Deleted> {
         let instances = self.instances(Some(workspace), Some(owner)).await?;
         let ids: Vec<String> = instances
             .iter()
@@ -342,7 +361,22 @@ impl Aws {
         let groups = self
             .delete_workspace_groups(workspace, owner, Duration::from_secs(300))
             .await?;
-        Ok((ids, groups))
+        let mut records = Vec::new();
+        for instance in &instances {
+            if let (Some(zone), Some(name), Some(address)) =
+                (&instance.dns_zone, &instance.dns_name, &instance.private_ip)
+            {
+                progress.step(&format!("removing the DNS record {name}"));
+                if self.dns_remove(zone, name, address).await? {
+                    records.push(name.clone());
+                }
+            }
+        }
+        Ok(Deleted {
+            instances: ids,
+            groups,
+            records,
+        })
     }
 
     /// What the instance wrote to its serial console (user-data's progress), decoded.
@@ -388,6 +422,11 @@ pub async fn up(
             }
             _ => aws.start(&existing, progress).await?,
         };
+        let zone = match &request.settings.dns_zone {
+            Some(given) => Some(aws.dns_zone(given).await?),
+            None => None,
+        };
+        let instance = keep_dns(aws, request, zone, instance, progress).await?;
         return Ok(UpOutcome {
             instance,
             created: false,
@@ -418,6 +457,10 @@ pub async fn up(
         anyhow::bail!("--volume-size {volume_gib}: give a root volume size in GiB from 8 to 16384");
     }
     let agent = agent_source(settings, request.agent_binary, info.architecture)?;
+    let zone = match &settings.dns_zone {
+        Some(given) => Some(aws.dns_zone(given).await?),
+        None => None,
+    };
     let script = user_data::render(&UserDataSpec {
         workspace: request.workspace,
         idle_timeout: request.idle_timeout,
@@ -479,11 +522,64 @@ pub async fn up(
     let _ = request.launched.set(instance_id.clone());
     abort_point("run-instances");
     let instance = aws.wait_for(&instance_id, &["running"], progress).await?;
+    let instance = keep_dns(aws, request, zone, instance, progress).await?;
     Ok(UpOutcome {
         instance,
         created: true,
         push: agent.push,
     })
+}
+
+/// Keeps the workspace's DNS record pointing at the running instance: in `zone` (`--dns-zone`), else in the zone
+/// the instance's tags name from an earlier `up`. A record in another zone than before is moved.
+async fn keep_dns(
+    aws: &Aws,
+    request: &UpRequest<'_>,
+    zone: Option<super::dns::Zone>,
+    mut instance: InstanceSummary,
+    progress: &Progress,
+) -> anyhow::Result<InstanceSummary> {
+    let zone = match (zone, &instance.dns_zone) {
+        (Some(zone), _) => zone,
+        (None, Some(tagged)) => aws.dns_zone(tagged).await?,
+        (None, None) => return Ok(instance),
+    };
+    let Some(address) = instance.private_ip.clone() else {
+        anyhow::bail!(
+            "instance {} has no private address for its DNS record in {}",
+            instance.instance_id,
+            zone.name
+        );
+    };
+    let name = super::dns::record_name(request.workspace, request.owner, &zone)?;
+    if let (Some(old_zone), Some(old_name)) = (&instance.dns_zone, &instance.dns_name)
+        && (*old_zone != zone.id || *old_name != name)
+    {
+        progress.step(&format!("removing the old record {old_name}"));
+        aws.dns_remove(old_zone, old_name, &address).await?;
+    }
+    progress.step(&format!("pointing {name} at {address}"));
+    aws.dns_upsert(&zone.id, &name, &address).await?;
+    if instance.dns_zone.as_deref() != Some(zone.id.as_str())
+        || instance.dns_name.as_deref() != Some(name.as_str())
+    {
+        aws.ec2
+            .create_tags()
+            .resources(&instance.instance_id)
+            .tags(super::ec2_tag(super::dns::TAG_DNS_ZONE, &zone.id))
+            .tags(super::ec2_tag(super::dns::TAG_DNS_NAME, &name))
+            .send()
+            .await
+            .map_err(|error| {
+                aws_error(
+                    &format!("tagging {} with its DNS record", instance.instance_id),
+                    &error,
+                )
+            })?;
+    }
+    instance.dns_zone = Some(zone.id);
+    instance.dns_name = Some(name);
+    Ok(instance)
 }
 
 /// Where the instance gets `skiffd` and which SHA-256 it must have.

@@ -7,16 +7,20 @@
 //! The submodules follow what `up` does, in order: `config` (saved defaults, environment, flags), `network`
 //! (subnet and a security group with no ingress), `ami` (Ubuntu 24.04 for the instance type's architecture),
 //! `iam` (the `skiff-instance` role and profile), `user_data` (the boot script, from `user_data.sh`), `launch`
-//! (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `enroll` (another laptop's certificate
+//! (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `dns` (the optional Route53 record),
+//! `enroll` (another laptop's certificate
 //! through Run Command) and `policy` (the IAM policy a skiff user needs).
 //!
-//! This module is the only place that names the AWS SDK; commands get plain types back. What is missing here on
-//! purpose: the Session Manager data channel (the `ssm` tunnel), so `up` stops once the instance runs.
+//! `connect` then waits for Session Manager to see the instance, pushes `skiffd` to it and reaches the agent
+//! through the workspace's warm tunnel (`crate::tunnel`).
+//!
+//! This module is the only place that names the AWS SDK; commands get plain types back.
 
 pub mod ami;
 pub mod commands;
 pub mod config;
 pub mod connect;
+pub mod dns;
 pub mod enroll;
 pub mod iam;
 pub mod launch;
@@ -48,6 +52,7 @@ pub const TAG_MANAGED: &str = "skiff:managed";
 pub struct Aws {
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) iam: aws_sdk_iam::Client,
+    pub(crate) route53: aws_sdk_route53::Client,
     pub(crate) ssm: aws_sdk_ssm::Client,
     pub(crate) sts: aws_sdk_sts::Client,
     /// The configuration the clients were made from; the Session Manager tunnel makes its own from it.
@@ -103,6 +108,7 @@ impl Aws {
         Ok(Self {
             ec2: aws_sdk_ec2::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
+            route53: aws_sdk_route53::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
             sdk: config,
@@ -181,6 +187,29 @@ where
             aws_sdk_ec2::error::DisplayErrorContext(error)
         ),
     }
+}
+
+/// [`aws_error`] for a call's `SdkError`, which also says plainly when the endpoint answered with something that is
+/// not an AWS error at all (an emulator or proxy without that service answers HTTP 500 with an HTML page), naming
+/// the endpoint variable to check instead of printing the page.
+pub(crate) fn sdk_error<E>(
+    action: &str,
+    service: &str,
+    error: &aws_sdk_ssm::error::SdkError<E, aws_sdk_ssm::config::http::HttpResponse>,
+) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if error.code().is_none() {
+        if let Some(response) = error.raw_response() {
+            let variable = format!("AWS_ENDPOINT_URL_{}", service.to_ascii_uppercase());
+            return anyhow::anyhow!(
+                "{action}: the {service} endpoint answered HTTP {} without an AWS error; if {variable} or AWS_ENDPOINT_URL points at an emulator or proxy, it does not implement this call",
+                response.status().as_u16()
+            );
+        }
+    }
+    aws_error(action, error)
 }
 
 /// The AWS error code of an SDK error, if the service sent one.

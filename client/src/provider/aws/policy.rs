@@ -1,9 +1,9 @@
 //! `skiff aws-policy`: the least-privilege IAM policy a skiff user needs, derived from the calls skiff makes.
 //!
 //! [`PERMISSIONS`] lists every AWS call this module's siblings make (a unit test reads their source and fails
-//! when a call is missing here), plus the permissions AWS checks without a call of their own (`iam:PassRole`,
-//! `ec2:CreateTags` through tag specifications) and those of the Session Manager tunnel. Mutations are limited
-//! to resources tagged `skiff:workspace`, IAM to the `skiff-instance` role and profile.
+//! when a call is missing here), plus the permission AWS checks without a call of its own (`iam:PassRole`) and those
+//! of the Session Manager tunnel. Mutations are limited to resources tagged `skiff:workspace`, IAM to the
+//! `skiff-instance` role and profile, DNS changes to hosted zones.
 
 use serde_json::{Value, json};
 
@@ -27,6 +27,8 @@ pub enum Statement {
     Commands,
     /// Session Manager port forwarding to skiff's instances.
     Sessions,
+    /// The optional DNS record, in hosted zones (`--dns-zone`).
+    Dns,
 }
 
 /// One permission: the IAM action, the statement that grants it, and why skiff needs it.
@@ -107,7 +109,7 @@ pub const PERMISSIONS: &[Permission] = &[
     permission(
         "ec2:CreateTags",
         Statement::Create,
-        "tags given at creation (tag specifications)",
+        "tags given at creation (tag specifications), and the DNS record's tags",
     ),
     permission(
         "ec2:StartInstances",
@@ -211,12 +213,31 @@ pub const PERMISSIONS: &[Permission] = &[
         Statement::Read,
         "waiting for the instance to be online in SSM",
     ),
+    permission(
+        "route53:ListHostedZonesByName",
+        Statement::Read,
+        "--dns-zone given by name",
+    ),
+    permission(
+        "route53:GetHostedZone",
+        Statement::Dns,
+        "--dns-zone given by id",
+    ),
+    permission(
+        "route53:ListResourceRecordSets",
+        Statement::Dns,
+        "checking the record before removing it",
+    ),
+    permission(
+        "route53:ChangeResourceRecordSets",
+        Statement::Dns,
+        "the workspace's record: kept current by up, removed by delete",
+    ),
 ];
 
 /// The IAM actions that AWS checks without a call of their own, or that the tunnel makes (`client::tunnel`).
 pub const NOT_CALLED_HERE: &[&str] = &[
     "iam:PassRole",
-    "ec2:CreateTags",
     "ssm:StartSession",
     "ssm:ResumeSession",
     "ssm:TerminateSession",
@@ -305,6 +326,12 @@ pub fn policy() -> Value {
                 "Effect": "Allow",
                 "Action": ["ssm:ResumeSession", "ssm:TerminateSession"],
                 "Resource": "arn:aws:ssm:*:*:session/${aws:userid}-*"
+            },
+            {
+                "Sid": "SkiffDnsRecords",
+                "Effect": "Allow",
+                "Action": actions(Statement::Dns),
+                "Resource": "arn:aws:route53:::hostedzone/*"
             }
         ]
     })

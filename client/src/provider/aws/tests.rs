@@ -262,7 +262,7 @@ fn actions_called_in_source() -> BTreeSet<String> {
             .chars()
             .filter(|character| !character.is_whitespace())
             .collect();
-        for service in ["ec2", "iam", "ssm", "sts"] {
+        for service in ["ec2", "iam", "route53", "ssm", "sts"] {
             for (index, _) in source.match_indices(&format!("{service}.")) {
                 let before = source[..index].chars().next_back();
                 if before
