@@ -273,37 +273,8 @@ async fn run_through_server(
 
 /// Runs a command to its end as the workspace's remote user and returns its exit code and standard output,
 /// through the process server when it runs, else `docker exec`.
-pub async fn collect(
-    engine: &Engine,
-    servers: &ProcServers,
-    command: Vec<String>,
-) -> Result<(i32, Vec<u8>), EngineError> {
+pub async fn collect(engine: &Engine, command: Vec<String>) -> Result<(i32, Vec<u8>), EngineError> {
     let target = engine.running().await?;
-    if let Some(server) = servers.get(engine.docker(), &target.container).await {
-        let config = engine.exec_config(&target, command.clone(), false, false);
-        let spec = procd::Spec {
-            argv: config.command,
-            env: config.env,
-            cwd: config.working_dir,
-            user: config.user,
-            tty: None,
-        };
-        if let Ok(mut process) = server.spawn(&spec).await {
-            let _ = process.input.send(Input::StdinEof).await;
-            let mut stdout = Vec::new();
-            while let Some(event) = process.events.recv().await {
-                match event {
-                    Ok(Event::Output(OutputStream::Stdout, data)) => {
-                        stdout.extend_from_slice(&data)
-                    }
-                    Ok(Event::Output(OutputStream::Stderr, _)) => {}
-                    Ok(Event::Exit(code)) => return Ok((code, stdout)),
-                    Err(_) => break,
-                }
-            }
-        }
-        servers.forget().await;
-    }
     let (code, stdout) = engine.exec_collect(&target, command).await?;
     Ok((i32::try_from(code).unwrap_or(-1), stdout))
 }

@@ -20,7 +20,6 @@ use crate::files::record::Record;
 use crate::forward::{self, ForwardError, ForwardEvent, ForwardInput};
 use crate::git::GitError;
 use crate::idle::{self, Activity};
-use crate::procd::client::ProcServers;
 use crate::ssh::{self, SshServer};
 use crate::state::StateDir;
 use crate::upload::{self, Target, UploadError};
@@ -34,7 +33,6 @@ pub struct AgentService {
     engine: Arc<Engine>,
     activity: Arc<Activity>,
     state: StateDir,
-    servers: Arc<ProcServers>,
     shutdown: CancellationToken,
     ssh: Option<Arc<SshServer>>,
     uploads: Arc<Uploads>,
@@ -52,7 +50,6 @@ impl AgentService {
             engine,
             activity,
             state,
-            servers: Arc::new(ProcServers::default()),
             shutdown,
             ssh: None,
             uploads: Arc::default(),
@@ -87,7 +84,9 @@ fn status_of_engine(error: EngineError) -> Status {
         EngineError::NoContainer { .. } | EngineError::NotRunning { .. } => {
             Status::failed_precondition(message)
         }
-        EngineError::Docker(_) | EngineError::State(_) => Status::internal(message),
+        EngineError::Docker(_) | EngineError::State(_) | EngineError::Process { .. } => {
+            Status::internal(message)
+        }
     }
 }
 
@@ -265,7 +264,7 @@ impl v1::agent_server::Agent for AgentService {
         let (outputs, mut output_receiver) = mpsc::channel::<api::ExecOutput>(64);
         let engine = Arc::clone(&self.engine);
         let activity = Arc::clone(&self.activity);
-        let servers = Arc::clone(&self.servers);
+        let servers = Arc::clone(self.engine.servers());
         tokio::spawn(async move {
             let forward_responses = responses.clone();
             let forwarding = tokio::spawn(async move {
@@ -535,7 +534,6 @@ impl v1::agent_server::Agent for AgentService {
         self.engine.running().await.map_err(status_of_engine)?;
         let (responses, stream) = mpsc::channel(16);
         let engine = Arc::clone(&self.engine);
-        let servers = Arc::clone(&self.servers);
         tokio::spawn(async move {
             let mut known = Vec::new();
             loop {
@@ -544,7 +542,7 @@ impl v1::agent_server::Agent for AgentService {
                     "/proc/net/tcp".to_owned(),
                     "/proc/net/tcp6".to_owned(),
                 ];
-                let listening = match crate::exec::collect(&engine, &servers, command).await {
+                let listening = match crate::exec::collect(&engine, command).await {
                     Ok((_, text)) => crate::ports::parse_listening(&String::from_utf8_lossy(&text)),
                     Err(error) => {
                         let _ = responses.send(Err(status_of_engine(error))).await;
@@ -588,7 +586,7 @@ impl v1::agent_server::Agent for AgentService {
             .filter_map(|message| async move { message.ok().map(|message| message.data) });
         let context = ssh::Context {
             engine: Arc::clone(&self.engine),
-            servers: Arc::clone(&self.servers),
+            servers: Arc::clone(self.engine.servers()),
             activity: Arc::clone(&self.activity),
         };
         let (responses, stream) = mpsc::channel(16);

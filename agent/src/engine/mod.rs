@@ -8,13 +8,13 @@
 mod compose;
 mod features;
 mod metadata;
+mod run;
 mod run_args;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use sha2::Digest;
 use skiff::api::{ContainerState, OutputStream, UpEvent, UpPhase, UpResult, UpSpec};
 use skiff::devcontainer::{
@@ -22,13 +22,13 @@ use skiff::devcontainer::{
 };
 
 use self::metadata::HookCommand;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::docker::{
     BuildSpec, ContainerInfo, ContainerSpec, Docker, DockerError, ExecConfig, Mount,
 };
 use crate::idle::{self, Activity};
+use crate::procd::client::ProcServers;
 use crate::state::{StateDir, WorkspaceRecord};
 
 /// The label that marks a container as a skiff workspace's.
@@ -67,6 +67,9 @@ pub enum EngineError {
     /// The agent's state folder could not be written.
     #[error("writing the agent's state: {0}")]
     State(#[from] std::io::Error),
+    /// A command started in the dev container, then the process server carrying it failed.
+    #[error("running `{command}` in the dev container: {reason}")]
+    Process { command: String, reason: String },
 }
 
 /// Where `Up` sends its events.
@@ -104,6 +107,8 @@ pub struct Engine {
     /// Held while lifecycle commands run, including those after `waitFor` that outlive their `up`: a second `up` runs
     /// its commands after them, so the reference order holds.
     lifecycle: Arc<Mutex<()>>,
+    /// The process server of the dev container, shared with `Exec` and SSH (see `run`).
+    servers: Arc<ProcServers>,
 }
 
 /// What `up` made ready, and the lifecycle commands it left to run after that (see [`Engine::finish`]).
@@ -140,7 +145,13 @@ impl Engine {
             activity,
             record: Mutex::new(record),
             lifecycle: Arc::new(Mutex::new(())),
+            servers: Arc::default(),
         }
+    }
+
+    /// The dev container's process server, started on first use.
+    pub fn servers(&self) -> &Arc<ProcServers> {
+        &self.servers
     }
 
     /// The Docker engine.
@@ -812,20 +823,9 @@ impl Engine {
             tty: false,
             stdin: false,
         };
-        let run = async {
-            let mut session = self.docker.exec(&container.id, config).await?;
-            let _ = session.input.shutdown().await;
-            let mut stdout = Vec::new();
-            while let Some(item) = session.output.next().await {
-                let (stream, data) = item?;
-                if stream == OutputStream::Stdout {
-                    stdout.extend_from_slice(&data);
-                }
-            }
-            Ok::<_, EngineError>(stdout)
-        };
+        let run = self.run_to_end(container, config, run::Sink::Collect);
         let output = match tokio::time::timeout(std::time::Duration::from_secs(10), run).await {
-            Ok(Ok(output)) => output,
+            Ok(Ok((_, output))) => output,
             Ok(Err(error)) => {
                 emit(
                     events,
@@ -1047,50 +1047,22 @@ impl Engine {
         command: Vec<String>,
         events: &Events,
     ) -> Result<i64, EngineError> {
-        let mut session = self
-            .docker
-            .exec(
-                &target.container.id,
-                self.exec_config(target, command, false, false),
-            )
+        let config = self.exec_config(target, command, false, false);
+        let (code, _) = self
+            .run_to_end(&target.container, config, run::Sink::Events(events))
             .await?;
-        let _ = session.input.shutdown().await;
-        while let Some(item) = session.output.next().await {
-            let (stream, data) = item?;
-            emit(
-                events,
-                UpEvent::Output {
-                    stream,
-                    data: data.to_vec(),
-                },
-            )
-            .await;
-        }
-        self.exit_code(&session.id).await
+        Ok(code)
     }
 
-    /// Runs a command to its end and returns its exit code and standard output.
+    /// Runs a command to its end as the workspace's remote user and returns its exit code and standard output.
     pub async fn exec_collect(
         &self,
         target: &Target,
         command: Vec<String>,
     ) -> Result<(i64, Vec<u8>), EngineError> {
-        let mut session = self
-            .docker
-            .exec(
-                &target.container.id,
-                self.exec_config(target, command, false, false),
-            )
-            .await?;
-        let _ = session.input.shutdown().await;
-        let mut stdout = Vec::new();
-        while let Some(item) = session.output.next().await {
-            let (stream, data) = item?;
-            if stream == OutputStream::Stdout {
-                stdout.extend_from_slice(&data);
-            }
-        }
-        Ok((self.exit_code(&session.id).await?, stdout))
+        let config = self.exec_config(target, command, false, false);
+        self.run_to_end(&target.container, config, run::Sink::Collect)
+            .await
     }
 
     /// The exit code of a finished exec; the engine may need a moment after the output ends to record it.

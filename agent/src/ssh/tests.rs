@@ -28,8 +28,8 @@ fn server(agent: &Identity, client: &Identity, state: &std::path::Path) -> (SshS
         Arc::clone(&activity),
     );
     let context = Context {
+        servers: Arc::clone(engine.servers()),
         engine: Arc::new(engine),
-        servers: Arc::new(ProcServers::default()),
         activity,
     };
     (server, context)
