@@ -13,6 +13,7 @@
 //! `SKIFF_SSM_ALLOW_ANY_ENDPOINT=1` allows any `ws://`/`wss://` one (for tests against a local gateway).
 
 pub mod mux;
+mod nodelay;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,7 @@ impl Tunnel {
             .wait_ready()
             .await
             .map_err(|error| classify(target, &error))?;
+        nodelay::apply();
         let session_id = current.id().to_owned();
         let (inbound, inbound_rx) = mpsc::channel(256);
         tokio::spawn(relay(session.clone(), inbound));
@@ -200,9 +202,11 @@ async fn relay(session: ReconnectingSession, inbound: mpsc::Sender<Inbound>) {
                 }
                 Ok(ReconnectEvent::Resumed { session_id, attempts }) => {
                     tracing::info!(%session_id, attempts, "the Session Manager session resumed");
+                    nodelay::apply();
                     continue;
                 }
                 Ok(ReconnectEvent::Reconnected { session_id, .. }) => {
+                    nodelay::apply();
                     Inbound::Replaced(format!("new session {session_id}"))
                 }
                 Ok(ReconnectEvent::GaveUp { reason, .. }) => Inbound::Ended(reason),
