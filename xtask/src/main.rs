@@ -1,12 +1,13 @@
 //! `cargo xtask`: dev chores for skiff, written in Rust so they run the same on every machine and in CI.
 //!
 //! `main` only parses arguments and maps failure to an exit code.
-//! Each subcommand lives in its own module (`images`, `test`) with an `Args` struct and a `run` function;
+//! Each subcommand lives in its own module (`images`, `test`, `bench`, `dist`) with an `Args` struct and a `run` function;
 //! add a chore by adding a variant to [`Command`] and a module beside them.
 //! Helpers for running other programs live in `process`.
 
 mod bench;
 mod bench_forward;
+mod dist;
 mod images;
 mod process;
 mod test;
@@ -31,6 +32,8 @@ enum Command {
     Test(test::Args),
     /// Measure skiff against its baselines (release binaries).
     Bench(bench::Args),
+    /// Build static (musl) skiffd and skiff-procd for x86_64 and aarch64 instances into target/dist.
+    Dist(dist::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
         Command::Images(args) => images::run(args).map(|()| ExitCode::SUCCESS),
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Dist(args) => dist::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
