@@ -571,7 +571,7 @@ fn a_dns_record_follows_the_instance_and_goes_with_it() {
     let name = "web.moto.skiff-dns.example.";
     let instance = live_instances("eu-central-1", "web").remove(0);
     let address = instance["PrivateIpAddress"].as_str().unwrap().to_owned();
-    assert_eq!(a_records(&zone_id, name), [address.clone()]);
+    assert_eq!(a_records(&zone_id, name), std::slice::from_ref(&address));
     assert_eq!(tag(&instance, "skiff:dns-zone"), Some(zone_id.as_str()));
     assert_eq!(tag(&instance, "skiff:dns-name"), Some(name));
     let status: Value = serde_json::from_str(&sandbox.ok(&["status", "web", "--json"])).unwrap();
@@ -588,7 +588,7 @@ fn a_dns_record_follows_the_instance_and_goes_with_it() {
             "ResourceRecordSet": {"Name": name, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "10.9.9.9"}]}}]}}),
     );
     sandbox.ok(&up_args(&project_text, &skiffd_text, &[]));
-    assert_eq!(a_records(&zone_id, name), [address.clone()]);
+    assert_eq!(a_records(&zone_id, name), std::slice::from_ref(&address));
 
     // delete removes it with the instance and says so.
     let deleted = sandbox.ok_stderr(&["delete", "web", "--yes"]);

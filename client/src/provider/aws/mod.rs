@@ -200,14 +200,14 @@ pub(crate) fn sdk_error<E>(
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    if error.code().is_none() {
-        if let Some(response) = error.raw_response() {
-            let variable = format!("AWS_ENDPOINT_URL_{}", service.to_ascii_uppercase());
-            return anyhow::anyhow!(
-                "{action}: the {service} endpoint answered HTTP {} without an AWS error; if {variable} or AWS_ENDPOINT_URL points at an emulator or proxy, it does not implement this call",
-                response.status().as_u16()
-            );
-        }
+    if error.code().is_none()
+        && let Some(response) = error.raw_response()
+    {
+        let variable = format!("AWS_ENDPOINT_URL_{}", service.to_ascii_uppercase());
+        return anyhow::anyhow!(
+            "{action}: the {service} endpoint answered HTTP {} without an AWS error; if {variable} or AWS_ENDPOINT_URL points at an emulator or proxy, it does not implement this call",
+            response.status().as_u16()
+        );
     }
     aws_error(action, error)
 }
