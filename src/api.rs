@@ -30,6 +30,8 @@ pub mod capability {
     pub const CLONE: &str = "files.clone";
     /// `GitState`, for `skiff delete` to warn about unsaved work.
     pub const GIT_STATE: &str = "files.git-state";
+    /// `ReplaceAgent`, for an upgraded client to upgrade the agent.
+    pub const REPLACE_AGENT: &str = "agent.replace";
 }
 
 /// The state of a dev container.
@@ -82,6 +84,8 @@ pub struct VersionInfo {
     pub arch: String,
     /// The Docker engine's version, if it answers.
     pub docker_version: Option<String>,
+    /// The SHA-256 of the agent's executable, lower-case hex, if it could be read.
+    pub binary_sha256: Option<String>,
 }
 
 /// The idle countdown.

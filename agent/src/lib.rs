@@ -13,6 +13,7 @@ pub mod git;
 pub mod idle;
 pub mod ports;
 pub mod procd;
+pub mod replace;
 pub mod server;
 pub mod service;
 pub mod ssh;
@@ -123,8 +124,9 @@ impl Agent {
         &self.certificate_pem
     }
 
-    /// Serves until `shutdown` is cancelled (by the caller, a client's `Stop`/`Delete`, or idle shutdown).
-    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+    /// Serves until `shutdown` is cancelled (by the caller, a client's `Stop`/`Delete`, idle shutdown, or a
+    /// `ReplaceAgent` call, after which the caller restarts into the new executable).
+    pub async fn serve(self, shutdown: CancellationToken) -> anyhow::Result<Exit> {
         let service = AgentService::new(
             Arc::clone(&self.engine),
             Arc::clone(&self.activity),
@@ -132,6 +134,7 @@ impl Agent {
             shutdown.clone(),
         )
         .with_ssh(Arc::clone(&self.ssh));
+        let replacement = service.replacement();
         let watchers = CancellationToken::new();
         let idle_watch = {
             let activity = Arc::clone(&self.activity);
@@ -154,14 +157,49 @@ impl Agent {
             Arc::clone(&self.activity),
             watchers.clone(),
         ));
-        let served = server::run(self.listener, self.tls, service, shutdown.clone()).await;
+        let served = {
+            let serving = server::run(self.listener, self.tls, service, shutdown.clone());
+            // A replaced agent gives calls still open (a long `exec`, a forward) a moment, then ends them: its
+            // successor is waiting to take the port, and the client that asked for it waits for that.
+            let replaced = async {
+                shutdown.cancelled().await;
+                if replacement.get().is_none() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(REPLACE_GRACE).await;
+            };
+            tokio::select! {
+                served = serving => served,
+                () = replaced => {
+                    tracing::info!("calls still open {REPLACE_GRACE:?} after the replacement; ending them");
+                    Ok(())
+                }
+            }
+        };
         watchers.cancel();
         let _ = idle_watch.await;
         let _ = sampler.await;
         self.state.clear_listen_address();
         tracing::info!("skiffd stopped");
-        served.context("serving gRPC")
+        served.context("serving gRPC")?;
+        Ok(match replacement.get() {
+            Some(path) => Exit::Replaced(path.clone()),
+            None => Exit::Stopped,
+        })
     }
+}
+
+/// How long a replaced agent lets open calls finish before it restarts into the new executable.
+const REPLACE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How serving ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop (a signal, a client, idle shutdown).
+    Stopped,
+    /// A client replaced the executable at this path; the process should become it (`exec`), with the same
+    /// arguments.
+    Replaced(std::path::PathBuf),
 }
 
 /// Activity the agent has to look for rather than being told of: a busy CPU (opt-in) and Session

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
@@ -58,5 +59,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!("shutting down on a signal");
         signals.cancel();
     });
-    agent.serve(shutdown).await
+    match agent.serve(shutdown).await? {
+        skiff_agent::Exit::Stopped => Ok(()),
+        skiff_agent::Exit::Replaced(path) => {
+            // The same process becomes the new agent, so a supervisor (systemd, user-data's fallback) sees it go on.
+            use std::os::unix::process::CommandExt as _;
+            let error = std::process::Command::new(&path)
+                .args(std::env::args_os().skip(1))
+                .exec();
+            Err(error).with_context(|| format!("restarting into {}", path.display()))
+        }
+    }
 }

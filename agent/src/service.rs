@@ -36,6 +36,12 @@ pub struct AgentService {
     shutdown: CancellationToken,
     ssh: Option<Arc<SshServer>>,
     uploads: Arc<Uploads>,
+    /// The running executable, as it was at start (a replaced file reads as deleted afterwards).
+    executable: Option<std::path::PathBuf>,
+    /// Its SHA-256, read on the first `Version` call.
+    binary_sha256: Arc<tokio::sync::OnceCell<Option<String>>>,
+    /// Set by `ReplaceAgent` to the new executable, which `main` restarts into once serving stops.
+    replaced: Arc<std::sync::OnceLock<std::path::PathBuf>>,
 }
 
 impl AgentService {
@@ -53,7 +59,15 @@ impl AgentService {
             shutdown,
             ssh: None,
             uploads: Arc::default(),
+            executable: std::env::current_exe().ok(),
+            binary_sha256: Arc::default(),
+            replaced: Arc::default(),
         }
+    }
+
+    /// Where a `ReplaceAgent` call puts the path of the new executable.
+    pub fn replacement(&self) -> Arc<std::sync::OnceLock<std::path::PathBuf>> {
+        Arc::clone(&self.replaced)
     }
 
     /// Serves `Ssh` calls with `ssh`; without it they are refused as unimplemented.
@@ -163,12 +177,14 @@ impl v1::agent_server::Agent for AgentService {
                 capability::MANIFEST,
                 capability::CLONE,
                 capability::GIT_STATE,
+                capability::REPLACE_AGENT,
             ]
             .map(str::to_owned)
             .to_vec(),
             os: std::env::consts::OS.to_owned(),
             arch: std::env::consts::ARCH.to_owned(),
             docker_version: self.engine.docker().version().await.ok(),
+            binary_sha256: self.binary_sha256().await,
         };
         Ok(Response::new(info.into()))
     }
@@ -734,5 +750,67 @@ impl v1::agent_server::Agent for AgentService {
             .await
             .map_err(status_of_git)?;
         Ok(Response::new(state.into()))
+    }
+
+    async fn replace_agent(
+        &self,
+        request: Request<Streaming<v1::ReplaceAgentRequest>>,
+    ) -> Result<Response<v1::ReplaceAgentResponse>, Status> {
+        use v1::replace_agent_request::Item;
+        let _busy = self.activity.busy(idle::source::UPLOAD);
+        let mut stream = request.into_inner();
+        let start = match stream.message().await? {
+            Some(v1::ReplaceAgentRequest {
+                item: Some(Item::Start(start)),
+            }) => crate::replace::Start {
+                size: start.size,
+                sha256: start.sha256,
+                version: start.version,
+            },
+            _ => {
+                return Err(Status::invalid_argument(
+                    "ReplaceAgent: the first message must be `start`",
+                ));
+            }
+        };
+        let target = self.executable.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "ReplaceAgent: the agent cannot tell where its executable is",
+            )
+        })?;
+        let chunks = stream.map(|message| match message {
+            Ok(v1::ReplaceAgentRequest {
+                item: Some(Item::Chunk(chunk)),
+            }) => Ok(chunk),
+            Ok(_) => Err("a message other than a chunk after `start`".to_owned()),
+            Err(status) => Err(status.message().to_owned()),
+        });
+        crate::replace::receive(&target, &start, chunks)
+            .await
+            .map_err(|error| match error {
+                crate::replace::ReplaceError::Io { .. } => Status::internal(error.to_string()),
+                _ => Status::invalid_argument(error.to_string()),
+            })?;
+        let _ = self.replaced.set(target.clone());
+        self.exit_soon();
+        Ok(Response::new(v1::ReplaceAgentResponse {
+            path: target.display().to_string(),
+        }))
+    }
+}
+
+impl AgentService {
+    /// The SHA-256 of the running executable, read once.
+    async fn binary_sha256(&self) -> Option<String> {
+        let executable = self.executable.clone()?;
+        self.binary_sha256
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || crate::replace::sha256_of(&executable).ok())
+                    .await
+                    .ok()
+                    .flatten()
+            })
+            .await
+            .clone()
     }
 }

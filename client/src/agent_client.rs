@@ -420,6 +420,39 @@ impl AgentClient {
         Ok(response.into_inner().into())
     }
 
+    /// Sends `executable` (whose SHA-256 is `sha256`) to replace the agent's own; the agent answers, then restarts
+    /// into it. Returns where the agent put it.
+    pub async fn replace_agent(
+        &mut self,
+        executable: bytes::Bytes,
+        sha256: &str,
+    ) -> Result<String, AgentError> {
+        use v1::replace_agent_request::Item;
+        const CHUNK: usize = 256 * 1024;
+        let start = v1::ReplaceAgentRequest {
+            item: Some(Item::Start(v1::ReplaceAgentStart {
+                size: executable.len() as u64,
+                sha256: sha256.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })),
+        };
+        let chunks: Vec<v1::ReplaceAgentRequest> = (0..executable.len())
+            .step_by(CHUNK)
+            .map(|offset| v1::ReplaceAgentRequest {
+                item: Some(Item::Chunk(
+                    executable[offset..(offset + CHUNK).min(executable.len())].to_vec(),
+                )),
+            })
+            .collect();
+        let requests = futures::stream::iter(std::iter::once(start).chain(chunks));
+        let response = self
+            .inner
+            .replace_agent(requests)
+            .await
+            .map_err(|status| AgentError::from_status("replace agent", status))?;
+        Ok(response.into_inner().path)
+    }
+
     /// Stops the dev container; with `exit_agent` the agent exits afterwards.
     pub async fn stop(&mut self, exit_agent: bool) -> Result<bool, AgentError> {
         let response = self

@@ -77,6 +77,7 @@ impl From<api::VersionInfo> for v1::VersionResponse {
             os: info.os,
             arch: info.arch,
             docker_version: info.docker_version.unwrap_or_default(),
+            binary_sha256: info.binary_sha256.unwrap_or_default(),
         }
     }
 }
@@ -90,6 +91,7 @@ impl From<v1::VersionResponse> for api::VersionInfo {
             os: response.os,
             arch: response.arch,
             docker_version: non_empty(response.docker_version),
+            binary_sha256: non_empty(response.binary_sha256),
         }
     }
 }

@@ -654,7 +654,7 @@ struct RunningAgent {
     address: std::net::SocketAddr,
     certificate_pem: String,
     shutdown: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<skiff_agent::Exit>>,
     state: tempfile::TempDir,
 }
 

@@ -355,6 +355,49 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         "commands share the warm tunnel: {stats:?}"
     );
 
+    // up with another build of skiffd (the same version, so only because it is named): the agent is replaced in
+    // place through the tunnel, checks what it got, restarts into it (here without systemd) and answers with the
+    // new executable's SHA-256, which `up` checks; the workspace goes on as before. An older agent is replaced the
+    // same way (the decision is `client::provider::aws::upgrade::plan`, unit-tested).
+    let other = sandbox.root.path().join("skiffd-other");
+    let mut other_bytes = std::fs::read(&skiffd).unwrap();
+    other_bytes.extend_from_slice(b"\0another build of the same version\0");
+    std::fs::write(&other, &other_bytes).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let upgraded = skiff(&[
+        "up",
+        project.to_str().unwrap(),
+        "--agent-binary",
+        other.to_str().unwrap(),
+    ])
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let upgraded_log = String::from_utf8_lossy(&upgraded.stderr);
+    assert!(upgraded.status.success(), "{upgraded_log}");
+    assert!(
+        upgraded_log.contains("another build")
+            && upgraded_log.contains("replaced skiffd on the instance"),
+        "{upgraded_log}"
+    );
+    assert_eq!(run(&["exec", name, "--", "cat", "new.txt"]), "new\n");
+    // The same build again is left alone.
+    let again = skiff(&[
+        "up",
+        project.to_str().unwrap(),
+        "--agent-binary",
+        other.to_str().unwrap(),
+    ])
+    .stdin(Stdio::null())
+    .output()
+    .unwrap();
+    let again_log = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{again_log}");
+    assert!(!again_log.contains("replac"), "{again_log}");
+
     // delete checks the files on the instance for work that is nowhere else before anything goes; without a
     // terminal and without --yes it keeps the workspace and says how to go on.
     let refused = skiff(&["delete", name])

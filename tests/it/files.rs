@@ -22,7 +22,7 @@ struct Agent {
     address: std::net::SocketAddr,
     certificate: String,
     shutdown: CancellationToken,
-    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+    serving: tokio::task::JoinHandle<anyhow::Result<skiff_agent::Exit>>,
 }
 
 impl Agent {

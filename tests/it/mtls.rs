@@ -11,7 +11,7 @@ struct RunningAgent {
     address: std::net::SocketAddr,
     certificate_pem: String,
     shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<skiff_agent::Exit>>,
     _state: tempfile::TempDir,
 }
 

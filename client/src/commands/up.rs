@@ -86,6 +86,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
             AGENT_TIMEOUT,
         )
         .await?;
+        let binary = crate::provider::aws::commands::agent_binary(&args);
+        let client = crate::provider::aws::upgrade::ensure_current(
+            &workspace,
+            client,
+            binary.as_deref(),
+            binary.is_some(),
+            args.agent.tunnel,
+            &progress,
+        )
+        .await?;
         let files_folder =
             send_files(&mut workspace, &folder, args.agent.tunnel, &progress).await?;
         let spec = UpSpec {

@@ -164,11 +164,7 @@ pub async fn up(
         }
     };
     let identity = workspace.identity()?;
-    let agent_binary = args
-        .agent
-        .agent_binary
-        .clone()
-        .or_else(|| std::env::var_os("SKIFF_AGENT_BINARY").map(std::path::PathBuf::from));
+    let agent_binary = agent_binary(args);
     let launched = std::sync::OnceLock::new();
     let outcome = lifecycle::up(
         &aws,
@@ -257,6 +253,15 @@ pub async fn up(
     }
     progress.finish();
     Ok(Some(workspace))
+}
+
+/// The local `skiffd` the user named for the instance (`--agent-binary`, `SKIFF_AGENT_BINARY`): pushed to a new
+/// instance, and put in place of an older or other agent by `up`.
+pub(crate) fn agent_binary(args: &UpArgs) -> Option<std::path::PathBuf> {
+    args.agent
+        .agent_binary
+        .clone()
+        .or_else(|| std::env::var_os("SKIFF_AGENT_BINARY").map(std::path::PathBuf::from))
 }
 
 /// One AWS workspace in `skiff list`.

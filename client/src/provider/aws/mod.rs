@@ -8,7 +8,7 @@
 //! (subnet and a security group with no ingress), `ami` (Ubuntu 24.04 for the instance type's architecture),
 //! `iam` (the `skiff-instance` role and profile), `user_data` (the boot script, from `user_data.sh`), `launch`
 //! (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `dns` (the optional Route53 record),
-//! `enroll` (another laptop's certificate
+//! `upgrade` (replacing an older agent), `enroll` (another laptop's certificate
 //! through Run Command) and `policy` (the IAM policy a skiff user needs).
 //!
 //! `connect` then waits for Session Manager to see the instance, pushes `skiffd` to it and reaches the agent
@@ -27,6 +27,7 @@ pub mod launch;
 pub mod lifecycle;
 pub mod network;
 pub mod policy;
+pub mod upgrade;
 pub mod user_data;
 
 use std::time::Duration;
