@@ -2,7 +2,8 @@
 //! (musl), in `target/dist/<arch>/`, with their sizes and SHA-256 (what `--agent-sha256` takes).
 //!
 //! Each target's standard library comes from `rustup target add` (run for the missing ones); x86_64 links with
-//! rustc's self-contained musl objects, aarch64 with Debian's `gcc-aarch64-linux-gnu` (which also builds ring's C).
+//! rustc's self-contained musl objects, aarch64 with Debian's `gcc-aarch64-linux-gnu` (which also builds ring's C,
+//! with the headers of `libc6-dev-arm64-cross`).
 //! Every result is checked to be static (no ELF interpreter) and of the right machine before it is copied: a
 //! linker driver that quietly links dynamically (`musl-gcc` does) is caught there.
 
@@ -44,7 +45,10 @@ const TARGETS: &[Target] = &[
         arch: "aarch64",
         triple: "aarch64-unknown-linux-musl",
         machine: 183,
-        cross: Some(("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")),
+        cross: Some((
+            "aarch64-linux-gnu-gcc",
+            "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
+        )),
     },
 ];
 
