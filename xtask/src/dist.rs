@@ -32,6 +32,8 @@ struct Target {
     /// The cross C compiler (for ring) and linker driver it needs, and the Debian package that has it; `None`
     /// where rustc's self-contained musl linking and the host's `cc` do (x86_64 on an x86_64 host).
     cross: Option<(&'static str, &'static str)>,
+    /// A header of the cross C library that ring's C includes, when one is needed.
+    headers: Option<&'static str>,
 }
 
 const TARGETS: &[Target] = &[
@@ -40,6 +42,7 @@ const TARGETS: &[Target] = &[
         triple: "x86_64-unknown-linux-musl",
         machine: 62,
         cross: None,
+        headers: None,
     },
     Target {
         arch: "aarch64",
@@ -49,6 +52,7 @@ const TARGETS: &[Target] = &[
             "aarch64-linux-gnu-gcc",
             "gcc-aarch64-linux-gnu libc6-dev-arm64-cross",
         )),
+        headers: Some("/usr/aarch64-linux-gnu/include/stdint.h"),
     },
 ];
 
@@ -73,10 +77,13 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         .context("rustup lists the installed targets (dist needs rustup)")?;
     for target in &chosen {
         if let Some((cc, package)) = target.cross
-            && process::find_program(cc).is_none()
+            && (process::find_program(cc).is_none()
+                || target
+                    .headers
+                    .is_some_and(|header| !Path::new(header).is_file()))
         {
             bail!(
-                "{cc} is missing: it builds the C parts of {} and links it; install it with `apt-get install -y {package}`",
+                "{cc} or its C library headers are missing: they build the C parts of {} and link it; install them with `apt-get install -y {package}`",
                 target.triple
             );
         }
