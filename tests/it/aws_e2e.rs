@@ -367,17 +367,22 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let upgraded = skiff(&[
-        "up",
-        project.to_str().unwrap(),
-        "--agent-binary",
-        other.to_str().unwrap(),
-    ])
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
-    let upgraded_log = String::from_utf8_lossy(&upgraded.stderr);
-    assert!(upgraded.status.success(), "{upgraded_log}");
+    // `up` with that build named; its standard error (where `up` reports), after it succeeded.
+    let up_with_other = || {
+        let output = skiff(&[
+            "up",
+            project.to_str().unwrap(),
+            "--agent-binary",
+            other.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{log}");
+        log
+    };
+    let upgraded_log = up_with_other();
     assert!(
         upgraded_log.contains("another build")
             && upgraded_log.contains("replaced skiffd on the instance"),
@@ -385,17 +390,7 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     );
     assert_eq!(run(&["exec", name, "--", "cat", "new.txt"]), "new\n");
     // The same build again is left alone.
-    let again = skiff(&[
-        "up",
-        project.to_str().unwrap(),
-        "--agent-binary",
-        other.to_str().unwrap(),
-    ])
-    .stdin(Stdio::null())
-    .output()
-    .unwrap();
-    let again_log = String::from_utf8_lossy(&again.stderr);
-    assert!(again.status.success(), "{again_log}");
+    let again_log = up_with_other();
     assert!(!again_log.contains("replac"), "{again_log}");
 
     // delete checks the files on the instance for work that is nowhere else before anything goes; without a
