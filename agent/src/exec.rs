@@ -13,7 +13,7 @@ use crate::engine::{Engine, EngineError};
 use crate::idle::{self, Activity};
 use crate::procd::{
     self,
-    client::{Event, Input, ProcServers, Process},
+    client::{Event, Input, Process},
 };
 
 /// The login shell of the remote user, found the way `login` would, falling back to `/bin/sh`.
@@ -34,7 +34,6 @@ pub enum Busy {
 /// and its exit was sent.
 pub async fn run(
     engine: &Engine,
-    servers: &ProcServers,
     activity: &Arc<Activity>,
     busy: Busy,
     spec: ExecSpec,
@@ -71,6 +70,7 @@ pub async fn run(
     let mut notices = activity.notices();
 
     // The fast path: the process server in the container starts the process with a fork.
+    let servers = engine.servers();
     if let Some(server) = servers.get(engine.docker(), &target.container).await {
         let procd_spec = procd::Spec {
             argv: config.command.clone(),

@@ -280,7 +280,6 @@ impl v1::agent_server::Agent for AgentService {
         let (outputs, mut output_receiver) = mpsc::channel::<api::ExecOutput>(64);
         let engine = Arc::clone(&self.engine);
         let activity = Arc::clone(&self.activity);
-        let servers = Arc::clone(self.engine.servers());
         tokio::spawn(async move {
             let forward_responses = responses.clone();
             let forwarding = tokio::spawn(async move {
@@ -292,7 +291,6 @@ impl v1::agent_server::Agent for AgentService {
             });
             let result = crate::exec::run(
                 &engine,
-                &servers,
                 &activity,
                 crate::exec::Busy::WhileRunning,
                 spec,
@@ -602,7 +600,6 @@ impl v1::agent_server::Agent for AgentService {
             .filter_map(|message| async move { message.ok().map(|message| message.data) });
         let context = ssh::Context {
             engine: Arc::clone(&self.engine),
-            servers: Arc::clone(self.engine.servers()),
             activity: Arc::clone(&self.activity),
         };
         let (responses, stream) = mpsc::channel(16);

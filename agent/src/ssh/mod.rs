@@ -28,7 +28,6 @@ use tokio::sync::mpsc;
 
 use crate::engine::Engine;
 use crate::idle::Activity;
-use crate::procd::client::ProcServers;
 
 /// The agent's SSH server could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +42,6 @@ pub enum SshError {
 pub struct Context {
     /// The dev container's engine.
     pub engine: Arc<Engine>,
-    /// The process servers commands start through.
-    pub servers: Arc<ProcServers>,
     /// The activity model; sessions count through `exec` and `forward`.
     pub activity: Arc<Activity>,
 }

@@ -235,7 +235,6 @@ async fn execute(
             // IDEs keep commands running over SSH for as long as they are open; only what is sent counts.
             let running = crate::exec::run(
                 &context.engine,
-                &context.servers,
                 &context.activity,
                 crate::exec::Busy::OnInput,
                 spec,
@@ -274,7 +273,8 @@ async fn prepare(context: &Context, program: &Program) -> Result<(), String> {
         .map_err(|error| error.to_string())?;
     // A running process server means its binary is in place; otherwise copy it in for this one use.
     if context
-        .servers
+        .engine
+        .servers()
         .get(context.engine.docker(), &target.container)
         .await
         .is_some()

@@ -77,7 +77,8 @@ async fn inside(context: &Context, port: u16) -> Result<Option<Process>, String>
         .await
         .map_err(|error| error.to_string())?;
     let Some(server) = context
-        .servers
+        .engine
+        .servers()
         .get(context.engine.docker(), &running.container)
         .await
     else {
@@ -100,7 +101,7 @@ async fn inside(context: &Context, port: u16) -> Result<Option<Process>, String>
             tracing::info!(
                 "ssh: the process server did not answer, connecting from outside: {error}"
             );
-            context.servers.forget().await;
+            context.engine.servers().forget().await;
             return Ok(None);
         }
     };

@@ -28,7 +28,6 @@ fn server(agent: &Identity, client: &Identity, state: &std::path::Path) -> (SshS
         Arc::clone(&activity),
     );
     let context = Context {
-        servers: Arc::clone(engine.servers()),
         engine: Arc::new(engine),
         activity,
     };
