@@ -1,5 +1,9 @@
 //! The agent's network side: accepts TCP connections, completes mutual TLS with each, and serves the
 //! gRPC service over the result until told to stop. The same `run` serves production and the tests.
+//!
+//! A connection that opens with a resumable connection's hello (a client through a Session Manager tunnel)
+//! gets TLS inside that layer (`skiff::resume`): when its transport breaks, the client's next transport
+//! joins it here and the TLS session goes on. Any other connection is TLS from its first byte.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -7,8 +11,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use skiff::proto::v1::agent_server::AgentServer;
+use skiff::resume::{Registry, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -31,6 +36,7 @@ pub async fn run(
     let (connections, incoming) =
         tokio::sync::mpsc::channel::<Result<TlsConnection, std::io::Error>>(16);
     let acceptor = TlsAcceptor::from(tls);
+    let resumable = Registry::new();
     let accept_shutdown = shutdown.clone();
     let accepting = tokio::spawn(async move {
         loop {
@@ -47,8 +53,12 @@ pub async fn run(
             let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let connections = connections.clone();
+            let resumable = Arc::clone(&resumable);
             // Each handshake runs on its own, so a slow or hostile peer cannot hold up the others.
             tokio::spawn(async move {
+                let Some(stream) = first_layer(stream, peer, &resumable).await else {
+                    return;
+                };
                 match acceptor.accept(stream).await {
                     Ok(tls) => {
                         tracing::debug!(%peer, "client connected");
@@ -56,7 +66,6 @@ pub async fn run(
                             .send(Ok(TlsConnection { inner: tls, peer }))
                             .await;
                     }
-                    // A bare TCP connect is how a local client checks the agent is alive: not worth a warning.
                     Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
                         tracing::debug!(%peer, "a connection closed before its handshake");
                     }
@@ -78,10 +87,45 @@ pub async fn run(
     result
 }
 
+/// What TLS runs over: the TCP connection, or the application's end of a resumable connection. `None` when
+/// there is nothing to run TLS over: a bare TCP connect (how a local client checks the agent is alive), a
+/// transport that joined a connection already held, or a refused hello.
+async fn first_layer(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    resumable: &Arc<Registry>,
+) -> Option<Transport> {
+    let mut first = [0; 1];
+    match tokio::time::timeout(std::time::Duration::from_secs(30), stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == skiff::resume::wire::HELLO_MAGIC[0] => {
+            match resumable.accept(Box::new(stream)).await {
+                Ok(Some(connection)) => Some(Box::new(connection)),
+                Ok(None) => None,
+                Err(error) => {
+                    tracing::warn!(%peer, "refused a resumable connection: {error}");
+                    None
+                }
+            }
+        }
+        Ok(Ok(1)) => Some(Box::new(stream)),
+        Ok(Ok(_)) => {
+            tracing::debug!(%peer, "a connection closed before its handshake");
+            None
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%peer, "reading a connection's first byte: {error}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "a connection sent nothing for 30 s");
+            None
+        }
+    }
+}
+
 /// One client connection after its TLS handshake.
-#[derive(Debug)]
 pub struct TlsConnection {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<Transport>,
     peer: SocketAddr,
 }
 
@@ -90,6 +134,15 @@ pub struct TlsConnection {
 pub struct PeerInfo {
     /// The peer's TCP address.
     pub address: SocketAddr,
+}
+
+impl std::fmt::Debug for TlsConnection {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TlsConnection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connected for TlsConnection {

@@ -18,9 +18,9 @@ use futures::StreamExt as _;
 use skiff::api::{ExecOutput, ExecSpec};
 use skiff_client::agent_client::AgentClient;
 use skiff_client::tunnel::ssm::{Target, Tunnel};
-use skiff_client::tunnel::warm::{self, Carrier, Opener};
 use skiff_client::tunnel::{BoxIo, Dial};
 use skiff_tests::ssm_gateway::{Faults, Gateway, GatewayConfig};
+use skiff_tests::warm_tunnel::WarmTunnel;
 use skiff_tests::{Sandbox, require_docker};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -93,38 +93,8 @@ fn main() {
         );
 
         // A warm tunnel, served the way `skiff tunnel-daemon` serves it.
-        let folder = tempfile::tempdir().unwrap();
-        let socket = warm::socket_path(folder.path());
-        let listener = warm::bind(&socket).unwrap();
-        let opener: Opener = {
-            let sdk = sdk.clone();
-            let target = target.clone();
-            Arc::new(move |_lane| {
-                let sdk = sdk.clone();
-                let target = target.clone();
-                Box::pin(async move {
-                    Ok(Box::new(Tunnel::open(&sdk, &target, true).await?) as Box<dyn Carrier>)
-                })
-            })
-        };
-        tokio::spawn(warm::serve(
-            listener,
-            opener,
-            Box::new(tunnel.clone()),
-            Duration::from_secs(600),
-        ));
-        let warm_dial: Dial = {
-            let socket = socket.clone();
-            Arc::new(move || {
-                let socket = socket.clone();
-                Box::pin(async move {
-                    let stream = warm::connect(&socket, 0)
-                        .await?
-                        .ok_or_else(|| std::io::Error::other("no daemon"))?;
-                    Ok(Box::new(stream) as BoxIo)
-                })
-            })
-        };
+        let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
+        let warm_dial = warm.dial(0);
         let direct_dial: Dial = Arc::new(move || {
             Box::pin(async move {
                 let stream = tokio::net::TcpStream::connect(address).await?;

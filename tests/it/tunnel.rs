@@ -1,7 +1,8 @@
 //! The native Session Manager tunnel (`client::tunnel::ssm`) against the test gateway, with every fault the
 //! gateway can inject: gRPC to a real agent (a local workspace's `skiffd`, which the gateway dials as the SSM
-//! agent would dial the instance's port) carries a 100 MiB `exec cat` through a dropped WebSocket, and lost,
-//! repeated and reordered messages, intact and in order.
+//! agent would dial the instance's port) carries a 100 MiB `exec cat` through a dropped WebSocket and a session
+//! terminated mid-transfer (through the warm tunnel and its resumable connections), and lost, repeated and
+//! reordered messages, intact and in order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use skiff_client::agent_client::AgentClient;
 use skiff_client::tunnel::ssm::{Target, Tunnel};
 use skiff_client::tunnel::{BoxIo, Dial};
 use skiff_tests::ssm_gateway::{Faults, Gateway, GatewayConfig};
+use skiff_tests::warm_tunnel::WarmTunnel;
 use skiff_tests::{Sandbox, require_docker};
 
 /// The instance id the gateway reports online for these tests.
@@ -72,21 +74,26 @@ async fn sdk_for(gateway: &Gateway) -> aws_config::SdkConfig {
         .await
 }
 
-/// An agent client whose every connection is a stream of `tunnel`.
+/// An agent client whose every connection is a stream of `tunnel` (no warm tunnel, no resumable connection:
+/// the multiplexer's own guarantees).
 async fn client_through(tunnel: &Tunnel, agent: &LocalAgent) -> AgentClient {
     let tunnel = tunnel.clone();
     let dial: Dial = Arc::new(move || {
         let tunnel = tunnel.clone();
         Box::pin(async move { Ok(Box::new(tunnel.open_stream()?) as BoxIo) })
     });
+    client_over(dial, agent).await
+}
+
+/// An agent client whose connections come from `dial`.
+async fn client_over(dial: Dial, agent: &LocalAgent) -> AgentClient {
     let channel = skiff_client::tunnel::channel(dial, agent.tls(), "through the test gateway")
         .await
         .unwrap();
     AgentClient::new(channel)
 }
 
-/// Sends `size` pseudo-random bytes through `cat` in the container; the SHA-256 of what was sent and of what
-/// came back. `midway` runs once a third of the input is sent.
+/// `cat` in the container, with its standard input open.
 fn cat_spec() -> ExecSpec {
     ExecSpec {
         command: vec!["cat".into()],
@@ -99,20 +106,13 @@ fn cat_spec() -> ExecSpec {
     }
 }
 
+/// Sends `size` pseudo-random bytes through `cat` in the container; the SHA-256 of what was sent and of what
+/// came back, and how many bytes came back. `midway` runs once a third of the input is sent.
 async fn cat_through(
     client: &mut AgentClient,
     size: usize,
     midway: impl FnOnce() + Send + 'static,
 ) -> (String, String, usize) {
-    try_cat_through(client, size, midway).await.unwrap()
-}
-
-/// `cat_through`, with a failed call as an error; a clean end must carry exit 0.
-async fn try_cat_through(
-    client: &mut AgentClient,
-    size: usize,
-    midway: impl FnOnce() + Send + 'static,
-) -> Result<(String, String, usize), String> {
     let spec = cat_spec();
     let (input, input_rx) = tokio::sync::mpsc::channel::<ExecInput>(4);
     let sent = tokio::spawn(async move {
@@ -148,12 +148,12 @@ async fn try_cat_through(
     let mut output = client
         .exec(spec, tokio_stream::wrappers::ReceiverStream::new(input_rx))
         .await
-        .map_err(|error| error.to_string())?;
+        .expect("the exec starts");
     let mut hasher = Sha256::new();
     let mut received = 0;
     let mut code = None;
     while let Some(event) = output.next().await {
-        match event.map_err(|error| error.to_string())? {
+        match event.expect("the exec's output arrives") {
             ExecOutput::Stdout(data) => {
                 received += data.len();
                 hasher.update(&data);
@@ -163,11 +163,11 @@ async fn try_cat_through(
         }
     }
     assert_eq!(code, Some(0), "a cleanly ended exec exits 0");
-    Ok((
+    (
         sent.await.unwrap(),
         format!("{:x}", hasher.finalize()),
         received,
-    ))
+    )
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -252,12 +252,13 @@ fn a_websocket_dropped_between_transfers_is_resumed_and_the_exec_goes_on() {
     });
 }
 
-/// A WebSocket dropped while 100 MiB are in flight. aws-ssm-bridge 0.6.0 resumes the session, but the messages
-/// still in its command queue at the drop are lost (its command task exits and drops them), so the agent's smux
-/// stream is corrupted and the session ends. What must hold whatever the library does: the exec either delivers
-/// every byte in order, or fails with an error; it never ends cleanly with bytes missing or wrong.
+/// A WebSocket dropped while 100 MiB are in flight, through the warm tunnel as every command goes. aws-ssm-bridge
+/// 0.6.0 resumes the session, but the messages still in its command queue at the drop are lost, which corrupts
+/// the smux stream on the agent's side; the resumable connection under TLS sees the loss (or the stream that
+/// ended with it), the daemon opens a new stream (on a new session if that one ended), and both ends send again
+/// what the other has not got: every byte arrives, in order, and the exec ends cleanly.
 #[test]
-fn a_websocket_dropped_in_the_middle_of_100_mib_never_yields_short_or_wrong_bytes() {
+fn a_websocket_dropped_in_the_middle_of_100_mib_resumes_and_every_byte_arrives_in_order() {
     let agent = LocalAgent::start("tunnel-drop");
     runtime().block_on(async {
         let gateway = Arc::new(Gateway::start(GatewayConfig::default()).await.unwrap());
@@ -268,19 +269,56 @@ fn a_websocket_dropped_in_the_middle_of_100_mib_never_yields_short_or_wrong_byte
             port: agent.port,
         };
         let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
-        let mut client = client_through(&tunnel, &agent).await;
+        let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
+        let mut client = client_over(warm.dial(0), &agent).await;
         let dropper = Arc::clone(&gateway);
-        match try_cat_through(&mut client, 100 << 20, move || dropper.drop_websockets()).await {
-            Ok((sent, received, length)) => {
-                assert_eq!(length, 100 << 20, "every byte came back");
-                assert_eq!(sent, received, "the bytes came back unchanged and in order");
-                eprintln!("the transfer survived the drop intact");
-            }
-            Err(error) => eprintln!("the transfer failed with an error, as it may: {error}"),
-        }
+        let (sent, received, length) =
+            cat_through(&mut client, 100 << 20, move || dropper.drop_websockets()).await;
+        assert_eq!(length, 100 << 20, "every byte came back");
+        assert_eq!(sent, received, "the bytes came back unchanged and in order");
         let stats = gateway.stats();
         assert!(stats.websockets_dropped >= 1, "{stats:?}");
+        assert!(stats.sessions_resumed >= 1, "{stats:?}");
         tunnel.close().await;
+    });
+}
+
+/// A session ended on the service's side in the middle of a transfer (an administrator, the session's
+/// time limit): the warm tunnel opens a new session, the connection resumes on it, and the exec goes on.
+#[test]
+fn a_session_terminated_mid_transfer_goes_on_over_a_new_session() {
+    let agent = LocalAgent::start("tunnel-terminated");
+    runtime().block_on(async {
+        let gateway = Arc::new(Gateway::start(GatewayConfig::default()).await.unwrap());
+        gateway.set_online(INSTANCE, true);
+        let sdk = sdk_for(&gateway).await;
+        let target = Target {
+            instance_id: INSTANCE.into(),
+            port: agent.port,
+        };
+        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        let session = tunnel.session_id().to_owned();
+        let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
+        let mut client = client_over(warm.dial(0), &agent).await;
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        let terminate = move || {
+            tokio::spawn(async move {
+                ssm.terminate_session()
+                    .session_id(&session)
+                    .send()
+                    .await
+                    .unwrap();
+            });
+        };
+        let (sent, received, length) = cat_through(&mut client, 16 << 20, terminate).await;
+        assert_eq!(length, 16 << 20, "every byte came back");
+        assert_eq!(sent, received, "the bytes came back unchanged and in order");
+        let stats = gateway.stats();
+        assert!(
+            stats.sessions_started >= 2,
+            "a new session carried the rest: {stats:?}"
+        );
+        assert!(tunnel.ended().is_some());
     });
 }
 

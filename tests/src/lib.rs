@@ -4,6 +4,7 @@
 //! Tests that need Docker fail (never skip) with a message naming what is missing.
 
 pub mod ssm_gateway;
+pub mod warm_tunnel;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

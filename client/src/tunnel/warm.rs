@@ -15,13 +15,21 @@
 //!
 //! The daemon answers one byte, `0` when the stream is open, or `1` followed by an error message and the end
 //! of the connection, so the command can say why the tunnel failed.
+//!
+//! Each connection is a resumable one to the agent (`skiff::resume`): when its stream breaks, or loses bytes
+//! with a WebSocket that dropped, the daemon opens another on the lane (a new session if the old one ended)
+//! and the command's TLS session goes on without noticing. An agent older than that is reached with plain
+//! streams.
 
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use skiff::resume;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
@@ -67,6 +75,8 @@ pub fn log_path(workspace_folder: &Path) -> PathBuf {
 struct Lanes {
     opener: Opener,
     carriers: Vec<Mutex<Option<Arc<dyn Carrier>>>>,
+    /// The agent answered a resumable connection: later ones need not wait for its welcome.
+    resumable: AtomicBool,
 }
 
 impl Lanes {
@@ -87,6 +97,22 @@ impl Lanes {
         let carrier: Arc<dyn Carrier> = Arc::from((self.opener)(lane).await?);
         *slot = Some(Arc::clone(&carrier));
         Ok(carrier)
+    }
+
+    /// Opens streams on `lane`, a new session when its session ended: a resumable connection's transports.
+    fn dial(self: &Arc<Self>, lane: u8) -> resume::Dial {
+        let lanes = Arc::clone(self);
+        Arc::new(move || {
+            let lanes = Arc::clone(&lanes);
+            Box::pin(async move {
+                let carrier = lanes
+                    .carrier(lane)
+                    .await
+                    .map_err(|error| io::Error::other(format!("{error:#}")))?;
+                let stream: resume::Transport = Box::new(carrier.open_stream().await?);
+                Ok(stream)
+            })
+        })
     }
 
     async fn close(&self) {
@@ -110,6 +136,7 @@ pub async fn serve(
     let lanes = Arc::new(Lanes {
         opener,
         carriers: (0..=POOL).map(|_| Mutex::new(None)).collect(),
+        resumable: AtomicBool::new(false),
     });
     *lanes.carriers[0].lock().await = Some(Arc::from(first));
     let (activity, mut activity_rx) = tokio::sync::watch::channel(0usize);
@@ -157,7 +184,7 @@ pub async fn serve(
 
 async fn relay(
     mut connection: UnixStream,
-    lanes: &Lanes,
+    lanes: &Arc<Lanes>,
     shutdown: &tokio::sync::Notify,
 ) -> io::Result<()> {
     let lane = connection.read_u8().await?;
@@ -166,11 +193,24 @@ async fn relay(
         shutdown.notify_one();
         return Ok(());
     }
-    let stream = match lanes.carrier(lane).await {
-        Ok(carrier) => carrier.open_stream().await,
-        Err(error) => Err(io::Error::other(format!("{error:#}"))),
+    // Until the agent has answered one, wait for its welcome: an older agent closes instead.
+    let wait = !lanes.resumable.load(Ordering::Relaxed);
+    let opened = match resume::Client::open(lanes.dial(lane), wait).await {
+        Ok(client) => {
+            lanes.resumable.store(true, Ordering::Relaxed);
+            connection.write_u8(0).await?;
+            return client.carry(connection).await.map_err(io::Error::other);
+        }
+        Err(resume::OpenError::Unsupported(reason)) => {
+            tracing::info!(%reason, "the agent is older than resumable connections; using a plain stream");
+            match lanes.carrier(lane).await {
+                Ok(carrier) => carrier.open_stream().await,
+                Err(error) => Err(io::Error::other(format!("{error:#}"))),
+            }
+        }
+        Err(resume::OpenError::Io(error)) => Err(error),
     };
-    let mut stream = match stream {
+    let mut stream = match opened {
         Ok(stream) => stream,
         Err(error) => {
             let mut answer = vec![1];

@@ -1,0 +1,369 @@
+//! The resumable connection over in-memory transports that break, lose bytes or belong to an agent that does
+//! not speak it, with an echo server standing in for TLS on the agent's side; and the frame decoder fuzzed.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{
+    AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, DuplexStream, ReadBuf,
+};
+
+use super::wire::{Frame, HELLO_LEN, Hello, MAX_PAYLOAD, WELCOME_LEN, Welcome, WireError};
+use super::*;
+
+/// What a transport does to the bytes the client writes into it.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Nothing.
+    None,
+    /// After this many bytes the transport dies both ways.
+    BreakAfter(usize),
+    /// The write that crosses this many bytes is swallowed (reported written, never delivered).
+    LoseAt(usize),
+}
+
+/// The client's end of an in-memory transport, with a fault.
+struct Faulty {
+    inner: Option<DuplexStream>,
+    fault: Fault,
+    written: usize,
+}
+
+impl AsyncRead for Faulty {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_read(context, buffer),
+            None => Poll::Ready(Err(io::ErrorKind::ConnectionReset.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Faulty {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+        buffer: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        };
+        match this.fault {
+            Fault::BreakAfter(limit) if this.written + buffer.len() > limit => {
+                this.inner = None;
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            Fault::LoseAt(at) if this.written + buffer.len() > at => {
+                this.fault = Fault::None;
+                this.written += buffer.len();
+                return Poll::Ready(Ok(buffer.len()));
+            }
+            _ => {}
+        }
+        let written = std::task::ready!(Pin::new(inner).poll_write(context, buffer))?;
+        this.written += written;
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(context),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(context),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// An agent that echoes every connection, and a dial to it whose `n`th transport gets `faults[n]`.
+struct Agent {
+    registry: Arc<Registry>,
+    dials: Arc<AtomicUsize>,
+}
+
+impl Agent {
+    fn start() -> Self {
+        Self {
+            registry: Registry::new(),
+            dials: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn dial(&self, faults: Vec<Fault>) -> Dial {
+        let registry = Arc::clone(&self.registry);
+        let dials = Arc::clone(&self.dials);
+        let faults = Arc::new(faults);
+        Arc::new(move || {
+            let registry = Arc::clone(&registry);
+            let index = dials.fetch_add(1, Ordering::SeqCst);
+            let fault = faults.get(index).copied().unwrap_or(Fault::None);
+            Box::pin(async move {
+                let (client, agent) = tokio::io::duplex(64 * 1024);
+                tokio::spawn(async move {
+                    if let Ok(Some(app)) = registry.accept(Box::new(agent)).await {
+                        let (mut read, mut write) = tokio::io::split(app);
+                        let _ = tokio::io::copy(&mut read, &mut write).await;
+                        let _ = write.shutdown().await;
+                    }
+                });
+                Ok(Box::new(Faulty {
+                    inner: Some(client),
+                    fault,
+                    written: 0,
+                }) as Transport)
+            })
+        })
+    }
+}
+
+/// Sends `size` pseudo-random bytes through an echo over `dial`; the SHA-256 of what went and what came back,
+/// and how the connection ended.
+async fn echo(dial: Dial, wait: bool, size: usize) -> (String, String, Result<(), String>) {
+    let client = Client::open(dial, wait)
+        .await
+        .expect("the connection opens");
+    let (app, ours) = tokio::io::duplex(APP_BUFFER);
+    let carrying = tokio::spawn(client.carry(ours));
+    let (mut read, mut write) = tokio::io::split(app);
+    let sending = tokio::spawn(async move {
+        let mut hasher = Sha256::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut sent = 0;
+        while sent < size {
+            let block: Vec<u8> = (0..(100_003).min(size - sent))
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            hasher.update(&block);
+            write.write_all(&block).await.unwrap();
+            sent += block.len();
+        }
+        write.shutdown().await.unwrap();
+        format!("{:x}", hasher.finalize())
+    });
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 65536];
+    loop {
+        match read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(length) => hasher.update(&buffer[..length]),
+        }
+    }
+    let sent = sending.await.unwrap();
+    let ended = carrying.await.unwrap();
+    (sent, format!("{:x}", hasher.finalize()), ended)
+}
+
+#[tokio::test]
+async fn bytes_go_both_ways_and_both_ends_finish() {
+    let agent = Agent::start();
+    let (sent, received, ended) = echo(agent.dial(vec![]), true, 8 << 20).await;
+    assert_eq!(sent, received);
+    assert_eq!(ended, Ok(()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(agent.registry.is_empty(), "{:?}", agent.registry);
+}
+
+#[tokio::test]
+async fn a_transport_that_breaks_mid_transfer_is_replaced_and_nothing_is_lost() {
+    let agent = Agent::start();
+    let faults = vec![
+        Fault::BreakAfter(3 << 20),
+        Fault::BreakAfter(1 << 20),
+        Fault::BreakAfter(100),
+    ];
+    let (sent, received, ended) = echo(agent.dial(faults), false, 16 << 20).await;
+    assert_eq!(sent, received, "every byte came back, in order");
+    assert_eq!(ended, Ok(()));
+    assert!(agent.dials.load(Ordering::SeqCst) >= 4);
+}
+
+#[tokio::test]
+async fn bytes_lost_inside_a_transport_are_seen_and_sent_again() {
+    let agent = Agent::start();
+    let faults = vec![Fault::LoseAt(2 << 20), Fault::LoseAt(50_000)];
+    let (sent, received, ended) = echo(agent.dial(faults), false, 8 << 20).await;
+    assert_eq!(sent, received, "every byte came back, in order");
+    assert_eq!(ended, Ok(()));
+    assert!(agent.dials.load(Ordering::SeqCst) >= 3);
+}
+
+#[tokio::test]
+async fn an_agent_that_forgot_the_connection_makes_it_an_error() {
+    let agent = Agent::start();
+    let registry = Arc::clone(&agent.registry);
+    let first = agent.dial(vec![Fault::BreakAfter(1 << 20)]);
+    // The agent "restarts" once the first transport broke: it holds nothing after that.
+    let dials = AtomicUsize::new(0);
+    let dial: Dial = Arc::new(move || {
+        if dials.fetch_add(1, Ordering::SeqCst) == 1 {
+            registry.lock().clear();
+        }
+        first()
+    });
+    let client = Client::open(dial, false).await.unwrap();
+    let (app, ours) = tokio::io::duplex(APP_BUFFER);
+    let carrying = tokio::spawn(client.carry(ours));
+    let (mut read, mut write) = tokio::io::split(app);
+    let writing = tokio::spawn(async move {
+        let block = vec![7; 1 << 20];
+        for _ in 0..4 {
+            if write.write_all(&block).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut sink = Vec::new();
+    let _ = read.read_to_end(&mut sink).await;
+    let ended = carrying.await.unwrap();
+    writing.abort();
+    let error = ended.expect_err("a connection the agent forgot cannot go on");
+    assert!(error.contains("no longer holds the connection"), "{error}");
+    assert!(sink.len() < 4 << 20);
+}
+
+#[tokio::test]
+async fn an_agent_that_does_not_speak_it_is_unsupported() {
+    // An older agent reads the hello as a broken TLS handshake and closes.
+    let dial: Dial = Arc::new(|| {
+        Box::pin(async {
+            let (client, mut agent) = tokio::io::duplex(1024);
+            tokio::spawn(async move {
+                let mut hello = [0; HELLO_LEN];
+                let _ = agent.read_exact(&mut hello).await;
+                drop(agent);
+            });
+            Ok(Box::new(client) as Transport)
+        })
+    });
+    let error = Client::open(dial, true).await.err().expect("refused");
+    assert!(matches!(error, OpenError::Unsupported(_)), "{error}");
+}
+
+#[tokio::test]
+async fn the_agent_refuses_what_is_not_a_hello() {
+    let registry = Registry::new();
+    let (mut client, agent) = tokio::io::duplex(1024);
+    client.write_all(&[0x16; HELLO_LEN]).await.unwrap();
+    let error = registry.accept(Box::new(agent)).await.err().unwrap();
+    assert!(
+        matches!(error, AcceptError::Wire(WireError::NotThisProtocol(_))),
+        "{error}"
+    );
+    let (mut client, agent) = tokio::io::duplex(1024);
+    let mut hello = Hello::New { id: [1; 16] }.encode();
+    hello[20] ^= 1;
+    client.write_all(&hello).await.unwrap();
+    let error = registry.accept(Box::new(agent)).await.err().unwrap();
+    assert!(
+        matches!(error, AcceptError::Wire(WireError::Checksum(_))),
+        "{error}"
+    );
+    assert!(registry.is_empty());
+}
+
+#[test]
+fn hellos_and_welcomes_round_trip() {
+    for hello in [
+        Hello::New { id: [9; 16] },
+        Hello::Resume {
+            id: [3; 16],
+            received: 1 << 40,
+        },
+    ] {
+        assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
+    }
+    for welcome in [Welcome::Accepted { received: 77 }, Welcome::Unknown] {
+        assert_eq!(Welcome::decode(&welcome.encode()), Ok(welcome));
+    }
+    assert_eq!(WELCOME_LEN, Welcome::Unknown.encode().len());
+}
+
+#[test]
+fn a_frame_split_anywhere_decodes_once_whole() {
+    let frames = [
+        Frame::Data {
+            offset: 5,
+            payload: bytes::Bytes::from_static(b"hello, world"),
+        },
+        Frame::Ack { received: 17 },
+        Frame::Fin { offset: 17 },
+    ];
+    let mut encoded = BytesMut::new();
+    for frame in &frames {
+        frame.encode(&mut encoded);
+    }
+    for split in 0..encoded.len() {
+        let mut buffer = BytesMut::from(&encoded[..split]);
+        let mut decoded = Vec::new();
+        while let Some(frame) = Frame::decode(&mut buffer).unwrap() {
+            decoded.push(frame);
+        }
+        buffer.extend_from_slice(&encoded[split..]);
+        while let Some(frame) = Frame::decode(&mut buffer).unwrap() {
+            decoded.push(frame);
+        }
+        assert_eq!(decoded, frames, "split at {split}");
+        assert!(buffer.is_empty());
+    }
+}
+
+proptest! {
+    /// Arbitrary bytes never panic the decoder, and it never takes more than it was given.
+    #[test]
+    fn the_decoder_survives_arbitrary_bytes(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut buffer = BytesMut::from(&input[..]);
+        while let Ok(Some(_)) = Frame::decode(&mut buffer) {}
+        let mut hello = [0; HELLO_LEN];
+        let length = input.len().min(HELLO_LEN);
+        hello[..length].copy_from_slice(&input[..length]);
+        let _ = Hello::decode(&hello);
+    }
+
+    /// Any one byte changed in a valid frame is an error, or (in a length) a wait for more, never a
+    /// different frame.
+    #[test]
+    fn a_damaged_frame_is_never_taken_for_another(
+        payload in proptest::collection::vec(any::<u8>(), 0..300),
+        offset in any::<u64>(),
+        position in any::<prop::sample::Index>(),
+        flip in 1..=255u8,
+    ) {
+        let frame = Frame::Data { offset, payload: payload.into() };
+        let mut encoded = BytesMut::new();
+        frame.encode(&mut encoded);
+        let index = position.index(encoded.len());
+        encoded[index] ^= flip;
+        match Frame::decode(&mut encoded) {
+            Ok(Some(decoded)) => prop_assert!(false, "damaged frame decoded as {decoded:?}"),
+            Ok(None) | Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn data_frames_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..MAX_PAYLOAD.min(4096)), offset in any::<u64>()) {
+        let frame = Frame::Data { offset, payload: payload.into() };
+        let mut encoded = BytesMut::new();
+        frame.encode(&mut encoded);
+        prop_assert_eq!(Frame::decode(&mut encoded), Ok(Some(frame)));
+        prop_assert!(encoded.is_empty());
+    }
+}
