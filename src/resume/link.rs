@@ -30,8 +30,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// When a side gives up on a transport.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {
-    /// Unacknowledged bytes with no progress for this long mean the transport is stuck (the client, which
-    /// can dial a new one, sets it; the agent cannot dial and leaves it to the client).
+    /// Send a ping this often (the client, which can dial a new transport; the agent answers).
+    pub ping: Option<Duration>,
+    /// Nothing heard from the peer for this long, while we were reading, means the transport is stuck.
     pub stall: Option<Duration>,
     /// The application ended both ways and our end was not acknowledged for this long: the peer is gone.
     pub linger: Duration,
@@ -43,6 +44,9 @@ pub(crate) enum Detach {
     Done,
     /// The transport failed; another may carry on.
     Broken(String),
+    /// The transport delivered damaged or incomplete bytes, or stopped moving: another may carry on, but not
+    /// over whatever carried this one (a session whose multiplexer lost bytes is stuck for every stream).
+    Damaged(String),
     /// The connection cannot go on (the peer broke the protocol, or left for good).
     Failed(String),
     /// Another transport arrived for this connection.
@@ -70,8 +74,12 @@ struct State {
     peer_fin: bool,
     /// The application stopped reading; what arrives is acknowledged and dropped.
     app_gone: bool,
-    /// When `acked` last moved, or unacknowledged bytes first appeared.
-    progress_at: Instant,
+    /// When the peer's last frame arrived (or the transport was attached).
+    heard_at: Instant,
+    /// The reader is waiting for the application to take bytes: not hearing the peer is then our doing.
+    delivering: bool,
+    /// A ping arrived; the writer owes a pong.
+    pong_owed: bool,
 }
 
 impl State {
@@ -111,7 +119,9 @@ impl<A: AsyncRead + AsyncWrite + Send + 'static> Link<A> {
                 ack_sent: 0,
                 peer_fin: false,
                 app_gone: false,
-                progress_at: Instant::now(),
+                heard_at: Instant::now(),
+                delivering: false,
+                pong_owed: false,
             }),
             news: Notify::new(),
             policy,
@@ -192,6 +202,9 @@ impl<A: AsyncRead + AsyncWrite + Send + 'static> Link<A> {
             ));
         }
         acknowledge(&mut state, peer_received);
+        state.heard_at = Instant::now();
+        state.delivering = false;
+        state.pong_owed = false;
         Ok(())
     }
 }
@@ -202,7 +215,6 @@ fn acknowledge(state: &mut State, received: u64) {
         return;
     }
     state.acked = received;
-    state.progress_at = Instant::now();
     while let Some((offset, payload)) = state.unacked.front_mut() {
         let end = *offset + payload.len() as u64;
         if end <= received {
@@ -252,8 +264,9 @@ async fn read_side<A: AsyncWrite>(
             let frame = match Frame::decode(&mut buffer) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(error) => return Detach::Broken(error.to_string()),
+                Err(error) => return Detach::Damaged(error.to_string()),
             };
+            lock().heard_at = Instant::now();
             match frame {
                 Frame::Data { offset, payload } => {
                     let (received, peer_fin, app_gone) = {
@@ -268,12 +281,13 @@ async fn read_side<A: AsyncWrite>(
                         continue;
                     }
                     if offset > received {
-                        return Detach::Broken(format!(
+                        return Detach::Damaged(format!(
                             "{} bytes went missing on the transport",
                             offset - received
                         ));
                     }
                     let mut rest = payload.slice((received - offset) as usize..);
+                    lock().delivering = true;
                     while !rest.is_empty() {
                         let written = if app_gone {
                             rest.len()
@@ -289,6 +303,11 @@ async fn read_side<A: AsyncWrite>(
                         lock().received += written as u64;
                         rest = rest.slice(written..);
                     }
+                    {
+                        let mut state = lock();
+                        state.delivering = false;
+                        state.heard_at = Instant::now();
+                    }
                     news.notify_one();
                 }
                 Frame::Ack { received } => {
@@ -303,13 +322,27 @@ async fn read_side<A: AsyncWrite>(
                     drop(state);
                     news.notify_one();
                 }
+                Frame::Ping { sent } | Frame::Pong { sent } => {
+                    let mut state = lock();
+                    if sent != state.received {
+                        return Detach::Damaged(format!(
+                            "the peer sent {sent} bytes and {} arrived",
+                            state.received
+                        ));
+                    }
+                    if matches!(frame, Frame::Ping { .. }) {
+                        state.pong_owed = true;
+                        drop(state);
+                        news.notify_one();
+                    }
+                }
                 Frame::Fin { offset } => {
                     let received = lock().received;
                     if offset < received {
                         continue;
                     }
                     if offset > received {
-                        return Detach::Broken(format!(
+                        return Detach::Damaged(format!(
                             "{} bytes went missing before the peer's end",
                             offset - received
                         ));
@@ -326,7 +359,8 @@ async fn read_side<A: AsyncWrite>(
         }
         match transport.read_buf(&mut buffer).await {
             Ok(0) if lock().done() => return Detach::Done,
-            Ok(0) => return Detach::Broken("the transport closed".into()),
+            // The agent closes a transport that brought it damaged bytes: what carried them is suspect.
+            Ok(0) => return Detach::Damaged("the transport closed".into()),
             Ok(_) => {}
             Err(error) => return Detach::Broken(format!("reading the transport: {error}")),
         }
@@ -374,6 +408,7 @@ async fn write_side<A: AsyncRead>(
         return Detach::Broken(format!("writing the transport: {error}"));
     }
     let mut ack_due: Option<tokio::time::Instant> = None;
+    let mut pinged_at = Instant::now();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -392,12 +427,12 @@ async fn write_side<A: AsyncRead>(
                 state.ack_sent = state.received;
             }
             _ = tick.tick() => {
-                let state = lock();
+                let mut state = lock();
                 if let Some(stall) = policy.stall
-                    && state.next > state.acked
-                    && state.progress_at.elapsed() > stall
+                    && !state.delivering
+                    && state.heard_at.elapsed() > stall
                 {
-                    return Detach::Broken(format!("no acknowledgement for {stall:?}"));
+                    return Detach::Damaged(format!("nothing heard from the peer for {stall:?}"));
                 }
                 if state.fin.is_some()
                     && !state.done()
@@ -408,12 +443,18 @@ async fn write_side<A: AsyncRead>(
                         policy.linger
                     ));
                 }
+                if let Some(interval) = policy.ping
+                    && pinged_at.elapsed() >= interval
+                {
+                    pinged_at = Instant::now();
+                    // Everything owed goes first, so the count the ping carries is all before it.
+                    Frame::Ack { received: state.received }.encode(&mut out);
+                    state.ack_sent = state.received;
+                    Frame::Ping { sent: state.next }.encode(&mut out);
+                }
             }
             read = app.read(chunk), if window_open => {
                 let mut state = lock();
-                if state.acked == state.next {
-                    state.progress_at = Instant::now();
-                }
                 match read {
                     Ok(length) if length > 0 => {
                         let payload = Bytes::copy_from_slice(&chunk[..length]);
@@ -435,6 +476,10 @@ async fn write_side<A: AsyncRead>(
         }
         {
             let mut state = lock();
+            if state.pong_owed {
+                state.pong_owed = false;
+                Frame::Pong { sent: state.next }.encode(&mut out);
+            }
             let owed = state.received - state.ack_sent;
             if owed > 0 {
                 // A peer that ended waits for our acknowledgement to finish; others can wait a moment.

@@ -42,12 +42,26 @@ pub type Transport = Box<dyn TransportIo>;
 
 /// Opens a new transport to the agent's port, each time it is called.
 pub type Dial =
-    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Redial) -> Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>> + Send + Sync>;
+
+/// What a dial is for, so that what carries the transports can drop a carrier that went bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redial {
+    /// The connection's first transport.
+    First,
+    /// The last transport broke (closed, or failed); what carried it may be fine.
+    Broken,
+    /// The last transport lost or damaged bytes, stopped moving, or the last attempt to resume failed: what
+    /// carried it is not to be used again.
+    Suspect,
+}
 
 /// The buffer between a connection and the application's end of it.
 const APP_BUFFER: usize = 256 * 1024;
 /// How long a hello or welcome may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the welcome to a resumed transport may take before the client tries another carrier.
+const RESUME_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client keeps dialling to resume a broken connection.
 const RESUME_FOR: Duration = Duration::from_secs(90);
 /// How long the agent keeps a connection whose transport broke, waiting for the client to resume it.
@@ -57,11 +71,16 @@ const MAX_CONNECTIONS: usize = 1024;
 
 /// The client's side: stuck transports are its to replace.
 const CLIENT_POLICY: Policy = Policy {
-    stall: Some(Duration::from_secs(20)),
+    // The agent answers a ping at once, and acknowledges data every 128 KiB, so even through a session paced
+    // at 1 MB/s a few seconds of silence is a stuck transport, caught well inside the 30 + 20 s in which
+    // HTTP/2's keep-alive would give up on the connection above.
+    ping: Some(Duration::from_secs(2)),
+    stall: Some(Duration::from_secs(8)),
     linger: Duration::from_secs(60),
 };
 /// The agent's side: it waits for the client to bring a new transport.
 const AGENT_POLICY: Policy = Policy {
+    ping: None,
     stall: None,
     linger: Duration::from_secs(120),
 };
@@ -91,10 +110,10 @@ impl Client {
     /// goes out at once and the welcome is read with the first answer.
     pub async fn open(dial: Dial, wait: bool) -> Result<Self, OpenError> {
         let id: ConnectionId = rand::random();
-        let mut transport = dial().await?;
+        let mut transport = dial(Redial::First).await?;
         transport.write_all(&Hello::New { id }.encode()).await?;
         if wait {
-            match read_welcome(&mut transport).await {
+            match read_welcome(&mut transport, HANDSHAKE_TIMEOUT).await {
                 Ok(Welcome::Accepted { received: 0 }) => {}
                 Ok(other) => {
                     return Err(OpenError::Io(io::Error::other(format!(
@@ -136,26 +155,27 @@ impl Client {
         let mut link = Link::new(app, CLIENT_POLICY);
         let mut peer_received = 0;
         loop {
-            match link
+            let (reason, redial) = match link
                 .attach(transport, peer_received, welcome_pending, None)
                 .await
             {
                 Detach::Done => return Ok(()),
                 Detach::Failed(reason) => return Err(reason),
-                Detach::Replaced(..) => {
-                    unreachable!("a client's link is never given a replacement")
+                Detach::Replaced(..) => unreachable!("a client's link is never given a replacement"),
+                Detach::Broken(reason) => (reason, Redial::Broken),
+                Detach::Damaged(reason) => (reason, Redial::Suspect),
+            };
+            tracing::info!(%reason, "a resumable connection's transport broke; resuming");
+            welcome_pending = false;
+            (transport, peer_received) = match resume(&dial, id, &link, redial).await {
+                Ok(Some(resumed)) => resumed,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    tracing::warn!(%reason, %error, "a resumable connection could not be resumed");
+                    return Err(format!("{reason}; resuming: {error}"));
                 }
-                Detach::Broken(reason) => {
-                    tracing::info!(%reason, "a resumable connection's transport broke; resuming");
-                    welcome_pending = false;
-                    (transport, peer_received) = match resume(&dial, id, &link).await {
-                        Ok(Some(resumed)) => resumed,
-                        Ok(None) => return Ok(()),
-                        Err(error) => return Err(format!("{reason}; resuming: {error}")),
-                    };
-                    tracing::info!(peer_received, "the connection resumed");
-                }
-            }
+            };
+            tracing::info!(peer_received, "the connection resumed");
         }
     }
 }
@@ -166,19 +186,21 @@ async fn resume<A: AsyncRead + AsyncWrite + Send + 'static>(
     dial: &Dial,
     id: ConnectionId,
     link: &Link<A>,
+    first: Redial,
 ) -> Result<Option<(Transport, u64)>, String> {
     let deadline = tokio::time::Instant::now() + RESUME_FOR;
     let mut delay = Duration::from_millis(100);
     let mut last_error = String::new();
+    let mut redial = first;
     while tokio::time::Instant::now() < deadline {
         let attempt = async {
-            let mut transport = dial().await?;
+            let mut transport = dial(redial).await?;
             let hello = Hello::Resume {
                 id,
                 received: link.received(),
             };
             transport.write_all(&hello.encode()).await?;
-            let welcome = read_welcome(&mut transport).await?;
+            let welcome = read_welcome(&mut transport, RESUME_HANDSHAKE_TIMEOUT).await?;
             Ok::<_, io::Error>((transport, welcome))
         };
         match attempt.await {
@@ -191,7 +213,11 @@ async fn resume<A: AsyncRead + AsyncWrite + Send + 'static>(
                     "the agent no longer holds the connection (it ended or restarted)".into(),
                 );
             }
-            Err(error) => last_error = error.to_string(),
+            Err(error) => {
+                tracing::debug!(%error, "resuming a connection: this transport failed");
+                last_error = error.to_string();
+                redial = Redial::Suspect;
+            }
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
@@ -199,25 +225,12 @@ async fn resume<A: AsyncRead + AsyncWrite + Send + 'static>(
     Err(format!("gave up after {RESUME_FOR:?}: {last_error}"))
 }
 
-async fn read_welcome(transport: &mut Transport) -> io::Result<Welcome> {
+async fn read_welcome(transport: &mut Transport, timeout: Duration) -> io::Result<Welcome> {
     let mut bytes = [0; WELCOME_LEN];
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.read_exact(&mut bytes))
+    tokio::time::timeout(timeout, transport.read_exact(&mut bytes))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no welcome from the agent"))??;
     Welcome::decode(&bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
-}
-
-/// Opens a resumable connection over `dial` and hands back the application's end of it, carried by a task of
-/// its own; the way to give a resumable connection to code that wants one byte stream.
-pub async fn connect(dial: Dial, wait: bool) -> Result<DuplexStream, OpenError> {
-    let client = Client::open(dial, wait).await?;
-    let (app, ours) = tokio::io::duplex(APP_BUFFER);
-    tokio::spawn(async move {
-        if let Err(reason) = client.carry(ours).await {
-            tracing::warn!(%reason, "a resumable connection to the agent was lost");
-        }
-    });
-    Ok(app)
 }
 
 /// The agent's side: the connections it holds, by id, so a client's new transport finds its connection.
@@ -346,7 +359,7 @@ async fn serve(
             Detach::Done => return Ok(()),
             Detach::Failed(reason) => return Err(reason),
             Detach::Replaced(next, received) => (transport, peer_received) = (next, received),
-            Detach::Broken(reason) => {
+            Detach::Broken(reason) | Detach::Damaged(reason) => {
                 tracing::debug!(%reason, "a resumable connection's transport broke; waiting for the client");
                 match tokio::time::timeout(DETACHED_FOR, transports.recv()).await {
                     Ok(Some(next)) => (transport, peer_received) = next,

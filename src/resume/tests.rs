@@ -25,6 +25,10 @@ enum Fault {
     BreakAfter(usize),
     /// The write that crosses this many bytes is swallowed (reported written, never delivered).
     LoseAt(usize),
+    /// Every write after this many bytes is swallowed: the transport goes silent without failing.
+    SilentAfter(usize),
+    /// Gone silent.
+    Silent,
 }
 
 /// The client's end of an in-memory transport, with a fault.
@@ -67,6 +71,11 @@ impl AsyncWrite for Faulty {
                 this.written += buffer.len();
                 return Poll::Ready(Ok(buffer.len()));
             }
+            Fault::SilentAfter(at) if this.written + buffer.len() > at => {
+                this.fault = Fault::Silent;
+                return Poll::Ready(Ok(buffer.len()));
+            }
+            Fault::Silent => return Poll::Ready(Ok(buffer.len())),
             _ => {}
         }
         let written = std::task::ready!(Pin::new(inner).poll_write(context, buffer))?;
@@ -93,6 +102,8 @@ impl AsyncWrite for Faulty {
 struct Agent {
     registry: Arc<Registry>,
     dials: Arc<AtomicUsize>,
+    /// Dials that asked for a carrier other than the last one.
+    suspect: Arc<AtomicUsize>,
 }
 
 impl Agent {
@@ -100,14 +111,19 @@ impl Agent {
         Self {
             registry: Registry::new(),
             dials: Arc::new(AtomicUsize::new(0)),
+            suspect: Arc::new(AtomicUsize::new(0)),
         }
     }
 
     fn dial(&self, faults: Vec<Fault>) -> Dial {
         let registry = Arc::clone(&self.registry);
         let dials = Arc::clone(&self.dials);
+        let suspect = Arc::clone(&self.suspect);
         let faults = Arc::new(faults);
-        Arc::new(move || {
+        Arc::new(move |redial| {
+            if redial == Redial::Suspect {
+                suspect.fetch_add(1, Ordering::SeqCst);
+            }
             let registry = Arc::clone(&registry);
             let index = dials.fetch_add(1, Ordering::SeqCst);
             let fault = faults.get(index).copied().unwrap_or(Fault::None);
@@ -207,17 +223,59 @@ async fn bytes_lost_inside_a_transport_are_seen_and_sent_again() {
 }
 
 #[tokio::test]
+async fn a_transport_that_goes_silent_is_noticed_and_replaced() {
+    let agent = Agent::start();
+    let started = std::time::Instant::now();
+    let (sent, received, ended) = echo(agent.dial(vec![Fault::SilentAfter(1 << 20)]), true, 4 << 20).await;
+    assert_eq!(sent, received, "every byte came back, in order");
+    assert_eq!(ended, Ok(()));
+    assert_eq!(agent.dials.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        agent.suspect.load(Ordering::SeqCst),
+        1,
+        "the silent transport's carrier is not used again"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn lost_bytes_with_nothing_after_them_are_found_by_the_next_ping() {
+    // The first write after the hello and the link's opening acknowledgement (13 bytes) is the only data; it
+    // is swallowed and nothing follows it: no later frame shows the gap, the client's next ping does.
+    let agent = Agent::start();
+    let client = Client::open(agent.dial(vec![Fault::LoseAt(HELLO_LEN + 13)]), false)
+        .await
+        .unwrap();
+    let (mut app, ours) = tokio::io::duplex(APP_BUFFER);
+    let carrying = tokio::spawn(client.carry(ours));
+    let message: Vec<u8> = (0..1000u32).map(|index| index as u8).collect();
+    app.write_all(&message).await.unwrap();
+    let mut echoed = vec![0; message.len()];
+    tokio::time::timeout(Duration::from_secs(10), app.read_exact(&mut echoed))
+        .await
+        .expect("the echo arrives after the next ping")
+        .unwrap();
+    assert_eq!(echoed, message);
+    assert_eq!(agent.dials.load(Ordering::SeqCst), 2);
+    app.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    app.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(carrying.await.unwrap(), Ok(()));
+}
+
+#[tokio::test]
 async fn an_agent_that_forgot_the_connection_makes_it_an_error() {
     let agent = Agent::start();
     let registry = Arc::clone(&agent.registry);
     let first = agent.dial(vec![Fault::BreakAfter(1 << 20)]);
     // The agent "restarts" once the first transport broke: it holds nothing after that.
     let dials = AtomicUsize::new(0);
-    let dial: Dial = Arc::new(move || {
+    let dial: Dial = Arc::new(move |redial| {
         if dials.fetch_add(1, Ordering::SeqCst) == 1 {
             registry.lock().clear();
         }
-        first()
+        first(redial)
     });
     let client = Client::open(dial, false).await.unwrap();
     let (app, ours) = tokio::io::duplex(APP_BUFFER);
@@ -243,7 +301,7 @@ async fn an_agent_that_forgot_the_connection_makes_it_an_error() {
 #[tokio::test]
 async fn an_agent_that_does_not_speak_it_is_unsupported() {
     // An older agent reads the hello as a broken TLS handshake and closes.
-    let dial: Dial = Arc::new(|| {
+    let dial: Dial = Arc::new(|_redial| {
         Box::pin(async {
             let (client, mut agent) = tokio::io::duplex(1024);
             tokio::spawn(async move {
@@ -306,6 +364,8 @@ fn a_frame_split_anywhere_decodes_once_whole() {
         },
         Frame::Ack { received: 17 },
         Frame::Fin { offset: 17 },
+        Frame::Ping { sent: 18 },
+        Frame::Pong { sent: 3 },
     ];
     let mut encoded = BytesMut::new();
     for frame in &frames {

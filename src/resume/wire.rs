@@ -8,11 +8,15 @@
 //! data     1:u8 offset:u64 length:u32 crc:u32 payload[length]   (crc over header and payload)
 //! ack      2:u8 received:u64 crc:u32
 //! fin      3:u8 offset:u64 crc:u32
+//! ping     4:u8 sent:u64 crc:u32      (the client, every few seconds)
+//! pong     5:u8 sent:u64 crc:u32      (the agent's answer)
 //! ```
 //!
 //! Integers are big-endian. Offsets count the bytes of one direction from the start of the connection; a
 //! `fin` takes one offset of its own (as TCP's FIN takes a sequence number), so acknowledging past it says it
-//! arrived. `received` is the next offset a side expects.
+//! arrived. `received` is the next offset a side expects. `sent` is the offset of the sender's next byte: as
+//! everything before a ping or pong arrived before it, a receiver that has less knows bytes were lost, even
+//! when nothing follows them; and a client that hears nothing back knows its transport stopped moving.
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 
@@ -30,9 +34,11 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 const DATA: u8 = 1;
 const ACK: u8 = 2;
 const FIN: u8 = 3;
+const PING: u8 = 4;
+const PONG: u8 = 5;
 const DATA_HEADER: usize = 1 + 8 + 4 + 4;
-const ACK_LEN: usize = 1 + 8 + 4;
-const FIN_LEN: usize = 1 + 8 + 4;
+/// Every frame but data: a kind, one number, a checksum.
+const CONTROL_LEN: usize = 1 + 8 + 4;
 
 /// A connection's identity, chosen at random by the client.
 pub type ConnectionId = [u8; 16];
@@ -65,6 +71,10 @@ pub enum Frame {
     Ack { received: u64 },
     /// The sender's stream ends at `offset`.
     Fin { offset: u64 },
+    /// Are you there? The client has sent everything before `sent`.
+    Ping { sent: u64 },
+    /// Here. The agent has sent everything before `sent`.
+    Pong { sent: u64 },
 }
 
 /// Bytes that are not this protocol, or were damaged on the way.
@@ -183,15 +193,17 @@ impl Frame {
                 out.put_u32(hasher.finalize());
                 out.extend_from_slice(payload);
             }
-            Frame::Ack { received } => {
-                out.put_u8(ACK);
-                out.put_u64(*received);
-                let crc = checksum(&out[start..]);
-                out.put_u32(crc);
-            }
-            Frame::Fin { offset } => {
-                out.put_u8(FIN);
-                out.put_u64(*offset);
+            Frame::Ack { received: value }
+            | Frame::Fin { offset: value }
+            | Frame::Ping { sent: value }
+            | Frame::Pong { sent: value } => {
+                out.put_u8(match self {
+                    Frame::Ack { .. } => ACK,
+                    Frame::Fin { .. } => FIN,
+                    Frame::Ping { .. } => PING,
+                    _ => PONG,
+                });
+                out.put_u64(*value);
                 let crc = checksum(&out[start..]);
                 out.put_u32(crc);
             }
@@ -227,18 +239,18 @@ impl Frame {
                 let payload = buffer.split_to(length as usize).freeze();
                 Ok(Some(Frame::Data { offset, payload }))
             }
-            ACK | FIN => {
-                let length = if kind == ACK { ACK_LEN } else { FIN_LEN };
-                if buffer.len() < length {
+            ACK | FIN | PING | PONG => {
+                if buffer.len() < CONTROL_LEN {
                     return Ok(None);
                 }
-                verify(&buffer[..length], if kind == ACK { "ack" } else { "fin" })?;
+                verify(&buffer[..CONTROL_LEN], "control frame")?;
                 let value = u64::from_be_bytes(buffer[1..9].try_into().expect("eight bytes"));
-                buffer.advance(length);
-                Ok(Some(if kind == ACK {
-                    Frame::Ack { received: value }
-                } else {
-                    Frame::Fin { offset: value }
+                buffer.advance(CONTROL_LEN);
+                Ok(Some(match kind {
+                    ACK => Frame::Ack { received: value },
+                    FIN => Frame::Fin { offset: value },
+                    PING => Frame::Ping { sent: value },
+                    _ => Frame::Pong { sent: value },
                 }))
             }
             other => Err(WireError::UnknownKind(other)),

@@ -74,6 +74,21 @@ async fn sdk_for(gateway: &Gateway) -> aws_config::SdkConfig {
         .await
 }
 
+impl Drop for LocalAgent {
+    /// A failed test shows the end of the agent's log, where its side of the tunnel says what it saw.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.workspace().folder.join("agent.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- the end of {}:", log.display());
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
 /// An agent client whose every connection is a stream of `tunnel` (no warm tunnel, no resumable connection:
 /// the multiplexer's own guarantees).
 async fn client_through(tunnel: &Tunnel, agent: &LocalAgent) -> AgentClient {

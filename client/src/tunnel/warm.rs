@@ -26,7 +26,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use skiff::resume;
@@ -74,41 +74,68 @@ pub fn log_path(workspace_folder: &Path) -> PathBuf {
 /// The daemon's state: one slot per lane.
 struct Lanes {
     opener: Opener,
-    carriers: Vec<Mutex<Option<Arc<dyn Carrier>>>>,
+    carriers: Vec<Mutex<Option<Slot>>>,
+    /// Numbers each carrier opened, so a connection can say which one failed it.
+    opened: AtomicU64,
     /// The agent answered a resumable connection: later ones need not wait for its welcome.
     resumable: AtomicBool,
 }
 
+/// A lane's carrier and its number.
+struct Slot {
+    number: u64,
+    carrier: Arc<dyn Carrier>,
+}
+
 impl Lanes {
-    async fn carrier(&self, lane: u8) -> anyhow::Result<Arc<dyn Carrier>> {
+    /// The carrier of `lane`, opened if the lane has none or its carrier ended. `discard` names a carrier
+    /// that a connection found stuck: if the lane still holds it, it is closed and replaced.
+    async fn carrier(
+        &self,
+        lane: u8,
+        discard: Option<u64>,
+    ) -> anyhow::Result<(u64, Arc<dyn Carrier>)> {
         let slot = self
             .carriers
             .get(usize::from(lane))
             .ok_or_else(|| anyhow::anyhow!("lane {lane} does not exist (0 to {POOL})"))?;
         let mut slot = slot.lock().await;
-        if let Some(carrier) = slot.as_ref()
-            && carrier.ended().is_none()
-        {
-            return Ok(Arc::clone(carrier));
-        }
-        if let Some(ended) = slot.as_ref().and_then(|carrier| carrier.ended()) {
-            tracing::info!(lane, %ended, "the lane's session ended; opening a new one");
+        if let Some(current) = slot.as_ref() {
+            if discard == Some(current.number) {
+                tracing::info!(lane, "the lane's session lost bytes or stopped moving; replacing it");
+                let stuck = Arc::clone(&current.carrier);
+                // Its other streams fail with it, and their connections resume on the new one.
+                tokio::spawn(async move { stuck.close().await });
+            } else if let Some(ended) = current.carrier.ended() {
+                tracing::info!(lane, %ended, "the lane's session ended; opening a new one");
+            } else {
+                return Ok((current.number, Arc::clone(&current.carrier)));
+            }
         }
         let carrier: Arc<dyn Carrier> = Arc::from((self.opener)(lane).await?);
-        *slot = Some(Arc::clone(&carrier));
-        Ok(carrier)
+        let number = self.opened.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(Slot {
+            number,
+            carrier: Arc::clone(&carrier),
+        });
+        Ok((number, carrier))
     }
 
-    /// Opens streams on `lane`, a new session when its session ended: a resumable connection's transports.
+    /// Opens streams on `lane` for one resumable connection: its transports. A transport found suspect makes
+    /// the next dial replace the carrier it came from.
     fn dial(self: &Arc<Self>, lane: u8) -> resume::Dial {
         let lanes = Arc::clone(self);
-        Arc::new(move || {
+        let used = Arc::new(AtomicU64::new(u64::MAX));
+        Arc::new(move |redial| {
             let lanes = Arc::clone(&lanes);
+            let used = Arc::clone(&used);
             Box::pin(async move {
-                let carrier = lanes
-                    .carrier(lane)
+                let discard = (redial == resume::Redial::Suspect).then(|| used.load(Ordering::Relaxed));
+                let (number, carrier) = lanes
+                    .carrier(lane, discard)
                     .await
                     .map_err(|error| io::Error::other(format!("{error:#}")))?;
+                used.store(number, Ordering::Relaxed);
                 let stream: resume::Transport = Box::new(carrier.open_stream().await?);
                 Ok(stream)
             })
@@ -117,8 +144,8 @@ impl Lanes {
 
     async fn close(&self) {
         for slot in &self.carriers {
-            if let Some(carrier) = slot.lock().await.take() {
-                carrier.close().await;
+            if let Some(slot) = slot.lock().await.take() {
+                slot.carrier.close().await;
             }
         }
     }
@@ -136,9 +163,13 @@ pub async fn serve(
     let lanes = Arc::new(Lanes {
         opener,
         carriers: (0..=POOL).map(|_| Mutex::new(None)).collect(),
+        opened: AtomicU64::new(1),
         resumable: AtomicBool::new(false),
     });
-    *lanes.carriers[0].lock().await = Some(Arc::from(first));
+    *lanes.carriers[0].lock().await = Some(Slot {
+        number: 0,
+        carrier: Arc::from(first),
+    });
     let (activity, mut activity_rx) = tokio::sync::watch::channel(0usize);
     let activity = Arc::new(activity);
     let shutdown = Arc::new(tokio::sync::Notify::new());
@@ -203,8 +234,8 @@ async fn relay(
         }
         Err(resume::OpenError::Unsupported(reason)) => {
             tracing::info!(%reason, "the agent is older than resumable connections; using a plain stream");
-            match lanes.carrier(lane).await {
-                Ok(carrier) => carrier.open_stream().await,
+            match lanes.carrier(lane, None).await {
+                Ok((_, carrier)) => carrier.open_stream().await,
                 Err(error) => Err(io::Error::other(format!("{error:#}"))),
             }
         }
