@@ -41,8 +41,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> TransportIo for T {}
 pub type Transport = Box<dyn TransportIo>;
 
 /// Opens a new transport to the agent's port, each time it is called.
-pub type Dial =
-    Arc<dyn Fn(Redial) -> Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>> + Send + Sync>;
+pub type Dial = Arc<
+    dyn Fn(Redial) -> Pin<Box<dyn Future<Output = io::Result<Transport>> + Send>> + Send + Sync,
+>;
 
 /// What a dial is for, so that what carries the transports can drop a carrier that went bad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +162,9 @@ impl Client {
             {
                 Detach::Done => return Ok(()),
                 Detach::Failed(reason) => return Err(reason),
-                Detach::Replaced(..) => unreachable!("a client's link is never given a replacement"),
+                Detach::Replaced(..) => {
+                    unreachable!("a client's link is never given a replacement")
+                }
                 Detach::Broken(reason) => (reason, Redial::Broken),
                 Detach::Damaged(reason) => (reason, Redial::Suspect),
             };

@@ -102,7 +102,10 @@ impl Lanes {
         let mut slot = slot.lock().await;
         if let Some(current) = slot.as_ref() {
             if discard == Some(current.number) {
-                tracing::info!(lane, "the lane's session lost bytes or stopped moving; replacing it");
+                tracing::info!(
+                    lane,
+                    "the lane's session lost bytes or stopped moving; replacing it"
+                );
                 let stuck = Arc::clone(&current.carrier);
                 // Its other streams fail with it, and their connections resume on the new one.
                 tokio::spawn(async move { stuck.close().await });
@@ -130,7 +133,8 @@ impl Lanes {
             let lanes = Arc::clone(&lanes);
             let used = Arc::clone(&used);
             Box::pin(async move {
-                let discard = (redial == resume::Redial::Suspect).then(|| used.load(Ordering::Relaxed));
+                let discard =
+                    (redial == resume::Redial::Suspect).then(|| used.load(Ordering::Relaxed));
                 let (number, carrier) = lanes
                     .carrier(lane, discard)
                     .await
