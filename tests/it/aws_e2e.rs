@@ -137,80 +137,23 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     // the region here before skiff and this test poll it at the same time.
     assert!(live_instances(&sandbox.region, name).is_empty());
     let skiffd = binary("skiffd");
-    let log_path = sandbox.root.path().join("up.log");
-    let mut up = skiff(&[
-        "up",
-        project.to_str().unwrap(),
-        "--provider",
-        "aws",
-        "--agent-binary",
-        skiffd.to_str().unwrap(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(std::fs::File::create(&log_path).unwrap())
-    .spawn()
-    .unwrap();
-
-    // Play EC2 booting the instance: once RunInstances happened, start the stand-in with its user-data.
-    let mut instance_id = None;
-    wait_until(Duration::from_secs(120), || {
-        instance_id = live_instances(&sandbox.region, name)
-            .first()
-            .and_then(|instance| instance["InstanceId"].as_str().map(str::to_owned));
-        instance_id.is_some()
-    });
-    let Some(instance_id) = instance_id else {
-        let _ = up.kill();
-        panic!(
-            "skiff up launched no instance:\n{}",
-            std::fs::read_to_string(&log_path).unwrap_or_default()
-        )
-    };
-    let (_volume, mountpoint) = Volume::create(&format!("skiff-e2e-{}", std::process::id()));
-    let script = helper(&sandbox.region, &["user-data", &instance_id]).replace(
-        "STATE_DIR=/var/lib/skiffd",
-        &format!("STATE_DIR={mountpoint}"),
-    );
-    assert!(script.contains(&format!("STATE_DIR={mountpoint}")));
-    let instance = Instance::boot_with(
-        &script,
-        sandbox.root.path(),
+    let booted = up_on_a_stand_in(
+        &sandbox,
+        &gateway,
+        &skiff,
+        name,
         &[
-            "-v".into(),
-            format!("skiff-e2e-{}:{mountpoint}", std::process::id()),
+            "up",
+            project.to_str().unwrap(),
+            "--provider",
+            "aws",
+            "--agent-binary",
+            skiffd.to_str().unwrap(),
         ],
+        &[],
     );
-    // The SSM agent on the instance registers as soon as it boots.
-    gateway.set_online(&instance_id, true);
-
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = up.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(300) {
-            let _ = up.kill();
-            panic!(
-                "skiff up did not finish in 5 minutes:\n{}\nuser-data:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default(),
-                instance.exec("cat /boot.log")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut stdout = String::new();
-    up.stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(
-        status.success(),
-        "skiff up failed:\n{}\nuser-data:\n{}",
-        std::fs::read_to_string(&log_path).unwrap_or_default(),
-        instance.exec("cat /boot.log")
-    );
-    assert_eq!(stdout.trim(), name);
+    let instance = &booted.instance;
+    assert_eq!(booted.stdout.trim(), name);
     let boot = instance.exec("cat /boot.log");
     assert!(
         boot.contains("the client's push"),
@@ -420,5 +363,186 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         .join(name)
         .join("tunnel.sock");
     assert!(!socket.exists(), "the tunnel's socket is gone");
-    drop(instance);
+    drop(booted);
+
+    // up GIT_URL: the agent clones the repository on the instance (its bytes come from the git server, not
+    // through the tunnel), and the repository's devcontainer.json, read there, makes the dev container. The
+    // stand-in gets the host's git (an Ubuntu AMI has its own) and sees the sandbox, where the repository is.
+    let cloned_name = "e2e-repo";
+    let source = sandbox.project("e2e-source");
+    std::fs::write(source.join("from-git.txt"), "cloned on the instance\n").unwrap();
+    write_project(&source);
+    let bare = sandbox.root.path().join("e2e-repo.git");
+    let status = Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&source)
+        .arg(&bare)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let url = format!("file://{}", bare.display());
+    let root = sandbox.root.path().display().to_string();
+    let mut with_git = Vec::new();
+    for path in ["/usr/bin/git", "/usr/lib/git-core", "/usr/share/git-core"] {
+        with_git.extend(["-v".to_owned(), format!("{path}:{path}:ro")]);
+    }
+    with_git.extend(["-v".to_owned(), format!("{root}:{root}:ro")]);
+    let cloned = up_on_a_stand_in(
+        &sandbox,
+        &gateway,
+        &skiff,
+        cloned_name,
+        &[
+            "up",
+            &url,
+            "--name",
+            cloned_name,
+            "--provider",
+            "aws",
+            "--agent-binary",
+            skiffd.to_str().unwrap(),
+        ],
+        &with_git,
+    );
+    assert_eq!(cloned.stdout.trim(), cloned_name);
+    assert_eq!(
+        run(&[
+            "exec",
+            cloned_name,
+            "--",
+            "sh",
+            "-c",
+            "cat from-git.txt; test -f .git/HEAD && echo with-its-history"
+        ]),
+        "cloned on the instance\nwith-its-history\n"
+    );
+    // There is no folder on this machine to send.
+    let sync = skiff(&["sync", cloned_name]).output().unwrap();
+    assert!(!sync.status.success());
+    assert!(
+        String::from_utf8_lossy(&sync.stderr).contains("cloned from a git repository"),
+        "{}",
+        String::from_utf8_lossy(&sync.stderr)
+    );
+    run(&["delete", cloned_name, "--yes"]);
+    assert!(live_instances(&sandbox.region, cloned_name).is_empty());
+}
+
+/// A stand-in instance booted for an `up`, and what that `up` printed. Dropped in this order: the stand-in,
+/// the dev containers its agent made, the volume they used.
+struct Booted {
+    instance: Instance,
+    stdout: String,
+    _dev_containers: DevContainersUnder,
+    _volume: Volume,
+}
+
+/// Removes the dev containers whose workspace folder is under a folder (the agent's state, for a workspace
+/// whose files are only on the instance), however the test ends.
+struct DevContainersUnder(String);
+
+impl Drop for DevContainersUnder {
+    fn drop(&mut self) {
+        let label = skiff::devcontainer::LABEL_LOCAL_FOLDER;
+        let output = Command::new("docker")
+            .args([
+                "ps",
+                "-a",
+                "--no-trunc",
+                "--filter",
+                &format!("label={label}"),
+            ])
+            .args([
+                "--format",
+                &format!("{{{{.ID}}}} {{{{.Label \"{label}\"}}}}"),
+            ])
+            .output();
+        let Ok(output) = output else { return };
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            if let Some((id, folder)) = line.split_once(' ')
+                && folder.starts_with(&self.0)
+            {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+/// Runs `skiff up_args` and plays EC2 booting the instance it launches for workspace `name`: once RunInstances
+/// happened, a stand-in runs its user-data (with the agent's state in a named volume, and `extra` arguments
+/// for `docker run`) and comes online in Session Manager. Returns when `up` succeeded; fails the test with
+/// `up`'s output and the boot log otherwise.
+fn up_on_a_stand_in(
+    sandbox: &AwsSandbox,
+    gateway: &Gateway,
+    skiff: &dyn Fn(&[&str]) -> Command,
+    name: &str,
+    up_args: &[&str],
+    extra: &[String],
+) -> Booted {
+    let log_path = sandbox.root.path().join(format!("up-{name}.log"));
+    let mut up = skiff(up_args)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut instance_id = None;
+    wait_until(Duration::from_secs(120), || {
+        instance_id = live_instances(&sandbox.region, name)
+            .first()
+            .and_then(|instance| instance["InstanceId"].as_str().map(str::to_owned));
+        instance_id.is_some()
+    });
+    let Some(instance_id) = instance_id else {
+        let _ = up.kill();
+        panic!(
+            "skiff up launched no instance:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        )
+    };
+    let (volume, mountpoint) = Volume::create(&format!("skiff-e2e-{}-{name}", std::process::id()));
+    let dev_containers = DevContainersUnder(mountpoint.clone());
+    let script = helper(&sandbox.region, &["user-data", &instance_id]).replace(
+        "STATE_DIR=/var/lib/skiffd",
+        &format!("STATE_DIR={mountpoint}"),
+    );
+    assert!(script.contains(&format!("STATE_DIR={mountpoint}")));
+    let mut arguments = vec!["-v".to_owned(), format!("{}:{mountpoint}", volume.0)];
+    arguments.extend_from_slice(extra);
+    let instance = Instance::boot_with(&script, sandbox.root.path(), &arguments);
+    // The SSM agent on the instance registers as soon as it boots.
+    gateway.set_online(&instance_id, true);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = up.kill();
+            panic!(
+                "skiff up did not finish in 5 minutes:\n{}\nuser-data:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default(),
+                instance.exec("cat /boot.log")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut stdout = String::new();
+    up.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(
+        status.success(),
+        "skiff up failed:\n{}\nuser-data:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default(),
+        instance.exec("cat /boot.log")
+    );
+    Booted {
+        instance,
+        stdout,
+        _dev_containers: dev_containers,
+        _volume: volume,
+    }
 }

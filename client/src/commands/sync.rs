@@ -22,6 +22,13 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
+    if workspace.record.local_folder.starts_with(&workspace.folder) {
+        anyhow::bail!(
+            "workspace {} was cloned from a git repository on its instance and has no folder on this machine to send; change it there (`skiff ssh {}`) and move work with git",
+            workspace.name(),
+            workspace.name()
+        );
+    }
     // An AWS workspace: the warm tunnel's bulk lanes, one Session Manager session each, carry a sync faster.
     let mut clients = Vec::new();
     for lane in 1..=crate::tunnel::warm::POOL {

@@ -76,26 +76,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
             run_initialize_command(command, &folder, &loaded.config_file).await?;
         }
         let progress = Progress::new();
-        progress.step(&format!(
-            "waiting for the agent of workspace {}",
-            workspace.name()
-        ));
-        let client = crate::provider::aws::connect::wait_for_agent(
-            &workspace,
-            args.agent.tunnel,
-            AGENT_TIMEOUT,
-        )
-        .await?;
-        let binary = crate::provider::aws::commands::agent_binary(&args);
-        let client = crate::provider::aws::upgrade::ensure_current(
-            &workspace,
-            client,
-            binary.as_deref(),
-            binary.is_some(),
-            args.agent.tunnel,
-            &progress,
-        )
-        .await?;
+        let client = aws_agent(&args, &workspace, &progress).await?;
         let files_folder =
             send_files(&mut workspace, &folder, args.agent.tunnel, &progress).await?;
         let spec = UpSpec {
@@ -184,8 +165,130 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     drive(&args, &workspace, &config, client, spec, progress).await
 }
 
+/// `skiff up GIT_URL` for an AWS workspace: the instance is launched (or found) as for a folder, then its
+/// agent clones the repository on the instance, so the files come from the git server and not through the
+/// tunnel, and the repository's devcontainer.json is read there. The workspace has no folder on this machine;
+/// its record is keyed by its folder in skiff's store, as a local clone's is.
+async fn up_repository_on_aws(
+    args: UpArgs,
+    url: &str,
+    name: String,
+    store: &Store,
+) -> anyhow::Result<i32> {
+    let key = store.folder_for(&name);
+    if let Ok(existing) = store.get(&name)
+        && existing.record.local_folder != key
+    {
+        anyhow::bail!(
+            "workspace {name} already exists for {}; pass --name to give this one another name",
+            existing.record.local_folder.display()
+        );
+    }
+    let args = UpArgs {
+        name: Some(name.clone()),
+        ..args
+    };
+    // The instance is sized before the repository's configuration is known: its hostRequirements are not
+    // read here (the instance type flags and saved defaults are).
+    let Some(mut workspace) =
+        crate::provider::aws::commands::up(&args, &key, Path::new(""), None).await?
+    else {
+        return Ok(0);
+    };
+    let progress = Progress::new();
+    let mut client = aws_agent(&args, &workspace, &progress).await?;
+    let already = workspace
+        .record
+        .aws
+        .as_ref()
+        .and_then(|placement| placement.files_folder.clone());
+    if already.is_none() {
+        progress.step(&format!("cloning {url} on the instance"));
+        let cloned = crate::files::clone_remote(&mut client, url, &mut |data: &[u8]| {
+            progress.output(skiff::api::OutputStream::Stderr, data)
+        })
+        .await
+        .with_context(|| format!("cloning {url} for workspace {name}"))?;
+        if let Some(placement) = workspace.record.aws.as_mut() {
+            placement.files_folder = Some(cloned.files_folder);
+        }
+        workspace.save()?;
+    }
+    let config_path = match args.config.as_deref() {
+        Some(path) => Some(
+            path.to_str()
+                .ok_or_else(|| anyhow::anyhow!("--config {}: not UTF-8", path.display()))?,
+        ),
+        None => None,
+    };
+    let loaded = crate::files::fetch_config(&mut client, config_path)
+        .await
+        .with_context(|| format!("reading the devcontainer.json of {url}"))?;
+    for warning in &loaded.warnings {
+        progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
+    }
+    let mut config = loaded.config.clone();
+    // What the configuration calls the local folder is the clone: there is no other copy.
+    let context = LocalContext::from_process_env(&loaded.workspace_folder, &loaded.config_file);
+    for unknown in devcontainer::substitute_local(&mut config, &context)? {
+        progress.warn(&format!(
+            "{}: unknown variable {unknown} is left as written",
+            loaded.config_file.display()
+        ));
+    }
+    if config.initialize_command.is_some() {
+        progress.warn(
+            "initializeCommand is not run: it runs on the machine that has the workspace's folder, and this repository was cloned on the instance only",
+        );
+    }
+    if config.host_requirements.is_some() {
+        progress.warn(
+            "hostRequirements of a cloned repository are not used to size the instance (it is launched before the clone); pass --instance-type",
+        );
+    }
+    if workspace.record.config_file != loaded.config_file {
+        workspace.record.config_file = loaded.config_file.clone();
+        workspace.save()?;
+    }
+    let files_folder = loaded.workspace_folder.display().to_string();
+    let spec = UpSpec {
+        config_json: serde_json::to_string(&config)?,
+        config_file: loaded.config_file.display().to_string(),
+        local_folder: files_folder.clone(),
+        files_folder,
+        rebuild: args.rebuild,
+    };
+    drive(&args, &workspace, &config, client, spec, progress).await
+}
+
 /// How long `up` waits for an instance's agent to answer once the instance is online.
 const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Waits for an AWS workspace's agent and puts this client's `skiffd` in its place if it is older (or another
+/// build was asked for).
+async fn aws_agent(
+    args: &UpArgs,
+    workspace: &crate::workspace::Workspace,
+    progress: &Progress,
+) -> anyhow::Result<crate::agent_client::AgentClient> {
+    progress.step(&format!(
+        "waiting for the agent of workspace {}",
+        workspace.name()
+    ));
+    let client =
+        crate::provider::aws::connect::wait_for_agent(workspace, args.agent.tunnel, AGENT_TIMEOUT)
+            .await?;
+    let binary = crate::provider::aws::commands::agent_binary(args);
+    crate::provider::aws::upgrade::ensure_current(
+        workspace,
+        client,
+        binary.as_deref(),
+        binary.is_some(),
+        args.agent.tunnel,
+        progress,
+    )
+    .await
+}
 
 /// Has the agent build (or reuse) and start the container, showing its progress; `Ok(0)` once ready (or, with
 /// `--forward`, after Ctrl-C).
@@ -381,9 +484,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
         (None, None) => ProviderKind::Local,
     };
     if provider == ProviderKind::Aws {
-        anyhow::bail!(
-            "skiff up {url}: cloning a repository for an AWS workspace is not wired into `up` yet; pass --provider local, or up a local folder"
-        );
+        return up_repository_on_aws(args, &url, name, &store).await;
     }
     let mut workspace = match existing {
         Some(existing)

@@ -169,6 +169,11 @@ impl Store {
         self.root.join("workspaces")
     }
 
+    /// The folder a workspace named `name` has (or would have) in the store.
+    pub fn folder_for(&self, name: &str) -> PathBuf {
+        self.workspaces_dir().join(name)
+    }
+
     /// The names of every workspace, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.workspaces_dir())
@@ -226,7 +231,7 @@ impl Store {
                 requested: record.local_folder,
             });
         }
-        let folder = self.workspaces_dir().join(&record.name);
+        let folder = self.folder_for(&record.name);
         std::fs::create_dir_all(&folder).map_err(io_error("creating", &folder))?;
         std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))
             .map_err(io_error("protecting", &folder))?;
