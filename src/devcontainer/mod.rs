@@ -13,6 +13,7 @@ mod id;
 mod load;
 mod model;
 mod parse;
+mod schema;
 mod substitute;
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use super::error::ConfigError;
 use super::model::DevContainer;
 
-/// Parses the text of `config_file` into the model, with warnings about legacy and unknown properties.
+/// Parses the text of `config_file` into the model, with warnings about legacy and unknown properties and what
+/// else the spec's schema would reject (`schema`).
 ///
 /// Accepts JSONC as the reference CLI does: `//` and `/* */` comments anywhere and trailing commas.
 /// Other JSON5 liberties (missing commas, single quotes, unquoted keys, hex numbers) are syntax errors.
@@ -41,6 +42,7 @@ pub fn parse(config_file: &Path, text: &str) -> Result<(DevContainer, Vec<String
         }
         warnings.push(format!("unknown property \"{property}\" is ignored"));
     }
+    warnings.extend(super::schema::warnings(&config));
     Ok((config, warnings))
 }
 

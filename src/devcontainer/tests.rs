@@ -1196,3 +1196,191 @@ fn shared_real_world_details() {
         Some(OnAutoForward::Silent)
     );
 }
+
+// The spec's schema: our rules (`schema`) and the model against `schema/devContainer.base.schema.json`.
+
+/// The spec's base schema, from the shared material.
+fn base_schema() -> serde_json::Value {
+    let path = shared_devcontainer_dir().join("schema/devContainer.base.schema.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("the spec's schema {}: {error}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The `properties` of every object the schema describes at `pointer`, through `$ref`, `allOf`, `oneOf` and
+/// `anyOf` (the top level's branches included).
+fn schema_properties(
+    schema: &serde_json::Value,
+    node: &serde_json::Value,
+    into: &mut Vec<(String, serde_json::Value)>,
+) {
+    if let Some(reference) = node.get("$ref").and_then(|reference| reference.as_str()) {
+        let target = schema
+            .pointer(reference.trim_start_matches('#'))
+            .unwrap_or_else(|| panic!("the schema's {reference} resolves"));
+        schema_properties(schema, target, into);
+    }
+    if let Some(properties) = node
+        .get("properties")
+        .and_then(|properties| properties.as_object())
+    {
+        for (name, property) in properties {
+            into.push((name.clone(), property.clone()));
+        }
+    }
+    for combinator in ["allOf", "oneOf", "anyOf"] {
+        for branch in node
+            .get(combinator)
+            .and_then(|branches| branches.as_array())
+            .into_iter()
+            .flatten()
+        {
+            schema_properties(schema, branch, into);
+        }
+    }
+}
+
+/// Every string a property's schema enumerates, through its own combinators.
+fn schema_enum(schema: &serde_json::Value, node: &serde_json::Value) -> Vec<String> {
+    let mut values: Vec<String> = node
+        .get("enum")
+        .and_then(|values| values.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|value| value.as_str().map(str::to_owned))
+        .collect();
+    if let Some(reference) = node.get("$ref").and_then(|reference| reference.as_str()) {
+        values.extend(schema_enum(
+            schema,
+            schema.pointer(reference.trim_start_matches('#')).unwrap(),
+        ));
+    }
+    for combinator in ["allOf", "oneOf", "anyOf"] {
+        for branch in node
+            .get(combinator)
+            .and_then(|branches| branches.as_array())
+            .into_iter()
+            .flatten()
+        {
+            values.extend(schema_enum(schema, branch));
+        }
+    }
+    values
+}
+
+fn unknown_warnings(warnings: &[String]) -> Vec<&String> {
+    warnings
+        .iter()
+        .filter(|warning| warning.contains("unknown property"))
+        .collect()
+}
+
+#[test]
+fn every_property_the_schema_names_is_known_and_every_value_it_lists_is_accepted() {
+    let schema = base_schema();
+    // The top level, the objects below it that the schema closes, and where a test config puts each.
+    let mut top = Vec::new();
+    schema_properties(&schema, &schema, &mut top);
+    let mut checked = 0;
+    for (name, property) in &top {
+        // The legacy properties are migrated, and `build` is checked below.
+        if [
+            "dockerFile",
+            "context",
+            "extensions",
+            "settings",
+            "devPort",
+            "build",
+        ]
+        .contains(&name.as_str())
+        {
+            continue;
+        }
+        let (_, warnings) = parse_ok(&format!(r#"{{ "image": "u", "{name}": null }}"#));
+        assert!(
+            unknown_warnings(&warnings).is_empty(),
+            "{name}: {warnings:?}"
+        );
+        for value in schema_enum(&schema, property) {
+            parse(
+                &file(),
+                &format!(r#"{{ "image": "u", "{name}": "{value}" }}"#),
+            )
+            .unwrap_or_else(|error| panic!("{name} = {value:?} is in the schema: {error}"));
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 50,
+        "the schema's top level has more properties than {checked}"
+    );
+    let nested: [(&str, &str, fn(&str) -> String); 4] = [
+        (
+            "/definitions/dockerfileContainer/oneOf/0/properties/build",
+            "build",
+            |inner| format!(r#"{{ "build": {{ "dockerfile": "D", {inner} }} }}"#),
+        ),
+        (
+            "/definitions/devContainerCommon/properties/hostRequirements",
+            "hostRequirements",
+            |inner| format!(r#"{{ "image": "u", "hostRequirements": {{ {inner} }} }}"#),
+        ),
+        (
+            "/definitions/devContainerCommon/properties/otherPortsAttributes",
+            "otherPortsAttributes",
+            |inner| format!(r#"{{ "image": "u", "otherPortsAttributes": {{ {inner} }} }}"#),
+        ),
+        (
+            "/definitions/devContainerCommon/properties/portsAttributes/patternProperties/(^\\d+(-\\d+)?$)|(.+)",
+            "portsAttributes.3000",
+            |inner| {
+                format!(r#"{{ "image": "u", "portsAttributes": {{ "3000": {{ {inner} }} }} }}"#)
+            },
+        ),
+    ];
+    for (pointer, object, config) in nested {
+        let node = schema
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("the schema has {pointer}"));
+        let mut properties = Vec::new();
+        schema_properties(&schema, node, &mut properties);
+        assert!(
+            !properties.is_empty(),
+            "{object} has properties in the schema"
+        );
+        for (name, property) in &properties {
+            let (_, warnings) = parse_ok(&config(&format!(r#""{name}": null"#)));
+            assert!(
+                unknown_warnings(&warnings).is_empty(),
+                "{object}.{name}: {warnings:?}"
+            );
+            for value in schema_enum(&schema, property) {
+                parse(&file(), &config(&format!(r#""{name}": "{value}""#))).unwrap_or_else(
+                    |error| panic!("{object}.{name} = {value:?} is in the schema: {error}"),
+                );
+            }
+        }
+        // And the schema closes it: anything else is reported.
+        let (_, warnings) = parse_ok(&config(r#""notInTheSchema": 1"#));
+        assert_eq!(
+            warnings,
+            [format!(
+                r#"unknown property "{object}.notInTheSchema" is ignored"#
+            )],
+            "{object}"
+        );
+    }
+}
+
+#[test]
+fn what_the_schema_requires_and_the_reference_cli_does_without_is_a_warning() {
+    let (_, warnings) = parse_ok(r#"{ "dockerComposeFile": "c.yml", "service": "s" }"#);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("\"workspaceFolder\" is required"),
+        "{warnings:?}"
+    );
+    let (_, warnings) =
+        parse_ok(r#"{ "dockerComposeFile": "c.yml", "service": "s", "workspaceFolder": "/w" }"#);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}

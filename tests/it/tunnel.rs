@@ -63,6 +63,34 @@ impl LocalAgent {
     }
 }
 
+/// A gateway with the test instance online, the SDK's configuration pointed at it, and a tunnel through it to
+/// `agent`.
+struct Rig {
+    gateway: Arc<Gateway>,
+    sdk: aws_config::SdkConfig,
+    target: Target,
+    tunnel: Tunnel,
+}
+
+impl Rig {
+    async fn start(agent: &LocalAgent, config: GatewayConfig) -> Self {
+        let gateway = Arc::new(Gateway::start(config).await.unwrap());
+        gateway.set_online(INSTANCE, true);
+        let sdk = sdk_for(&gateway).await;
+        let target = Target {
+            instance_id: INSTANCE.into(),
+            port: agent.port,
+        };
+        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        Self {
+            gateway,
+            sdk,
+            target,
+            tunnel,
+        }
+    }
+}
+
 async fn sdk_for(gateway: &Gateway) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
@@ -208,14 +236,9 @@ fn runtime() -> tokio::runtime::Runtime {
 fn a_websocket_dropped_between_transfers_is_resumed_and_the_exec_goes_on() {
     let agent = LocalAgent::start("tunnel-resume");
     runtime().block_on(async {
-        let gateway = Gateway::start(GatewayConfig::default()).await.unwrap();
-        gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
-        let target = Target {
-            instance_id: INSTANCE.into(),
-            port: agent.port,
-        };
-        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        let Rig {
+            gateway, tunnel, ..
+        } = Rig::start(&agent, GatewayConfig::default()).await;
         let mut client = client_through(&tunnel, &agent).await;
         let (input, input_rx) = tokio::sync::mpsc::channel::<ExecInput>(4);
         let mut output = client
@@ -276,14 +299,12 @@ fn a_websocket_dropped_between_transfers_is_resumed_and_the_exec_goes_on() {
 fn a_websocket_dropped_in_the_middle_of_100_mib_resumes_and_every_byte_arrives_in_order() {
     let agent = LocalAgent::start("tunnel-drop");
     runtime().block_on(async {
-        let gateway = Arc::new(Gateway::start(GatewayConfig::default()).await.unwrap());
-        gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
-        let target = Target {
-            instance_id: INSTANCE.into(),
-            port: agent.port,
-        };
-        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        let Rig {
+            gateway,
+            sdk,
+            target,
+            tunnel,
+        } = Rig::start(&agent, GatewayConfig::default()).await;
         let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
         let mut client = client_over(warm.dial(0), &agent).await;
         let dropper = Arc::clone(&gateway);
@@ -304,14 +325,12 @@ fn a_websocket_dropped_in_the_middle_of_100_mib_resumes_and_every_byte_arrives_i
 fn a_session_terminated_mid_transfer_goes_on_over_a_new_session() {
     let agent = LocalAgent::start("tunnel-terminated");
     runtime().block_on(async {
-        let gateway = Arc::new(Gateway::start(GatewayConfig::default()).await.unwrap());
-        gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
-        let target = Target {
-            instance_id: INSTANCE.into(),
-            port: agent.port,
-        };
-        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        let Rig {
+            gateway,
+            sdk,
+            target,
+            tunnel,
+        } = Rig::start(&agent, GatewayConfig::default()).await;
         let session = tunnel.session_id().to_owned();
         let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
         let mut client = client_over(warm.dial(0), &agent).await;
@@ -341,26 +360,23 @@ fn a_session_terminated_mid_transfer_goes_on_over_a_new_session() {
 fn lost_repeated_and_reordered_messages_are_retransmitted_and_deduplicated() {
     let agent = LocalAgent::start("tunnel-faults");
     runtime().block_on(async {
-        let gateway = Gateway::start(GatewayConfig {
-            faults: Faults {
-                loss: 0.03,
-                repeat: 0.03,
-                reorder: 0.03,
-                ack_delay: Duration::from_millis(5),
-                seed: 42,
-                ..Faults::none()
+        let Rig {
+            gateway, tunnel, ..
+        } = Rig::start(
+            &agent,
+            GatewayConfig {
+                faults: Faults {
+                    loss: 0.03,
+                    repeat: 0.03,
+                    reorder: 0.03,
+                    ack_delay: Duration::from_millis(5),
+                    seed: 42,
+                    ..Faults::none()
+                },
+                ..GatewayConfig::default()
             },
-            ..GatewayConfig::default()
-        })
-        .await
-        .unwrap();
-        gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
-        let target = Target {
-            instance_id: INSTANCE.into(),
-            port: agent.port,
-        };
-        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        )
+        .await;
         let mut client = client_through(&tunnel, &agent).await;
         let (sent, received, length) = cat_through(&mut client, 8 << 20, || {}).await;
         assert_eq!(length, 8 << 20);
@@ -389,14 +405,7 @@ fn lost_repeated_and_reordered_messages_are_retransmitted_and_deduplicated() {
 fn a_stream_whose_session_is_gone_is_an_error_not_a_short_read() {
     let agent = LocalAgent::start("tunnel-gone");
     runtime().block_on(async {
-        let gateway = Gateway::start(GatewayConfig::default()).await.unwrap();
-        gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
-        let target = Target {
-            instance_id: INSTANCE.into(),
-            port: agent.port,
-        };
-        let tunnel = Tunnel::open(&sdk, &target, true).await.unwrap();
+        let Rig { sdk, tunnel, .. } = Rig::start(&agent, GatewayConfig::default()).await;
         let mut client = client_through(&tunnel, &agent).await;
         let session = tunnel.session_id().to_owned();
         let spec = cat_spec();

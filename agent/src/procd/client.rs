@@ -65,17 +65,37 @@ fn random_token() -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// Copies the server into the container and starts it as root; returns where it listens.
+/// Starts the server in the container as root, first copying it there unless `copied` says this agent's
+/// binary already is (a container restarted keeps its files, so only its first start pays for the copy);
+/// returns where it listens.
 pub async fn start(
     docker: &Docker,
     container_id: &str,
     container_ip: std::net::IpAddr,
     binary: &Path,
+    copied: bool,
 ) -> Result<ProcServer, ProcdError> {
+    if copied {
+        match launch(docker, container_id, container_ip).await {
+            Ok(server) => return Ok(server),
+            Err(error) => tracing::debug!(
+                "the process server did not start from its copy; copying it again: {error}"
+            ),
+        }
+    }
     let contents = tokio::fs::read(binary).await?;
     docker
         .put_file(container_id, CONTAINER_PATH, &contents, 0o755)
         .await?;
+    launch(docker, container_id, container_ip).await
+}
+
+/// Starts the server already in the container and reads the port it says it listens on.
+async fn launch(
+    docker: &Docker,
+    container_id: &str,
+    container_ip: std::net::IpAddr,
+) -> Result<ProcServer, ProcdError> {
     let mut session = docker
         .exec(
             container_id,
@@ -243,6 +263,8 @@ impl ProcServer {
 pub struct ProcServers {
     /// The container and start time the server belongs to, and the server (`None`: it cannot run there).
     slot: tokio::sync::Mutex<Option<(String, Option<ProcServer>)>>,
+    /// The container this agent last copied its server into (the binary does not change while it runs).
+    copied_into: std::sync::Mutex<Option<String>>,
 }
 
 impl ProcServers {
@@ -261,8 +283,16 @@ impl ProcServers {
         }
         let server = match (binary_beside_agent(), container.ip_address) {
             (Ok(binary), Some(address)) => {
-                match start(docker, &container.id, address, &binary).await {
+                let copied = self
+                    .copied_into
+                    .lock()
+                    .expect("never left half-changed")
+                    .as_deref()
+                    == Some(container.id.as_str());
+                match start(docker, &container.id, address, &binary, copied).await {
                     Ok(server) => {
+                        *self.copied_into.lock().expect("never left half-changed") =
+                            Some(container.id.clone());
                         tracing::info!(address = %server.address, "process server started in the dev container");
                         Some(server)
                     }

@@ -214,16 +214,7 @@ async fn up_repository_on_aws(
         }
         workspace.save()?;
     }
-    let config_path = match args.config.as_deref() {
-        Some(path) => Some(
-            path.to_str()
-                .ok_or_else(|| anyhow::anyhow!("--config {}: not UTF-8", path.display()))?,
-        ),
-        None => None,
-    };
-    let loaded = crate::files::fetch_config(&mut client, config_path)
-        .await
-        .with_context(|| format!("reading the devcontainer.json of {url}"))?;
+    let loaded = repository_config(&mut client, args.config.as_deref(), url).await?;
     for warning in &loaded.warnings {
         progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
     }
@@ -259,6 +250,25 @@ async fn up_repository_on_aws(
         rebuild: args.rebuild,
     };
     drive(&args, &workspace, &config, client, spec, progress).await
+}
+
+/// The devcontainer.json of a repository the agent cloned: `--config` (a path inside the clone) or the one
+/// discovery finds there.
+async fn repository_config(
+    client: &mut crate::agent_client::AgentClient,
+    config: Option<&Path>,
+    url: &str,
+) -> anyhow::Result<devcontainer::LoadedConfig> {
+    let config_path = match config {
+        Some(path) => Some(
+            path.to_str()
+                .ok_or_else(|| anyhow::anyhow!("--config {}: not UTF-8", path.display()))?,
+        ),
+        None => None,
+    };
+    crate::files::fetch_config(client, config_path)
+        .await
+        .with_context(|| format!("reading the devcontainer.json of {url}"))
 }
 
 /// How long `up` waits for an instance's agent to answer once the instance is online.
@@ -523,16 +533,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     })
     .await
     .with_context(|| format!("cloning {url} for workspace {name}"))?;
-    let config_path = match args.config.as_deref() {
-        Some(path) => Some(
-            path.to_str()
-                .ok_or_else(|| anyhow::anyhow!("--config {}: not UTF-8", path.display()))?,
-        ),
-        None => None,
-    };
-    let loaded = crate::files::fetch_config(&mut client, config_path)
-        .await
-        .with_context(|| format!("reading the devcontainer.json of {url}"))?;
+    let loaded = repository_config(&mut client, args.config.as_deref(), &url).await?;
     progress.finish();
     let files_folder = std::fs::canonicalize(&cloned.files_folder)
         .with_context(|| format!("the clone of {url} at {}", cloned.files_folder))?;
