@@ -352,7 +352,6 @@ fn a_session_terminated_mid_transfer_goes_on_over_a_new_session() {
             stats.sessions_started >= 2,
             "a new session carried the rest: {stats:?}"
         );
-        assert!(tunnel.ended().is_some());
     });
 }
 
@@ -405,7 +404,13 @@ fn lost_repeated_and_reordered_messages_are_retransmitted_and_deduplicated() {
 fn a_stream_whose_session_is_gone_is_an_error_not_a_short_read() {
     let agent = LocalAgent::start("tunnel-gone");
     runtime().block_on(async {
-        let Rig { sdk, tunnel, .. } = Rig::start(&agent, GatewayConfig::default()).await;
+        // The gateway is bound so it lives to the end: a field left to `..` is dropped at once.
+        let Rig {
+            gateway: _gateway,
+            sdk,
+            tunnel,
+            ..
+        } = Rig::start(&agent, GatewayConfig::default()).await;
         let mut client = client_through(&tunnel, &agent).await;
         let session = tunnel.session_id().to_owned();
         let spec = cat_spec();
