@@ -1207,19 +1207,38 @@ fn base_schema() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The `properties` of every object the schema describes at `pointer`, through `$ref`, `allOf`, `oneOf` and
-/// `anyOf` (the top level's branches included).
+/// What a schema node is made of besides itself: the node its `$ref` points at, and the branches of its
+/// `allOf`, `oneOf` and `anyOf`.
+fn schema_parts<'a>(
+    schema: &'a serde_json::Value,
+    node: &'a serde_json::Value,
+) -> Vec<&'a serde_json::Value> {
+    let mut parts = Vec::new();
+    if let Some(reference) = node.get("$ref").and_then(|reference| reference.as_str()) {
+        parts.push(
+            schema
+                .pointer(reference.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("the schema's {reference} resolves")),
+        );
+    }
+    for combinator in ["allOf", "oneOf", "anyOf"] {
+        parts.extend(
+            node.get(combinator)
+                .and_then(|branches| branches.as_array())
+                .into_iter()
+                .flatten(),
+        );
+    }
+    parts
+}
+
+/// The `properties` of every object the schema describes at `node`, through its parts (the top level's
+/// branches included).
 fn schema_properties(
     schema: &serde_json::Value,
     node: &serde_json::Value,
     into: &mut Vec<(String, serde_json::Value)>,
 ) {
-    if let Some(reference) = node.get("$ref").and_then(|reference| reference.as_str()) {
-        let target = schema
-            .pointer(reference.trim_start_matches('#'))
-            .unwrap_or_else(|| panic!("the schema's {reference} resolves"));
-        schema_properties(schema, target, into);
-    }
     if let Some(properties) = node
         .get("properties")
         .and_then(|properties| properties.as_object())
@@ -1228,19 +1247,12 @@ fn schema_properties(
             into.push((name.clone(), property.clone()));
         }
     }
-    for combinator in ["allOf", "oneOf", "anyOf"] {
-        for branch in node
-            .get(combinator)
-            .and_then(|branches| branches.as_array())
-            .into_iter()
-            .flatten()
-        {
-            schema_properties(schema, branch, into);
-        }
+    for part in schema_parts(schema, node) {
+        schema_properties(schema, part, into);
     }
 }
 
-/// Every string a property's schema enumerates, through its own combinators.
+/// Every string a property's schema enumerates, through its parts.
 fn schema_enum(schema: &serde_json::Value, node: &serde_json::Value) -> Vec<String> {
     let mut values: Vec<String> = node
         .get("enum")
@@ -1249,21 +1261,8 @@ fn schema_enum(schema: &serde_json::Value, node: &serde_json::Value) -> Vec<Stri
         .flatten()
         .filter_map(|value| value.as_str().map(str::to_owned))
         .collect();
-    if let Some(reference) = node.get("$ref").and_then(|reference| reference.as_str()) {
-        values.extend(schema_enum(
-            schema,
-            schema.pointer(reference.trim_start_matches('#')).unwrap(),
-        ));
-    }
-    for combinator in ["allOf", "oneOf", "anyOf"] {
-        for branch in node
-            .get(combinator)
-            .and_then(|branches| branches.as_array())
-            .into_iter()
-            .flatten()
-        {
-            values.extend(schema_enum(schema, branch));
-        }
+    for part in schema_parts(schema, node) {
+        values.extend(schema_enum(schema, part));
     }
     values
 }
