@@ -24,7 +24,7 @@ pub(crate) const WINDOW: u64 = 4 * 1024 * 1024;
 const ACK_EVERY: u64 = 128 * 1024;
 /// Otherwise acknowledge this long after the first unacknowledged byte.
 const ACK_DELAY: Duration = Duration::from_millis(5);
-/// How often the writer looks at the clock for the policy's limits.
+/// How often the clock is looked at for the policy's limits and pings.
 const TICK: Duration = Duration::from_millis(500);
 
 /// When a side gives up on a transport.
@@ -171,6 +171,7 @@ impl<A: AsyncRead + AsyncWrite + Send + 'static> Link<A> {
         } = self;
         let reading = read_side(&mut transport_read, app_write, state, news, welcome_pending);
         let writing = write_side(&mut transport_write, app_read, state, news, *policy, chunk);
+        let watching = watch(state, *policy);
         let replaced = async {
             match replacement {
                 Some(replacement) => match replacement.recv().await {
@@ -183,6 +184,7 @@ impl<A: AsyncRead + AsyncWrite + Send + 'static> Link<A> {
         let detach = tokio::select! {
             detach = reading => detach,
             detach = writing => detach,
+            detach = watching => detach,
             detach = replaced => detach,
         };
         if matches!(detach, Detach::Done) {
@@ -367,6 +369,35 @@ async fn read_side<A: AsyncWrite>(
     }
 }
 
+/// Watches the clock for the policy's limits. Apart from the reader and the writer, because either can wait
+/// on the transport for as long as it is stuck: a writer whose transport takes nothing more (a session that
+/// lost its socket without noticing) must not stop the check that finds it.
+async fn watch(state: &Mutex<State>, policy: Policy) -> Detach {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let state = state
+            .lock()
+            .expect("the link's state is never left half-changed");
+        if let Some(stall) = policy.stall
+            && !state.delivering
+            && state.heard_at.elapsed() > stall
+        {
+            return Detach::Damaged(format!("nothing heard from the peer for {stall:?}"));
+        }
+        if state.fin.is_some()
+            && !state.done()
+            && state.fin_at.is_some_and(|at| at.elapsed() > policy.linger)
+        {
+            return Detach::Failed(format!(
+                "the peer did not finish the connection within {:?} of its end",
+                policy.linger
+            ));
+        }
+    }
+}
+
 /// Writes the transport: first what the peer has not got, then the application's bytes, acknowledgements and
 /// the end, until the connection is done.
 async fn write_side<A: AsyncRead>(
@@ -428,21 +459,6 @@ async fn write_side<A: AsyncRead>(
             }
             _ = tick.tick() => {
                 let mut state = lock();
-                if let Some(stall) = policy.stall
-                    && !state.delivering
-                    && state.heard_at.elapsed() > stall
-                {
-                    return Detach::Damaged(format!("nothing heard from the peer for {stall:?}"));
-                }
-                if state.fin.is_some()
-                    && !state.done()
-                    && state.fin_at.is_some_and(|at| at.elapsed() > policy.linger)
-                {
-                    return Detach::Failed(format!(
-                        "the peer did not finish the connection within {:?} of its end",
-                        policy.linger
-                    ));
-                }
                 if let Some(interval) = policy.ping
                     && pinged_at.elapsed() >= interval
                 {

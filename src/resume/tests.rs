@@ -29,6 +29,9 @@ enum Fault {
     SilentAfter(usize),
     /// Gone silent.
     Silent,
+    /// The write that crosses this many bytes never completes, nor does any after it: a transport that takes
+    /// nothing more and never says it failed.
+    StuckAfter(usize),
 }
 
 /// The client's end of an in-memory transport, with a fault.
@@ -76,6 +79,7 @@ impl AsyncWrite for Faulty {
                 return Poll::Ready(Ok(buffer.len()));
             }
             Fault::Silent => return Poll::Ready(Ok(buffer.len())),
+            Fault::StuckAfter(at) if this.written + buffer.len() > at => return Poll::Pending,
             _ => {}
         }
         let written = std::task::ready!(Pin::new(inner).poll_write(context, buffer))?;
@@ -235,6 +239,31 @@ async fn a_transport_that_goes_silent_is_noticed_and_replaced() {
         agent.suspect.load(Ordering::SeqCst),
         1,
         "the silent transport's carrier is not used again"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_transport_whose_writes_never_complete_is_noticed_and_replaced() {
+    let agent = Agent::start();
+    let started = std::time::Instant::now();
+    let (sent, received, ended) = tokio::time::timeout(
+        Duration::from_secs(30),
+        echo(agent.dial(vec![Fault::StuckAfter(1 << 20)]), true, 4 << 20),
+    )
+    .await
+    .expect("the stuck transport is noticed, not waited on for ever");
+    assert_eq!(sent, received, "every byte came back, in order");
+    assert_eq!(ended, Ok(()));
+    assert_eq!(agent.dials.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        agent.suspect.load(Ordering::SeqCst),
+        1,
+        "the stuck transport's carrier is not used again"
     );
     assert!(
         started.elapsed() < Duration::from_secs(15),

@@ -82,12 +82,19 @@ client_certificate = '''{}'''
 
     std::thread::sleep(Duration::from_secs(2));
     assert!(!marker.exists(), "no poweroff before the timeout");
-    wait_until(Duration::from_secs(6), || marker.exists()).expect("the poweroff command ran");
-    let ran_at: u128 = std::fs::read_to_string(&marker)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    // The shell creates the file before `date` writes to it: wait for a whole line, not only the file.
+    let written = || {
+        std::fs::read_to_string(&marker)
+            .ok()
+            .filter(|text| text.ends_with('\n'))
+    };
+    wait_until(Duration::from_secs(6), || written().is_some()).expect("the poweroff command ran");
+    let text = written().expect("the poweroff command wrote its line");
+    let ran_at: u128 = text
+        .lines()
+        .next()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the poweroff command wrote {text:?}, not a time"));
     let late = ran_at as i128 - started as i128;
     assert!(
         late >= 2_800,

@@ -195,17 +195,24 @@ async fn cat_through(
     let mut hasher = Sha256::new();
     let mut received = 0;
     let mut code = None;
+    let mut stderr = Vec::new();
     while let Some(event) = output.next().await {
         match event.expect("the exec's output arrives") {
             ExecOutput::Stdout(data) => {
                 received += data.len();
                 hasher.update(&data);
             }
+            ExecOutput::Stderr(data) => stderr.extend_from_slice(&data),
             ExecOutput::Exit(exit) => code = Some(exit),
             _ => {}
         }
     }
-    assert_eq!(code, Some(0), "a cleanly ended exec exits 0");
+    assert_eq!(
+        code,
+        Some(0),
+        "a cleanly ended exec exits 0; its standard error: {}",
+        String::from_utf8_lossy(&stderr)
+    );
     (
         sent.await.unwrap(),
         format!("{:x}", hasher.finalize()),
