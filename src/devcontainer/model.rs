@@ -74,7 +74,11 @@ pub struct DevContainer {
     )]
     pub update_remote_user_uid: Option<bool>,
     /// The shell used to probe the environment for tool processes.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user_env_probe: Option<UserEnvProbe>,
 
     /// Whether to replace the image's command with a keep-alive loop.
@@ -104,7 +108,11 @@ pub struct DevContainer {
     /// Forwarding options for ports not named in `portsAttributes`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_ports_attributes: Option<PortAttributes>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shutdown_action: Option<ShutdownAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_requirements: Option<HostRequirements>,
@@ -135,7 +143,11 @@ pub struct DevContainer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub post_attach_command: Option<LifecycleCommand>,
     /// The lifecycle command the tool blocks on before the container counts as ready.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub wait_for: Option<WaitFor>,
 
     /// A property literally named `additionalProperties`, which the spec's schema declares by mistake; kept so it is not reported as unknown.
@@ -358,9 +370,17 @@ impl<'de> Deserialize<'de> for ForwardPort {
 pub struct PortAttributes {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protocol: Option<PortProtocol>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_auto_forward: Option<OnAutoForward>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub require_local_port: Option<bool>,
@@ -369,6 +389,17 @@ pub struct PortAttributes {
     /// Attributes this model does not know, kept verbatim.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// Reads an enumerated property leniently: a value outside its enumeration is left out, so the property's
+/// default applies, as the reference CLI runs such a file; `schema::enum_warnings` reports it.
+fn lenient<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = Option::<Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|value| serde_json::from_value(value).ok()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

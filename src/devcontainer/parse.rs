@@ -35,6 +35,7 @@ pub fn parse(config_file: &Path, text: &str) -> Result<(DevContainer, Vec<String
                 .to_string(),
         );
     }
+    warnings.extend(super::schema::enum_warnings(&object));
     let config = deserialize(config_file, object)?;
     for property in config.other.keys() {
         if property == "context" && context_warned {

@@ -261,11 +261,6 @@ fn type_error_names_the_property() {
             "build.args.X: ",
         ),
         (
-            r#"{ "image": "u", "userEnvProbe": "bash" }"#,
-            "userEnvProbe",
-            "unknown variant `bash`",
-        ),
-        (
             r#"{ "image": "u", "postCreateCommand": 5 }"#,
             "postCreateCommand",
             "expected a command string",
@@ -1300,12 +1295,23 @@ fn every_property_the_schema_names_is_known_and_every_value_it_lists_is_accepted
             unknown_warnings(&warnings).is_empty(),
             "{name}: {warnings:?}"
         );
-        for value in schema_enum(&schema, property) {
-            parse(
+        let values = schema_enum(&schema, property);
+        for value in &values {
+            let (_, warnings) = parse(
                 &file(),
                 &format!(r#"{{ "image": "u", "{name}": "{value}" }}"#),
             )
             .unwrap_or_else(|error| panic!("{name} = {value:?} is in the schema: {error}"));
+            assert!(warnings.is_empty(), "{name} = {value:?}: {warnings:?}");
+        }
+        if !values.is_empty() && property.get("type") == Some(&Value::from("string")) {
+            let (_, warnings) = parse_ok(&format!(
+                r#"{{ "image": "u", "{name}": "notInTheSchema" }}"#
+            ));
+            assert!(
+                warnings.len() == 1 && warnings[0].starts_with(&format!("\"{name}\": ")),
+                "{name} = \"notInTheSchema\": {warnings:?}"
+            );
         }
         checked += 1;
     }
@@ -1313,7 +1319,9 @@ fn every_property_the_schema_names_is_known_and_every_value_it_lists_is_accepted
         checked > 50,
         "the schema's top level has more properties than {checked}"
     );
-    let nested: [(&str, &str, fn(&str) -> String); 4] = [
+    // Where in the schema, the object's name in warnings, and a config that puts properties in it.
+    type Placement = (&'static str, &'static str, fn(&str) -> String);
+    let nested: [Placement; 4] = [
         (
             "/definitions/dockerfileContainer/oneOf/0/properties/build",
             "build",
@@ -1353,9 +1361,25 @@ fn every_property_the_schema_names_is_known_and_every_value_it_lists_is_accepted
                 unknown_warnings(&warnings).is_empty(),
                 "{object}.{name}: {warnings:?}"
             );
-            for value in schema_enum(&schema, property) {
-                parse(&file(), &config(&format!(r#""{name}": "{value}""#))).unwrap_or_else(
-                    |error| panic!("{object}.{name} = {value:?} is in the schema: {error}"),
+            let values = schema_enum(&schema, property);
+            for value in &values {
+                let (_, warnings) = parse(&file(), &config(&format!(r#""{name}": "{value}""#)))
+                    .unwrap_or_else(|error| {
+                        panic!("{object}.{name} = {value:?} is in the schema: {error}")
+                    });
+                assert!(
+                    warnings.is_empty(),
+                    "{object}.{name} = {value:?}: {warnings:?}"
+                );
+            }
+            // Only a property that is nothing but a string enumeration is read leniently; `gpu` (a boolean,
+            // "optional" or an object) sizes the machine, so a value outside it stays an error.
+            if !values.is_empty() && property.get("type") == Some(&Value::from("string")) {
+                let (_, warnings) = parse_ok(&config(&format!(r#""{name}": "notInTheSchema""#)));
+                assert!(
+                    warnings.len() == 1
+                        && warnings[0].starts_with(&format!("\"{object}.{name}\": ")),
+                    "{object}.{name} = \"notInTheSchema\": {warnings:?}"
                 );
             }
         }
@@ -1382,4 +1406,53 @@ fn what_the_schema_requires_and_the_reference_cli_does_without_is_a_warning() {
     let (_, warnings) =
         parse_ok(r#"{ "dockerComposeFile": "c.yml", "service": "s", "workspaceFolder": "/w" }"#);
     assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn an_enumerated_value_outside_the_schema_is_a_warning_and_the_default_applies() {
+    let (config, warnings) = parse_ok(
+        r#"{
+        "image": "u",
+        "userEnvProbe": "bash",
+        "shutdownAction": "x",
+        "waitFor": 3,
+        "portsAttributes": { "3000": { "protocol": "ftp", "onAutoForward": "silent" } },
+        "otherPortsAttributes": { "onAutoForward": "shout" }
+    }"#,
+    );
+    assert_eq!(config.user_env_probe, None);
+    assert_eq!(config.shutdown_action, None);
+    assert_eq!(config.wait_for, None);
+    let port = &config.ports_attributes.as_ref().unwrap()["3000"];
+    assert_eq!(port.protocol, None);
+    assert_eq!(port.on_auto_forward, Some(OnAutoForward::Silent));
+    assert_eq!(
+        config
+            .other_ports_attributes
+            .as_ref()
+            .unwrap()
+            .on_auto_forward,
+        None
+    );
+    for (path, named) in [
+        ("userEnvProbe", "`bash`"),
+        ("shutdownAction", "`x`"),
+        ("waitFor", "3"),
+        ("portsAttributes.3000.protocol", "`ftp`"),
+        ("otherPortsAttributes.onAutoForward", "`shout`"),
+    ] {
+        assert!(
+            warnings
+                .iter()
+                .any(|warning| warning.starts_with(&format!("\"{path}\": "))
+                    && warning.contains(named)
+                    && warning.contains("the default applies")),
+            "no warning for {path} naming {named}: {warnings:?}"
+        );
+    }
+    assert_eq!(warnings.len(), 5, "{warnings:?}");
+    // What the client sends the agent leaves the ignored values out, so the agent reads it without a warning.
+    let sent = serde_json::to_string(&config).unwrap();
+    let (_, again) = parse_ok(&sent);
+    assert!(again.is_empty(), "{again:?}");
 }
