@@ -258,6 +258,7 @@ async fn run_through_server(
                 break Ok(());
             }
             Some(Err(error)) => {
+                tracing::warn!(%error, "a command's process server connection failed; it ends with 126");
                 let _ = output
                     .send(ExecOutput::Stderr(format!("skiff: {error}\n").into_bytes()))
                     .await;

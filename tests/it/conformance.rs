@@ -1684,3 +1684,107 @@ fn up_until_ready(
         }
     }
 }
+
+/// Features with a Docker Compose configuration, as the reference CLI runs them: compose builds the service's
+/// image, the Features go into a layer on it, and the service runs from that layer. A second `up` reuses the
+/// container, and `delete` removes both images with the project.
+#[test]
+fn compose_with_a_local_feature_runs_the_service_from_a_feature_layer() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let name = "compose-feature";
+    let folder = inline_workspace(
+        &sandbox,
+        name,
+        r#"{
+            "dockerComposeFile": "docker-compose.yml",
+            "service": "app",
+            "workspaceFolder": "/workspace",
+            "features": { "./greeter": { "greeting": "ahoy" } }
+        }"#,
+        &[
+            (
+                ".devcontainer/docker-compose.yml",
+                "version: '3'\nservices:\n  app:\n    build:\n      context: .\n      dockerfile: Dockerfile\n    \
+                 command: [\"sleep\", \"infinity\"]\n    volumes:\n      - ..:/workspace\n",
+            ),
+            (
+                ".devcontainer/Dockerfile",
+                "FROM debian:bookworm\nRUN echo built > /built-by-compose\n",
+            ),
+        ],
+    );
+    let feature = folder.join(".devcontainer/greeter");
+    std::fs::create_dir_all(&feature).expect("mkdir");
+    std::fs::write(
+        feature.join("devcontainer-feature.json"),
+        r#"{ "id": "greeter", "version": "1.0.0",
+             "options": { "greeting": { "type": "string", "default": "hello" } },
+             "containerEnv": { "GREETER": "installed" } }"#,
+    )
+    .expect("write");
+    std::fs::write(
+        feature.join("install.sh"),
+        "#!/bin/sh\nset -e\necho \"$GREETING\" > /greeting\n",
+    )
+    .expect("write");
+    std::fs::set_permissions(
+        feature.join("install.sh"),
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .expect("chmod");
+
+    up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("up failed: {stderr}"));
+    assert_eq!(
+        sh(&sandbox, name, "cat /built-by-compose"),
+        "built",
+        "the service's own build ran"
+    );
+    assert_eq!(
+        sh(&sandbox, name, "cat /greeting"),
+        "ahoy",
+        "the Feature's install script ran with its option"
+    );
+    assert_eq!(
+        sh(&sandbox, name, "echo $GREETER"),
+        "installed",
+        "the Feature's containerEnv"
+    );
+    let container = sandbox.container_of(name);
+    let project = compose_project(&sandbox, name);
+    let image = docker_inspect("{{.Config.Image}}", &container);
+    assert_eq!(image, format!("{project}-app-features"));
+    let metadata = docker_inspect(
+        "{{index .Config.Labels \"devcontainer.metadata\"}}",
+        &container,
+    );
+    assert!(metadata.contains("./greeter"), "{metadata}");
+
+    up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("second up failed: {stderr}"));
+    assert_eq!(
+        sandbox.container_of(name),
+        container,
+        "the second up reuses the container"
+    );
+    assert_eq!(sh(&sandbox, name, "cat /greeting"), "ahoy");
+
+    let exists = |image: &str| {
+        Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .expect("docker image inspect")
+            .status
+            .success()
+    };
+    // Compose v1 names the image it builds project_service, v2 project-service.
+    let images = [
+        format!("{project}-app-features"),
+        format!("{project}_app"),
+        format!("{project}-app"),
+    ];
+    assert!(exists(&images[0]) && (exists(&images[1]) || exists(&images[2])));
+    sandbox.ok(&["delete", name, "--yes"]);
+    for image in &images {
+        assert!(!exists(image), "delete left image {image} behind");
+    }
+}

@@ -29,6 +29,8 @@ pub struct ComposeUp {
     pub container: ContainerInfo,
     pub entries: Vec<Entry>,
     pub created: bool,
+    /// The Feature image this `up` built for the service, if it built one.
+    pub built_image: Option<String>,
 }
 
 /// The compose CLI found on this machine.
@@ -244,10 +246,11 @@ fn compose_literal(text: &str) -> String {
     yaml_string(&text.replace('$', "$$"))
 }
 
-/// The generated override file.
+/// The generated override file; `image` replaces the service's image (its Feature image).
 pub fn override_file(
     version: Option<&str>,
     service: &str,
+    image: Option<&str>,
     labels: &BTreeMap<String, String>,
     merged: &metadata::Merged,
     keep_alive: Option<&str>,
@@ -258,6 +261,9 @@ pub fn override_file(
         text.push_str(&format!("version: {}\n", yaml_string(version)));
     }
     text.push_str(&format!("services:\n  {}:\n", yaml_string(service)));
+    if let Some(image) = image {
+        text.push_str(&format!("    image: {}\n", yaml_string(image)));
+    }
     if let Some(script) = keep_alive {
         text.push_str(&format!(
             "    entrypoint: [\"/bin/sh\", \"-c\", {}, \"-\"]\n",
@@ -415,15 +421,6 @@ pub async fn up(
     let service = config.service.clone().ok_or_else(|| {
         config_error("\"service\": a Docker Compose configuration must name its service".to_owned())
     })?;
-    if config
-        .features
-        .as_ref()
-        .is_some_and(|features| !features.is_empty())
-    {
-        return Err(config_error(
-            "\"features\": Features are not supported with Docker Compose configurations by this agent yet".to_owned(),
-        ));
-    }
     let cli = detect().await.ok_or_else(|| {
         config_error(
             "\"dockerComposeFile\": neither `docker compose` nor `docker-compose` runs on the agent's machine; install one"
@@ -472,12 +469,25 @@ pub async fn up(
         })
     });
 
-    let (entries, created) = match &existing {
+    let has_features = config
+        .features
+        .as_ref()
+        .is_some_and(|features| !features.is_empty());
+    let (entries, created, service_image, built_image) = match &existing {
         Some(container) => {
             warn_if_changed(container, config_hash, events).await;
-            (reused_entries(container, config, events).await, false)
+            // The service keeps running the Feature image it was made from.
+            let service_image = has_features.then(|| container.image.clone());
+            (
+                reused_entries(container, config, events).await,
+                false,
+                service_image,
+                None,
+            )
         }
         None => {
+            // Features are resolved before anything is built, so a bad Feature leaves no image behind.
+            let features = engine.resolve_features(config, spec, events).await?;
             let config_text = match cli {
                 ComposeCli::V2 => {
                     run(
@@ -522,6 +532,10 @@ pub async fn up(
                 image
             };
             let base = engine.docker.inspect_image(&image).await?;
+            let base_user = base
+                .as_ref()
+                .map(|base| base.user.clone())
+                .unwrap_or_default();
             let mut entries = match metadata::entries_from_label(
                 base.as_ref()
                     .and_then(|base| base.labels.get(devcontainer::LABEL_METADATA))
@@ -537,8 +551,46 @@ pub async fn up(
                     Vec::new()
                 }
             };
+            for feature in &features {
+                entries.push(metadata::feature_entry(&feature.user_id, &feature.manifest));
+            }
             entries.push(metadata::config_entry(config));
-            (entries, true)
+            if features.is_empty() {
+                (entries, true, None, None)
+            } else {
+                // As for an image config, the Features go into a layer on the service's image, and the service
+                // runs that instead. Named after the project, so `delete` removes it with the project.
+                let merged = metadata::merge(&substitute_entries(&entries, devcontainer_id, None));
+                let container_user = merged.container_user.clone().unwrap_or_else(|| {
+                    if base_user.is_empty() {
+                        "root".to_owned()
+                    } else {
+                        base_user.clone()
+                    }
+                });
+                let remote_user = merged
+                    .remote_user
+                    .clone()
+                    .unwrap_or_else(|| container_user.clone());
+                let tag = format!("{project}-{service}-features");
+                let layer = super::features::Layer {
+                    base_image: &image,
+                    image_user: &base_user,
+                    container_user: &container_user,
+                    remote_user: &remote_user,
+                    features: &features,
+                };
+                engine
+                    .install_features(
+                        &layer,
+                        &metadata::label_value(&entries),
+                        &tag,
+                        files_folder,
+                        events,
+                    )
+                    .await?;
+                (entries, true, Some(tag.clone()), Some(tag))
+            }
         }
     };
 
@@ -562,6 +614,7 @@ pub async fn up(
         override_file(
             version.as_deref(),
             &service,
+            service_image.as_deref(),
             &container_labels,
             &merged,
             keep_alive.as_deref(),
@@ -603,6 +656,7 @@ pub async fn up(
         container,
         entries,
         created,
+        built_image,
     })
 }
 

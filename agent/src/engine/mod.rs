@@ -221,7 +221,14 @@ impl Engine {
         let (container, entries, created, built_image) = if kind == ConfigKind::Compose {
             let up =
                 compose::up(self, &config, &spec, &config_hash, &devcontainer_id, events).await?;
-            (up.container, up.entries, up.created, None)
+            // A reused container's Feature image is the one its record names.
+            let built = up.built_image.or_else(|| {
+                record_slot
+                    .as_ref()
+                    .filter(|record| record.container_id == up.container.id)
+                    .and_then(|record| record.built_image.clone())
+            });
+            (up.container, up.entries, up.created, built)
         } else {
             let run_args = run_args::parse_run_args(config.run_args.as_deref().unwrap_or_default())
                 .map_err(|error| config_error(format!("\"runArgs\": {error}")))?;
@@ -380,6 +387,70 @@ impl Engine {
         .await
     }
 
+    /// Resolves the config's Features (fetching and caching what is not local), in install order.
+    async fn resolve_features(
+        &self,
+        config: &DevContainer,
+        spec: &UpSpec,
+        events: &Events,
+    ) -> Result<Vec<features::ResolvedFeature>, EngineError> {
+        let config_file = self.agent_config_file(spec);
+        let feature_cache = self.state.path().join("features");
+        let sources = features::Sources {
+            config_folder: config_file.parent().unwrap_or(Path::new("/")),
+            workspace: Path::new(&spec.files_folder),
+            cache: &feature_cache,
+            events: Some(events),
+        };
+        features::resolve(config, &sources)
+            .await
+            .map_err(|error| EngineError::Config {
+                file: spec.config_file.clone(),
+                message: format!("\"features\": {error}"),
+            })
+    }
+
+    /// Builds the Feature layer on `layer.base_image` as `tag`, labelled with the merged metadata `label`.
+    async fn install_features(
+        &self,
+        layer: &features::Layer<'_>,
+        label: &str,
+        tag: &str,
+        files_folder: &Path,
+        events: &Events,
+    ) -> Result<(), EngineError> {
+        let archive = features::layer_archive(layer)?;
+        let build = BuildSpec {
+            context: files_folder.to_owned(),
+            dockerfile: files_folder.join(features::LAYER_DOCKERFILE),
+            tag: tag.to_owned(),
+            args: BTreeMap::new(),
+            target: None,
+            cache_from: Vec::new(),
+            labels: BTreeMap::from([(devcontainer::LABEL_METADATA.to_owned(), label.to_owned())]),
+            no_cache: false,
+        };
+        let names: Vec<&str> = layer
+            .features
+            .iter()
+            .map(|feature| feature.user_id.as_str())
+            .collect();
+        progress(
+            events,
+            UpPhase::Building,
+            format!("installing Features {} into image {tag}", names.join(", ")),
+        )
+        .await;
+        self.build(
+            archive,
+            features::LAYER_DOCKERFILE,
+            &build,
+            &Default::default(),
+            events,
+        )
+        .await
+    }
+
     /// Makes the image (building the Dockerfile and the Feature layer as needed) and the container.
     #[expect(
         clippy::too_many_arguments,
@@ -398,22 +469,12 @@ impl Engine {
     ) -> Result<Made, EngineError> {
         let local_folder = Path::new(&spec.local_folder);
         let files_folder = Path::new(&spec.files_folder);
-        let config_file = self.agent_config_file(spec);
         let config_error = |message: String| EngineError::Config {
             file: spec.config_file.clone(),
             message,
         };
         // Features are resolved before anything is built, so a bad Feature leaves no image behind.
-        let feature_cache = self.state.path().join("features");
-        let sources = features::Sources {
-            config_folder: config_file.parent().unwrap_or(Path::new("/")),
-            workspace: files_folder,
-            cache: &feature_cache,
-            events: Some(events),
-        };
-        let features = features::resolve(config, &sources)
-            .await
-            .map_err(|error| config_error(format!("\"features\": {error}")))?;
+        let features = self.resolve_features(config, spec, events).await?;
         let tag = image_tag(local_folder);
         let (base_image, mut built_image) = match kind {
             ConfigKind::Image => {
@@ -514,38 +575,8 @@ impl Engine {
                 remote_user: &remote_user,
                 features: &features,
             };
-            let archive = features::layer_archive(&layer)?;
-            let build = BuildSpec {
-                context: files_folder.to_owned(),
-                dockerfile: files_folder.join(features::LAYER_DOCKERFILE),
-                tag: feature_tag.clone(),
-                args: BTreeMap::new(),
-                target: None,
-                cache_from: Vec::new(),
-                labels: BTreeMap::from([(devcontainer::LABEL_METADATA.to_owned(), label.clone())]),
-                no_cache: false,
-            };
-            let names: Vec<&str> = features
-                .iter()
-                .map(|feature| feature.user_id.as_str())
-                .collect();
-            progress(
-                events,
-                UpPhase::Building,
-                format!(
-                    "installing Features {} into image {feature_tag}",
-                    names.join(", ")
-                ),
-            )
-            .await;
-            self.build(
-                archive,
-                features::LAYER_DOCKERFILE,
-                &build,
-                &Default::default(),
-                events,
-            )
-            .await?;
+            self.install_features(&layer, &label, &feature_tag, files_folder, events)
+                .await?;
             image = feature_tag.clone();
             built_image = Some(feature_tag);
         }
@@ -1134,9 +1165,10 @@ impl Engine {
             // A compose configuration's project goes with its dev container: every service container and its default
             // network.
             let dev_container = self.docker.inspect_container(&record.container_id).await?;
-            if let Some((project, image)) = dev_container.and_then(|container| {
+            if let Some((project, service, image)) = dev_container.and_then(|container| {
                 let project = container.labels.get(compose::LABEL_PROJECT).cloned()?;
-                Some((project, container.image))
+                let service = container.labels.get(compose::LABEL_SERVICE).cloned();
+                Some((project, service, container.image))
             }) {
                 let labels = BTreeMap::from([(compose::LABEL_PROJECT.to_owned(), project.clone())]);
                 for id in self.docker.find_containers_ext(&labels).await? {
@@ -1155,7 +1187,19 @@ impl Engine {
                     || image.starts_with(&format!("{project}-")))
                     && self.docker.remove_image(&image).await?
                 {
-                    images.push(image);
+                    images.push(image.clone());
+                }
+                // Under a Feature image, the one compose built for the service goes once that one has.
+                let built_bases = service.iter().flat_map(|service| {
+                    [
+                        format!("{project}-{service}"),
+                        format!("{project}_{service}"),
+                    ]
+                });
+                for base in built_bases.filter(|base| *base != image) {
+                    if self.docker.remove_image(&base).await? {
+                        images.push(base);
+                    }
                 }
             }
             if self.docker.remove_container(&record.container_id).await? {

@@ -86,13 +86,16 @@ fn override_file_escapes_dollars_and_declares_named_volumes() {
     let text = override_file(
         Some("3.8"),
         "app",
+        Some("proj-app-features"),
         &labels,
         &merged,
         Some("echo $x"),
         &mounts,
     );
     assert!(
-        text.starts_with("version: \"3.8\"\nservices:\n  \"app\":\n"),
+        text.starts_with(
+            "version: \"3.8\"\nservices:\n  \"app\":\n    image: \"proj-app-features\"\n"
+        ),
         "{text}"
     );
     assert!(text.contains("\"A\": \"cost $$5\""), "{text}");
