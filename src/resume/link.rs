@@ -428,14 +428,14 @@ async fn write_side<A: AsyncRead>(
         {
             Frame::Fin { offset }.encode(&mut out);
         }
-        // The peer may have lost our last acknowledgements with the old transport.
-        Frame::Ack {
-            received: state.received,
-        }
-        .encode(&mut out);
+        // The hello or welcome that started this transport told the peer what we have received (nothing can
+        // arrive between it and here), which is all an acknowledgement would: no frame for it, one message less
+        // per connection on a transport where every message costs a round of the service's own acknowledgements.
         state.ack_sent = state.received;
     }
-    if let Err(error) = transport.write_all(&out).await {
+    if !out.is_empty()
+        && let Err(error) = transport.write_all(&out).await
+    {
         return Detach::Broken(format!("writing the transport: {error}"));
     }
     let mut ack_due: Option<tokio::time::Instant> = None;

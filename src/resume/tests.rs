@@ -274,10 +274,10 @@ async fn a_transport_whose_writes_never_complete_is_noticed_and_replaced() {
 
 #[tokio::test]
 async fn lost_bytes_with_nothing_after_them_are_found_by_the_next_ping() {
-    // The first write after the hello and the link's opening acknowledgement (13 bytes) is the only data; it
-    // is swallowed and nothing follows it: no later frame shows the gap, the client's next ping does.
+    // The first write after the hello is the only data; it is swallowed and nothing follows it: no later frame
+    // shows the gap, the client's next ping does.
     let agent = Agent::start();
-    let client = Client::open(agent.dial(vec![Fault::LoseAt(HELLO_LEN + 13)]), false)
+    let client = Client::open(agent.dial(vec![Fault::LoseAt(HELLO_LEN)]), false)
         .await
         .unwrap();
     let (mut app, ours) = tokio::io::duplex(APP_BUFFER);
