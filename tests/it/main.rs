@@ -1,4 +1,5 @@
-//! The end-to-end tests of skiff, one binary:
+//! The end-to-end tests of skiff, one binary (the Session Manager tunnel's fault tests are a binary of their own,
+//! `ssm_tunnel`, so their timed transfers never share the machine with this one's tests):
 //!
 //! - `local`: `skiff up`, `exec`, `ssh`, `stop`, `delete` on the real Docker engine through the local provider.
 //! - `mtls`: the agent accepts only the workspace's client certificate, and binds only loopback.
@@ -13,8 +14,6 @@
 //!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 //! - `conformance`: the reference CLI's Dev Container fixtures end to end, the lifecycle order oracle, bad devcontainer.json input.
-//! - `tunnel`: the native Session Manager tunnel through the test gateway to a real agent, through every fault the
-//!   gateway injects: a dropped WebSocket mid-transfer, lost, repeated and reordered messages, a terminated session.
 //! - `aws_e2e`: the whole system: `skiff up --provider aws` against moto and the gateway, the instance a container
 //!   running the user-data, then exec, ssh, forward, sync, status and delete through the warm tunnel.
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
@@ -32,5 +31,4 @@ mod local;
 mod mtls;
 mod poweroff;
 mod sshd;
-mod tunnel;
 mod upload;

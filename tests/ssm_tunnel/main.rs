@@ -3,6 +3,13 @@
 //! agent would dial the instance's port) carries a 100 MiB `exec cat` through a dropped WebSocket and a session
 //! terminated mid-transfer (through the warm tunnel and its resumable connections), and lost, repeated and
 //! reordered messages, intact and in order.
+//!
+//! A test binary of its own (`cargo test -p skiff-tests --test ssm_tunnel`), so it never runs beside the Dev
+//! Container fixtures: in the one `it` binary the 100 MiB drop test failed in three CI runs out of three, each
+//! time while `conformance::reference_fixtures` (31 fixtures' containers and images made and removed) ran beside
+//! it, the agent reporting that the dev container's process server closed the command's connection before the
+//! command ended (exit 126). Run by itself it failed once in 101 runs, while a whole CI run went on beside it.
+//! Why that churn ends a process server's connection is not known yet.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
