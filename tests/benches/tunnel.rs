@@ -69,7 +69,7 @@ fn main() {
     runtime.block_on(async move {
         let gateway = Gateway::start(GatewayConfig::default()).await.unwrap();
         gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
+        let sdk = gateway.sdk_config().await;
         let target = Target {
             instance_id: INSTANCE.into(),
             port: address.port(),
@@ -170,7 +170,7 @@ async fn upload_bench(target: &Target, tls: &rustls::ClientConfig) {
     .await
     .unwrap();
     gateway.set_online(INSTANCE, true);
-    let sdk = sdk_for(&gateway).await;
+    let sdk = gateway.sdk_config().await;
     let folder = tempfile::tempdir().unwrap();
     // Incompressible content, so the archive is as large as the files: 50 files of 1 MB.
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
@@ -218,17 +218,6 @@ async fn upload_bench(target: &Target, tls: &rustls::ClientConfig) {
         "paced upload: a pool of four is {:.2}x faster than one session",
         seconds[0] / seconds[1]
     );
-}
-
-async fn sdk_for(gateway: &Gateway) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(gateway.endpoint())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "testing", "testing", None, None, "bench",
-        ))
-        .load()
-        .await
 }
 
 fn mux_dial(tunnel: &Tunnel) -> Dial {

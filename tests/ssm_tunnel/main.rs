@@ -83,7 +83,7 @@ impl Rig {
     async fn start(agent: &LocalAgent, config: GatewayConfig) -> Self {
         let gateway = Arc::new(Gateway::start(config).await.unwrap());
         gateway.set_online(INSTANCE, true);
-        let sdk = sdk_for(&gateway).await;
+        let sdk = gateway.sdk_config().await;
         let target = Target {
             instance_id: INSTANCE.into(),
             port: agent.port,
@@ -96,17 +96,6 @@ impl Rig {
             tunnel,
         }
     }
-}
-
-async fn sdk_for(gateway: &Gateway) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(gateway.endpoint())
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
-        ))
-        .load()
-        .await
 }
 
 impl Drop for LocalAgent {

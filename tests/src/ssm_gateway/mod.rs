@@ -133,6 +133,22 @@ impl Gateway {
         format!("http://{}", self.shared.address)
     }
 
+    /// aws-config pointed at this gateway: fake credentials, us-east-1.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ssm::config::Credentials::new(
+                "AKIDGATEWAYTEST",
+                "gateway-test-secret",
+                None,
+                None,
+                "ssm-gateway-tests",
+            ))
+            .endpoint_url(self.endpoint())
+            .load()
+            .await
+    }
+
     /// The address the gateway listens on.
     pub fn address(&self) -> SocketAddr {
         self.shared.address

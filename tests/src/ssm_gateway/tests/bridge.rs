@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::super::{Faults, Gateway, GatewayConfig, Stats};
-use super::support::{INSTANCE, echo_server, gateway, sdk_config};
+use super::support::{INSTANCE, echo_server, gateway};
 
 const BODY: usize = 4 * 1024 * 1024;
 
@@ -29,7 +29,7 @@ struct RoundTrip {
 /// back concurrently, checks them, and terminates the session.
 async fn round_trip(gateway: &Gateway, size: usize) -> RoundTrip {
     let echo = echo_server().await;
-    let manager = SessionManager::from_conf(&sdk_config(gateway).await);
+    let manager = SessionManager::from_conf(&gateway.sdk_config().await);
     let session = manager
         .start_session(SessionConfig {
             target: INSTANCE.to_owned(),
@@ -151,7 +151,7 @@ async fn pacing_holds_the_library_to_the_real_services_rate() {
 async fn the_library_never_re_acks_so_one_lost_ack_is_resent_forever() {
     let gateway = gateway(GatewayConfig::default()).await;
     let echo = echo_server().await;
-    let manager = SessionManager::from_conf(&sdk_config(&gateway).await);
+    let manager = SessionManager::from_conf(&gateway.sdk_config().await);
     let session = Arc::new(
         manager
             .start_session(SessionConfig {

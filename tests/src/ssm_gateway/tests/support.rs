@@ -51,24 +51,8 @@ pub async fn echo_server() -> SocketAddr {
     address
 }
 
-/// aws-config pointed at `gateway`: fake credentials, us-east-1.
-pub async fn sdk_config(gateway: &Gateway) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_ssm::config::Credentials::new(
-            "AKIDGATEWAYTEST",
-            "gateway-test-secret",
-            None,
-            None,
-            "ssm-gateway-tests",
-        ))
-        .endpoint_url(gateway.endpoint())
-        .load()
-        .await
-}
-
 pub async fn ssm_client(gateway: &Gateway) -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::new(&sdk_config(gateway).await)
+    aws_sdk_ssm::Client::new(&gateway.sdk_config().await)
 }
 
 /// StartSession for port `port` of [`INSTANCE`]: (session id, stream URL, token).
