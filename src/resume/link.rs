@@ -498,8 +498,10 @@ async fn write_side<A: AsyncRead>(
             }
             let owed = state.received - state.ack_sent;
             if owed > 0 {
-                // A peer that ended waits for our acknowledgement to finish; others can wait a moment.
-                if owed >= ACK_EVERY || state.peer_fin || state.fin.is_some() {
+                // A peer that ended waits for our acknowledgement to finish; others can wait a moment, unless
+                // something is being written anyway: then it rides along in the same transport write, and an
+                // exchange of requests and answers needs no message of its own for acknowledgements.
+                if owed >= ACK_EVERY || state.peer_fin || state.fin.is_some() || !out.is_empty() {
                     Frame::Ack {
                         received: state.received,
                     }

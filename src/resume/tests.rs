@@ -34,11 +34,15 @@ enum Fault {
     StuckAfter(usize),
 }
 
-/// The client's end of an in-memory transport, with a fault.
+/// Each write one end of a transport made, in order.
+type WriteLog = Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
+/// One end of an in-memory transport, with a fault, writing down what it delivers.
 struct Faulty {
     inner: Option<DuplexStream>,
     fault: Fault,
     written: usize,
+    log: WriteLog,
 }
 
 impl AsyncRead for Faulty {
@@ -84,6 +88,7 @@ impl AsyncWrite for Faulty {
         }
         let written = std::task::ready!(Pin::new(inner).poll_write(context, buffer))?;
         this.written += written;
+        this.log.lock().unwrap().push(buffer[..written].to_vec());
         Poll::Ready(Ok(written))
     }
 
@@ -108,6 +113,9 @@ struct Agent {
     dials: Arc<AtomicUsize>,
     /// Dials that asked for a carrier other than the last one.
     suspect: Arc<AtomicUsize>,
+    /// What the client's and the agent's ends wrote into their transports.
+    client_writes: WriteLog,
+    agent_writes: WriteLog,
 }
 
 impl Agent {
@@ -116,6 +124,8 @@ impl Agent {
             registry: Registry::new(),
             dials: Arc::new(AtomicUsize::new(0)),
             suspect: Arc::new(AtomicUsize::new(0)),
+            client_writes: WriteLog::default(),
+            agent_writes: WriteLog::default(),
         }
     }
 
@@ -123,6 +133,8 @@ impl Agent {
         let registry = Arc::clone(&self.registry);
         let dials = Arc::clone(&self.dials);
         let suspect = Arc::clone(&self.suspect);
+        let client_writes = Arc::clone(&self.client_writes);
+        let agent_writes = Arc::clone(&self.agent_writes);
         let faults = Arc::new(faults);
         Arc::new(move |redial| {
             if redial == Redial::Suspect {
@@ -131,8 +143,16 @@ impl Agent {
             let registry = Arc::clone(&registry);
             let index = dials.fetch_add(1, Ordering::SeqCst);
             let fault = faults.get(index).copied().unwrap_or(Fault::None);
+            let client_writes = Arc::clone(&client_writes);
+            let agent_writes = Arc::clone(&agent_writes);
             Box::pin(async move {
                 let (client, agent) = tokio::io::duplex(64 * 1024);
+                let agent = Faulty {
+                    inner: Some(agent),
+                    fault: Fault::None,
+                    written: 0,
+                    log: agent_writes,
+                };
                 tokio::spawn(async move {
                     if let Ok(Some(app)) = registry.accept(Box::new(agent)).await {
                         let (mut read, mut write) = tokio::io::split(app);
@@ -144,6 +164,7 @@ impl Agent {
                     inner: Some(client),
                     fault,
                     written: 0,
+                    log: client_writes,
                 }) as Transport)
             })
         })
@@ -200,6 +221,82 @@ async fn bytes_go_both_ways_and_both_ends_finish() {
     assert_eq!(ended, Ok(()));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(agent.registry.is_empty(), "{:?}", agent.registry);
+}
+
+/// The frames of each write in `log` after the hello or welcome.
+fn frames_of_writes(log: &WriteLog) -> Vec<Vec<Frame>> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|write| !write.starts_with(b"SKIFFR"))
+        .map(|write| {
+            let mut buffer = BytesMut::from(&write[..]);
+            let mut frames = Vec::new();
+            while let Some(frame) = Frame::decode(&mut buffer).expect("whole frames") {
+                frames.push(frame);
+            }
+            assert!(buffer.is_empty(), "a write ends in the middle of a frame");
+            frames
+        })
+        .collect()
+}
+
+/// In a request-and-answer exchange each side has the other's last bytes to acknowledge whenever it writes, so
+/// the acknowledgement rides in the same write: only a write made more than the acknowledgement delay after
+/// the bytes it answers could find one already sent on its own.
+#[tokio::test]
+async fn in_an_exchange_acknowledgements_ride_with_the_answers() {
+    let agent = Agent::start();
+    let client = Client::open(agent.dial(vec![]), true)
+        .await
+        .expect("the connection opens");
+    let (app, ours) = tokio::io::duplex(APP_BUFFER);
+    let carrying = tokio::spawn(client.carry(ours));
+    let (mut read, mut write) = tokio::io::split(app);
+    let rounds = 20u8;
+    for round in 0..rounds {
+        write.write_all(&[round; 100]).await.unwrap();
+        let mut answer = [0; 100];
+        read.read_exact(&mut answer).await.unwrap();
+        assert_eq!(answer, [round; 100]);
+    }
+    for (side, log) in [
+        ("client", &agent.client_writes),
+        ("agent", &agent.agent_writes),
+    ] {
+        let writes = frames_of_writes(log);
+        let has = |frames: &[Frame], ack: bool| {
+            frames.iter().any(|frame| {
+                if ack {
+                    matches!(frame, Frame::Ack { .. })
+                } else {
+                    matches!(frame, Frame::Data { .. })
+                }
+            })
+        };
+        let mut data_writes = 0;
+        let mut acknowledged_alone = false;
+        for frames in &writes {
+            if has(frames, false) {
+                // The client's first request has nothing to acknowledge; every other write answers something.
+                let owes = side == "agent" || data_writes > 0;
+                assert!(
+                    !owes || has(frames, true) || acknowledged_alone,
+                    "{side}'s write {data_writes} owed an acknowledgement and carried none: {writes:?}"
+                );
+                data_writes += 1;
+                acknowledged_alone = false;
+            } else if has(frames, true) {
+                acknowledged_alone = true;
+            }
+        }
+        assert_eq!(data_writes, usize::from(rounds), "{side}: {writes:?}");
+    }
+    write.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    read.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+    assert_eq!(carrying.await.unwrap(), Ok(()));
 }
 
 #[tokio::test]

@@ -102,23 +102,39 @@ fn main() {
                 Ok(Box::new(stream) as BoxIo)
             })
         });
-        let mut direct = Vec::new();
-        let mut tunnelled = Vec::new();
-        for _ in 0..runs {
-            direct.push(one_exec(&direct_dial, &tls).await);
-            tunnelled.push(one_exec(&warm_dial, &tls).await);
+        // Each path in turn within every round, so a disturbance on this machine falls on all of them alike.
+        // A new `skiff exec` process has no TLS session to resume, so the figure is with a full handshake each
+        // time; the same with a resumed session (what a long-lived client reconnecting gets) is shown beside.
+        // The session's bare stream (no daemon, no resumable connection) shows where the overhead is.
+        let session_dial = mux_dial(&tunnel);
+        let paths = [
+            ("direct loopback", &direct_dial),
+            ("warm tunnel", &warm_dial),
+            ("one stream of the session alone", &session_dial),
+        ];
+        for resumed in [false, true] {
+            let mut samples = vec![Vec::new(); paths.len()];
+            for _ in 0..runs {
+                for ((_, dial), samples) in paths.iter().zip(&mut samples) {
+                    samples.push(one_exec(dial, &tls, resumed).await);
+                }
+            }
+            let handshake = if resumed {
+                "resumed TLS session"
+            } else {
+                "full TLS handshake, as a new process"
+            };
+            println!("exec ({runs} runs, connect + {handshake} + exec `true`):");
+            let (direct_p50, direct_p95) = percentiles(&mut samples[0]);
+            for ((name, _), samples) in paths.iter().zip(&mut samples) {
+                let (p50, p95) = percentiles(samples);
+                println!(
+                    "  {name}: p50 {p50:.2} ms p95 {p95:.2} ms: ratio to direct p50 {:.2}, p95 {:.2}",
+                    p50 / direct_p50,
+                    p95 / direct_p95
+                );
+            }
         }
-        let (direct_p50, direct_p95) = percentiles(&mut direct);
-        let (tunnel_p50, tunnel_p95) = percentiles(&mut tunnelled);
-        println!(
-            "exec ({runs} runs, connect + TLS + exec `true`): warm tunnel p50 {:.2} ms p95 {:.2} ms, direct loopback p50 {:.2} ms p95 {:.2} ms: ratio p50 {:.2}, p95 {:.2}",
-            tunnel_p50,
-            tunnel_p95,
-            direct_p50,
-            direct_p95,
-            tunnel_p50 / direct_p50,
-            tunnel_p95 / direct_p95
-        );
 
         // One stream's throughput, to the same sink.
         let size = 256usize << 20;
@@ -228,10 +244,16 @@ fn mux_dial(tunnel: &Tunnel) -> Dial {
     })
 }
 
-/// One command's worth: a new connection (as a new `skiff exec` process makes), TLS, and `true` to its exit.
-async fn one_exec(dial: &Dial, tls: &rustls::ClientConfig) -> f64 {
+/// One command's worth: a new connection, TLS (a full handshake as a new `skiff exec` process makes, unless
+/// `resumed`, when the session cached by an earlier connection with the same configuration is resumed), and
+/// `true` to its exit.
+async fn one_exec(dial: &Dial, tls: &rustls::ClientConfig, resumed: bool) -> f64 {
+    let mut tls = tls.clone();
+    if !resumed {
+        tls.resumption = rustls::client::Resumption::default();
+    }
     let started = Instant::now();
-    let channel = skiff_client::tunnel::channel(Arc::clone(dial), tls.clone(), "bench")
+    let channel = skiff_client::tunnel::channel(Arc::clone(dial), tls, "bench")
         .await
         .unwrap();
     exec_true(&mut AgentClient::new(channel)).await;
