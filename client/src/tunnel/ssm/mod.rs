@@ -24,8 +24,7 @@ use aws_ssm_bridge::{
     SessionConfig, SessionManager,
 };
 use bytes::Bytes;
-use futures::StreamExt as _;
-use tokio::sync::mpsc;
+use futures::{Stream, StreamExt as _};
 
 pub use mux::MuxStream;
 use mux::{Inbound, Mux, Sender};
@@ -123,14 +122,12 @@ impl Tunnel {
             .map_err(|error| classify(target, &error))?;
         nodelay::apply();
         let session_id = current.id().to_owned();
-        let (inbound, inbound_rx) = mpsc::channel(256);
-        tokio::spawn(relay(session.clone(), inbound));
         let sender_session = session.clone();
         let send: Sender = Arc::new(move |bytes: Bytes| {
             let session = sender_session.clone();
             Box::pin(async move { session.send(bytes).await.map_err(|error| error.to_string()) })
         });
-        let mux = Mux::start(inbound_rx, send);
+        let mux = Mux::start(inbound(session.clone()), send);
         tracing::info!(%session_id, instance = %target.instance_id, port = target.port, "Session Manager tunnel open");
         Ok(Self {
             session,
@@ -188,46 +185,53 @@ fn classify(target: &Target, error: &aws_ssm_bridge::Error) -> TunnelError {
     }
 }
 
-/// Turns the reconnecting session's output and events into the multiplexer's ordered input.
-async fn relay(session: ReconnectingSession, inbound: mpsc::Sender<Inbound>) {
-    let mut output = session.output();
-    let mut events = session.events();
-    loop {
-        let next = tokio::select! {
-            biased;
-            event = events.recv() => match event {
-                Ok(ReconnectEvent::Disconnected { reason }) => {
-                    tracing::info!(%reason, "the Session Manager WebSocket dropped; resuming");
-                    continue;
-                }
-                Ok(ReconnectEvent::Resumed { session_id, attempts }) => {
-                    tracing::info!(%session_id, attempts, "the Session Manager session resumed");
-                    nodelay::apply();
-                    continue;
-                }
-                Ok(ReconnectEvent::Reconnected { session_id, .. }) => {
-                    nodelay::apply();
-                    Inbound::Replaced(format!("new session {session_id}"))
-                }
-                Ok(ReconnectEvent::GaveUp { reason, .. }) => Inbound::Ended(reason),
-                Ok(_) => continue,
-                // Missed events cannot hide a replacement: the output stream still ends when it gives up.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    Inbound::Ended("the session's supervisor stopped".into())
-                }
-            },
-            chunk = output.next() => match chunk {
-                Some(bytes) => Inbound::Data(bytes),
-                None if output.lagged() => Inbound::Ended("the tunnel fell behind its session's output".into()),
-                None => Inbound::Ended("the session closed".into()),
-            },
-        };
-        let last = matches!(next, Inbound::Ended(_));
-        if inbound.send(next).await.is_err() || last {
-            return;
+/// The reconnecting session's output and events as the multiplexer's ordered input, read by the
+/// multiplexer's own task (no task or queue between them: each message from the agent is one wake-up fewer
+/// on its way to the stream that waits for it).
+fn inbound(session: ReconnectingSession) -> impl Stream<Item = Inbound> + Send + 'static {
+    let output = session.output();
+    let events = session.events();
+    futures::stream::unfold(Some((session, output, events)), |state| async move {
+        let (session, mut output, mut events) = state?;
+        loop {
+            let next = tokio::select! {
+                biased;
+                event = events.recv() => match event {
+                    Ok(ReconnectEvent::Disconnected { reason }) => {
+                        tracing::info!(%reason, "the Session Manager WebSocket dropped; resuming");
+                        continue;
+                    }
+                    Ok(ReconnectEvent::Resumed { session_id, attempts }) => {
+                        tracing::info!(%session_id, attempts, "the Session Manager session resumed");
+                        nodelay::apply();
+                        continue;
+                    }
+                    Ok(ReconnectEvent::Reconnected { session_id, .. }) => {
+                        nodelay::apply();
+                        Inbound::Replaced(format!("new session {session_id}"))
+                    }
+                    Ok(ReconnectEvent::GaveUp { reason, .. }) => Inbound::Ended(reason),
+                    Ok(_) => continue,
+                    // Missed events cannot hide a replacement: the output stream still ends when it gives up.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        Inbound::Ended("the session's supervisor stopped".into())
+                    }
+                },
+                chunk = output.next() => match chunk {
+                    Some(bytes) => Inbound::Data(bytes),
+                    None if output.lagged() => Inbound::Ended("the tunnel fell behind its session's output".into()),
+                    None => Inbound::Ended("the session closed".into()),
+                },
+            };
+            let state = if matches!(next, Inbound::Ended(_)) {
+                None
+            } else {
+                Some((session, output, events))
+            };
+            return Some((next, state));
         }
-    }
+    })
 }
 
 impl super::warm::Carrier for Tunnel {

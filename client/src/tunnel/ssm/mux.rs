@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::{Stream, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::PollSender;
@@ -172,9 +173,9 @@ pub struct Mux {
 }
 
 impl Mux {
-    /// Starts the multiplexer: `inbound` carries what the session delivers, `send` writes to it. The two tasks
-    /// it spawns end when the session ends.
-    pub fn start(inbound: mpsc::Receiver<Inbound>, send: Sender) -> Self {
+    /// Starts the multiplexer: `inbound` is what the session delivers, `send` writes to it. The two tasks it
+    /// spawns end when the session ends.
+    pub fn start(inbound: impl Stream<Item = Inbound> + Send + 'static, send: Sender) -> Self {
         let shared = Arc::new(Mutex::new(Shared {
             next_id: 1,
             ..Shared::default()
@@ -260,10 +261,11 @@ fn fail_all(shared: &Mutex<Shared>, reason: &str, for_good: bool) {
 }
 
 /// Reads the session's byte stream, splits it into frames and hands each stream its bytes.
-async fn receive(mut inbound: mpsc::Receiver<Inbound>, shared: Arc<Mutex<Shared>>) {
+async fn receive(inbound: impl Stream<Item = Inbound>, shared: Arc<Mutex<Shared>>) {
+    let mut inbound = std::pin::pin!(inbound);
     let mut buffer = BytesMut::new();
     let reason = loop {
-        match inbound.recv().await {
+        match inbound.next().await {
             None => break "the Session Manager session ended".to_owned(),
             Some(Inbound::Ended(reason)) => {
                 break format!("the Session Manager session ended: {reason}");

@@ -152,7 +152,10 @@ impl Peer {
             Box::pin(async move { sent_tx.send(bytes).map_err(|_| "peer gone".to_owned()) })
         });
         (
-            Mux::start(inbound_rx, send),
+            Mux::start(
+                tokio_stream::wrappers::ReceiverStream::new(inbound_rx),
+                send,
+            ),
             Peer {
                 inbound,
                 sent,
