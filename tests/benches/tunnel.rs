@@ -191,14 +191,7 @@ async fn upload_bench(target: &Target, tls: &rustls::ClientConfig) {
     // Incompressible content, so the archive is as large as the files: 50 files of 1 MB.
     let mut state = 0x9e37_79b9_7f4a_7c15_u64;
     for index in 0..50 {
-        let data: Vec<u8> = (0..1_000_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let data = skiff_tests::noise(&mut state, 1_000_000);
         std::fs::write(folder.path().join(format!("blob-{index:02}.bin")), data).unwrap();
     }
     let mut seconds = Vec::new();

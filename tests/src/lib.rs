@@ -149,6 +149,19 @@ impl Drop for Sandbox {
     }
 }
 
+/// `length` pseudo-random bytes (xorshift64) continuing from `state`: incompressible data for transfers, made
+/// fast enough not to be what a test or benchmark measures.
+pub fn noise(state: &mut u64, length: usize) -> Vec<u8> {
+    (0..length)
+        .map(|_| {
+            *state ^= *state << 13;
+            *state ^= *state >> 7;
+            *state ^= *state << 17;
+            *state as u8
+        })
+        .collect()
+}
+
 /// Copies a folder tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("creating a folder");

@@ -96,6 +96,14 @@ impl Rig {
             tunnel,
         }
     }
+
+    /// The rig's session served as a warm tunnel, and a client through its interactive lane, as every command
+    /// reaches an AWS workspace's agent.
+    async fn warm_client(&self, agent: &LocalAgent) -> (WarmTunnel, AgentClient) {
+        let warm = WarmTunnel::start(&self.sdk, &self.target, self.tunnel.clone());
+        let client = client_over(warm.dial(0), agent).await;
+        (warm, client)
+    }
 }
 
 impl Drop for LocalAgent {
@@ -162,14 +170,7 @@ async fn cat_through(
         let mut offset = 0;
         while offset < size {
             let length = chunk.min(size - offset);
-            let block: Vec<u8> = (0..length)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    state as u8
-                })
-                .collect();
+            let block = skiff_tests::noise(&mut state, length);
             hasher.update(&block);
             if input.send(ExecInput::Stdin(block)).await.is_err() {
                 break;
@@ -302,14 +303,11 @@ fn a_websocket_dropped_between_transfers_is_resumed_and_the_exec_goes_on() {
 fn a_websocket_dropped_in_the_middle_of_100_mib_resumes_and_every_byte_arrives_in_order() {
     let agent = LocalAgent::start("tunnel-drop");
     runtime().block_on(async {
+        let rig = Rig::start(&agent, GatewayConfig::default()).await;
+        let (_warm, mut client) = rig.warm_client(&agent).await;
         let Rig {
-            gateway,
-            sdk,
-            target,
-            tunnel,
-        } = Rig::start(&agent, GatewayConfig::default()).await;
-        let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
-        let mut client = client_over(warm.dial(0), &agent).await;
+            gateway, tunnel, ..
+        } = rig;
         let dropper = Arc::clone(&gateway);
         let (sent, received, length) =
             cat_through(&mut client, 100 << 20, move || dropper.drop_websockets()).await;
@@ -328,16 +326,10 @@ fn a_websocket_dropped_in_the_middle_of_100_mib_resumes_and_every_byte_arrives_i
 fn a_session_terminated_mid_transfer_goes_on_over_a_new_session() {
     let agent = LocalAgent::start("tunnel-terminated");
     runtime().block_on(async {
-        let Rig {
-            gateway,
-            sdk,
-            target,
-            tunnel,
-        } = Rig::start(&agent, GatewayConfig::default()).await;
-        let session = tunnel.session_id().to_owned();
-        let warm = WarmTunnel::start(&sdk, &target, tunnel.clone());
-        let mut client = client_over(warm.dial(0), &agent).await;
-        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        let rig = Rig::start(&agent, GatewayConfig::default()).await;
+        let session = rig.tunnel.session_id().to_owned();
+        let (_warm, mut client) = rig.warm_client(&agent).await;
+        let ssm = aws_sdk_ssm::Client::new(&rig.sdk);
         let terminate = move || {
             tokio::spawn(async move {
                 ssm.terminate_session()
@@ -350,7 +342,7 @@ fn a_session_terminated_mid_transfer_goes_on_over_a_new_session() {
         let (sent, received, length) = cat_through(&mut client, 16 << 20, terminate).await;
         assert_eq!(length, 16 << 20, "every byte came back");
         assert_eq!(sent, received, "the bytes came back unchanged and in order");
-        let stats = gateway.stats();
+        let stats = rig.gateway.stats();
         assert!(
             stats.sessions_started >= 2,
             "a new session carried the rest: {stats:?}"
