@@ -173,6 +173,10 @@ pub struct UpArgs {
     /// With --provider aws: return once the instance runs, without waiting for its agent.
     #[arg(long)]
     pub no_wait: bool,
+    /// For a git URL: go on without asking when its devcontainer.json would run initializeCommand on this
+    /// machine or read local environment variables (what it would do is still shown).
+    #[arg(long)]
+    pub trust: bool,
     #[command(flatten)]
     pub aws: crate::provider::aws::config::AwsOptions,
     #[command(flatten)]

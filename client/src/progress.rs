@@ -65,6 +65,14 @@ impl Progress {
         }
     }
 
+    /// Runs `work` with the spinner off the screen, for a question to the user.
+    pub fn suspend<R>(&self, work: impl FnOnce() -> R) -> R {
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(work),
+            None => work(),
+        }
+    }
+
     /// Clears the spinner.
     pub fn finish(&self) {
         if let Some(spinner) = &self.spinner {

@@ -33,5 +33,6 @@ pub use model::{
 };
 pub use parse::parse;
 pub use substitute::{
-    LocalContext, substitute_container_env, substitute_devcontainer_id, substitute_local,
+    LocalContext, local_env_names, substitute_container_env, substitute_devcontainer_id,
+    substitute_local,
 };

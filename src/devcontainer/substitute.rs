@@ -112,6 +112,28 @@ pub fn substitute_local(
     Ok(unknown)
 }
 
+/// The local environment variables `config` reads (`${localEnv:VAR}` and `${env:VAR}`), sorted, once each, without
+/// substituting anything: what `up` shows before it runs an untrusted repository's configuration.
+pub fn local_env_names(config: &DevContainer) -> Vec<String> {
+    let mut names = Vec::new();
+    let Ok(mut value) = serde_json::to_value(config) else {
+        return names;
+    };
+    let result: Result<(), ConfigError> = substitute_value(&mut value, "", &mut |expression| {
+        if matches!(expression.name, "env" | "localEnv")
+            && let Some(name) = expression.arguments.first()
+            && !names.iter().any(|seen| seen == name)
+        {
+            names.push((*name).to_string());
+        }
+        Ok(None)
+    });
+    // The resolver above never fails.
+    debug_assert!(result.is_ok());
+    names.sort();
+    names
+}
+
 /// Substitutes `${containerEnv:VAR[:default]}` in every string of `value` from the container's environment (its `Config.Env`);
 /// an unset variable without a default becomes `""`.
 pub fn substitute_container_env(

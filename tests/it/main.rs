@@ -12,6 +12,8 @@
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
 //!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
+//! - `laptop`: values from images and repositories are data on the laptop: a label-injected `remoteUser` never
+//!   reaches ssh's configuration, an untrusted repository runs nothing here until trusted.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 //! - `conformance`: the reference CLI's Dev Container fixtures end to end, the lifecycle order oracle, bad devcontainer.json input.
 //! - `aws_e2e`: the whole system: `skiff up --provider aws` against moto and the gateway, the instance a container
@@ -27,6 +29,7 @@ mod exec;
 mod files;
 mod forward;
 mod idle;
+mod laptop;
 mod local;
 mod mtls;
 mod poweroff;

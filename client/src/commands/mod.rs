@@ -19,6 +19,7 @@ mod ssh_config;
 pub(crate) mod status;
 mod stop;
 mod sync;
+mod trust;
 mod up;
 
 use crate::agent_client::AgentClient;

@@ -41,19 +41,62 @@ pub(crate) struct Entry {
     pub known_hosts: PathBuf,
 }
 
+/// The longest user name an entry accepts (Linux allows 32; some systems more).
+const MAX_USER: usize = 64;
+
+/// Checks the user an entry logs in as. It comes from the agent, which took it from the dev container's
+/// `remoteUser` (set by the repository's devcontainer.json or by an image's `devcontainer.metadata` label), so it
+/// is data from outside this machine: a newline in it would start a new ssh_config line (a `ProxyCommand` that
+/// runs on this laptop), and a space or quote would change the line's meaning. Only a plain user name or uid passes.
+pub(crate) fn check_user(workspace: &str, user: &str) -> anyhow::Result<()> {
+    let plain = !user.is_empty()
+        && user.len() <= MAX_USER
+        && !user.starts_with('-')
+        && user
+            .chars()
+            .all(|character| character.is_ascii_alphanumeric() || "._-".contains(character));
+    if !plain {
+        anyhow::bail!(
+            "workspace {workspace}: the dev container's remote user {} is not a plain user name (letters, digits, `.`, `_`, `-`; at most {MAX_USER}), so no ssh entry is written for it; set remoteUser in devcontainer.json to the user's name (an image's devcontainer.metadata label may have set this one)",
+            serde_json::to_string(user).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Checks the folder `skiff code` opens, which the agent reports from the dev container's configuration: it becomes
+/// an argument of `code`, so it must be an absolute POSIX path and never look like an option or hold control
+/// characters.
+pub(crate) fn check_remote_folder(workspace: &str, folder: &str) -> anyhow::Result<()> {
+    if !folder.starts_with('/') || folder.chars().any(char::is_control) {
+        anyhow::bail!(
+            "workspace {workspace}: the dev container's workspace folder {} is not an absolute path without control characters; set workspaceFolder in devcontainer.json",
+            serde_json::to_string(folder).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// The SSH host name of a workspace.
 pub(crate) fn host(name: &str) -> String {
     format!("{name}.skiff")
 }
 
 /// A value for a file setting: `%` written as `%%` (ssh expands tokens there), quoted when it has spaces.
-fn config_path(path: &Path) -> String {
+/// ssh_config has no escape for a double quote or a line break inside a value, so a path holding one is refused.
+fn config_path(path: &Path) -> anyhow::Result<String> {
     let text = path.to_string_lossy().replace('%', "%%");
-    if text.contains(char::is_whitespace) {
+    if text.contains(|character: char| character == '"' || character.is_control()) {
+        anyhow::bail!(
+            "{}: a path with a double quote or a control character cannot be written into an ssh configuration; set SKIFF_HOME to a plainer folder",
+            path.display()
+        );
+    }
+    Ok(if text.contains(char::is_whitespace) {
         format!("\"{text}\"")
     } else {
         text
-    }
+    })
 }
 
 /// A word for the shell that runs ProxyCommand, single-quoted unless it is plainly safe.
@@ -95,16 +138,29 @@ pub(crate) fn proxy_command(
     words.join(" ").replace('%', "%%")
 }
 
-/// The lines of one entry.
-pub(crate) fn render(entry: &Entry) -> String {
+/// The lines of one entry; every value is checked first, so no value can add a line of its own.
+pub(crate) fn render(entry: &Entry) -> anyhow::Result<String> {
+    if !workspace::valid_name(&entry.name) {
+        anyhow::bail!(
+            "{}: not a workspace name, so no ssh entry is written for it",
+            serde_json::to_string(&entry.name).unwrap_or_default()
+        );
+    }
+    check_user(&entry.name, &entry.user)?;
+    if entry.proxy_command.chars().any(char::is_control) {
+        anyhow::bail!(
+            "workspace {}: the ProxyCommand holds a control character; run skiff from a path without one",
+            entry.name
+        );
+    }
     let host = host(&entry.name);
-    format!(
+    Ok(format!(
         "Host {host}\n    HostKeyAlias {host}\n    User {user}\n    ProxyCommand {proxy}\n    IdentityFile {identity}\n    IdentitiesOnly yes\n    UserKnownHostsFile {known_hosts}\n    StrictHostKeyChecking yes\n",
         user = entry.user,
         proxy = entry.proxy_command,
-        identity = config_path(&entry.identity_file),
-        known_hosts = config_path(&entry.known_hosts),
-    )
+        identity = config_path(&entry.identity_file)?,
+        known_hosts = config_path(&entry.known_hosts)?,
+    ))
 }
 
 /// The whole managed block for entries already rendered, by workspace name.
@@ -120,13 +176,12 @@ fn block(entries: &BTreeMap<String, String>) -> String {
 }
 
 /// The managed block holding `entries`.
-pub(crate) fn block_of(entries: &[Entry]) -> String {
-    block(
-        &entries
-            .iter()
-            .map(|entry| (entry.name.clone(), render(entry)))
-            .collect(),
-    )
+pub(crate) fn block_of(entries: &[Entry]) -> anyhow::Result<String> {
+    let mut rendered = BTreeMap::new();
+    for entry in entries {
+        rendered.insert(entry.name.clone(), render(entry)?);
+    }
+    Ok(block(&rendered))
 }
 
 /// The entries of an existing block's body, by workspace name, as their text.
@@ -183,7 +238,7 @@ pub(crate) fn update(
         ),
     };
     for entry in entries {
-        merged.insert(entry.name.clone(), render(entry));
+        merged.insert(entry.name.clone(), render(entry)?);
     }
     let mut text = String::new();
     for line in before {
@@ -253,6 +308,10 @@ pub(crate) async fn entry(workspace: &Workspace, options: &AgentOptions) -> anyh
             workspace.record.local_folder.display()
         )
     })?;
+    check_user(name, &user)?;
+    if let Some(folder) = &status.workspace_folder {
+        check_remote_folder(name, folder)?;
+    }
     let known_hosts = write_known_hosts(workspace)?;
     let skiff =
         std::env::current_exe().context("finding this skiff's own path for ProxyCommand")?;
@@ -336,7 +395,7 @@ pub async fn run(args: SshConfigArgs) -> anyhow::Result<i32> {
         anyhow::bail!("no workspace could have an entry; see the reasons above");
     }
     if args.print {
-        print!("{}", block_of(&entries));
+        print!("{}", block_of(&entries)?);
         return Ok(0);
     }
     let path = match args.config {

@@ -16,6 +16,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     if let Some(url) = crate::files::git_url(&args.path) {
         return up_from_repository(args, url).await;
     }
+    up_folder(args, None).await
+}
+
+/// `up` of a folder on this machine: the user's own, or (`cloned_from`: the URL, and the workspace's folder in the
+/// store) the local clone of a repository, whose configuration is not trusted until the user says so.
+async fn up_folder(args: UpArgs, cloned_from: Option<(&str, &Path)>) -> anyhow::Result<i32> {
     let folder = std::fs::canonicalize(&args.path)
         .with_context(|| format!("workspace folder {}", args.path.display()))?;
     if !folder.is_dir() {
@@ -27,6 +33,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
     }
     let mut config = loaded.config.clone();
+    if let Some((url, workspace_folder)) = cloned_from {
+        progress.suspend(|| {
+            super::trust::confirm(
+                args.name.as_deref().unwrap_or_default(),
+                url,
+                &loaded.config_file,
+                &config,
+                true,
+                args.trust,
+                workspace_folder,
+            )
+        })?;
+    }
     let context = LocalContext::from_process_env(&folder, &loaded.config_file);
     for unknown in devcontainer::substitute_local(&mut config, &context)? {
         progress.warn(&format!(
@@ -219,6 +238,17 @@ async fn up_repository_on_aws(
         progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
     }
     let mut config = loaded.config.clone();
+    progress.suspend(|| {
+        super::trust::confirm(
+            &name,
+            url,
+            &loaded.config_file,
+            &config,
+            false,
+            args.trust,
+            &workspace.folder,
+        )
+    })?;
     // What the configuration calls the local folder is the clone: there is no other copy.
     let context = LocalContext::from_process_env(&loaded.workspace_folder, &loaded.config_file);
     for unknown in devcontainer::substitute_local(&mut config, &context)? {
@@ -546,13 +576,16 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     );
     workspace.save()?;
     let config = workspace.record.config_file.clone();
-    // On this machine the clone is a local folder: the rest is a local folder's `up`.
-    Box::pin(run(UpArgs {
-        path: files_folder,
-        name: Some(name),
-        config: Some(config),
-        provider: Some(ProviderKind::Local),
-        ..args
-    }))
+    // On this machine the clone is a local folder: the rest is a local folder's `up`, once the user trusts it.
+    Box::pin(up_folder(
+        UpArgs {
+            path: files_folder,
+            name: Some(name),
+            config: Some(config),
+            provider: Some(ProviderKind::Local),
+            ..args
+        },
+        Some((&url, &workspace.folder)),
+    ))
     .await
 }

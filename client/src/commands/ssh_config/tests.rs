@@ -23,7 +23,7 @@ fn path() -> PathBuf {
 
 #[test]
 fn an_entry_names_the_proxy_key_user_and_pinned_host_key() {
-    let text = render(&entry("app"));
+    let text = render(&entry("app")).unwrap();
     assert_eq!(
         text,
         "Host app.skiff\n    HostKeyAlias app.skiff\n    User vscode\n    ProxyCommand /usr/local/bin/skiff proxy app\n    IdentityFile /home/me/.local/share/skiff/workspaces/app/client.key\n    IdentitiesOnly yes\n    UserKnownHostsFile /home/me/.local/share/skiff/workspaces/app/known_hosts\n    StrictHostKeyChecking yes\n"
@@ -143,6 +143,86 @@ fn proxy_commands_quote_for_the_shell_and_escape_ssh_tokens() {
 
 #[test]
 fn file_settings_are_quoted_when_they_have_spaces() {
-    assert_eq!(config_path(Path::new("/a b/key")), "\"/a b/key\"");
-    assert_eq!(config_path(Path::new("/a%b/key")), "/a%%b/key");
+    assert_eq!(config_path(Path::new("/a b/key")).unwrap(), "\"/a b/key\"");
+    assert_eq!(config_path(Path::new("/a%b/key")).unwrap(), "/a%%b/key");
+}
+
+/// An image's `devcontainer.metadata` label (or a repository's devcontainer.json) chooses `remoteUser`. Written as
+/// it came, a newline and a `ProxyCommand` line in it would make the next `ssh NAME.skiff` run a command on this
+/// machine; every such value is refused before anything is written.
+#[test]
+fn a_remote_user_that_would_add_an_ssh_config_line_is_refused() {
+    let path = path();
+    for user in [
+        "root\n    ProxyCommand touch /tmp/owned",
+        "root\r\nProxyCommand sh",
+        "root ProxyCommand=sh",
+        "\"root\"",
+        "-oProxyCommand=sh",
+        "",
+        "root%d",
+        "root#",
+    ] {
+        let mut bad = entry("app");
+        bad.user = user.to_owned();
+        let error = render(&bad).unwrap_err().to_string();
+        assert!(
+            error.contains("remote user") && error.contains("remoteUser"),
+            "{user:?}: {error}"
+        );
+        let updated = update(&path, "Host work\n    User alice\n", &[bad], |_| true);
+        assert!(updated.is_err(), "{user:?} reached the file: {updated:?}");
+    }
+    for user in ["vscode", "node", "root", "1000", "dev_user", "a.b-c"] {
+        let mut good = entry("app");
+        good.user = user.to_owned();
+        assert!(render(&good).is_ok(), "{user:?}");
+    }
+}
+
+#[test]
+fn a_path_that_ssh_config_cannot_hold_is_refused() {
+    let mut bad = entry("app");
+    bad.identity_file = PathBuf::from("/home/me/a\"b/client.key");
+    assert!(
+        render(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("double quote")
+    );
+    let mut bad = entry("app");
+    bad.known_hosts = PathBuf::from("/home/me/a\nProxyCommand sh/known_hosts");
+    assert!(render(&bad).is_err());
+    let mut spaced = entry("app");
+    spaced.known_hosts = PathBuf::from("/home/my files/known_hosts");
+    assert!(
+        render(&spaced)
+            .unwrap()
+            .contains("UserKnownHostsFile \"/home/my files/known_hosts\"\n")
+    );
+}
+
+#[test]
+fn a_workspace_name_from_elsewhere_cannot_add_a_line() {
+    let mut bad = entry("app");
+    bad.name = "app\nHost *\n    ProxyCommand sh".to_owned();
+    assert!(render(&bad).is_err());
+}
+
+/// The folder `skiff code` opens comes from the agent and becomes an argument of `code`: an option there
+/// (`--install-extension`, `--extensions-dir`) would change what VS Code does on this machine.
+#[test]
+fn a_remote_folder_that_looks_like_an_option_is_refused() {
+    for folder in [
+        "--install-extension=evil.vsix",
+        "-r",
+        "relative/folder",
+        "/workspaces/app\u{1b}[2J",
+    ] {
+        assert!(
+            check_remote_folder("app", folder).is_err(),
+            "{folder:?} was accepted"
+        );
+    }
+    check_remote_folder("app", "/workspaces/my app").unwrap();
 }
