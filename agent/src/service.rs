@@ -379,11 +379,9 @@ impl v1::agent_server::Agent for AgentService {
             }
         };
         let compression = match v1::Compression::try_from(start.compression) {
-            Ok(
-                compression @ (v1::Compression::None
-                | v1::Compression::Gzip
-                | v1::Compression::Zstd),
-            ) => compression,
+            Ok(v1::Compression::None) => upload::Compression::None,
+            Ok(v1::Compression::Gzip) => upload::Compression::Gzip,
+            Ok(v1::Compression::Zstd) => upload::Compression::Zstd,
             _ => {
                 return Err(Status::invalid_argument(format!(
                     "UploadStart: field compression has invalid value {}",

@@ -7,10 +7,17 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use skiff::api::{FileKind, FileStamp};
-use skiff::proto::v1::Compression;
 use tokio::sync::mpsc;
 
 use crate::files::record::Record;
+
+/// How an uploaded archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
 
 /// What an upload wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +147,7 @@ pub fn unpack_reader(
     let reader: Box<dyn Read> = match compression {
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).map_err(error)?),
-        _ => Box::new(reader),
+        Compression::None => Box::new(reader),
     };
     let mut archive = tar::Archive::new(reader);
     archive.set_preserve_permissions(true);

@@ -12,6 +12,7 @@
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
 //!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
+//! - `architecture`: the invariants of ARCHITECTURE.md, checked against the source.
 //! - `laptop`: values from images and repositories are data on the laptop: a label-injected `remoteUser` never
 //!   reaches ssh's configuration, an untrusted repository runs nothing here until trusted.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
@@ -21,6 +22,7 @@
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
 //!   interrupted up, enroll, 300 workspaces, bad input, and the user-data run in a Debian container.
 
+mod architecture;
 mod aws;
 mod aws_e2e;
 mod bad_input;

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::upload::Compression;
 use skiff::api::FileKind;
-use skiff::proto::v1::Compression;
 
 use super::parts::StripedReader;
 use super::record::Record;

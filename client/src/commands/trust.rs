@@ -99,7 +99,7 @@ pub(crate) fn confirm(
     let source = format!("{url} ({})", config_file.display());
     let description = effects.describe(&source);
     if trusted {
-        eprint!("{description}going on: --trust was given\n");
+        eprintln!("{description}going on: --trust was given");
     } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         eprint!("{description}Trust this repository and go on? [y/N] ");
         std::io::stderr().flush()?;
