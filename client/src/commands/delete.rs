@@ -11,8 +11,7 @@ use crate::files::DeleteDecision;
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
     if let Some(code) =
-        crate::provider::aws::commands::delete(&args.name, args.yes, args.purge, args.agent.tunnel)
-            .await?
+        crate::provider::aws::commands::delete(&args.name, args.yes, args.agent.tunnel).await?
     {
         return Ok(code);
     }
