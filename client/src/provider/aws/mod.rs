@@ -6,16 +6,19 @@
 //!
 //! The submodules follow what `up` does, in order: `config` (saved defaults, environment, flags), `network`
 //! (subnet and a security group with no ingress), `ami` (Ubuntu 24.04 for the instance type's architecture),
-//! `iam` (checking the `skiff-instance` profile that `setup` made), `user_data` (the boot script, from `user_data.sh`), `launch`
-//! (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `dns` (the optional Route53 record),
-//! `upgrade` (replacing an older agent), `enroll` (another laptop's certificate
-//! through Run Command), `policy` (the developer's and the operator's IAM policies) and `setup` (`skiff aws-setup`:
-//! the role and profile, made once per account by someone allowed to manage IAM).
+//! `iam` (checking the `skiff-instance` profile that `setup` made), `user_data` (the boot script, from
+//! `user_data.sh`), `launch` (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `dns` (the
+//! optional Route53 record), `upgrade` (replacing an older agent), `enroll` (another laptop's certificate through
+//! Run Command), `policy` (the developer's and the operator's IAM policies) and `setup` (`skiff aws-setup`: the
+//! role and profile, made once per account by someone allowed to manage IAM).
 //!
 //! Who owns a workspace is the caller's `aws:userid` (STS GetCallerIdentity `UserId`), not its ARN: for an assumed
 //! role (IAM Identity Center included) it is `ROLEID:session-name`, one person across all their SSO sessions, while
 //! the role's ARN is shared by everyone in the permission set. The policy's conditions compare the same value
-//! (`${aws:userid}`), so AWS, not this client, decides whose workspace a call may touch.
+//! (`${aws:userid}`), so AWS, not this client, decides whose workspace a call may touch. The caveat: the session
+//! name is chosen by whoever assumes the role. IAM Identity Center sets it to the user's name, but on a role whose
+//! callers pick their own `RoleSessionName` one could pick a colleague's and become them for skiff; such roles
+//! should require `sts:RoleSessionName` = `${aws:username}` in their trust policy.
 //!
 //! `connect` then waits for Session Manager to see the instance, pushes `skiffd` to it and reaches the agent
 //! through the workspace's warm tunnel (`crate::tunnel`).
