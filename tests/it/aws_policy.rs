@@ -465,10 +465,13 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
         ),
         (
             "end own session",
-            vec![request(
-                "ssm:TerminateSession",
-                &format!("arn:aws:ssm:eu-west-1:123456789012:session/{ALICE}-0a1b2c3d4e5f"),
-            )],
+            vec![
+                request(
+                    "ssm:TerminateSession",
+                    "arn:aws:ssm:eu-west-1:123456789012:session/alice@example.com-0a1b2c3d4e5f",
+                )
+                .with("ssm:resourceTag/aws:ssmmessages:session-id", &[ALICE]),
+            ],
         ),
         (
             "enroll into own",
@@ -680,10 +683,13 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
         ),
         (
             "end another's session",
-            vec![request(
-                "ssm:TerminateSession",
-                &format!("arn:aws:ssm:eu-west-1:123456789012:session/{BOB}-0a1b2c3d4e5f"),
-            )],
+            vec![
+                request(
+                    "ssm:TerminateSession",
+                    "arn:aws:ssm:eu-west-1:123456789012:session/bob@example.com-0a1b2c3d4e5f",
+                )
+                .with("ssm:resourceTag/aws:ssmmessages:session-id", &[BOB]),
+            ],
         ),
         (
             "DNS in another zone",

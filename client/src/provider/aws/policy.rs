@@ -450,7 +450,12 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             "Sid": "SkiffOwnSessions",
             "Effect": "Allow",
             "Action": ["ssm:ResumeSession", "ssm:TerminateSession"],
-            "Resource": format!("arn:aws:ssm:*:*:session/{CALLER}-*")
+            "Resource": "arn:aws:ssm:*:*:session/*",
+            // Session Manager tags every session with the `aws:userid` of who started it. A session's id holds the
+            // session name only (not the role id), so `session/${aws:userid}-*` would never match for an SSO user.
+            "Condition": {
+                "StringLike": { "ssm:resourceTag/aws:ssmmessages:session-id": CALLER }
+            }
         }),
     ];
     if let Some(zone) = &options.dns_zone {
