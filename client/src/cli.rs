@@ -340,6 +340,10 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation, even when the workspace's files hold uncommitted or unpushed work.
     #[arg(short, long)]
     pub yes: bool,
+    /// AWS: delete this owner's workspace (its `skiff:owner`, as `list --all` shows), with the operator policy of
+    /// `skiff aws-policy --admin`.
+    #[arg(long, value_name = "USERID")]
+    pub owner: Option<String>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

@@ -1260,8 +1260,16 @@ fn enroll_into_a_colleagues_workspace_is_refused() {
     colleague.ok(&["enroll", "mine", "--owner", &alice, "--operator"]);
     let requests = recorded("ap-south-1");
     assert_eq!(recorded_actions(&requests, "SendCommand").len(), 1);
-    owner.ok(&["delete", "mine", "--yes"]);
-    drop(colleague);
+
+    // An operator's clean-up (`delete --owner`, the operator policy in AWS) from a machine with no record of it.
+    let operator = AwsSandbox::as_role("ap-south-1", "123456789012", "ops");
+    let deleted = operator.ok_stderr(&["delete", "mine", "--owner", &alice, "--yes"]);
+    assert!(
+        deleted.contains("deleted workspace mine (1 instance terminated"),
+        "{deleted}"
+    );
+    assert!(live_instances("ap-south-1", "mine").is_empty());
+    drop((owner, colleague));
 }
 
 /// Serves one file over HTTP on 127.0.0.1 to any number of GETs, until the test ends.

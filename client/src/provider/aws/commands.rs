@@ -61,8 +61,23 @@ struct Located {
 /// Finds `name` on AWS: through its local record, else by tag in the configured regions. `None` if the name
 /// is a local workspace or AWS does not know it.
 async fn locate(name: &str) -> anyhow::Result<Option<Located>> {
+    locate_owned(name, None).await
+}
+
+/// [`locate`] for `owner`'s workspace (an operator's clean-up) when given: a local record of that name counts
+/// only if it is that owner's.
+async fn locate_owned(name: &str, owner: Option<&str>) -> anyhow::Result<Option<Located>> {
     let store = Store::open_default()?;
+    let record_owner = |workspace: &Workspace| {
+        workspace
+            .record
+            .aws
+            .as_ref()
+            .map(|placement| placement.owner.clone())
+    };
     match store.get(name) {
+        Ok(workspace)
+            if owner.is_some_and(|owner| record_owner(&workspace).as_deref() != Some(owner)) => {}
         Ok(workspace) if workspace.record.provider == ProviderKind::Aws => {
             let placement = workspace.record.aws.clone().with_context(|| {
                 format!("workspace record {name} says aws but has no region; remove its folder in the skiff home")
@@ -85,7 +100,10 @@ async fn locate(name: &str) -> anyhow::Result<Option<Located>> {
     let settings = AwsSettings::resolve(store.root(), &AwsOptions::default())?;
     for region in regions(&settings, &store) {
         let aws = Aws::connect(&region, settings.profile()).await?;
-        let owner = aws.caller().await?.user_id;
+        let owner = match owner {
+            Some(owner) => owner.to_owned(),
+            None => aws.caller().await?.user_id,
+        };
         if let Some(instance) = aws.find(name, &owner).await? {
             return Ok(Some(Located {
                 aws,
@@ -506,12 +524,17 @@ pub async fn stop(name: &str) -> anyhow::Result<Option<i32>> {
 
 /// `skiff delete NAME` for an AWS workspace: terminates it, removes its security group, its DNS record and its
 /// local record. skiff's IAM role stays: only `skiff aws-setup --remove`, by an IAM administrator, removes it.
+/// With `owner`, another person's workspace (an operator's clean-up, allowed by `aws-policy --admin` only).
 pub async fn delete(
     name: &str,
     yes: bool,
+    owner: Option<&str>,
     tunnel: crate::cli::TunnelChoice,
 ) -> anyhow::Result<Option<i32>> {
-    let Some(located) = locate(name).await? else {
+    let Some(located) = locate_owned(name, owner).await? else {
+        if let Some(owner) = owner {
+            anyhow::bail!("no AWS workspace {name} of {owner} in the configured regions");
+        }
         return Ok(None);
     };
     // The workspace's files live on the instance: work there that exists nowhere else (uncommitted changes,
