@@ -32,7 +32,7 @@ pub enum Command {
     /// Open an interactive login shell in a workspace's dev container.
     Ssh(SshArgs),
     /// Stop a workspace's dev container; its files stay.
-    Stop(NameArgs),
+    Stop(StopArgs),
     /// Remove a workspace: its dev container, the image built for it, and its keys and state.
     Delete(DeleteArgs),
     /// Send the changes made in a workspace's folder on this machine since its last upload or sync.
@@ -313,11 +313,15 @@ pub struct SshArgs {
     pub agent: AgentOptions,
 }
 
-/// Commands that take only a workspace name.
+/// `skiff stop`.
 #[derive(Debug, Args)]
-pub struct NameArgs {
+pub struct StopArgs {
     /// The workspace.
     pub name: String,
+    /// AWS: stop this owner's workspace (its `skiff:owner`, as `list --all` shows), with the operator policy of
+    /// `skiff aws-policy --admin`.
+    #[arg(long, value_name = "USERID")]
+    pub owner: Option<String>,
 }
 
 /// `skiff sync`.

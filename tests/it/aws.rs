@@ -1261,8 +1261,14 @@ fn enroll_into_a_colleagues_workspace_is_refused() {
     let requests = recorded("ap-south-1");
     assert_eq!(recorded_actions(&requests, "SendCommand").len(), 1);
 
-    // An operator's clean-up (`delete --owner`, the operator policy in AWS) from a machine with no record of it.
+    // An operator's clean-up (`stop --owner`, `delete --owner`, the operator policy in AWS) from a machine with no
+    // record of it.
     let operator = AwsSandbox::as_role("ap-south-1", "123456789012", "ops");
+    operator.ok(&["stop", "mine", "--owner", &alice]);
+    assert_eq!(
+        live_instances("ap-south-1", "mine")[0]["State"]["Name"],
+        "stopped"
+    );
     let deleted = operator.ok_stderr(&["delete", "mine", "--owner", &alice, "--yes"]);
     assert!(
         deleted.contains("deleted workspace mine (1 instance terminated"),

@@ -500,9 +500,13 @@ pub async fn status(
     Ok(Some(0))
 }
 
-/// `skiff stop NAME` for an AWS workspace: stops the instance, whose disk stays.
-pub async fn stop(name: &str) -> anyhow::Result<Option<i32>> {
-    let Some(located) = locate(name).await? else {
+/// `skiff stop NAME` for an AWS workspace: stops the instance, whose disk stays. With `owner`, another person's
+/// workspace (an operator's, allowed by `aws-policy --admin` only).
+pub async fn stop(name: &str, owner: Option<&str>) -> anyhow::Result<Option<i32>> {
+    let Some(located) = locate_owned(name, owner).await? else {
+        if let Some(owner) = owner {
+            anyhow::bail!("no AWS workspace {name} of {owner} in the configured regions");
+        }
         return Ok(None);
     };
     let Some(instance) = &located.instance else {
