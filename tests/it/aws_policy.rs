@@ -127,25 +127,30 @@ fn substitute(text: &str, request: &Request) -> Option<String> {
 fn glob(pattern: &str, text: &str) -> bool {
     let (pattern, text): (Vec<char>, Vec<char>) =
         (pattern.chars().collect(), text.chars().collect());
-    // The classic two-pointer match with backtracking to the last `*`.
-    let (mut p, mut t, mut star, mut mark) = (0, 0, None, 0);
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            p += 1;
-            t += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some(p);
-            mark = t;
-            p += 1;
-        } else if let Some(position) = star {
-            p = position + 1;
-            mark += 1;
-            t = mark;
+    // The classic two-cursor match, going back to just after the last `*` on a mismatch.
+    let (mut in_pattern, mut in_text) = (0, 0);
+    let mut last_star: Option<(usize, usize)> = None;
+    while in_text < text.len() {
+        if in_pattern < pattern.len()
+            && (pattern[in_pattern] == '?' || pattern[in_pattern] == text[in_text])
+        {
+            in_pattern += 1;
+            in_text += 1;
+        } else if in_pattern < pattern.len() && pattern[in_pattern] == '*' {
+            last_star = Some((in_pattern, in_text));
+            in_pattern += 1;
+        } else if let Some((star, matched)) = last_star {
+            // The star swallows one more character.
+            last_star = Some((star, matched + 1));
+            in_pattern = star + 1;
+            in_text = matched + 1;
         } else {
             return false;
         }
     }
-    pattern[p..].iter().all(|character| *character == '*')
+    pattern[in_pattern..]
+        .iter()
+        .all(|character| *character == '*')
 }
 
 /// An ARN pattern against an ARN: part by part, wildcards never crossing a colon of the first five.
@@ -332,6 +337,7 @@ fn aws_policy_evaluator_follows_the_documented_rules() {
     assert!(glob("skiff:*", "skiff:owner"));
     assert!(!glob("skiff:*", "Skiff:owner"));
     assert!(glob("a?c", "abc") && !glob("a?c", "abbc"));
+    assert!(glob("a*b*c", "axxbyybzc") && !glob("a*c", "abcbd") && glob("*", ""));
     assert!(arn_matches(
         "arn:aws:ssm:*:*:parameter/aws/service/canonical/*",
         "arn:aws:ssm:eu-west-1::parameter/aws/service/canonical/ubuntu/server/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id"
