@@ -1129,6 +1129,86 @@ fn aws_policy_prints_the_developer_and_operator_policies() {
     assert!(refused.contains("--dns-zone \"*\""), "{refused}");
 }
 
+/// `skiff aws-setup` (an IAM administrator, once per account) makes the role with its permissions boundary, the
+/// SSM policy and the instance profile; run again it finds them; `--remove` takes them all away. In an account of
+/// its own, so the other tests' role is never touched.
+#[test]
+fn aws_setup_makes_the_bounded_role_once_and_removes_it() {
+    let admin = AwsSandbox::as_role("us-east-2", "333333333333", "admin");
+    let made = admin.ok(&["aws-setup"]);
+    assert!(
+        made.contains("made policy arn:aws:iam::333333333333:policy/skiff-instance-boundary")
+            && made.contains("made role skiff-instance")
+            && made.contains("made instance profile skiff-instance"),
+        "{made}"
+    );
+    let again = admin.ok(&["aws-setup"]);
+    assert!(
+        again.contains("found role skiff-instance")
+            && again.contains("found instance profile skiff-instance"),
+        "{again}"
+    );
+    let [key, secret, token] = admin.credentials.clone().unwrap();
+    let read = |operation: &str, params: Value| -> Value {
+        let output = Command::new("python3")
+            .arg(skiff_tests::fixtures_dir().join("aws/moto.py"))
+            .args([
+                &moto().endpoint,
+                "us-east-1",
+                "call",
+                "iam",
+                operation,
+                &params.to_string(),
+            ])
+            .env(
+                "SKIFF_TEST_AWS_CREDENTIALS",
+                format!("{key}:{secret}:{token}"),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let role = read(
+        "get_role",
+        serde_json::json!({"RoleName": "skiff-instance"}),
+    );
+    assert_eq!(
+        role["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"],
+        "arn:aws:iam::333333333333:policy/skiff-instance-boundary"
+    );
+    assert!(
+        role["Role"]["AssumeRolePolicyDocument"]
+            .to_string()
+            .contains("ec2.amazonaws.com"),
+        "{role:#}"
+    );
+    let attached = read(
+        "list_attached_role_policies",
+        serde_json::json!({"RoleName": "skiff-instance"}),
+    );
+    assert_eq!(
+        attached["AttachedPolicies"][0]["PolicyArn"],
+        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    );
+    let removed = admin.ok(&["aws-setup", "--remove"]);
+    assert!(
+        removed.contains("removed role skiff-instance")
+            && removed.contains("removed instance profile skiff-instance"),
+        "{removed}"
+    );
+    let refused = admin.fails(&up_args(
+        &admin.project("after").display().to_string(),
+        &binary("skiffd").display().to_string(),
+        &[],
+    ));
+    assert!(refused.contains("skiff aws-setup"), "{refused}");
+}
+
 /// `up` in an account where nobody ran `aws-setup` fails before it makes anything, saying who must run it; a
 /// developer's skiff never makes the role itself (it used to, which needed IAM writes in every developer's policy).
 #[test]
