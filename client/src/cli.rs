@@ -32,7 +32,7 @@ pub enum Command {
     /// Open an interactive login shell in a workspace's dev container.
     Ssh(SshArgs),
     /// Stop a workspace's dev container; its files stay.
-    Stop(NameArgs),
+    Stop(StopArgs),
     /// Remove a workspace: its dev container, the image built for it, and its keys and state.
     Delete(DeleteArgs),
     /// Send the changes made in a workspace's folder on this machine since its last upload or sync.
@@ -47,8 +47,10 @@ pub enum Command {
     Config(ConfigArgs),
     /// Save a provider's defaults, such as `skiff provider aws --region eu-west-1`.
     Provider(ProviderArgs),
-    /// Print the least-privilege IAM policy a skiff user needs on AWS.
-    AwsPolicy,
+    /// Print the IAM policy a skiff developer needs on AWS (only their own workspaces), or the operator's.
+    AwsPolicy(AwsPolicyArgs),
+    /// Make skiff's instance role and profile in an AWS account: once, by someone allowed to manage IAM.
+    AwsSetup(AwsSetupArgs),
     /// Let this machine reach an AWS workspace made elsewhere, by adding its certificate through Run Command.
     Enroll(EnrollArgs),
     /// Keep `Host NAME.skiff` entries in ~/.ssh/config, so ssh, scp, rsync and IDEs reach dev containers.
@@ -198,14 +200,48 @@ pub enum ProviderCommand {
     Aws(crate::provider::aws::config::ProviderAwsArgs),
 }
 
+/// `skiff aws-policy`.
+#[derive(Debug, Args)]
+pub struct AwsPolicyArgs {
+    /// Print the operator's policy instead: see everyone's workspaces, stop, delete and enroll into any of them.
+    #[arg(long)]
+    pub admin: bool,
+    /// The Route53 hosted zone id of `--dns-zone`, if workspaces get DNS records: changes only there.
+    #[arg(long, value_name = "ZONEID")]
+    pub dns_zone: Option<String>,
+    /// A tag key `up --tag` may set besides skiff's own and Name (repeatable).
+    #[arg(long, value_name = "KEY")]
+    pub tag_key: Vec<String>,
+}
+
+/// `skiff aws-setup`.
+#[derive(Debug, Args)]
+pub struct AwsSetupArgs {
+    /// Remove what aws-setup made instead (every workspace of the account must be deleted first).
+    #[arg(long)]
+    pub remove: bool,
+    /// Allow the role kms:Decrypt on this key (its ARN), for workspaces launched with --kms-key.
+    #[arg(long, value_name = "ARN", conflicts_with = "remove")]
+    pub kms_key: Option<String>,
+    /// The region to call (IAM is global; any enabled region does) [default: the saved AWS settings'].
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS profile for credentials.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
 /// `skiff enroll`.
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
     /// The workspace.
     pub name: String,
-    /// Whose workspace it is (a `skiff:owner` ARN) [default: yours].
-    #[arg(long, value_name = "ARN")]
+    /// Whose workspace it is (its `skiff:owner`, an aws:userid) [default: yours]; another's needs --operator.
+    #[arg(long, value_name = "USERID")]
     pub owner: Option<String>,
+    /// Enroll into someone else's workspace, with the operator policy of `skiff aws-policy --admin`.
+    #[arg(long)]
+    pub operator: bool,
     /// The region to look in [default: the saved AWS settings'].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,
@@ -281,11 +317,15 @@ pub struct SshArgs {
     pub agent: AgentOptions,
 }
 
-/// Commands that take only a workspace name.
+/// `skiff stop`.
 #[derive(Debug, Args)]
-pub struct NameArgs {
+pub struct StopArgs {
     /// The workspace.
     pub name: String,
+    /// AWS: stop this owner's workspace (its `skiff:owner`, as `list --all` shows), with the operator policy of
+    /// `skiff aws-policy --admin`.
+    #[arg(long, value_name = "USERID")]
+    pub owner: Option<String>,
 }
 
 /// `skiff sync`.
@@ -308,9 +348,10 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation, even when the workspace's files hold uncommitted or unpushed work.
     #[arg(short, long)]
     pub yes: bool,
-    /// AWS: also remove skiff's IAM role and instance profile (shared by all your workspaces).
-    #[arg(long)]
-    pub purge: bool,
+    /// AWS: delete this owner's workspace (its `skiff:owner`, as `list --all` shows), with the operator policy of
+    /// `skiff aws-policy --admin`.
+    #[arg(long, value_name = "USERID")]
+    pub owner: Option<String>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

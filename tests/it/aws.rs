@@ -19,8 +19,10 @@ use serde_json::Value;
 use skiff::tls::Identity;
 use skiff_tests::{BASE_IMAGE, binary, fixtures_dir, require_docker, wait_until};
 
-/// The owner moto reports for any credentials.
-const MOTO_OWNER: &str = "arn:aws:sts::123456789012:user/moto";
+/// The owner moto reports for the tests' default credentials: their `aws:userid`, the `skiff:owner` tag.
+const MOTO_OWNER: &str = "AKIAIOSFODNN7EXAMPLE";
+/// The ARN moto reports for the same credentials, the informational `skiff:owner-arn` tag.
+const MOTO_ARN: &str = "arn:aws:sts::123456789012:user/moto";
 
 /// The moto server of this test binary.
 pub(crate) struct Moto {
@@ -187,14 +189,55 @@ fn sha256_of(path: &Path) -> String {
         .to_owned()
 }
 
+/// Runs `skiff aws-setup` once for this moto server's default account, as an IAM administrator would before any
+/// developer uses skiff.
+fn aws_setup() {
+    static SETUP: OnceLock<()> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let sandbox = AwsSandbox::bare("us-east-1");
+        let made = sandbox.ok(&["aws-setup"]);
+        assert!(made.contains("role skiff-instance"), "{made}");
+    });
+}
+
+/// Temporary credentials of `session` in a role of `account`, from moto's STS: another person (another
+/// `aws:userid`), and with another account, an account where nobody ran `aws-setup`.
+fn assumed_role(account: &str, session: &str) -> [String; 3] {
+    let credentials = call(
+        "us-east-1",
+        "sts",
+        "assume_role",
+        &serde_json::json!({"RoleArn": format!("arn:aws:iam::{account}:role/developers"), "RoleSessionName": session}),
+    )["Credentials"]
+        .clone();
+    ["AccessKeyId", "SecretAccessKey", "SessionToken"]
+        .map(|field| credentials[field].as_str().unwrap().to_owned())
+}
+
 /// A skiff home of its own, set up for the moto server and one region; deleting its workspaces when dropped.
 pub(crate) struct AwsSandbox {
     pub(crate) root: tempfile::TempDir,
     pub(crate) region: String,
+    /// Credentials other than the default ones (access key, secret, session token).
+    credentials: Option<[String; 3]>,
 }
 
 impl AwsSandbox {
+    /// A sandbox in an account where `aws-setup` has run, with the default credentials.
     pub(crate) fn new(region: &str) -> Self {
+        aws_setup();
+        Self::bare(region)
+    }
+
+    /// A sandbox whose calls are `session`'s in a role of `account`.
+    fn as_role(region: &str, account: &str, session: &str) -> Self {
+        aws_setup();
+        let mut sandbox = Self::bare(region);
+        sandbox.credentials = Some(assumed_role(account, session));
+        sandbox
+    }
+
+    fn bare(region: &str) -> Self {
         moto();
         let root = tempfile::Builder::new()
             .prefix("skiff-aws-test-")
@@ -205,6 +248,7 @@ impl AwsSandbox {
         Self {
             root,
             region: region.to_owned(),
+            credentials: None,
         }
     }
 
@@ -244,6 +288,12 @@ impl AwsSandbox {
             .env_remove("SKIFF_AWS_ABORT_AFTER")
             .env_remove("SKIFF_LOG")
             .stdin(Stdio::null());
+        if let Some([key, secret, token]) = &self.credentials {
+            command
+                .env("AWS_ACCESS_KEY_ID", key)
+                .env("AWS_SECRET_ACCESS_KEY", secret)
+                .env("AWS_SESSION_TOKEN", token);
+        }
         command
     }
 
@@ -376,6 +426,7 @@ fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
     );
     assert_eq!(tag(instance, "skiff:workspace"), Some("app"));
     assert_eq!(tag(instance, "skiff:owner"), Some(MOTO_OWNER));
+    assert_eq!(tag(instance, "skiff:owner-arn"), Some(MOTO_ARN));
     assert_eq!(tag(instance, "Name"), Some("skiff-app"));
     assert_eq!(tag(instance, "team"), Some("web"));
     let shutdown = call(
@@ -589,6 +640,12 @@ fn a_dns_record_follows_the_instance_and_goes_with_it() {
     );
     sandbox.ok(&up_args(&project_text, &skiffd_text, &[]));
     assert_eq!(a_records(&zone_id, name), std::slice::from_ref(&address));
+    // Issue 13, item 2: the record's tags were written by RunInstances itself; skiff never tags an existing
+    // instance, which the developer's policy no longer allows anyone to do.
+    assert!(
+        recorded_actions(&recorded("eu-central-1"), "CreateTags").is_empty(),
+        "no CreateTags after launch"
+    );
 
     // delete removes it with the instance and says so.
     let deleted = sandbox.ok_stderr(&["delete", "web", "--yes"]);
@@ -1021,46 +1078,284 @@ fn bad_input_is_a_clear_error_before_anything_is_created() {
     assert!(live_instances("ca-central-1", "bad").is_empty());
 }
 
+/// `skiff aws-policy` prints the developer's policy (the one `aws_policy.rs` decides), `--admin` the operator's,
+/// and a zone that is not a hosted zone id is refused; neither policy writes IAM.
 #[test]
-fn aws_policy_is_json_with_least_privilege_statements() {
+fn aws_policy_prints_the_developer_and_operator_policies() {
     let sandbox = AwsSandbox::new("us-west-1");
-    let policy: Value = serde_json::from_str(&sandbox.ok(&["aws-policy"])).unwrap();
+    let policy: Value =
+        serde_json::from_str(&sandbox.ok(&["aws-policy", "--dns-zone", "Z0123456789ABC"])).unwrap();
+    let options =
+        skiff_client::provider::aws::policy::PolicyOptions::new(Some("Z0123456789ABC"), &[])
+            .unwrap();
+    assert_eq!(
+        policy,
+        skiff_client::provider::aws::policy::developer_policy(&options)
+    );
     assert_eq!(policy["Version"], "2012-10-17");
     let statements = policy["Statement"].as_array().unwrap();
     let find = |sid: &str| {
         statements
             .iter()
             .find(|statement| statement["Sid"] == sid)
-            .unwrap()
+            .unwrap_or_else(|| panic!("{sid} in {policy:#}"))
     };
-    assert!(
-        find("SkiffCreate")["Action"]
-            .as_array()
-            .unwrap()
-            .contains(&"ec2:RunInstances".into())
-    );
-    let manage = find("SkiffManageTaggedResources");
-    assert!(
-        manage["Action"]
-            .as_array()
-            .unwrap()
-            .contains(&"ec2:TerminateInstances".into())
+    assert_eq!(
+        find("SkiffManageOwnInstances")["Condition"]["StringEquals"]["aws:ResourceTag/skiff:owner"],
+        "${aws:userid}"
     );
     assert_eq!(
-        manage["Condition"]["Null"]["aws:ResourceTag/skiff:workspace"],
-        "false"
+        find("SkiffDnsRecordsInOneZone")["Resource"],
+        "arn:aws:route53:::hostedzone/Z0123456789ABC"
+    );
+    let text = policy.to_string();
+    for write in [
+        "iam:Create",
+        "iam:Attach",
+        "iam:Put",
+        "iam:Delete",
+        "iam:Remove",
+        "iam:Add",
+    ] {
+        assert!(!text.contains(write), "no {write}: {policy:#}");
+    }
+    let admin: Value = serde_json::from_str(&sandbox.ok(&["aws-policy", "--admin"])).unwrap();
+    assert!(!admin.to_string().contains("\"iam:"), "{admin:#}");
+    assert!(
+        admin.to_string().contains("ec2:TerminateInstances"),
+        "{admin:#}"
+    );
+    let refused = sandbox.fails(&["aws-policy", "--dns-zone", "*"]);
+    assert!(refused.contains("--dns-zone \"*\""), "{refused}");
+}
+
+/// `skiff aws-setup` (an IAM administrator, once per account) makes the role with its permissions boundary, the
+/// SSM policy and the instance profile; run again it finds them; `--remove` takes them all away. In an account of
+/// its own, so the other tests' role is never touched.
+#[test]
+fn aws_setup_makes_the_bounded_role_once_and_removes_it() {
+    let admin = AwsSandbox::as_role("us-east-2", "333333333333", "admin");
+    let made = admin.ok(&["aws-setup"]);
+    assert!(
+        made.contains("made policy arn:aws:iam::333333333333:policy/skiff-instance-boundary")
+            && made.contains("made role skiff-instance")
+            && made.contains("made instance profile skiff-instance"),
+        "{made}"
+    );
+    let again = admin.ok(&["aws-setup"]);
+    assert!(
+        again.contains("found role skiff-instance")
+            && again.contains("found instance profile skiff-instance"),
+        "{again}"
+    );
+    let [key, secret, token] = admin.credentials.clone().unwrap();
+    let read = |operation: &str, params: Value| -> Value {
+        let output = Command::new("python3")
+            .arg(skiff_tests::fixtures_dir().join("aws/moto.py"))
+            .args([
+                &moto().endpoint,
+                "us-east-1",
+                "call",
+                "iam",
+                operation,
+                &params.to_string(),
+            ])
+            .env(
+                "SKIFF_TEST_AWS_CREDENTIALS",
+                format!("{key}:{secret}:{token}"),
+            )
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let role = read(
+        "get_role",
+        serde_json::json!({"RoleName": "skiff-instance"}),
     );
     assert_eq!(
-        find("SkiffPassInstanceRole")["Condition"]["StringEquals"]["iam:PassedToService"],
-        "ec2.amazonaws.com"
+        role["Role"]["PermissionsBoundary"]["PermissionsBoundaryArn"],
+        "arn:aws:iam::333333333333:policy/skiff-instance-boundary"
     );
     assert!(
-        statements
-            .iter()
-            .filter(|statement| statement["Sid"] != "SkiffRead" && statement["Sid"] != "SkiffCreate")
-            .all(|statement| statement["Resource"] != "*" || statement.get("Condition").is_some()),
-        "every other statement is scoped: {policy:#}"
+        role["Role"]["AssumeRolePolicyDocument"]
+            .to_string()
+            .contains("ec2.amazonaws.com"),
+        "{role:#}"
     );
+    let attached = read(
+        "list_attached_role_policies",
+        serde_json::json!({"RoleName": "skiff-instance"}),
+    );
+    assert_eq!(
+        attached["AttachedPolicies"][0]["PolicyArn"],
+        "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+    );
+    let removed = admin.ok(&["aws-setup", "--remove"]);
+    assert!(
+        removed.contains("removed role skiff-instance")
+            && removed.contains("removed instance profile skiff-instance"),
+        "{removed}"
+    );
+    let refused = admin.fails(&up_args(
+        &admin.project("after").display().to_string(),
+        &binary("skiffd").display().to_string(),
+        &[],
+    ));
+    assert!(refused.contains("skiff aws-setup"), "{refused}");
+}
+
+/// `up` in an account where nobody ran `aws-setup` fails before it makes anything, saying who must run it; a
+/// developer's skiff never makes the role itself (it used to, which needed IAM writes in every developer's policy).
+#[test]
+fn up_without_aws_setup_says_who_must_run_it() {
+    let sandbox = AwsSandbox::as_role("sa-east-1", "222222222222", "carol");
+    let project = sandbox.project("nosetup");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    let refused = sandbox.fails(&up_args(&project_text, &skiffd_text, &[]));
+    assert!(
+        refused.contains("instance profile skiff-instance does not exist")
+            && refused.contains("someone allowed to manage IAM")
+            && refused.contains("skiff aws-setup"),
+        "{refused}"
+    );
+    assert!(live_instances("sa-east-1", "nosetup").is_empty());
+    assert!(tagged_groups("sa-east-1", "nosetup").is_empty());
+    assert!(sandbox.workspaces().is_empty(), "no record is left");
+    let requests = recorded("sa-east-1");
+    for write in [
+        "CreateRole",
+        "CreateInstanceProfile",
+        "AttachRolePolicy",
+        "RunInstances",
+    ] {
+        assert!(
+            recorded_actions(&requests, write).is_empty(),
+            "up calls no {write}"
+        );
+    }
+}
+
+/// Issue 13, item 6: someone who can tag an instance as your workspace (here through moto, which enforces no
+/// policy; in AWS an account without skiff's policy, or a colleague before it) pre-creates it, so that your first
+/// `up` would find it by its tags, pin its agent's certificate and upload your files to it. skiff refuses it by
+/// name before sending it anything, and launches nothing in its place.
+#[test]
+fn a_pre_created_instance_tagged_as_yours_is_refused_before_anything_is_sent() {
+    let sandbox = AwsSandbox::new("ap-northeast-1");
+    let project = sandbox.project("victim");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    helper(
+        "ap-northeast-1",
+        &["seed", "1", MOTO_OWNER, "victim", "ami-0a0b0c0d0e0f0002"],
+    );
+    let planted = live_instances("ap-northeast-1", "victim000");
+    assert_eq!(planted.len(), 1);
+    // The seed names workspaces PREFIX000; give the planted one the victim's own name, as the attacker would.
+    let planted_id = planted[0]["InstanceId"].as_str().unwrap().to_owned();
+    call(
+        "ap-northeast-1",
+        "ec2",
+        "create_tags",
+        &serde_json::json!({"Resources": [planted_id], "Tags": [{"Key": "skiff:workspace", "Value": "victim"}]}),
+    );
+    let mut args = up_args(&project_text, &skiffd_text, &[]);
+    // Without --no-wait, an accepted instance would next be waited for, pushed skiffd and uploaded to.
+    args.retain(|arg| *arg != "--no-wait");
+    let refused = sandbox.fails(&args);
+    assert!(
+        refused.contains(&format!("instance {planted_id} is tagged as your workspace victim but was not launched by this machine")),
+        "{refused}"
+    );
+    let requests = recorded("ap-northeast-1");
+    for call in [
+        "SendCommand",
+        "StartSession",
+        "DescribeInstanceInformation",
+        "RunInstances",
+        "StartInstances",
+    ] {
+        assert!(
+            recorded_actions(&requests, call).is_empty(),
+            "nothing goes to the planted instance, and nothing replaces it: {call}"
+        );
+    }
+    assert!(
+        sandbox.workspaces().is_empty(),
+        "no record is left: {:?}",
+        sandbox.workspaces()
+    );
+    call(
+        "ap-northeast-1",
+        "ec2",
+        "terminate_instances",
+        &serde_json::json!({"InstanceIds": [planted_id]}),
+    );
+}
+
+/// Issue 13, item 3: a colleague (another session of the same role, so another `aws:userid`) cannot `skiff enroll`
+/// into your workspace: found only by its owner, refused by name with `--owner`, and only `--operator` (the
+/// operator's policy in AWS) sends the Run Command.
+#[test]
+fn enroll_into_a_colleagues_workspace_is_refused() {
+    let owner = AwsSandbox::as_role("ap-south-1", "123456789012", "alice");
+    let project = owner.project("mine");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    owner.ok(&up_args(&project_text, &skiffd_text, &[]));
+    let instance = live_instances("ap-south-1", "mine").remove(0);
+    let alice = tag(&instance, "skiff:owner").unwrap().to_owned();
+    assert!(
+        alice.ends_with(":alice"),
+        "the owner is alice's aws:userid: {alice}"
+    );
+    assert!(
+        tag(&instance, "skiff:owner-arn").is_some_and(|arn| arn.ends_with("/developers/alice")),
+        "{instance:#}"
+    );
+
+    let colleague = AwsSandbox::as_role("ap-south-1", "123456789012", "bob");
+    let not_found = colleague.fails(&["enroll", "mine"]);
+    assert!(not_found.contains("no workspace mine of"), "{not_found}");
+    let refused = colleague.fails(&["enroll", "mine", "--owner", &alice]);
+    assert!(
+        refused.contains(&format!("workspace mine of {alice} is not yours"))
+            && refused.contains("--operator"),
+        "{refused}"
+    );
+    assert!(colleague.workspaces().is_empty());
+    let requests = recorded("ap-south-1");
+    assert!(
+        recorded_actions(&requests, "SendCommand").is_empty(),
+        "no Run Command reached alice's instance"
+    );
+
+    // An operator may, and says whose workspace it is.
+    colleague.ok(&["enroll", "mine", "--owner", &alice, "--operator"]);
+    let requests = recorded("ap-south-1");
+    assert_eq!(recorded_actions(&requests, "SendCommand").len(), 1);
+
+    // An operator's clean-up (`stop --owner`, `delete --owner`, the operator policy in AWS) from a machine with no
+    // record of it.
+    let operator = AwsSandbox::as_role("ap-south-1", "123456789012", "ops");
+    operator.ok(&["stop", "mine", "--owner", &alice]);
+    assert_eq!(
+        live_instances("ap-south-1", "mine")[0]["State"]["Name"],
+        "stopped"
+    );
+    let deleted = operator.ok_stderr(&["delete", "mine", "--owner", &alice, "--yes"]);
+    assert!(
+        deleted.contains("deleted workspace mine (1 instance terminated"),
+        "{deleted}"
+    );
+    assert!(live_instances("ap-south-1", "mine").is_empty());
+    drop((owner, colleague));
 }
 
 /// Serves one file over HTTP on 127.0.0.1 to any number of GETs, until the test ends.

@@ -20,11 +20,15 @@
 //! - `aws_e2e`: the whole system: `skiff up --provider aws` against moto and the gateway, the instance a container
 //!   running the user-data, then exec, ssh, forward, sync, status and delete through the warm tunnel.
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
-//!   interrupted up, enroll, 300 workspaces, bad input, and the user-data run in a Debian container.
+//!   interrupted up, enroll, 300 workspaces, bad input, the user-data run in a Debian container, and the attacks on
+//!   ownership: another's pre-created instance, enrolling into a colleague's workspace, `up` without `aws-setup`.
+//! - `aws_policy`: the developer's and operator's IAM policies decided by an evaluator that honours conditions, under
+//!   moto's IAM enforcement, and checked by cloudsplaining and parliament.
 
 mod architecture;
 mod aws;
 mod aws_e2e;
+mod aws_policy;
 mod bad_input;
 mod conformance;
 mod exec;

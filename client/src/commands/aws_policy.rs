@@ -1,6 +1,16 @@
-//! `skiff aws-policy`: prints the least-privilege IAM policy a skiff user needs, as JSON for `aws iam create-policy`.
+//! `skiff aws-policy [--admin]`: prints the developer's IAM policy (or the operator's), as JSON for
+//! `aws iam create-policy`.
 
-pub fn run() -> anyhow::Result<i32> {
-    println!("{}", crate::provider::aws::policy::policy_text());
+use crate::cli::AwsPolicyArgs;
+use crate::provider::aws::policy;
+
+pub fn run(args: &AwsPolicyArgs) -> anyhow::Result<i32> {
+    let options = policy::PolicyOptions::new(args.dns_zone.as_deref(), &args.tag_key)?;
+    let document = if args.admin {
+        policy::operator_policy(&options)
+    } else {
+        policy::developer_policy(&options)
+    };
+    println!("{}", policy::policy_text(&document));
     Ok(0)
 }

@@ -10,9 +10,13 @@ use crate::cli::DeleteArgs;
 use crate::files::DeleteDecision;
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
-    if let Some(code) =
-        crate::provider::aws::commands::delete(&args.name, args.yes, args.purge, args.agent.tunnel)
-            .await?
+    if let Some(code) = crate::provider::aws::commands::delete(
+        &args.name,
+        args.yes,
+        args.owner.as_deref(),
+        args.agent.tunnel,
+    )
+    .await?
     {
         return Ok(code);
     }

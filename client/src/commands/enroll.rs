@@ -7,6 +7,7 @@ pub async fn run(args: EnrollArgs) -> anyhow::Result<i32> {
     crate::provider::aws::commands::enroll(
         &args.name,
         args.owner.as_deref(),
+        args.operator,
         args.region.as_deref(),
         args.profile.as_deref(),
     )

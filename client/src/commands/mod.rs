@@ -1,6 +1,7 @@
 //! One module per command; each takes its parsed arguments and returns the exit code.
 
 mod aws_policy;
+mod aws_setup;
 mod code;
 mod config;
 mod delete;
@@ -43,7 +44,8 @@ pub async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Keepalive(args) => keepalive::run(args).await,
         Command::Config(args) => config::run(args).await,
         Command::Provider(args) => provider::run(args).await,
-        Command::AwsPolicy => aws_policy::run(),
+        Command::AwsPolicy(args) => aws_policy::run(&args),
+        Command::AwsSetup(args) => aws_setup::run(&args).await,
         Command::Enroll(args) => enroll::run(args).await,
         Command::SshConfig(args) => ssh_config::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,

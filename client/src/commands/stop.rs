@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use crate::cli::{AgentOptions, NameArgs};
+use crate::cli::{AgentOptions, StopArgs};
 
-pub async fn run(args: NameArgs) -> anyhow::Result<i32> {
-    if let Some(code) = crate::provider::aws::commands::stop(&args.name).await? {
+pub async fn run(args: StopArgs) -> anyhow::Result<i32> {
+    if let Some(code) =
+        crate::provider::aws::commands::stop(&args.name, args.owner.as_deref()).await?
+    {
         return Ok(code);
     }
     let workspace = super::find_workspace(&args.name)?;

@@ -60,7 +60,7 @@ pub struct AwsPlacement {
     /// The instance, once launched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    /// The `skiff:owner` tag (an ARN): the caller's own, or another person's for an enrolled workspace.
+    /// The `skiff:owner` tag (an `aws:userid`): the caller's own, or another person's for an enrolled workspace.
     pub owner: String,
     /// The AWS profile used, if one was named.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -61,8 +61,23 @@ struct Located {
 /// Finds `name` on AWS: through its local record, else by tag in the configured regions. `None` if the name
 /// is a local workspace or AWS does not know it.
 async fn locate(name: &str) -> anyhow::Result<Option<Located>> {
+    locate_owned(name, None).await
+}
+
+/// [`locate`] for `owner`'s workspace (an operator's clean-up) when given: a local record of that name counts
+/// only if it is that owner's.
+async fn locate_owned(name: &str, owner: Option<&str>) -> anyhow::Result<Option<Located>> {
     let store = Store::open_default()?;
+    let record_owner = |workspace: &Workspace| {
+        workspace
+            .record
+            .aws
+            .as_ref()
+            .map(|placement| placement.owner.clone())
+    };
     match store.get(name) {
+        Ok(workspace)
+            if owner.is_some_and(|owner| record_owner(&workspace).as_deref() != Some(owner)) => {}
         Ok(workspace) if workspace.record.provider == ProviderKind::Aws => {
             let placement = workspace.record.aws.clone().with_context(|| {
                 format!("workspace record {name} says aws but has no region; remove its folder in the skiff home")
@@ -85,7 +100,10 @@ async fn locate(name: &str) -> anyhow::Result<Option<Located>> {
     let settings = AwsSettings::resolve(store.root(), &AwsOptions::default())?;
     for region in regions(&settings, &store) {
         let aws = Aws::connect(&region, settings.profile()).await?;
-        let owner = aws.caller_arn().await?;
+        let owner = match owner {
+            Some(owner) => owner.to_owned(),
+            None => aws.caller().await?.user_id,
+        };
         if let Some(instance) = aws.find(name, &owner).await? {
             return Ok(Some(Located {
                 aws,
@@ -132,13 +150,21 @@ pub async fn up(
     };
     progress.step(&format!("connecting to AWS in {region}"));
     let aws = Aws::connect(&region, profile.as_deref()).await?;
-    let owner = match existing
+    let caller = aws.caller().await?;
+    let owner = caller.user_id.clone();
+    if let Some(placement) = existing
         .as_ref()
         .and_then(|workspace| workspace.record.aws.as_ref())
+        && placement.owner != owner
     {
-        Some(placement) => placement.owner.clone(),
-        None => aws.caller_arn().await?,
-    };
+        anyhow::bail!(
+            "workspace {} belongs to {}, but these AWS credentials are {} ({}); use the credentials that made it (--profile)",
+            existing.as_ref().map_or("", |workspace| workspace.name()),
+            placement.owner,
+            owner,
+            caller.arn
+        );
+    }
     let (mut workspace, made_record) = match existing {
         Some(workspace) => (workspace, false),
         None => {
@@ -171,6 +197,7 @@ pub async fn up(
         &UpRequest {
             workspace: workspace.name(),
             owner: &owner,
+            owner_arn: &caller.arn,
             settings: &settings,
             host_requirements,
             idle_timeout: &workspace.record.idle_timeout,
@@ -295,7 +322,7 @@ pub async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
         async move {
             let result = async {
                 let aws = Aws::connect(&region, profile.as_deref()).await?;
-                let owner = aws.caller_arn().await?;
+                let owner = aws.caller().await?.user_id;
                 let instances = aws
                     .instances(None, (!all).then_some(owner.as_str()))
                     .await?;
@@ -473,9 +500,13 @@ pub async fn status(
     Ok(Some(0))
 }
 
-/// `skiff stop NAME` for an AWS workspace: stops the instance, whose disk stays.
-pub async fn stop(name: &str) -> anyhow::Result<Option<i32>> {
-    let Some(located) = locate(name).await? else {
+/// `skiff stop NAME` for an AWS workspace: stops the instance, whose disk stays. With `owner`, another person's
+/// workspace (an operator's, allowed by `aws-policy --admin` only).
+pub async fn stop(name: &str, owner: Option<&str>) -> anyhow::Result<Option<i32>> {
+    let Some(located) = locate_owned(name, owner).await? else {
+        if let Some(owner) = owner {
+            anyhow::bail!("no AWS workspace {name} of {owner} in the configured regions");
+        }
         return Ok(None);
     };
     let Some(instance) = &located.instance else {
@@ -495,15 +526,19 @@ pub async fn stop(name: &str) -> anyhow::Result<Option<i32>> {
     Ok(Some(0))
 }
 
-/// `skiff delete NAME` for an AWS workspace: terminates it, removes its security group, its local record and,
-/// with `purge`, skiff's IAM role.
+/// `skiff delete NAME` for an AWS workspace: terminates it, removes its security group, its DNS record and its
+/// local record. skiff's IAM role stays: only `skiff aws-setup --remove`, by an IAM administrator, removes it.
+/// With `owner`, another person's workspace (an operator's clean-up, allowed by `aws-policy --admin` only).
 pub async fn delete(
     name: &str,
     yes: bool,
-    purge: bool,
+    owner: Option<&str>,
     tunnel: crate::cli::TunnelChoice,
 ) -> anyhow::Result<Option<i32>> {
-    let Some(located) = locate(name).await? else {
+    let Some(located) = locate_owned(name, owner).await? else {
+        if let Some(owner) = owner {
+            anyhow::bail!("no AWS workspace {name} of {owner} in the configured regions");
+        }
         return Ok(None);
     };
     // The workspace's files live on the instance: work there that exists nowhere else (uncommitted changes,
@@ -565,10 +600,6 @@ pub async fn delete(
     let progress = Progress::new();
     let deleted = located.aws.delete(name, &located.owner, &progress).await?;
     let (instances, groups) = (&deleted.instances, deleted.groups);
-    if purge {
-        progress.step("removing skiff's IAM role and instance profile");
-        located.aws.purge_instance_role().await?;
-    }
     progress.finish();
     if let Some(record) = located.record {
         super::connect::stop_daemon(&record).await;
@@ -580,15 +611,10 @@ pub async fn delete(
         .map(|record| format!(", DNS record {record} removed"))
         .collect();
     eprintln!(
-        "deleted workspace {name} ({} instance{} terminated, {groups} security group{} removed{records}{})",
+        "deleted workspace {name} ({} instance{} terminated, {groups} security group{} removed{records})",
         instances.len(),
         if instances.len() == 1 { "" } else { "s" },
         if groups == 1 { "" } else { "s" },
-        if purge {
-            ", IAM role skiff-instance removed"
-        } else {
-            ""
-        }
     );
     Ok(Some(0))
 }
@@ -613,10 +639,13 @@ pub async fn boot_log(name: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `skiff enroll NAME`: makes this machine a client of a workspace made elsewhere.
+/// `skiff enroll NAME`: makes this machine a client of a workspace made elsewhere: your own, or with `operator`
+/// (the operator policy of `aws-policy --admin`) anyone's, named by `owner`. The owner is checked here before
+/// anything is sent, and by AWS again (the developer's policy allows Run Command only on the caller's instances).
 pub async fn enroll(
     name: &str,
     owner: Option<&str>,
+    operator: bool,
     region: Option<&str>,
     profile: Option<&str>,
 ) -> anyhow::Result<i32> {
@@ -635,15 +664,27 @@ pub async fn enroll(
     let settings = AwsSettings::resolve(store.root(), &options)?;
     let region = settings.region_or_error()?;
     let aws = Aws::connect(&region, settings.profile()).await?;
+    let caller = aws.caller().await?;
     let owner = match owner {
+        Some(owner) if owner != caller.user_id && !operator => anyhow::bail!(
+            "workspace {name} of {owner} is not yours ({}): only its owner enrolls machines into it, or an operator with `--operator` (the policy of `skiff aws-policy --admin`)",
+            caller.user_id
+        ),
         Some(owner) => owner.to_owned(),
-        None => aws.caller_arn().await?,
+        None => caller.user_id.clone(),
     };
     let instance = aws.find(name, &owner).await?.with_context(|| {
         format!(
-            "no workspace {name} of {owner} in {region}; `skiff list --all` shows everyone's, pass --owner ARN or --region REGION"
+            "no workspace {name} of {owner} in {region}; `skiff list --all` shows everyone's, pass --owner USERID or --region REGION"
         )
     })?;
+    if instance.owner != owner {
+        anyhow::bail!(
+            "instance {} of workspace {name} belongs to {:?}, not {owner}; skiff sends it nothing",
+            instance.instance_id,
+            instance.owner
+        );
+    }
     if instance.state != "running" {
         anyhow::bail!(
             "workspace {name}'s instance {} is {}; Run Command needs it running: `skiff up` it from its first machine, then enroll again",
@@ -672,12 +713,15 @@ pub async fn enroll(
             .await
     }
     .await;
-    if let Err(error) = result {
-        let _ = workspace.remove();
-        return Err(error);
-    }
+    let command_id = match result {
+        Ok(command_id) => command_id,
+        Err(error) => {
+            let _ = workspace.remove();
+            return Err(error);
+        }
+    };
     eprintln!(
-        "enrolled this machine in workspace {name} (instance {} in {region}): its agent now trusts {}",
+        "enrolled this machine in workspace {name} (instance {} in {region}): Run Command {command_id} adds {} to its agent's trusted clients within seconds; `skiff status {name}` shows the agent once it has",
         instance.instance_id,
         super::enroll::certificate_file_name(&certificate)
     );
@@ -702,7 +746,8 @@ pub async fn provider(args: &ProviderAwsArgs) -> anyhow::Result<i32> {
         aws.check_region().await?;
     }
     let aws = Aws::connect(&region, settings.profile()).await?;
-    let caller = aws.caller_arn().await?;
+    let caller = aws.caller().await?;
+    let caller = format!("{} (owner id {})", caller.arn, caller.user_id);
     if let Some(instance_type) = &settings.instance_type {
         aws.instance_type(instance_type).await?;
     }

@@ -4,7 +4,7 @@
 //! The record is `<workspace>.<owner>.<zone>`: the owner's part (the last part of the caller's ARN, such as
 //! `alice` in `arn:aws:sts::…:assumed-role/Dev/alice`) keeps two people's `app` apart, as the `skiff:owner` tag
 //! does for instances. The zone and the name are kept in the instance's tags (`skiff:dns-zone`,
-//! `skiff:dns-name`), so any machine that runs `up` keeps the record current and any machine that runs `delete`
+//! `skiff:dns-name`, written at launch like every tag), so any machine that runs `up` keeps the record current and any machine that runs `delete`
 //! removes it. `delete` removes a record only while it still points at the workspace's own address: a name
 //! someone has since pointed elsewhere is left alone.
 

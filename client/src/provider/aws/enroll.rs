@@ -1,17 +1,17 @@
 //! Another laptop: `skiff enroll NAME` adds this machine's client certificate to the workspace's agent through
 //! SSM Run Command (`AWS-RunShellScript`). The command carries only the certificate (public) and a fixed
 //! script that writes it into the agent's trust folder, which the agent re-reads without a restart. IAM, not a
-//! shared secret, decides who may do this.
-
-use std::time::{Duration, Instant};
+//! shared secret, decides who may do this: the developer's policy allows Run Command only on the caller's own
+//! instances, the operator's on every workspace.
+//!
+//! skiff does not read the command's result back: `ssm:GetCommandInvocation` has no resource-level permission, so
+//! allowing it would let every developer read every command's output in the account. The first connection of
+//! this machine shows whether the agent trusts it.
 
 use super::{Aws, aws_error};
 
 /// The agent's trust folder on an instance (`state_dir` in user-data's `skiffd.toml`, then `trusted-clients`).
 pub const TRUST_FOLDER: &str = "/var/lib/skiffd/trusted-clients";
-
-/// How long the Run Command may take before skiff gives up waiting.
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The file name of an enrolled certificate: stable for one certificate, so enrolling twice changes nothing.
 pub fn certificate_file_name(certificate_pem: &str) -> String {
@@ -48,17 +48,17 @@ pub fn enroll_script(certificate_pem: &str) -> anyhow::Result<String> {
 }
 
 impl Aws {
-    /// Runs `script` on the instance with `AWS-RunShellScript` and waits for it to succeed.
+    /// Sends `script` to the instance with `AWS-RunShellScript`; the command's id.
     pub async fn run_shell_script(
         &self,
         instance_id: &str,
         workspace: &str,
         script: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<String> {
         let sent = self
             .ssm
             .send_command()
-            .document_name("AWS-RunShellScript")
+            .document_name(super::policy::RUN_COMMAND_DOCUMENT)
             .instance_ids(instance_id)
             .comment(format!("skiff enroll {workspace}"))
             .timeout_seconds(60)
@@ -68,61 +68,13 @@ impl Aws {
             .map_err(|error| {
                 aws_error(
                     &format!(
-                        "sending the certificate to {instance_id} with Run Command (is it running and online in Systems Manager? `skiff up {workspace}` starts it)"
+                        "sending the certificate to {instance_id} with Run Command (is it yours, running and online in Systems Manager? `skiff up {workspace}` starts it)"
                     ),
                     &error,
                 )
             })?;
-        let command_id = sent
-            .command
+        sent.command
             .and_then(|command| command.command_id)
-            .ok_or_else(|| anyhow::anyhow!("SendCommand returned no command id"))?;
-        let started = Instant::now();
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let invocation = self
-                .ssm
-                .get_command_invocation()
-                .command_id(&command_id)
-                .instance_id(instance_id)
-                .send()
-                .await;
-            match invocation {
-                Ok(invocation) => {
-                    let status = invocation
-                        .status
-                        .map(|status| status.as_str().to_owned())
-                        .unwrap_or_default();
-                    match status.as_str() {
-                        "Success" => return Ok(()),
-                        "Pending" | "InProgress" | "Delayed" => {}
-                        _ => anyhow::bail!(
-                            "Run Command {command_id} on {instance_id} ended {status}: {}",
-                            invocation
-                                .standard_error_content
-                                .filter(|text| !text.trim().is_empty())
-                                .unwrap_or_else(|| "no output".into())
-                                .trim()
-                        ),
-                    }
-                }
-                // The invocation can take a moment to exist after SendCommand returns.
-                Err(error)
-                    if super::error_code(&error) == Some("InvocationDoesNotExist")
-                        && started.elapsed() < Duration::from_secs(10) => {}
-                Err(error) => {
-                    return Err(aws_error(
-                        &format!("reading Run Command {command_id}"),
-                        &error,
-                    ));
-                }
-            }
-            if started.elapsed() > COMMAND_TIMEOUT {
-                anyhow::bail!(
-                    "Run Command {command_id} on {instance_id} did not finish within {} s; is the instance online in Systems Manager?",
-                    COMMAND_TIMEOUT.as_secs()
-                );
-            }
-        }
+            .ok_or_else(|| anyhow::anyhow!("SendCommand returned no command id"))
     }
 }

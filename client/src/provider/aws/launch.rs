@@ -1,7 +1,8 @@
 //! RunInstances, with every safety the workspace needs set explicitly: IMDSv2 required with hop limit 1, an
 //! encrypted gp3 root volume deleted with the instance, `InstanceInitiatedShutdownBehavior=stop` (the agent's
-//! poweroff stops the machine and keeps its disk), no key pair, the skiff tags on the instance and its volume,
-//! and a client token so a repeated call cannot make a second instance.
+//! poweroff stops the machine and keeps its disk), no key pair, the skiff tags on everything the launch creates
+//! (instance, volume, network interface, spot request: the developer's policy requires the owner tag on each), and
+//! a client token so a repeated call cannot make a second instance.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -16,13 +17,16 @@ use base64::Engine as _;
 
 use super::ami::Image;
 use super::network::Placement;
-use super::{Aws, TAG_OWNER, TAG_WORKSPACE, aws_error, ec2_tag, error_code};
+use super::{Aws, TAG_OWNER, TAG_OWNER_ARN, TAG_WORKSPACE, aws_error, ec2_tag, error_code};
 
 /// Everything RunInstances needs.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec<'a> {
     pub workspace: &'a str,
+    /// The caller's `aws:userid`.
     pub owner: &'a str,
+    /// The caller's ARN, for people to read.
+    pub owner_arn: &'a str,
     pub image: &'a Image,
     pub instance_type: &'a str,
     pub placement: &'a Placement,
@@ -60,6 +64,7 @@ pub fn tags<'a>(spec: &'a LaunchSpec<'a>) -> Vec<(&'a str, String)> {
     let mut tags = vec![
         (TAG_WORKSPACE, spec.workspace.to_owned()),
         (TAG_OWNER, spec.owner.to_owned()),
+        (TAG_OWNER_ARN, spec.owner_arn.to_owned()),
         ("Name", format!("skiff-{}", spec.workspace)),
     ];
     for (key, value) in spec.tags {
@@ -118,19 +123,22 @@ impl Aws {
             .user_data(base64::engine::general_purpose::STANDARD.encode(spec.user_data))
             .tag_specifications(tag_specification(ResourceType::Instance))
             .tag_specifications(tag_specification(ResourceType::Volume))
+            .tag_specifications(tag_specification(ResourceType::NetworkInterface))
             .client_token(spec.client_token);
         if spec.spot {
-            request = request.instance_market_options(
-                InstanceMarketOptionsRequest::builder()
-                    .market_type(MarketType::Spot)
-                    .spot_options(
-                        SpotMarketOptions::builder()
-                            .spot_instance_type(SpotInstanceType::Persistent)
-                            .instance_interruption_behavior(InstanceInterruptionBehavior::Stop)
-                            .build(),
-                    )
-                    .build(),
-            );
+            request = request
+                .tag_specifications(tag_specification(ResourceType::SpotInstancesRequest))
+                .instance_market_options(
+                    InstanceMarketOptionsRequest::builder()
+                        .market_type(MarketType::Spot)
+                        .spot_options(
+                            SpotMarketOptions::builder()
+                                .spot_instance_type(SpotInstanceType::Persistent)
+                                .instance_interruption_behavior(InstanceInterruptionBehavior::Stop)
+                                .build(),
+                        )
+                        .build(),
+                );
         }
         let started = Instant::now();
         loop {

@@ -1,10 +1,14 @@
 //! A workspace's life on EC2, read from and written to AWS by its tags: `up` (find, else check every input and
-//! create; start a stopped one), `stop`, `delete` (terminate, then the security group if it is ours, and with
-//! `purge` skiff's IAM role), `list` (paginated, every configured region) and `status`.
+//! create; start a stopped one), `stop`, `delete` (terminate, then the security group if it is ours, and
+//! its DNS record), `list` (paginated, every configured region) and `status`.
 //!
-//! A workspace is its name plus its owner (`skiff:owner`, the caller's ARN), so two people's `app` never
-//! collide. Creation is idempotent: the instance is looked up by tag before anything is made, the security
-//! group's name is unique per workspace and owner, and RunInstances carries a client token that stays the same
+//! A workspace is its name plus its owner (`skiff:owner`, the caller's `aws:userid`), so two people's `app` never
+//! collide. Every tag is written by the call that creates the resource (tag specifications), never afterwards: the
+//! developer's policy allows no other tagging. An instance found by its tags is used only once it is known to be
+//! this workspace's own launch (its id is in the local record, or its client token is the one this record
+//! makes): tags say whose a workspace claims to be, the token that this machine's key launched it.
+//!
+//! Creation is idempotent: the instance is looked up by tag before anything is made, the security group's name is unique per workspace and owner, and RunInstances carries a client token that stays the same
 //! for every retry of one launch.
 
 use std::path::Path;
@@ -43,13 +47,19 @@ pub struct InstanceSummary {
     /// The hosted zone of that record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_zone: Option<String>,
+    /// The client token of the RunInstances call that launched it.
+    #[serde(skip)]
+    pub client_token: Option<String>,
 }
 
 /// What `up` needs besides the settings.
 #[derive(Debug, Clone)]
 pub struct UpRequest<'a> {
     pub workspace: &'a str,
+    /// The caller's `aws:userid`: the `skiff:owner` tag.
     pub owner: &'a str,
+    /// The caller's ARN: the informational `skiff:owner-arn` tag and the DNS record's name.
+    pub owner_arn: &'a str,
     pub settings: &'a AwsSettings,
     pub host_requirements: Option<&'a HostRequirements>,
     pub idle_timeout: &'a str,
@@ -120,6 +130,7 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
         launched: instance.launch_time.map(|time| time.to_string()),
         dns_name: tag_value(instance, super::dns::TAG_DNS_NAME),
         dns_zone: tag_value(instance, super::dns::TAG_DNS_ZONE),
+        client_token: instance.client_token.clone(),
     }
 }
 
@@ -414,6 +425,7 @@ pub async fn up(
         request.workspace, aws.region
     ));
     if let Some(existing) = aws.find(request.workspace, request.owner).await? {
+        check_launched_here(aws, request, &existing)?;
         let instance = match existing.state.as_str() {
             "running" => existing,
             "pending" => {
@@ -480,21 +492,18 @@ pub async fn up(
         )
         .await?;
     let identity = aws
-        .instance_identity(
-            settings.instance_profile.as_deref(),
-            settings.kms_key.as_deref(),
-        )
+        .instance_identity(settings.instance_profile.as_deref())
         .await?;
-    let token = super::launch::client_token(
-        request.owner,
-        &aws.region,
-        request.workspace,
-        &format!(
-            "{}:{}",
-            super::launch::short_hash(request.client_certificate),
-            request.previous_instance.unwrap_or_default()
-        ),
-    );
+    let token = launch_token(aws, request);
+    // The DNS record's tags go on at launch with the others: nothing is tagged afterwards.
+    let mut tags = settings.tags.clone();
+    if let Some(zone) = &zone {
+        tags.insert(super::dns::TAG_DNS_ZONE.to_owned(), zone.id.clone());
+        tags.insert(
+            super::dns::TAG_DNS_NAME.to_owned(),
+            super::dns::record_name(request.workspace, request.owner_arn, zone)?,
+        );
+    }
     progress.step(&format!(
         "launching a {instance_type} ({}) in {} from {}",
         info.architecture.ec2_name(),
@@ -505,6 +514,7 @@ pub async fn up(
         .run_instance(&LaunchSpec {
             workspace: request.workspace,
             owner: request.owner,
+            owner_arn: request.owner_arn,
             image: &image,
             instance_type: &instance_type,
             placement: &placement,
@@ -515,7 +525,7 @@ pub async fn up(
             volume_gib,
             kms_key: settings.kms_key.as_deref(),
             spot: settings.spot,
-            tags: &settings.tags,
+            tags: &tags,
             client_token: &token,
         })
         .await?;
@@ -530,55 +540,87 @@ pub async fn up(
     })
 }
 
-/// Keeps the workspace's DNS record pointing at the running instance: in `zone` (`--dns-zone`), else in the zone
-/// the instance's tags name from an earlier `up`. A record in another zone than before is moved.
+/// The client token of this workspace's launch: the same for every retry of one launch (from the local record's
+/// key and the instance it remembers), and one nobody else can make, because the key never leaves this machine.
+fn launch_token(aws: &Aws, request: &UpRequest<'_>) -> String {
+    super::launch::client_token(
+        request.owner,
+        &aws.region,
+        request.workspace,
+        &format!(
+            "{}:{}",
+            super::launch::short_hash(request.client_certificate),
+            request.previous_instance.unwrap_or_default()
+        ),
+    )
+}
+
+/// Refuses an instance tagged as this workspace that this workspace did not launch, before anything is sent to it
+/// or its agent's certificate is pinned: one whose `skiff:owner` is not the caller, or whose id the local record
+/// does not know and whose client token is not this record's. Someone able to tag an instance as yours (an
+/// account without skiff's policy, or a colleague before it) would otherwise receive your first upload.
+pub fn check_launched_here(
+    aws: &Aws,
+    request: &UpRequest<'_>,
+    instance: &InstanceSummary,
+) -> anyhow::Result<()> {
+    if instance.owner != request.owner {
+        anyhow::bail!(
+            "instance {} of workspace {} belongs to {:?}, not to you ({}); skiff refuses to use it",
+            instance.instance_id,
+            request.workspace,
+            instance.owner,
+            request.owner
+        );
+    }
+    let known = request.previous_instance == Some(instance.instance_id.as_str());
+    let token = launch_token(aws, request);
+    if !known && instance.client_token.as_deref() != Some(token.as_str()) {
+        anyhow::bail!(
+            "instance {} is tagged as your workspace {} but was not launched by this machine's workspace (its client token is not this workspace's); skiff sends it nothing. If you launched it from another machine, run `skiff enroll {}` here instead; otherwise someone else tagged it: check who launched it in CloudTrail, and terminate it",
+            instance.instance_id,
+            request.workspace,
+            request.workspace
+        );
+    }
+    Ok(())
+}
+
+/// Keeps the workspace's DNS record pointing at the running instance, in the zone and under the name its tags
+/// gave it at launch. A `--dns-zone` other than the one it was launched with is reported and left alone, because
+/// tags (the record's only memory) can be written only at launch.
 async fn keep_dns(
     aws: &Aws,
     request: &UpRequest<'_>,
     zone: Option<super::dns::Zone>,
-    mut instance: InstanceSummary,
+    instance: InstanceSummary,
     progress: &Progress,
 ) -> anyhow::Result<InstanceSummary> {
-    let zone = match (zone, &instance.dns_zone) {
-        (Some(zone), _) => zone,
-        (None, Some(tagged)) => aws.dns_zone(tagged).await?,
-        (None, None) => return Ok(instance),
+    let (Some(tagged_zone), Some(name)) = (&instance.dns_zone, &instance.dns_name) else {
+        if let Some(zone) = zone {
+            eprintln!(
+                "warning: workspace {} was launched without a DNS record, and one is given only at launch: `skiff delete {}` and `up` again with --dns-zone {} to have one",
+                request.workspace, request.workspace, zone.name
+            );
+        }
+        return Ok(instance);
     };
+    if let Some(zone) = &zone
+        && zone.id != *tagged_zone
+    {
+        eprintln!(
+            "warning: workspace {}'s DNS record {name} stays in the zone it was launched with ({tagged_zone}), not {}; `skiff delete` and `up` again to move it",
+            request.workspace, zone.name
+        );
+    }
     let Some(address) = instance.private_ip.clone() else {
         anyhow::bail!(
-            "instance {} has no private address for its DNS record in {}",
-            instance.instance_id,
-            zone.name
+            "instance {} has no private address for its DNS record {name}",
+            instance.instance_id
         );
     };
-    let name = super::dns::record_name(request.workspace, request.owner, &zone)?;
-    if let (Some(old_zone), Some(old_name)) = (&instance.dns_zone, &instance.dns_name)
-        && (*old_zone != zone.id || *old_name != name)
-    {
-        progress.step(&format!("removing the old record {old_name}"));
-        aws.dns_remove(old_zone, old_name, &address).await?;
-    }
     progress.step(&format!("pointing {name} at {address}"));
-    aws.dns_upsert(&zone.id, &name, &address).await?;
-    if instance.dns_zone.as_deref() != Some(zone.id.as_str())
-        || instance.dns_name.as_deref() != Some(name.as_str())
-    {
-        aws.ec2
-            .create_tags()
-            .resources(&instance.instance_id)
-            .tags(super::ec2_tag(super::dns::TAG_DNS_ZONE, &zone.id))
-            .tags(super::ec2_tag(super::dns::TAG_DNS_NAME, &name))
-            .send()
-            .await
-            .map_err(|error| {
-                aws_error(
-                    &format!("tagging {} with its DNS record", instance.instance_id),
-                    &error,
-                )
-            })?;
-    }
-    instance.dns_zone = Some(zone.id);
-    instance.dns_name = Some(name);
+    aws.dns_upsert(tagged_zone, name, &address).await?;
     Ok(instance)
 }
 

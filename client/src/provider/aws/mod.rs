@@ -1,15 +1,24 @@
 //! The AWS provider: a workspace is one EC2 instance of the user's own account, found by its tags.
 //!
 //! AWS itself is the record of every workspace: an instance tagged `skiff:workspace=<name>` and
-//! `skiff:owner=<caller ARN>` is that person's workspace, whatever machine made it. The local record (see
+//! `skiff:owner=<caller's aws:userid>` is that person's workspace, whatever machine made it. The local record (see
 //! `workspace`) only remembers the region, the instance and the client key pair.
 //!
 //! The submodules follow what `up` does, in order: `config` (saved defaults, environment, flags), `network`
 //! (subnet and a security group with no ingress), `ami` (Ubuntu 24.04 for the instance type's architecture),
-//! `iam` (the `skiff-instance` role and profile), `user_data` (the boot script, from `user_data.sh`), `launch`
-//! (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `dns` (the optional Route53 record),
-//! `upgrade` (replacing an older agent), `enroll` (another laptop's certificate
-//! through Run Command) and `policy` (the IAM policy a skiff user needs).
+//! `iam` (checking the `skiff-instance` profile that `setup` made), `user_data` (the boot script, from
+//! `user_data.sh`), `launch` (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `dns` (the
+//! optional Route53 record), `upgrade` (replacing an older agent), `enroll` (another laptop's certificate through
+//! Run Command), `policy` (the developer's and the operator's IAM policies) and `setup` (`skiff aws-setup`: the
+//! role and profile, made once per account by someone allowed to manage IAM).
+//!
+//! Who owns a workspace is the caller's `aws:userid` (STS GetCallerIdentity `UserId`), not its ARN: for an assumed
+//! role (IAM Identity Center included) it is `ROLEID:session-name`, one person across all their SSO sessions, while
+//! the role's ARN is shared by everyone in the permission set. The policy's conditions compare the same value
+//! (`${aws:userid}`), so AWS, not this client, decides whose workspace a call may touch. The caveat: the session
+//! name is chosen by whoever assumes the role. IAM Identity Center sets it to the user's name, but on a role whose
+//! callers pick their own `RoleSessionName` one could pick a colleague's and become them for skiff; such roles
+//! should require `sts:RoleSessionName` = `${aws:username}` in their trust policy.
 //!
 //! `connect` then waits for Session Manager to see the instance, pushes `skiffd` to it and reaches the agent
 //! through the workspace's warm tunnel (`crate::tunnel`).
@@ -27,6 +36,7 @@ pub mod launch;
 pub mod lifecycle;
 pub mod network;
 pub mod policy;
+pub mod setup;
 pub mod upgrade;
 pub mod user_data;
 
@@ -43,8 +53,10 @@ pub const RECEIVER_PORT: u16 = 7444;
 
 /// The tag naming a workspace.
 pub const TAG_WORKSPACE: &str = "skiff:workspace";
-/// The tag naming who made a workspace (the caller's ARN from STS).
+/// The tag naming who made a workspace: the caller's `aws:userid` (see the module's header for why).
 pub const TAG_OWNER: &str = "skiff:owner";
+/// The caller's ARN at creation, for people to read; no decision is made from it.
+pub const TAG_OWNER_ARN: &str = "skiff:owner-arn";
 /// The tag marking resources skiff made for everyone (the IAM role and instance profile).
 pub const TAG_MANAGED: &str = "skiff:managed";
 
@@ -60,6 +72,17 @@ pub struct Aws {
     pub(crate) sdk: aws_config::SdkConfig,
     /// The region every regional call goes to.
     pub region: String,
+}
+
+/// The identity AWS sees for the caller's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `aws:userid`: the owner of the workspaces this caller makes (`skiff:owner`).
+    pub user_id: String,
+    /// The ARN, for messages and the DNS record's name.
+    pub arn: String,
+    /// The account id.
+    pub account: String,
 }
 
 /// Why a region name was refused before any call.
@@ -117,17 +140,25 @@ impl Aws {
         })
     }
 
-    /// The caller's ARN, which becomes the `skiff:owner` tag.
-    pub async fn caller_arn(&self) -> anyhow::Result<String> {
+    /// Who is calling: the `aws:userid` that becomes the `skiff:owner` tag, the ARN and the account.
+    pub async fn caller(&self) -> anyhow::Result<Caller> {
         let identity = self
             .sts
             .get_caller_identity()
             .send()
             .await
             .map_err(|error| aws_error("asking STS who is calling", &error))?;
-        identity
-            .arn
-            .context("STS GetCallerIdentity returned no ARN")
+        Ok(Caller {
+            user_id: identity
+                .user_id
+                .context("STS GetCallerIdentity returned no UserId")?,
+            arn: identity
+                .arn
+                .context("STS GetCallerIdentity returned no ARN")?,
+            account: identity
+                .account
+                .context("STS GetCallerIdentity returned no account")?,
+        })
     }
 
     /// Checks that the region exists and is enabled for the account, asking EC2 for every region.

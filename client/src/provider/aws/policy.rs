@@ -1,33 +1,42 @@
-//! `skiff aws-policy`: the least-privilege IAM policy a skiff user needs, derived from the calls skiff makes.
+//! The IAM policies skiff asks for: the developer's (`skiff aws-policy`), the operator's (`skiff aws-policy --admin`)
+//! and the permissions boundary of the instance role (`skiff aws-setup` puts it on `skiff-instance`).
 //!
-//! [`PERMISSIONS`] lists every AWS call this module's siblings make (a unit test reads their source and fails
-//! when a call is missing here), plus the permission AWS checks without a call of its own (`iam:PassRole`) and those
-//! of the Session Manager tunnel. Mutations are limited to resources tagged `skiff:workspace`, IAM to the
-//! `skiff-instance` role and profile, DNS changes to hosted zones.
+//! [`PERMISSIONS`] lists every AWS call the developer's commands make in this module's siblings (a unit test
+//! reads their source and fails when a call is missing here; `setup.rs`, run by an IAM administrator, is the one
+//! file left out), plus the permissions AWS checks without a call of their own (`iam:PassRole`) and those of the
+//! Session Manager tunnel.
+//!
+//! The developer's policy holds no `iam:` write action at all: the role exists before any developer runs skiff,
+//! and the one IAM permission is passing that role to EC2. Everything else is scoped to the caller's own
+//! workspaces by AWS itself, comparing the resource's `skiff:owner` tag with the caller's `${aws:userid}`:
+//! tags can be written only while a resource is created (`ec2:CreateAction`) and only with the caller as owner
+//! (`aws:RequestTag`), so nobody can make another person's (or an untagged) instance look like theirs.
 
 use serde_json::{Value, json};
 
-use super::TAG_WORKSPACE;
 use super::iam::INSTANCE_ROLE;
+use super::{TAG_OWNER, TAG_WORKSPACE};
 
-/// Which statement of the policy grants an action; each has its own resources and conditions.
+/// Which part of the developer's policy grants an action; each has its own resources and conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Statement {
-    /// Reading, on every resource: describes never change anything.
+    /// Reading, on every resource: these actions have no resource-level permissions and change nothing.
     Read,
-    /// Making instances and security groups, and tagging them as they are made.
-    Create,
-    /// Changing or removing only what carries a `skiff:workspace` tag.
-    ManageTagged,
-    /// skiff's own role and instance profile.
-    InstanceRole,
+    /// Canonical's public AMI parameters, and no other parameter.
+    AmiParameters,
+    /// Reading skiff's instance profile (`up` checks `aws-setup` made it).
+    InstanceProfile,
     /// Handing skiff's role to EC2, and to nothing else.
     PassRole,
-    /// Run Command with `AWS-RunShellScript`, on skiff's instances only.
+    /// Making instances and security groups tagged with the caller as owner, and tagging only then.
+    Create,
+    /// Changing or removing only what carries the caller's `skiff:owner` tag.
+    ManageOwn,
+    /// Run Command with `AWS-RunShellScript`, on the caller's instances only (`skiff enroll`).
     Commands,
-    /// Session Manager port forwarding to skiff's instances.
+    /// Session Manager port forwarding to the caller's instances.
     Sessions,
-    /// The optional DNS record, in hosted zones (`--dns-zone`).
+    /// The optional DNS record, in the one hosted zone given to `skiff aws-policy --dns-zone`.
     Dns,
 }
 
@@ -47,7 +56,7 @@ const fn permission(action: &'static str, statement: Statement, why: &'static st
     }
 }
 
-/// Every permission skiff uses.
+/// Every permission a developer's skiff uses.
 pub const PERMISSIONS: &[Permission] = &[
     permission(
         "sts:GetCallerIdentity",
@@ -85,112 +94,66 @@ pub const PERMISSIONS: &[Permission] = &[
         Statement::Read,
         "finding workspaces by tag; list, status",
     ),
-    permission("ec2:GetConsoleOutput", Statement::Read, "skiff logs --boot"),
+    permission(
+        "ssm:DescribeInstanceInformation",
+        Statement::Read,
+        "waiting for the instance to be online in SSM",
+    ),
     permission(
         "ssm:GetParameter",
-        Statement::Read,
+        Statement::AmiParameters,
         "Canonical's public Ubuntu AMI parameters",
     ),
     permission(
-        "ssm:GetCommandInvocation",
-        Statement::Read,
-        "waiting for skiff enroll's Run Command",
-    ),
-    permission(
-        "ec2:RunInstances",
-        Statement::Create,
-        "launching a workspace",
-    ),
-    permission(
-        "ec2:CreateSecurityGroup",
-        Statement::Create,
-        "the workspace's group with no ingress",
-    ),
-    permission(
-        "ec2:CreateTags",
-        Statement::Create,
-        "tags given at creation (tag specifications), and the DNS record's tags",
-    ),
-    permission(
-        "ec2:StartInstances",
-        Statement::ManageTagged,
-        "skiff up of a stopped workspace",
-    ),
-    permission("ec2:StopInstances", Statement::ManageTagged, "skiff stop"),
-    permission(
-        "ec2:TerminateInstances",
-        Statement::ManageTagged,
-        "skiff delete",
-    ),
-    permission(
-        "ec2:DeleteSecurityGroup",
-        Statement::ManageTagged,
-        "skiff delete",
-    ),
-    permission(
-        "ec2:RevokeSecurityGroupIngress",
-        Statement::ManageTagged,
-        "keeping the workspace's group free of ingress",
-    ),
-    permission(
-        "iam:CreateRole",
-        Statement::InstanceRole,
-        "the skiff-instance role, once per account",
-    ),
-    permission(
-        "iam:AttachRolePolicy",
-        Statement::InstanceRole,
-        "AmazonSSMManagedInstanceCore on the role",
-    ),
-    permission(
-        "iam:PutRolePolicy",
-        Statement::InstanceRole,
-        "kms:Decrypt on --kms-key",
-    ),
-    permission(
-        "iam:CreateInstanceProfile",
-        Statement::InstanceRole,
-        "the skiff-instance profile",
-    ),
-    permission(
         "iam:GetInstanceProfile",
-        Statement::InstanceRole,
-        "checking the profile (or --instance-profile)",
-    ),
-    permission(
-        "iam:AddRoleToInstanceProfile",
-        Statement::InstanceRole,
-        "the role in its profile",
-    ),
-    permission(
-        "iam:RemoveRoleFromInstanceProfile",
-        Statement::InstanceRole,
-        "skiff delete --purge",
-    ),
-    permission(
-        "iam:DeleteInstanceProfile",
-        Statement::InstanceRole,
-        "skiff delete --purge",
-    ),
-    permission(
-        "iam:DetachRolePolicy",
-        Statement::InstanceRole,
-        "skiff delete --purge",
-    ),
-    permission(
-        "iam:DeleteRolePolicy",
-        Statement::InstanceRole,
-        "skiff delete --purge",
-    ),
-    permission(
-        "iam:DeleteRole",
-        Statement::InstanceRole,
-        "skiff delete --purge",
+        Statement::InstanceProfile,
+        "checking skiff-instance exists (skiff aws-setup made it)",
     ),
     permission(
         "iam:PassRole",
         Statement::PassRole,
         "launching with the skiff-instance profile",
+    ),
+    permission(
+        "ec2:RunInstances",
+        Statement::Create,
+        "launching a workspace, tagged with its owner",
+    ),
+    permission(
+        "ec2:CreateSecurityGroup",
+        Statement::Create,
+        "the workspace's group with no ingress, tagged with its owner",
+    ),
+    permission(
+        "ec2:CreateTags",
+        Statement::Create,
+        "tags given at creation (tag specifications), never later",
+    ),
+    permission(
+        "ec2:StartInstances",
+        Statement::ManageOwn,
+        "skiff up of a stopped workspace",
+    ),
+    permission("ec2:StopInstances", Statement::ManageOwn, "skiff stop"),
+    permission(
+        "ec2:TerminateInstances",
+        Statement::ManageOwn,
+        "skiff delete",
+    ),
+    permission(
+        "ec2:GetConsoleOutput",
+        Statement::ManageOwn,
+        "skiff logs --boot",
+    ),
+    permission(
+        "ec2:DeleteSecurityGroup",
+        Statement::ManageOwn,
+        "skiff delete",
+    ),
+    permission(
+        "ec2:RevokeSecurityGroupIngress",
+        Statement::ManageOwn,
+        "keeping the workspace's group free of ingress",
     ),
     permission("ssm:SendCommand", Statement::Commands, "skiff enroll"),
     permission(
@@ -209,13 +172,8 @@ pub const PERMISSIONS: &[Permission] = &[
         "closing the tunnel",
     ),
     permission(
-        "ssm:DescribeInstanceInformation",
-        Statement::Read,
-        "waiting for the instance to be online in SSM",
-    ),
-    permission(
         "route53:ListHostedZonesByName",
-        Statement::Read,
+        Statement::Dns,
         "--dns-zone given by name",
     ),
     permission(
@@ -235,13 +193,74 @@ pub const PERMISSIONS: &[Permission] = &[
     ),
 ];
 
-/// The IAM actions that AWS checks without a call of their own, or that the tunnel makes (`client::tunnel`).
+/// The IAM actions that AWS checks without a call of their own (passing the role, and tagging through a creating
+/// call's tag specifications), or that the tunnel makes (`client::tunnel`).
 pub const NOT_CALLED_HERE: &[&str] = &[
+    "ec2:CreateTags",
     "iam:PassRole",
     "ssm:StartSession",
     "ssm:ResumeSession",
     "ssm:TerminateSession",
 ];
+
+/// The Run Command document `skiff enroll` uses, and the only one the policies allow.
+pub const RUN_COMMAND_DOCUMENT: &str = "AWS-RunShellScript";
+/// The Session Manager document of the tunnel, and the only one the developer's policy allows.
+pub const SESSION_DOCUMENT: &str = "AWS-StartPortForwardingSession";
+/// Canonical's public parameters, the only ones skiff reads.
+pub const AMI_PARAMETERS: &str = "arn:aws:ssm:*:*:parameter/aws/service/canonical/*";
+/// The name of the instance role's permissions boundary, which `skiff aws-setup` makes.
+pub const BOUNDARY_POLICY: &str = "skiff-instance-boundary";
+
+/// What the printed policy depends on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOptions {
+    /// The hosted zone id of `--dns-zone`: Route53 changes are allowed there and nowhere else; none without it.
+    pub dns_zone: Option<String>,
+    /// Tag keys besides `skiff:*` and `Name` that `up --tag` may put on a workspace.
+    pub tag_keys: Vec<String>,
+}
+
+impl PolicyOptions {
+    /// Checks the options: a hosted zone id (`Z…`, with or without `/hostedzone/`) and plain tag keys.
+    pub fn new(dns_zone: Option<&str>, tag_keys: &[String]) -> anyhow::Result<Self> {
+        let dns_zone = dns_zone
+            .map(|zone| {
+                let id = zone.trim_start_matches("/hostedzone/");
+                let well_formed = id.starts_with('Z')
+                    && id.len() <= 32
+                    && id
+                        .chars()
+                        .all(|character| character.is_ascii_uppercase() || character.is_ascii_digit());
+                if !well_formed {
+                    anyhow::bail!(
+                        "--dns-zone {zone:?}: give the hosted zone's id, such as Z0123456789ABCDEFGHIJ (`aws route53 list-hosted-zones` shows it)"
+                    );
+                }
+                Ok(id.to_owned())
+            })
+            .transpose()?;
+        for key in tag_keys {
+            let plain = !key.is_empty()
+                && key.len() <= 128
+                && !key.starts_with("aws:")
+                && key.chars().all(|character| {
+                    character.is_ascii_alphanumeric() || " _.:/=+-@".contains(character)
+                })
+                && !key.contains('*')
+                && !key.contains('?');
+            if !plain {
+                anyhow::bail!(
+                    "--tag-key {key:?}: give a tag key of letters, digits and _.:/=+-@ (no wildcards, not aws:)"
+                );
+            }
+        }
+        Ok(Self {
+            dns_zone,
+            tag_keys: tag_keys.to_vec(),
+        })
+    }
+}
 
 fn actions(statement: Statement) -> Vec<&'static str> {
     let mut actions: Vec<&str> = PERMISSIONS
@@ -253,91 +272,322 @@ fn actions(statement: Statement) -> Vec<&'static str> {
     actions
 }
 
-/// The policy document.
-pub fn policy() -> Value {
-    let tagged = json!({ "Null": { format!("aws:ResourceTag/{TAG_WORKSPACE}"): "false" } });
-    let ssm_tagged = json!({ "Null": { format!("ssm:resourceTag/{TAG_WORKSPACE}"): "false" } });
+/// The `${aws:userid}` policy variable: AWS puts the caller's user id there when it evaluates the policy.
+const CALLER: &str = "${aws:userid}";
+
+/// The resources a launch creates and tags (the spot request only with `--spot`).
+fn launched_resources() -> Vec<&'static str> {
+    vec![
+        "arn:aws:ec2:*:*:volume/*",
+        "arn:aws:ec2:*:*:network-interface/*",
+        "arn:aws:ec2:*:*:spot-instances-request/*",
+    ]
+}
+
+/// The conditions on every tag written: the caller as owner, a workspace name, and only known keys.
+fn owner_request_tags(options: &PolicyOptions) -> serde_json::Map<String, Value> {
+    let mut keys: Vec<String> = vec!["skiff:*".into(), "Name".into()];
+    keys.extend(options.tag_keys.iter().cloned());
+    let mut conditions = serde_json::Map::new();
+    conditions.insert(
+        "StringEquals".into(),
+        json!({ format!("aws:RequestTag/{TAG_OWNER}"): CALLER }),
+    );
+    conditions.insert(
+        "Null".into(),
+        json!({ format!("aws:RequestTag/{TAG_WORKSPACE}"): "false" }),
+    );
+    conditions.insert(
+        "ForAllValues:StringLike".into(),
+        json!({ "aws:TagKeys": keys }),
+    );
+    conditions
+}
+
+/// The developer's policy (`skiff aws-policy`).
+pub fn developer_policy(options: &PolicyOptions) -> Value {
+    let owned = json!({ "StringEquals": { format!("aws:ResourceTag/{TAG_OWNER}"): CALLER } });
+    let ssm_owned = json!({ "StringEquals": { format!("ssm:resourceTag/{TAG_OWNER}"): CALLER } });
+    let mut launch_instance = owner_request_tags(options);
+    launch_instance.insert(
+        "StringEquals".into(),
+        json!({
+            format!("aws:RequestTag/{TAG_OWNER}"): CALLER,
+            "ec2:MetadataHttpTokens": "required"
+        }),
+    );
+    let mut tag_on_create = owner_request_tags(options);
+    tag_on_create.insert(
+        "StringEquals".into(),
+        json!({
+            format!("aws:RequestTag/{TAG_OWNER}"): CALLER,
+            "ec2:CreateAction": ["RunInstances", "CreateSecurityGroup"]
+        }),
+    );
+    let mut tagged_at_creation = launched_resources();
+    tagged_at_creation.insert(0, "arn:aws:ec2:*:*:instance/*");
+    tagged_at_creation.push("arn:aws:ec2:*:*:security-group/*");
+    let mut statements = vec![
+        json!({
+            "Sid": "SkiffRead",
+            "Effect": "Allow",
+            "Action": actions(Statement::Read),
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "SkiffCanonicalAmiParameters",
+            "Effect": "Allow",
+            "Action": actions(Statement::AmiParameters),
+            "Resource": AMI_PARAMETERS
+        }),
+        json!({
+            "Sid": "SkiffReadInstanceProfile",
+            "Effect": "Allow",
+            "Action": actions(Statement::InstanceProfile),
+            "Resource": format!("arn:aws:iam::*:instance-profile/{INSTANCE_ROLE}")
+        }),
+        json!({
+            "Sid": "SkiffPassInstanceRoleToEc2",
+            "Effect": "Allow",
+            "Action": actions(Statement::PassRole),
+            "Resource": format!("arn:aws:iam::*:role/{INSTANCE_ROLE}"),
+            "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } }
+        }),
+        json!({
+            "Sid": "SkiffLaunchOwnedInstances",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": launch_instance
+        }),
+        json!({
+            "Sid": "SkiffLaunchOwnedVolumesAndInterfaces",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": launched_resources(),
+            "Condition": owner_request_tags(options)
+        }),
+        json!({
+            "Sid": "SkiffLaunchFromImagesAndNetworks",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": [
+                "arn:aws:ec2:*::image/*",
+                "arn:aws:ec2:*:*:subnet/*",
+                "arn:aws:ec2:*:*:security-group/*"
+            ]
+        }),
+        json!({
+            "Sid": "SkiffCreateOwnedSecurityGroups",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateSecurityGroup"],
+            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Condition": owner_request_tags(options)
+        }),
+        json!({
+            "Sid": "SkiffCreateSecurityGroupsInVpcs",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateSecurityGroup"],
+            "Resource": "arn:aws:ec2:*:*:vpc/*"
+        }),
+        json!({
+            "Sid": "SkiffTagOnlyWhileCreating",
+            "Effect": "Allow",
+            "Action": ["ec2:CreateTags"],
+            "Resource": tagged_at_creation,
+            "Condition": tag_on_create
+        }),
+        json!({
+            "Sid": "SkiffManageOwnInstances",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:GetConsoleOutput",
+                "ec2:StartInstances",
+                "ec2:StopInstances",
+                "ec2:TerminateInstances"
+            ],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": owned
+        }),
+        json!({
+            "Sid": "SkiffManageOwnSecurityGroups",
+            "Effect": "Allow",
+            "Action": ["ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"],
+            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Condition": owned
+        }),
+        json!({
+            "Sid": "SkiffRunCommandDocument",
+            "Effect": "Allow",
+            "Action": actions(Statement::Commands),
+            "Resource": format!("arn:aws:ssm:*:*:document/{RUN_COMMAND_DOCUMENT}")
+        }),
+        json!({
+            "Sid": "SkiffRunCommandOnOwnInstances",
+            "Effect": "Allow",
+            "Action": actions(Statement::Commands),
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": ssm_owned
+        }),
+        json!({
+            "Sid": "SkiffSessionDocument",
+            "Effect": "Allow",
+            "Action": ["ssm:StartSession"],
+            "Resource": format!("arn:aws:ssm:*:*:document/{SESSION_DOCUMENT}")
+        }),
+        json!({
+            "Sid": "SkiffSessionsToOwnInstances",
+            "Effect": "Allow",
+            "Action": ["ssm:StartSession"],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": {
+                "StringEquals": { format!("ssm:resourceTag/{TAG_OWNER}"): CALLER },
+                // Without it, a session that names no document gets the default shell document.
+                "BoolIfExists": { "ssm:SessionDocumentAccessCheck": "true" }
+            }
+        }),
+        json!({
+            "Sid": "SkiffOwnSessions",
+            "Effect": "Allow",
+            "Action": ["ssm:ResumeSession", "ssm:TerminateSession"],
+            "Resource": "arn:aws:ssm:*:*:session/*",
+            // Session Manager tags every session with the `aws:userid` of who started it. A session's id holds the
+            // session name only (not the role id), so `session/${aws:userid}-*` would never match for an SSO user.
+            "Condition": {
+                "StringLike": { "ssm:resourceTag/aws:ssmmessages:session-id": CALLER }
+            }
+        }),
+    ];
+    if let Some(zone) = &options.dns_zone {
+        statements.push(json!({
+            "Sid": "SkiffFindHostedZone",
+            "Effect": "Allow",
+            "Action": ["route53:ListHostedZonesByName"],
+            "Resource": "*"
+        }));
+        statements.push(json!({
+            "Sid": "SkiffDnsRecordsInOneZone",
+            "Effect": "Allow",
+            "Action": [
+                "route53:ChangeResourceRecordSets",
+                "route53:GetHostedZone",
+                "route53:ListResourceRecordSets"
+            ],
+            "Resource": format!("arn:aws:route53:::hostedzone/{zone}")
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The operator's policy (`skiff aws-policy --admin`): everyone's workspaces seen, stopped, deleted and enrolled
+/// into, for `list --all` and clean-ups. Every change is limited to what carries a `skiff:workspace` tag, which only
+/// a launch can write.
+pub fn operator_policy(options: &PolicyOptions) -> Value {
+    let workspace = json!({ "Null": { format!("aws:ResourceTag/{TAG_WORKSPACE}"): "false" } });
+    let ssm_workspace = json!({ "Null": { format!("ssm:resourceTag/{TAG_WORKSPACE}"): "false" } });
+    let mut statements = vec![
+        json!({
+            "Sid": "SkiffOperatorRead",
+            "Effect": "Allow",
+            "Action": actions(Statement::Read),
+            "Resource": "*"
+        }),
+        json!({
+            "Sid": "SkiffOperatorStopAndDeleteWorkspaces",
+            "Effect": "Allow",
+            "Action": [
+                "ec2:GetConsoleOutput",
+                "ec2:StopInstances",
+                "ec2:TerminateInstances"
+            ],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": workspace.clone()
+        }),
+        json!({
+            "Sid": "SkiffOperatorDeleteWorkspaceGroups",
+            "Effect": "Allow",
+            "Action": ["ec2:DeleteSecurityGroup"],
+            "Resource": "arn:aws:ec2:*:*:security-group/*",
+            "Condition": workspace
+        }),
+        json!({
+            "Sid": "SkiffOperatorRunCommandDocument",
+            "Effect": "Allow",
+            "Action": ["ssm:SendCommand"],
+            "Resource": format!("arn:aws:ssm:*:*:document/{RUN_COMMAND_DOCUMENT}")
+        }),
+        json!({
+            "Sid": "SkiffOperatorEnrollIntoWorkspaces",
+            "Effect": "Allow",
+            "Action": ["ssm:SendCommand"],
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": ssm_workspace
+        }),
+    ];
+    if let Some(zone) = &options.dns_zone {
+        statements.push(json!({
+            "Sid": "SkiffOperatorDnsRecordsInOneZone",
+            "Effect": "Allow",
+            "Action": [
+                "route53:ChangeResourceRecordSets",
+                "route53:GetHostedZone",
+                "route53:ListResourceRecordSets"
+            ],
+            "Resource": format!("arn:aws:route53:::hostedzone/{zone}")
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The permissions boundary of the instance role: at most what Session Manager's agent needs (the actions of
+/// `AmazonSSMManagedInstanceCore`) and decrypting with the key `aws-setup --kms-key` names (the role's own
+/// inline policy picks the key). Whatever policy is ever attached to the role,
+/// the instance (and so anyone with a root shell on it) can do no more.
+pub fn instance_boundary() -> Value {
     json!({
         "Version": "2012-10-17",
         "Statement": [
             {
-                "Sid": "SkiffRead",
+                "Sid": "SkiffInstanceSessionManagerOnly",
                 "Effect": "Allow",
-                "Action": actions(Statement::Read),
+                "Action": [
+                    "ec2messages:AcknowledgeMessage",
+                    "ec2messages:DeleteMessage",
+                    "ec2messages:FailMessage",
+                    "ec2messages:GetEndpoint",
+                    "ec2messages:GetMessages",
+                    "ec2messages:SendReply",
+                    "ssm:DescribeAssociation",
+                    "ssm:DescribeDocument",
+                    "ssm:GetDeployablePatchSnapshotForInstance",
+                    "ssm:GetDocument",
+                    "ssm:GetManifest",
+                    "ssm:ListAssociations",
+                    "ssm:ListInstanceAssociations",
+                    "ssm:PutComplianceItems",
+                    "ssm:PutConfigurePackageResult",
+                    "ssm:PutInventory",
+                    "ssm:UpdateAssociationStatus",
+                    "ssm:UpdateInstanceAssociationStatus",
+                    "ssm:UpdateInstanceInformation",
+                    "ssmmessages:CreateControlChannel",
+                    "ssmmessages:CreateDataChannel",
+                    "ssmmessages:OpenControlChannel",
+                    "ssmmessages:OpenDataChannel"
+                ],
                 "Resource": "*"
             },
             {
-                "Sid": "SkiffCreate",
+                "Sid": "SkiffInstanceVolumeKey",
                 "Effect": "Allow",
-                "Action": actions(Statement::Create),
+                "Action": ["kms:Decrypt"],
                 "Resource": "*"
-            },
-            {
-                "Sid": "SkiffManageTaggedResources",
-                "Effect": "Allow",
-                "Action": actions(Statement::ManageTagged),
-                "Resource": "*",
-                "Condition": tagged
-            },
-            {
-                "Sid": "SkiffInstanceRole",
-                "Effect": "Allow",
-                "Action": actions(Statement::InstanceRole),
-                "Resource": [
-                    format!("arn:aws:iam::*:role/{INSTANCE_ROLE}"),
-                    "arn:aws:iam::*:instance-profile/*"
-                ]
-            },
-            {
-                "Sid": "SkiffPassInstanceRole",
-                "Effect": "Allow",
-                "Action": actions(Statement::PassRole),
-                "Resource": format!("arn:aws:iam::*:role/{INSTANCE_ROLE}"),
-                "Condition": { "StringEquals": { "iam:PassedToService": "ec2.amazonaws.com" } }
-            },
-            {
-                "Sid": "SkiffRunCommandDocument",
-                "Effect": "Allow",
-                "Action": actions(Statement::Commands),
-                "Resource": "arn:aws:ssm:*::document/AWS-RunShellScript"
-            },
-            {
-                "Sid": "SkiffRunCommandOnWorkspaces",
-                "Effect": "Allow",
-                "Action": actions(Statement::Commands),
-                "Resource": "arn:aws:ec2:*:*:instance/*",
-                "Condition": ssm_tagged
-            },
-            {
-                "Sid": "SkiffSessionDocument",
-                "Effect": "Allow",
-                "Action": ["ssm:StartSession"],
-                "Resource": "arn:aws:ssm:*::document/AWS-StartPortForwardingSession"
-            },
-            {
-                "Sid": "SkiffSessionsToWorkspaces",
-                "Effect": "Allow",
-                "Action": ["ssm:StartSession"],
-                "Resource": "arn:aws:ec2:*:*:instance/*",
-                "Condition": ssm_tagged
-            },
-            {
-                "Sid": "SkiffOwnSessions",
-                "Effect": "Allow",
-                "Action": ["ssm:ResumeSession", "ssm:TerminateSession"],
-                "Resource": "arn:aws:ssm:*:*:session/${aws:userid}-*"
-            },
-            {
-                "Sid": "SkiffDnsRecords",
-                "Effect": "Allow",
-                "Action": actions(Statement::Dns),
-                "Resource": "arn:aws:route53:::hostedzone/*"
             }
         ]
     })
 }
 
-/// The policy as `skiff aws-policy` prints it.
-pub fn policy_text() -> String {
-    serde_json::to_string_pretty(&policy()).expect("a JSON value always serialises")
+/// A policy as `skiff aws-policy` prints it.
+pub fn policy_text(policy: &Value) -> String {
+    serde_json::to_string_pretty(policy).expect("a JSON value always serialises")
 }

@@ -246,14 +246,16 @@ fn the_agent_comes_from_a_checked_url_or_a_push() {
     assert!(error.contains("is built for"), "{error}");
 }
 
-/// The IAM actions named by the SDK calls in this module's source (`.ec2.run_instances()` → `ec2:RunInstances`).
-fn actions_called_in_source() -> BTreeSet<String> {
+/// The IAM actions named by the SDK calls in this module's source (`.ec2.run_instances()` → `ec2:RunInstances`),
+/// leaving out `setup.rs` (run by an IAM administrator) when `with_setup` is false.
+fn actions_called_in_source_of(with_setup: bool) -> BTreeSet<String> {
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/provider/aws");
     let mut actions = BTreeSet::new();
     for entry in std::fs::read_dir(folder).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|extension| extension != "rs")
             || path.file_name().is_some_and(|name| name == "tests.rs")
+            || (!with_setup && path.file_name().is_some_and(|name| name == "setup.rs"))
         {
             continue;
         }
@@ -298,6 +300,33 @@ fn actions_called_in_source() -> BTreeSet<String> {
     actions
 }
 
+fn actions_called_in_source() -> BTreeSet<String> {
+    actions_called_in_source_of(false)
+}
+
+/// The developer's flow writes nothing in IAM: every IAM call outside `setup.rs` (which an administrator runs, as
+/// `skiff aws-setup`) is a read, so a developer's policy never needs an IAM write.
+#[test]
+fn only_aws_setup_writes_iam() {
+    let setup: BTreeSet<String> = actions_called_in_source_of(true)
+        .difference(&actions_called_in_source())
+        .cloned()
+        .collect();
+    assert!(
+        setup.contains("iam:CreateRole"),
+        "the scan sees setup.rs: {setup:?}"
+    );
+    let iam: Vec<String> = actions_called_in_source()
+        .into_iter()
+        .filter(|action| action.starts_with("iam:"))
+        .collect();
+    assert_eq!(
+        iam,
+        vec!["iam:GetInstanceProfile".to_owned()],
+        "the developer's commands call IAM only to read skiff's instance profile"
+    );
+}
+
 #[test]
 fn aws_policy_covers_every_call_skiff_makes() {
     let called = actions_called_in_source();
@@ -305,7 +334,7 @@ fn aws_policy_covers_every_call_skiff_makes() {
         called.contains("ec2:RunInstances"),
         "the scan finds calls: {called:?}"
     );
-    assert!(called.contains("iam:CreateRole"), "{called:?}");
+    assert!(called.contains("iam:GetInstanceProfile"), "{called:?}");
     assert!(called.contains("ssm:SendCommand"), "{called:?}");
     let listed: BTreeSet<String> = policy::PERMISSIONS
         .iter()
@@ -325,7 +354,8 @@ fn aws_policy_covers_every_call_skiff_makes() {
         not_called, expected,
         "every permission without a call here is listed in NOT_CALLED_HERE, with its reason"
     );
-    let text = policy::policy_text();
+    let options = policy::PolicyOptions::new(Some("Z0123456789ABC"), &[]).unwrap();
+    let text = policy::policy_text(&policy::developer_policy(&options));
     for action in &called {
         assert!(
             text.contains(&format!("\"{action}\"")),

@@ -1,0 +1,300 @@
+//! `skiff aws-setup [--remove]`: what an IAM administrator makes once per account so developers never need an IAM
+//! write permission: the boundary policy `skiff-instance-boundary`, the role `skiff-instance` (trusted by EC2 only,
+//! with `AmazonSSMManagedInstanceCore` and that boundary, plus `kms:Decrypt` on one key when asked) and its instance
+//! profile. Every step is idempotent: what exists is kept (and its boundary and policy put back), what is missing is
+//! made, and the report says which.
+//!
+//! These calls are the only IAM writes in the client; they run with the administrator's credentials, never with
+//! the developer's policy, so `policy::PERMISSIONS` (checked against the other files' calls) leaves this file out.
+
+use super::iam::INSTANCE_ROLE;
+use super::policy::{BOUNDARY_POLICY, instance_boundary};
+use super::{Aws, TAG_MANAGED, aws_error, error_code};
+
+/// The only managed policy the role gets.
+pub const SSM_CORE_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
+/// The inline policy for the optional KMS key.
+const KMS_POLICY: &str = "skiff-kms-decrypt";
+
+/// Who may assume the role: EC2 only.
+const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+fn managed_tag() -> anyhow::Result<aws_sdk_iam::types::Tag> {
+    aws_sdk_iam::types::Tag::builder()
+        .key(TAG_MANAGED)
+        .value("true")
+        .build()
+        .map_err(|error| anyhow::anyhow!("building a tag: {error}"))
+}
+
+impl Aws {
+    /// The ARN of the boundary policy in the caller's account and partition.
+    async fn boundary_arn(&self) -> anyhow::Result<String> {
+        let caller = self.caller().await?;
+        let partition = caller.arn.split(':').nth(1).unwrap_or("aws").to_owned();
+        Ok(format!(
+            "arn:{partition}:iam::{}:policy/{BOUNDARY_POLICY}",
+            caller.account
+        ))
+    }
+
+    /// Makes (or brings back) skiff's boundary, role and instance profile; one line per thing, saying what it did.
+    pub async fn setup(&self, kms_key: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let mut report = Vec::new();
+        let boundary = self.boundary_arn().await?;
+        match self
+            .iam
+            .create_policy()
+            .policy_name(BOUNDARY_POLICY)
+            .policy_document(instance_boundary().to_string())
+            .description(
+                "skiff: the most the skiff-instance role may ever do (Session Manager's agent)",
+            )
+            .tags(managed_tag()?)
+            .send()
+            .await
+        {
+            Ok(_) => report.push(format!("made policy {boundary}")),
+            Err(error) if error_code(&error) == Some("EntityAlreadyExists") => {
+                report.push(format!("found policy {boundary}"));
+            }
+            Err(error) => {
+                return Err(aws_error(
+                    &format!(
+                        "creating IAM policy {BOUNDARY_POLICY} (aws-setup needs an IAM administrator)"
+                    ),
+                    &error,
+                ));
+            }
+        }
+        match self
+            .iam
+            .create_role()
+            .role_name(INSTANCE_ROLE)
+            .assume_role_policy_document(TRUST_POLICY)
+            .description("skiff workspace instances: Session Manager only")
+            .permissions_boundary(&boundary)
+            .tags(managed_tag()?)
+            .send()
+            .await
+        {
+            Ok(_) => report.push(format!(
+                "made role {INSTANCE_ROLE} (assumed by ec2.amazonaws.com only, boundary {BOUNDARY_POLICY})"
+            )),
+            Err(error) if error_code(&error) == Some("EntityAlreadyExists") => {
+                // A role someone changed gets its boundary back.
+                self.iam
+                    .put_role_permissions_boundary()
+                    .role_name(INSTANCE_ROLE)
+                    .permissions_boundary(&boundary)
+                    .send()
+                    .await
+                    .map_err(|error| {
+                        aws_error(
+                            &format!("putting boundary {BOUNDARY_POLICY} on role {INSTANCE_ROLE}"),
+                            &error,
+                        )
+                    })?;
+                report.push(format!(
+                    "found role {INSTANCE_ROLE}; its permissions boundary is {BOUNDARY_POLICY}"
+                ));
+            }
+            Err(error) => {
+                return Err(aws_error(
+                    &format!("creating IAM role {INSTANCE_ROLE} (aws-setup needs an IAM administrator)"),
+                    &error,
+                ));
+            }
+        }
+        // Attaching is idempotent, so it runs every time: a role someone stripped gets its policy back.
+        self.iam
+            .attach_role_policy()
+            .role_name(INSTANCE_ROLE)
+            .policy_arn(SSM_CORE_POLICY)
+            .send()
+            .await
+            .map_err(|error| {
+                aws_error(
+                    &format!("attaching {SSM_CORE_POLICY} to role {INSTANCE_ROLE}"),
+                    &error,
+                )
+            })?;
+        report.push(format!(
+            "attached {SSM_CORE_POLICY} to role {INSTANCE_ROLE}"
+        ));
+        if let Some(key) = kms_key {
+            self.allow_kms_decrypt(key).await?;
+            report.push(format!(
+                "allowed role {INSTANCE_ROLE} kms:Decrypt on {key} (inline policy {KMS_POLICY})"
+            ));
+        }
+        let profile = match self
+            .iam
+            .create_instance_profile()
+            .instance_profile_name(INSTANCE_ROLE)
+            .tags(managed_tag()?)
+            .send()
+            .await
+        {
+            Ok(_) => format!("made instance profile {INSTANCE_ROLE}"),
+            Err(error) if error_code(&error) == Some("EntityAlreadyExists") => {
+                format!("found instance profile {INSTANCE_ROLE}")
+            }
+            Err(error) => {
+                return Err(aws_error(
+                    &format!("creating instance profile {INSTANCE_ROLE}"),
+                    &error,
+                ));
+            }
+        };
+        report.push(profile);
+        let found = self
+            .iam
+            .get_instance_profile()
+            .instance_profile_name(INSTANCE_ROLE)
+            .send()
+            .await
+            .map_err(|error| {
+                aws_error(&format!("reading instance profile {INSTANCE_ROLE}"), &error)
+            })?;
+        let has_role = found.instance_profile.is_some_and(|profile| {
+            profile
+                .roles
+                .iter()
+                .any(|role| role.role_name == INSTANCE_ROLE)
+        });
+        if !has_role {
+            match self
+                .iam
+                .add_role_to_instance_profile()
+                .instance_profile_name(INSTANCE_ROLE)
+                .role_name(INSTANCE_ROLE)
+                .send()
+                .await
+            {
+                Ok(_) => report.push(format!(
+                    "added role {INSTANCE_ROLE} to instance profile {INSTANCE_ROLE}"
+                )),
+                // A concurrent run added it between our read and this call.
+                Err(error) if error_code(&error) == Some("LimitExceeded") => {}
+                Err(error) => {
+                    return Err(aws_error(
+                        &format!("adding role {INSTANCE_ROLE} to instance profile {INSTANCE_ROLE}"),
+                        &error,
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn allow_kms_decrypt(&self, key: &str) -> anyhow::Result<()> {
+        if !key.starts_with("arn:") {
+            anyhow::bail!(
+                "--kms-key {key:?}: give the key's ARN, such as arn:aws:kms:eu-west-1:123456789012:key/…"
+            );
+        }
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": key}],
+        });
+        self.iam
+            .put_role_policy()
+            .role_name(INSTANCE_ROLE)
+            .policy_name(KMS_POLICY)
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .map_err(|error| {
+                aws_error(
+                    &format!("allowing role {INSTANCE_ROLE} kms:Decrypt on {key}"),
+                    &error,
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Removes what [`Aws::setup`] made (`aws-setup --remove`); what is already gone is not an error.
+    pub async fn remove_setup(&self) -> anyhow::Result<Vec<String>> {
+        let gone = |code: Option<&str>| code == Some("NoSuchEntity");
+        let mut report = Vec::new();
+        match self
+            .iam
+            .remove_role_from_instance_profile()
+            .instance_profile_name(INSTANCE_ROLE)
+            .role_name(INSTANCE_ROLE)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if gone(error_code(&error)) => {}
+            // moto answers a repeated removal with an HTML 500 instead of NoSuchEntity; the deletes below
+            // still say whether anything is really left.
+            Err(error) => {
+                tracing::debug!(error = %aws_sdk_iam::error::DisplayErrorContext(&error), "removing the role from the profile")
+            }
+        }
+        match self
+            .iam
+            .delete_instance_profile()
+            .instance_profile_name(INSTANCE_ROLE)
+            .send()
+            .await
+        {
+            Ok(_) => report.push(format!("removed instance profile {INSTANCE_ROLE}")),
+            Err(error) if gone(error_code(&error)) => {}
+            Err(error) => {
+                return Err(aws_error(
+                    &format!("deleting instance profile {INSTANCE_ROLE}"),
+                    &error,
+                ));
+            }
+        }
+        match self
+            .iam
+            .detach_role_policy()
+            .role_name(INSTANCE_ROLE)
+            .policy_arn(SSM_CORE_POLICY)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if gone(error_code(&error)) => {}
+            Err(error) => return Err(aws_error(&format!("detaching {SSM_CORE_POLICY}"), &error)),
+        }
+        match self
+            .iam
+            .delete_role_policy()
+            .role_name(INSTANCE_ROLE)
+            .policy_name(KMS_POLICY)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if gone(error_code(&error)) => {}
+            Err(error) => {
+                return Err(aws_error(
+                    &format!("deleting inline policy {KMS_POLICY}"),
+                    &error,
+                ));
+            }
+        }
+        match self.iam.delete_role().role_name(INSTANCE_ROLE).send().await {
+            Ok(_) => report.push(format!("removed role {INSTANCE_ROLE}")),
+            Err(error) if gone(error_code(&error)) => {}
+            Err(error) => {
+                return Err(aws_error(
+                    &format!("deleting IAM role {INSTANCE_ROLE}"),
+                    &error,
+                ));
+            }
+        }
+        let boundary = self.boundary_arn().await?;
+        match self.iam.delete_policy().policy_arn(&boundary).send().await {
+            Ok(_) => report.push(format!("removed policy {boundary}")),
+            Err(error) if gone(error_code(&error)) => {}
+            Err(error) => return Err(aws_error(&format!("deleting policy {boundary}"), &error)),
+        }
+        Ok(report)
+    }
+}
