@@ -65,6 +65,23 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        stated: "Nothing tags an EC2 resource after it is created",
+        needles: &["create_tags"],
+        allowed: &[],
+    },
+    Rule {
+        stated: "Only `client::provider::aws::setup`",
+        needles: &[
+            "create_role",
+            "put_role_policy",
+            "attach_role_policy",
+            "create_policy",
+            "create_instance_profile",
+            "add_role_to_instance_profile",
+        ],
+        allowed: &["client/src/provider/aws/setup.rs"],
+    },
+    Rule {
         stated: "Only `client::tunnel::ssm` names `aws-ssm-bridge`",
         needles: &["aws_ssm_bridge"],
         allowed: &["client/src/tunnel/ssm/"],
