@@ -126,7 +126,7 @@ fn status_of_upload(error: UploadError) -> Status {
 
 fn status_of_git(error: GitError) -> Status {
     match error {
-        GitError::Missing | GitError::NotEmpty { .. } => {
+        GitError::Missing | GitError::NotEmpty { .. } | GitError::Unreadable { .. } => {
             Status::failed_precondition(error.to_string())
         }
         GitError::BadUrl { .. } => Status::invalid_argument(error.to_string()),
