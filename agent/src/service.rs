@@ -763,6 +763,7 @@ impl v1::agent_server::Agent for AgentService {
                 size: start.size,
                 sha256: start.sha256,
                 version: start.version,
+                allow_downgrade: start.allow_downgrade,
             },
             _ => {
                 return Err(Status::invalid_argument(
@@ -782,10 +783,13 @@ impl v1::agent_server::Agent for AgentService {
             Ok(_) => Err("a message other than a chunk after `start`".to_owned()),
             Err(status) => Err(status.message().to_owned()),
         });
-        crate::replace::receive(&target, &start, chunks)
+        crate::replace::receive(&target, env!("CARGO_PKG_VERSION"), &start, chunks)
             .await
             .map_err(|error| match error {
                 crate::replace::ReplaceError::Io { .. } => Status::internal(error.to_string()),
+                crate::replace::ReplaceError::Downgrade { .. } => {
+                    Status::failed_precondition(error.to_string())
+                }
                 _ => Status::invalid_argument(error.to_string()),
             })?;
         let _ = self.replaced.set(target.clone());

@@ -127,7 +127,9 @@ pub async fn ensure_current(
         "{reason}: replacing it with {}; commands and forwards running through it end",
         path.display()
     ));
-    if let Err(error) = client.replace_agent(executable, &sha256).await {
+    // The plan replaces only an older agent or another build of the same version, never a newer one, so no
+    // downgrade is asked for.
+    if let Err(error) = client.replace_agent(executable, &sha256, false).await {
         progress.warn(&format!(
             "replacing skiffd on the instance failed, so the running one stays: {error}"
         ));
