@@ -173,6 +173,10 @@ pub struct UpArgs {
     /// With --provider aws: return once the instance runs, without waiting for its agent.
     #[arg(long)]
     pub no_wait: bool,
+    /// With --agent-binary on an AWS workspace: replace the instance's skiffd even when it is newer than this
+    /// client (a downgrade, which the agent refuses unless asked like this).
+    #[arg(long)]
+    pub allow_agent_downgrade: bool,
     #[command(flatten)]
     pub aws: crate::provider::aws::config::AwsOptions,
     #[command(flatten)]
