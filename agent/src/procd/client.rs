@@ -179,6 +179,12 @@ async fn launch(
         while let Some(item) = session.output.next().await {
             let (_, data) = item?;
             said.extend_from_slice(&data);
+            // The binary in the container is the container's to replace; its answer is one short line.
+            if said.len() > 1024 && !said.contains(&b'\n') {
+                return Err(ProcdError::Start(
+                    "said more than 1 KiB without a line end instead of ready".into(),
+                ));
+            }
             if let Some(line) = said
                 .split(|byte| *byte == b'\n')
                 .next()
