@@ -158,7 +158,11 @@ impl Agent {
             watchers.clone(),
         ));
         let served = {
-            let serving = server::run(self.listener, self.tls, service, shutdown.clone());
+            let limits = server::Limits {
+                handshake_timeout: self.config.handshake_timeout,
+                max_handshakes: self.config.max_handshakes.max(1),
+            };
+            let serving = server::run(self.listener, self.tls, service, limits, shutdown.clone());
             // A replaced agent gives calls still open (a long `exec`, a forward) a moment, then ends them: its
             // successor is waiting to take the port, and the client that asked for it waits for that.
             let replaced = async {

@@ -5,6 +5,11 @@
 //! instance's agent away) and renamed over it in one step: a failed or partial transfer leaves the running agent's
 //! file as it was. The agent then answers, stops serving and `exec`s the new file in its own process (`main`), so
 //! whatever supervises it (systemd, or user-data's fallback without it) sees the same process go on.
+//!
+//! A replacement announced as older than the running agent is refused before any byte is written, unless the
+//! request says `allow_downgrade` (which the client sets only when the person asks): an older build may lack
+//! fixes the running one has. The version compared is the one the request announces; a client that can replace
+//! the agent is trusted with what it sends, so the check stops a stale client's mistake, not a lie.
 
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -26,6 +31,8 @@ pub struct Start {
     pub sha256: String,
     /// The version the new executable reports.
     pub version: String,
+    /// Whether a version older than the running agent's is accepted.
+    pub allow_downgrade: bool,
 }
 
 /// Why a replacement was refused; the running agent stays in every case.
@@ -34,6 +41,11 @@ pub enum ReplaceError {
     /// What was sent is not an executable this agent can become.
     #[error("ReplaceAgent: {0}; the running agent stays")]
     Invalid(String),
+    /// The replacement is older than the running agent and a downgrade was not asked for.
+    #[error(
+        "ReplaceAgent: {offered} is older than the running skiffd {running} (or not a version); the running agent stays; ask for a downgrade explicitly to install it"
+    )]
+    Downgrade { offered: String, running: String },
     /// The transfer broke off.
     #[error("ReplaceAgent: the transfer broke off ({0}); the running agent stays")]
     Transfer(String),
@@ -75,13 +87,33 @@ fn elf_identity(header: &[u8]) -> Option<([u8; 6], [u8; 2])> {
     ))
 }
 
-/// Receives the executable announced by `start` from `chunks`, checks it against `start` and against `target`
-/// (the running executable), and renames it over `target`.
+/// Refuses `start` when it announces a version older than `running` (or one that is no version) and does not
+/// allow a downgrade.
+pub fn check_version(start: &Start, running: &str) -> Result<(), ReplaceError> {
+    if start.allow_downgrade {
+        return Ok(());
+    }
+    let parse = |text: &str| semver::Version::parse(text.trim().trim_start_matches('v')).ok();
+    match (parse(&start.version), parse(running)) {
+        (Some(offered), Some(running)) if offered >= running => Ok(()),
+        // An agent that cannot read its own version has nothing to protect.
+        (Some(_), None) => Ok(()),
+        _ => Err(ReplaceError::Downgrade {
+            offered: format!("{:?}", start.version),
+            running: running.to_owned(),
+        }),
+    }
+}
+
+/// Receives the executable announced by `start` from `chunks`, checks it against `start`, against `target`
+/// (the running executable) and against `running_version` (see [`check_version`]), and renames it over `target`.
 pub async fn receive<E: std::fmt::Display>(
     target: &Path,
+    running_version: &str,
     start: &Start,
     mut chunks: impl Stream<Item = Result<Vec<u8>, E>> + Unpin,
 ) -> Result<(), ReplaceError> {
+    check_version(start, running_version)?;
     if start.size == 0 || start.size > MAX_SIZE {
         return Err(ReplaceError::Invalid(format!(
             "a size of {} bytes is not that of an agent (at most {MAX_SIZE})",
@@ -193,11 +225,15 @@ pub async fn receive<E: std::fmt::Display>(
 mod tests {
     use super::*;
 
+    /// The version the tests' running agent has.
+    const RUNNING: &str = "1.4.0";
+
     fn start_for(bytes: &[u8]) -> Start {
         Start {
             size: bytes.len() as u64,
             sha256: hex(&sha2::Sha256::digest(bytes)),
             version: "9.9.9".into(),
+            allow_downgrade: false,
         }
     }
 
@@ -224,7 +260,7 @@ mod tests {
         let (folder, target, own) = running();
         let mut newer = own.clone();
         newer.extend_from_slice(b"a newer build");
-        receive(&target, &start_for(&newer), chunks(&newer))
+        receive(&target, RUNNING, &start_for(&newer), chunks(&newer))
             .await
             .unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), newer);
@@ -247,12 +283,15 @@ mod tests {
         // A wrong hash.
         let mut wrong = start_for(&newer);
         wrong.sha256 = "0".repeat(64);
-        let error = receive(&target, &wrong, chunks(&newer)).await.unwrap_err();
+        let error = receive(&target, RUNNING, &wrong, chunks(&newer))
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("not the announced"), "{error}");
 
         // A transfer cut short.
         let error = receive(
             &target,
+            RUNNING,
             &start_for(&newer),
             chunks(&newer[..newer.len() / 2]),
         )
@@ -263,7 +302,7 @@ mod tests {
         // A broken stream.
         let broken =
             futures::stream::iter(vec![Ok(newer[..100].to_vec()), Err("reset".to_owned())]);
-        let error = receive(&target, &start_for(&newer), broken)
+        let error = receive(&target, RUNNING, &start_for(&newer), broken)
             .await
             .unwrap_err();
         assert!(error.to_string().contains("reset"), "{error}");
@@ -276,14 +315,14 @@ mod tests {
             183
         };
         foreign[18..20].copy_from_slice(&other.to_le_bytes());
-        let error = receive(&target, &start_for(&foreign), chunks(&foreign))
+        let error = receive(&target, RUNNING, &start_for(&foreign), chunks(&foreign))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("ELF machine"), "{error}");
 
         // Not an executable at all.
         let script = b"#!/bin/sh\necho hi\n".to_vec();
-        let error = receive(&target, &start_for(&script), chunks(&script))
+        let error = receive(&target, RUNNING, &start_for(&script), chunks(&script))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("not an ELF"), "{error}");
@@ -294,5 +333,53 @@ mod tests {
             "the running agent stays"
         );
         assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);
+    }
+
+    /// Attack (issue 13): a replacement announced as older than the running agent (a stale client, or one
+    /// rolling the agent back to a build without a fix) is refused before anything is written, unless the
+    /// request explicitly allows a downgrade.
+    #[tokio::test]
+    async fn an_older_build_is_refused_unless_a_downgrade_is_asked_for() {
+        let (folder, target, own) = running();
+        let mut older = own.clone();
+        older.extend_from_slice(b"an older build");
+        for version in ["1.3.9", "0.1.0", "1.4.0-rc.1", "", "not a version"] {
+            let mut start = start_for(&older);
+            start.version = version.into();
+            let error = receive(&target, RUNNING, &start, chunks(&older))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, ReplaceError::Downgrade { .. }),
+                "{version:?}: {error}"
+            );
+            assert!(
+                error
+                    .to_string()
+                    .contains("older than the running skiffd 1.4.0"),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            own,
+            "the running agent stays"
+        );
+        assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 1);
+
+        // The same version (another build of it) and newer ones are accepted.
+        for version in ["1.4.0", "v1.4.1", "2.0.0"] {
+            let mut start = start_for(&older);
+            start.version = version.into();
+            check_version(&start, RUNNING).unwrap();
+        }
+        // An explicit downgrade is.
+        let mut start = start_for(&older);
+        start.version = "1.3.9".into();
+        start.allow_downgrade = true;
+        receive(&target, RUNNING, &start, chunks(&older))
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), older);
     }
 }

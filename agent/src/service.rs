@@ -126,7 +126,7 @@ fn status_of_upload(error: UploadError) -> Status {
 
 fn status_of_git(error: GitError) -> Status {
     match error {
-        GitError::Missing | GitError::NotEmpty { .. } => {
+        GitError::Missing | GitError::NotEmpty { .. } | GitError::Unreadable { .. } => {
             Status::failed_precondition(error.to_string())
         }
         GitError::BadUrl { .. } => Status::invalid_argument(error.to_string()),
@@ -761,6 +761,7 @@ impl v1::agent_server::Agent for AgentService {
                 size: start.size,
                 sha256: start.sha256,
                 version: start.version,
+                allow_downgrade: start.allow_downgrade,
             },
             _ => {
                 return Err(Status::invalid_argument(
@@ -780,10 +781,13 @@ impl v1::agent_server::Agent for AgentService {
             Ok(_) => Err("a message other than a chunk after `start`".to_owned()),
             Err(status) => Err(status.message().to_owned()),
         });
-        crate::replace::receive(&target, &start, chunks)
+        crate::replace::receive(&target, env!("CARGO_PKG_VERSION"), &start, chunks)
             .await
             .map_err(|error| match error {
                 crate::replace::ReplaceError::Io { .. } => Status::internal(error.to_string()),
+                crate::replace::ReplaceError::Downgrade { .. } => {
+                    Status::failed_precondition(error.to_string())
+                }
                 _ => Status::invalid_argument(error.to_string()),
             })?;
         let _ = self.replaced.set(target.clone());

@@ -421,11 +421,13 @@ impl AgentClient {
     }
 
     /// Sends `executable` (whose SHA-256 is `sha256`) to replace the agent's own; the agent answers, then restarts
-    /// into it. Returns where the agent put it.
+    /// into it. Returns where the agent put it. The agent refuses an executable older than itself unless
+    /// `allow_downgrade`, which only a person's explicit request may set.
     pub async fn replace_agent(
         &mut self,
         executable: bytes::Bytes,
         sha256: &str,
+        allow_downgrade: bool,
     ) -> Result<String, AgentError> {
         use v1::replace_agent_request::Item;
         const CHUNK: usize = 256 * 1024;
@@ -434,6 +436,7 @@ impl AgentClient {
                 size: executable.len() as u64,
                 sha256: sha256.to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
+                allow_downgrade,
             })),
         };
         let chunks: Vec<v1::ReplaceAgentRequest> = (0..executable.len())

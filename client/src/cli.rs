@@ -179,6 +179,10 @@ pub struct UpArgs {
     /// machine or read local environment variables (what it would do is still shown).
     #[arg(long)]
     pub trust: bool,
+    /// With --agent-binary on an AWS workspace: replace the instance's skiffd even when it is newer than this
+    /// client (a downgrade, which the agent refuses unless asked like this).
+    #[arg(long)]
+    pub allow_agent_downgrade: bool,
     #[command(flatten)]
     pub aws: crate::provider::aws::config::AwsOptions,
     #[command(flatten)]

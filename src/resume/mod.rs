@@ -276,11 +276,12 @@ impl Registry {
     }
 
     /// Reads the hello `transport` starts with. A new connection gives the application's end of it (carried
-    /// by a task of its own); a transport for a connection already held joins it and gives `None`.
+    /// by a task of its own) and the hold on it while it is not yet established; a transport for a connection
+    /// already held joins it and gives `None`.
     pub async fn accept(
         self: &Arc<Self>,
         mut transport: Transport,
-    ) -> Result<Option<DuplexStream>, AcceptError> {
+    ) -> Result<Option<Accepted>, AcceptError> {
         let mut bytes = [0; HELLO_LEN];
         tokio::time::timeout(HANDSHAKE_TIMEOUT, transport.read_exact(&mut bytes))
             .await
@@ -300,13 +301,20 @@ impl Registry {
                 }
                 let (app, ours) = tokio::io::duplex(APP_BUFFER);
                 let registry = Arc::clone(self);
-                tokio::spawn(async move {
+                let serving = tokio::spawn(async move {
                     if let Err(reason) = serve(ours, transport, receiver).await {
                         tracing::info!(%reason, "a resumable connection ended");
                     }
                     registry.lock().remove(&id);
                 });
-                Ok(Some(app))
+                Ok(Some(Accepted {
+                    app,
+                    pending: Pending {
+                        id,
+                        registry: Arc::clone(self),
+                        serving: Some(serving.abort_handle()),
+                    },
+                }))
             }
             Hello::Resume { id, received } => {
                 let connection = self.lock().get(&id).cloned();
@@ -322,6 +330,41 @@ impl Registry {
                 let _ = transport.shutdown().await;
                 Ok(None)
             }
+        }
+    }
+}
+
+/// A new connection the agent accepted.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The application's end: what TLS runs over.
+    pub app: DuplexStream,
+    /// The hold on the connection until the application says it is established.
+    pub pending: Pending,
+}
+
+/// A connection whose peer is not known yet (its TLS handshake has not completed). Dropping it ends the
+/// connection and frees its slot at once, so a peer that never authenticates cannot keep a slot by keeping its
+/// transport open or by coming back; [`Pending::established`] keeps the connection for good.
+#[derive(Debug)]
+pub struct Pending {
+    id: ConnectionId,
+    registry: Arc<Registry>,
+    serving: Option<tokio::task::AbortHandle>,
+}
+
+impl Pending {
+    /// The peer authenticated: the connection lives until it ends or its transport stays away too long.
+    pub fn established(mut self) {
+        self.serving = None;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(serving) = self.serving.take() {
+            serving.abort();
+            self.registry.lock().remove(&self.id);
         }
     }
 }

@@ -154,7 +154,10 @@ impl Agent {
                     log: agent_writes,
                 };
                 tokio::spawn(async move {
-                    if let Ok(Some(app)) = registry.accept(Box::new(agent)).await {
+                    if let Ok(Some(Accepted { app, pending })) =
+                        registry.accept(Box::new(agent)).await
+                    {
+                        pending.established();
                         let (mut read, mut write) = tokio::io::split(app);
                         let _ = tokio::io::copy(&mut read, &mut write).await;
                         let _ = write.shutdown().await;
@@ -545,4 +548,39 @@ proptest! {
         prop_assert_eq!(Frame::decode(&mut encoded), Ok(Some(frame)));
         prop_assert!(encoded.is_empty());
     }
+}
+
+/// Attack (issue 13): a peer that says hello and then never authenticates must not keep a slot of the registry
+/// (which holds at most 1,024) once the agent gives up on it; dropping the pending hold frees it at once,
+/// while the peer's transport is still open.
+#[tokio::test]
+async fn an_abandoned_pending_connection_frees_its_slot_at_once() {
+    let registry = Registry::new();
+    let (mut client, agent) = tokio::io::duplex(1024);
+    client
+        .write_all(&Hello::New { id: [7; 16] }.encode())
+        .await
+        .unwrap();
+    let accepted = registry.accept(Box::new(agent)).await.unwrap().unwrap();
+    assert_eq!(registry.len(), 1);
+    drop(accepted);
+    assert!(registry.is_empty(), "the slot outlived its pending hold");
+    // The peer's transport is closed with it.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the abandoned connection's transport was kept open"
+    );
+
+    // An established one stays.
+    let (mut client, agent) = tokio::io::duplex(1024);
+    client
+        .write_all(&Hello::New { id: [8; 16] }.encode())
+        .await
+        .unwrap();
+    let Accepted { app, pending } = registry.accept(Box::new(agent)).await.unwrap().unwrap();
+    pending.established();
+    assert_eq!(registry.len(), 1);
+    drop(app);
 }

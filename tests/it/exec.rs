@@ -193,3 +193,79 @@ fn a_terminal_session_sees_a_resize() {
     );
     assert!(second.is_some(), "the terminal follows a resize: {screen}");
 }
+
+/// The ports the dev container of `name` listens on (TCP, IPv4 and IPv6), from its socket tables.
+fn listening_ports(sandbox: &Sandbox, name: &str) -> Vec<(String, u16)> {
+    let tables = sandbox.ok(&["exec", name, "--", "cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+    tables
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // `sl local_address rem_address st ...`; state 0A is LISTEN.
+            if fields.len() < 4 || fields[3] != "0A" {
+                return None;
+            }
+            let (address, port) = fields[1].split_once(':')?;
+            Some((address.to_owned(), u16::from_str_radix(port, 16).ok()?))
+        })
+        .collect()
+}
+
+/// Attack (issue 13): the process server runs as root in the dev container, and other containers share the
+/// dev container's Docker network. Another container tries to connect to every port the dev container listens
+/// on (the process server is the only one here); all must be refused, because the server listens on the
+/// container's loopback only (before the fix it listened on 0.0.0.0, reachable from the whole network).
+#[test]
+fn another_container_on_the_network_cannot_reach_the_process_server() {
+    let sandbox = sandbox_with("exec-procd-reach");
+    // A command through the agent starts the process server.
+    let output = sandbox.ok(&["exec", "exec-procd-reach", "--", "echo", "started"]);
+    assert_eq!(output.trim(), "started");
+    let listening = listening_ports(&sandbox, "exec-procd-reach");
+    assert!(
+        !listening.is_empty(),
+        "the process server is not listening in the dev container (did the agent fall back to docker exec?)"
+    );
+    for (address, _) in &listening {
+        assert!(
+            address == "0100007F" || address == "00000000000000000000000001000000",
+            "a listener in the dev container is not on loopback: {listening:?}"
+        );
+    }
+    let container = sandbox.container_of("exec-procd-reach");
+    let network = skiff_tests::docker_inspect(
+        "{{range $name, $network := .NetworkSettings.Networks}}{{$name}}{{end}}",
+        &container,
+    );
+    let address = skiff_tests::docker_inspect(
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &container,
+    );
+    assert!(
+        !address.trim().is_empty(),
+        "the dev container has no address"
+    );
+    for (_, port) in &listening {
+        let attempt = std::process::Command::new("docker")
+            .args(["run", "--rm", "--network", network.trim()])
+            .args(["-v", "/bin/busybox:/busybox:ro", skiff_tests::BASE_IMAGE])
+            .args([
+                "/busybox",
+                "nc",
+                "-w",
+                "3",
+                address.trim(),
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&attempt.stderr);
+        assert!(
+            !attempt.status.success() && stderr.contains("refused"),
+            "another container on {} was not refused at {}:{port}: {stderr}",
+            network.trim(),
+            address.trim(),
+        );
+    }
+}

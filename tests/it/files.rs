@@ -576,3 +576,51 @@ async fn fifty_megabytes_over_one_and_four_connections() {
     }
     assert_eq!(trees[0], trees[1]);
 }
+
+/// Attack (issue 13, item 4): the files folder is mounted read-write in the dev container, so code there can set
+/// `core.fsmonitor` and a clean filter (named by a `.gitattributes` it writes) in the clone's `.git/config`, both
+/// pointing at a script it wrote beside them. `skiff delete` makes the agent read the repository as root on the
+/// agent's machine; neither program may run there (before the fix the fsmonitor ran at once).
+#[test]
+fn programs_planted_in_the_clone_from_the_container_never_run_on_delete() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let (bare, _) = bare_repository(sandbox.root.path());
+    let url = format!("file://{}", bare.display());
+    sandbox.ok(&["up", &url, "--name", "planted"]);
+    let container = sandbox.container_of("planted");
+    let workdir = sandbox.ok(&["exec", "planted", "--", "pwd"]);
+    let workdir = workdir.trim();
+    // Where the container's folder is on the agent's machine: an attacker would guess it; the test looks.
+    let source = skiff_tests::docker_inspect(
+        &format!(
+            "{{{{range .Mounts}}}}{{{{if eq .Destination \"{workdir}\"}}}}{{{{.Source}}}}{{{{end}}}}{{{{end}}}}"
+        ),
+        &container,
+    );
+    let source = source.trim();
+    assert!(!source.is_empty(), "no mount at {workdir} in {container}");
+    let marker = sandbox.root.path().join("ran-on-the-agent-machine");
+    let plant = format!(
+        "printf '#!/bin/sh\\nid -u >> {marker}\\ncat\\n' > .git/plant.sh && chmod +x .git/plant.sh && \
+         printf '[core]\\n\\tfsmonitor = {source}/.git/plant.sh\\n[filter \"p\"]\\n\\tclean = {source}/.git/plant.sh\\n' >> .git/config && \
+         echo '* filter=p' > .gitattributes",
+        marker = marker.display(),
+    );
+    sandbox.ok(&["exec", "planted", "--", "sh", "-c", &plant]);
+
+    let refused = sandbox.run(&["delete", "planted"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !marker.exists(),
+        "a program planted from the container ran on the agent's machine as uid {}",
+        std::fs::read_to_string(&marker).unwrap_or_default().trim()
+    );
+    // The state was still read: the planted .gitattributes is the one uncommitted change.
+    assert!(
+        stderr.contains("1 uncommitted change: .gitattributes"),
+        "{stderr}"
+    );
+    sandbox.ok(&["delete", "--yes", "planted"]);
+    assert!(!marker.exists(), "a planted program ran during the delete");
+}

@@ -16,9 +16,17 @@ struct RunningAgent {
 }
 
 async fn start_agent(client: &Identity) -> RunningAgent {
+    start_agent_with(client, |_| {}).await
+}
+
+async fn start_agent_with(
+    client: &Identity,
+    adjust: impl FnOnce(&mut AgentConfig),
+) -> RunningAgent {
     let state = tempfile::tempdir().unwrap();
     let mut config = AgentConfig::new("mtls", &client.certificate_pem, &state.path().join("agent"));
     config.idle_timeout = None;
+    adjust(&mut config);
 
     let agent = skiff_agent::Agent::bind(config)
         .await
@@ -107,6 +115,94 @@ async fn only_the_workspace_client_certificate_is_accepted() {
         "an enrolled certificate is accepted"
     );
 
+    agent.shutdown.cancel();
+    agent.task.await.unwrap().unwrap();
+}
+
+/// Whether the agent closed `stream` within `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 256];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Attack (issue 13, pre-authentication exhaustion): a peer opens TCP to the agent and never speaks. The agent
+/// closes it after the configured handshake timeout (before the fix it waited 30 s for a first byte, and then
+/// forever for a TLS handshake).
+#[tokio::test]
+async fn a_client_that_never_speaks_is_dropped_after_the_handshake_timeout() {
+    let owner = Identity::generate("skiff-client").unwrap();
+    let agent = start_agent_with(&owner, |config| {
+        config.handshake_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(agent.address).await.unwrap();
+    assert!(
+        closed_within(&mut silent, std::time::Duration::from_secs(5)).await,
+        "a silent connection outlived the handshake timeout"
+    );
+    // One that starts a handshake and stalls in it is closed too: a resumable connection's hello, then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(agent.address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled,
+        &skiff::resume::wire::Hello::New { id: [3; 16] }.encode(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        closed_within(&mut stalled, std::time::Duration::from_secs(5)).await,
+        "a resumable connection that never did TLS kept its slot"
+    );
+    assert!(version_with(&agent, &owner).await.is_ok());
+    agent.shutdown.cancel();
+    agent.task.await.unwrap().unwrap();
+}
+
+/// Attack (issue 13, pre-authentication exhaustion): many idle connections, plain and resumable, are opened to
+/// fill the agent. At most `max_handshakes` are held, each only until the handshake timeout; the rest are closed
+/// at once; afterwards the owner gets in as before.
+#[tokio::test]
+async fn many_idle_connections_do_not_hold_the_agent() {
+    let owner = Identity::generate("skiff-client").unwrap();
+    let agent = start_agent_with(&owner, |config| {
+        config.handshake_timeout = std::time::Duration::from_millis(800);
+        config.max_handshakes = 4;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for index in 0..24u8 {
+        let mut stream = tokio::net::TcpStream::connect(agent.address).await.unwrap();
+        if index % 2 == 0 {
+            tokio::io::AsyncWriteExt::write_all(
+                &mut stream,
+                &skiff::resume::wire::Hello::New { id: [index; 16] }.encode(),
+            )
+            .await
+            .unwrap();
+        }
+        idle.push(stream);
+    }
+    let started = std::time::Instant::now();
+    for stream in &mut idle {
+        assert!(
+            closed_within(stream, std::time::Duration::from_secs(5)).await,
+            "an idle connection was held past the handshake timeout"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(
+        version_with(&agent, &owner).await.is_ok(),
+        "the owner is let in once the idle connections are gone"
+    );
     agent.shutdown.cancel();
     agent.task.await.unwrap().unwrap();
 }

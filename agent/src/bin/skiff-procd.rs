@@ -1,7 +1,8 @@
 //! `skiff-procd`: the process server the agent places inside a dev container. It reads its token from
-//! standard input, listens, says `ready PORT` on standard output, and then serves until the container stops.
+//! standard input, listens on the container's loopback, says `ready PORT` on standard output, and then serves
+//! until the container stops.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 
 use clap::Parser;
 
@@ -9,8 +10,9 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(name = "skiff-procd", version)]
 struct Args {
-    /// Where to listen, inside the container.
-    #[arg(long, default_value = "0.0.0.0:0")]
+    /// Where to listen, inside the container: a loopback address (others are refused, so no other container
+    /// on the network reaches the server).
+    #[arg(long, default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
     /// Serve SFTP on standard input and output instead, as the user it runs as (the agent's SSH server
     /// starts it for the `sftp` subsystem); no token, no listening.
@@ -42,11 +44,30 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    let mut token = String::new();
-    if std::io::stdin().lock().read_line(&mut token).is_err() || token.trim().len() < 32 {
-        eprintln!("skiff-procd: expected a token of at least 32 characters on standard input");
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "skiff-procd: --listen {} is not a loopback address; the process server listens only where the agent alone reaches it",
+            args.listen
+        );
         return std::process::ExitCode::FAILURE;
     }
+    let mut token = String::new();
+    let read = std::io::stdin()
+        .lock()
+        .take(skiff_agent::procd::MAX_TOKEN_LINE as u64)
+        .read_line(&mut token);
+    let token = token.trim_end();
+    if read.is_err()
+        || token.len() != skiff_agent::procd::TOKEN_LENGTH
+        || !token.bytes().all(|byte| byte.is_ascii_hexdigit())
+    {
+        eprintln!(
+            "skiff-procd: expected a token of {} hex digits on standard input",
+            skiff_agent::procd::TOKEN_LENGTH
+        );
+        return std::process::ExitCode::FAILURE;
+    }
+    let token = token.to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -55,7 +76,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         println!("ready {}", listener.local_addr()?.port());
-        skiff_agent::procd::server::serve(listener, token.trim().to_owned()).await
+        skiff_agent::procd::server::serve(listener, token, skiff_agent::procd::TOKEN_TIMEOUT).await
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

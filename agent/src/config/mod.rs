@@ -45,6 +45,73 @@ pub struct AgentConfig {
     pub client_certificate: String,
     /// Where the agent keeps its key, its record of the workspace and its activity.
     pub state_dir: PathBuf,
+    /// How long a connection may take from its accept to a completed TLS handshake (`"15s"`); a peer that
+    /// has not authenticated by then is closed.
+    #[serde(
+        default = "default_handshake_timeout",
+        with = "duration_text",
+        skip_serializing_if = "is_default_handshake_timeout"
+    )]
+    pub handshake_timeout: Duration,
+    /// How many connections may be in their TLS handshake at once; more are closed as they arrive.
+    #[serde(
+        default = "default_max_handshakes",
+        skip_serializing_if = "is_default_max_handshakes"
+    )]
+    pub max_handshakes: usize,
+}
+
+fn default_handshake_timeout() -> Duration {
+    crate::server::DEFAULT_HANDSHAKE_TIMEOUT
+}
+
+fn is_default_handshake_timeout(timeout: &Duration) -> bool {
+    *timeout == crate::server::DEFAULT_HANDSHAKE_TIMEOUT
+}
+
+fn default_max_handshakes() -> usize {
+    crate::server::DEFAULT_MAX_HANDSHAKES
+}
+
+fn is_default_max_handshakes(max: &usize) -> bool {
+    *max == crate::server::DEFAULT_MAX_HANDSHAKES
+}
+
+/// A duration as people write it (`"15s"`, `"500ms"`) or a number of seconds.
+mod duration_text {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(
+        duration: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Seconds(u64),
+            Words(String),
+        }
+        let duration = match <Text as serde::Deserialize>::deserialize(deserializer)? {
+            Text::Seconds(seconds) => Duration::from_secs(seconds),
+            Text::Words(text) => humantime::parse_duration(text.trim()).map_err(|error| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a duration like \"15s\": {error}"
+                ))
+            })?,
+        };
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a duration of zero allows nothing",
+            ));
+        }
+        Ok(duration)
+    }
 }
 
 fn default_poweroff_command() -> Vec<String> {
@@ -153,6 +220,8 @@ impl AgentConfig {
             poweroff_command: default_poweroff_command(),
             client_certificate: client_certificate.to_owned(),
             state_dir: state_dir.to_owned(),
+            handshake_timeout: default_handshake_timeout(),
+            max_handshakes: default_max_handshakes(),
         }
     }
 

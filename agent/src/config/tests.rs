@@ -69,3 +69,25 @@ fn round_trips_through_toml() {
     assert_eq!(again.idle_timeout, config.idle_timeout);
     assert_eq!(again.client_certificate, config.client_certificate);
 }
+
+#[test]
+fn handshake_limits_default_and_parse() {
+    let config = AgentConfig::parse(Path::new("skiffd.toml"), &text("")).unwrap();
+    assert_eq!(config.handshake_timeout, Duration::from_secs(15));
+    assert_eq!(config.max_handshakes, 64);
+    let config = AgentConfig::parse(
+        Path::new("skiffd.toml"),
+        &text("handshake_timeout = \"500ms\"\nmax_handshakes = 4"),
+    )
+    .unwrap();
+    assert_eq!(config.handshake_timeout, Duration::from_millis(500));
+    assert_eq!(config.max_handshakes, 4);
+    let round_trip = AgentConfig::parse(Path::new("skiffd.toml"), &config.to_toml()).unwrap();
+    assert_eq!(round_trip.handshake_timeout, Duration::from_millis(500));
+    let error = AgentConfig::parse(
+        Path::new("skiffd.toml"),
+        &text("handshake_timeout = \"0s\""),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("zero"), "{error}");
+}

@@ -96,6 +96,8 @@ pub struct ContainerInfo {
     pub user: String,
     /// Its address on its first network, if it has one.
     pub ip_address: Option<IpAddr>,
+    /// The file of its network namespace on the engine's machine (Docker's sandbox key), while it runs.
+    pub network_namespace: Option<std::path::PathBuf>,
 }
 
 /// An image as the engine describes it.
@@ -363,6 +365,12 @@ impl Docker {
                 .and_then(|config| config.user.clone())
                 .unwrap_or_default(),
             ip_address,
+            network_namespace: response
+                .network_settings
+                .as_ref()
+                .and_then(|settings| settings.sandbox_key.as_deref())
+                .filter(|key| !key.is_empty())
+                .map(std::path::PathBuf::from),
         }))
     }
 

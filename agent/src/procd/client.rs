@@ -1,5 +1,10 @@
 //! The agent's side of the process server: starting the server in a container (copy the binary in,
 //! one `docker exec` that hands it its token), and running processes through it.
+//!
+//! The server listens on the container's loopback, so the agent connects from a short-lived thread that has
+//! entered the container's network namespace (the file Docker names as the container's sandbox key); the
+//! socket stays in that namespace after the thread ends. Only a thread made for it enters: a thread of tokio's
+//! pools would keep the container's network for whatever ran on it next.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,8 +27,11 @@ pub const CONTAINER_PATH: &str = "/.skiff/skiff-procd";
 /// A running process server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcServer {
-    /// Where it listens (the container's address).
+    /// Where it listens: a loopback address of the container's network namespace.
     pub address: SocketAddr,
+    /// The container's network namespace (a file such as `/var/run/docker/netns/ID`) the agent enters to
+    /// connect; `None` connects from the agent's own (a server started by the tests beside them).
+    pub namespace: Option<PathBuf>,
     /// What each connection must present first.
     pub token: String,
 }
@@ -56,13 +64,59 @@ pub fn binary_beside_agent() -> Result<PathBuf, ProcdError> {
     }
 }
 
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    // The token only has to be unguessable by other processes; /dev/urandom is the kernel's CSPRNG.
-    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut random, &mut bytes);
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+/// How long connecting to the server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Connects to `address` from inside the network namespace `namespace` (from the agent's own when `None`).
+pub async fn connect_in(
+    namespace: Option<&Path>,
+    address: SocketAddr,
+) -> Result<TcpStream, ProcdError> {
+    let Some(namespace) = namespace else {
+        return Ok(
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+                .await
+                .map_err(|_| ProcdError::Start(format!("at {address} did not answer")))??,
+        );
+    };
+    let namespace = namespace.to_owned();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("procd-connect".into())
+        .spawn(move || {
+            let _ = sender
+                .send(enter(&namespace).and_then(|()| {
+                    std::net::TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)
+                }));
+        })?;
+    let stream = receiver
+        .await
+        .map_err(|_| ProcdError::Start("connecting: the connecting thread ended".into()))??;
+    stream.set_nonblocking(true)?;
+    Ok(TcpStream::from_std(stream)?)
+}
+
+/// Moves the calling thread into the network namespace `namespace`; only for a thread made for it.
+fn enter(namespace: &Path) -> std::io::Result<()> {
+    let file = std::fs::File::open(namespace)?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|error| {
+        std::io::Error::other(format!("entering {}: {error}", namespace.display()))
+    })
+}
+
+/// Whether this agent can enter `namespace` (it needs root on the engine's machine).
+async fn can_enter(namespace: &Path) -> Result<(), ProcdError> {
+    let namespace = namespace.to_owned();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("procd-probe".into())
+        .spawn(move || {
+            let _ = sender.send(enter(&namespace));
+        })?;
+    receiver
+        .await
+        .map_err(|_| ProcdError::Start("probing: the probing thread ended".into()))?
+        .map_err(|error| ProcdError::Start(format!("cannot be reached: {error}")))
 }
 
 /// Starts the server in the container as root, first copying it there unless `copied` says this agent's
@@ -71,12 +125,13 @@ fn random_token() -> String {
 pub async fn start(
     docker: &Docker,
     container_id: &str,
-    container_ip: std::net::IpAddr,
+    namespace: &Path,
     binary: &Path,
     copied: bool,
 ) -> Result<ProcServer, ProcdError> {
+    can_enter(namespace).await?;
     if copied {
-        match launch(docker, container_id, container_ip).await {
+        match launch(docker, container_id, namespace).await {
             Ok(server) => return Ok(server),
             Err(error) => tracing::debug!(
                 "the process server did not start from its copy; copying it again: {error}"
@@ -87,14 +142,14 @@ pub async fn start(
     docker
         .put_file(container_id, CONTAINER_PATH, &contents, 0o755)
         .await?;
-    launch(docker, container_id, container_ip).await
+    launch(docker, container_id, namespace).await
 }
 
 /// Starts the server already in the container and reads the port it says it listens on.
 async fn launch(
     docker: &Docker,
     container_id: &str,
-    container_ip: std::net::IpAddr,
+    namespace: &Path,
 ) -> Result<ProcServer, ProcdError> {
     let mut session = docker
         .exec(
@@ -103,7 +158,7 @@ async fn launch(
                 command: vec![
                     CONTAINER_PATH.to_owned(),
                     "--listen".to_owned(),
-                    "0.0.0.0:0".to_owned(),
+                    "127.0.0.1:0".to_owned(),
                 ],
                 user: Some("root".to_owned()),
                 working_dir: Some("/".to_owned()),
@@ -113,7 +168,7 @@ async fn launch(
             },
         )
         .await?;
-    let token = random_token();
+    let token = super::new_token()?;
     session
         .input
         .write_all(format!("{token}\n").as_bytes())
@@ -124,6 +179,12 @@ async fn launch(
         while let Some(item) = session.output.next().await {
             let (_, data) = item?;
             said.extend_from_slice(&data);
+            // The binary in the container is the container's to replace; its answer is one short line.
+            if said.len() > 1024 && !said.contains(&b'\n') {
+                return Err(ProcdError::Start(
+                    "said more than 1 KiB without a line end instead of ready".into(),
+                ));
+            }
             if let Some(line) = said
                 .split(|byte| *byte == b'\n')
                 .next()
@@ -146,7 +207,8 @@ async fn launch(
     // The server keeps running after this attachment closes; it never writes to its output again.
     drop(session);
     Ok(ProcServer {
-        address: SocketAddr::new(container_ip, port),
+        address: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port),
+        namespace: Some(namespace.to_owned()),
         token,
     })
 }
@@ -185,12 +247,7 @@ pub struct Process {
 impl ProcServer {
     /// Starts `spec`; fails fast when the server is gone (a stopped container), so the caller can fall back.
     pub async fn spawn(&self, spec: &Spec) -> Result<Process, ProcdError> {
-        let stream = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            TcpStream::connect(self.address),
-        )
-        .await
-        .map_err(|_| ProcdError::Start(format!("at {} did not answer", self.address)))??;
+        let stream = connect_in(self.namespace.as_deref(), self.address).await?;
         stream.set_nodelay(true)?;
         let (mut reader, mut writer) = stream.into_split();
         let mut request = format!("{}\n", self.token).into_bytes();
@@ -281,15 +338,15 @@ impl ProcServers {
         {
             return server.clone();
         }
-        let server = match (binary_beside_agent(), container.ip_address) {
-            (Ok(binary), Some(address)) => {
+        let server = match (binary_beside_agent(), &container.network_namespace) {
+            (Ok(binary), Some(namespace)) => {
                 let copied = self
                     .copied_into
                     .lock()
                     .expect("never left half-changed")
                     .as_deref()
                     == Some(container.id.as_str());
-                match start(docker, &container.id, address, &binary, copied).await {
+                match start(docker, &container.id, namespace, &binary, copied).await {
                     Ok(server) => {
                         *self.copied_into.lock().expect("never left half-changed") =
                             Some(container.id.clone());
@@ -308,7 +365,7 @@ impl ProcServers {
             }
             (_, None) => {
                 tracing::info!(
-                    "commands use docker exec: the dev container has no address the agent can reach"
+                    "commands use docker exec: the engine names no network namespace for the dev container"
                 );
                 None
             }

@@ -3,13 +3,20 @@
 //! through the engine and runc. The agent falls back to `docker exec` whenever the server cannot run.
 //!
 //! The wire protocol, over one TCP connection per process, is ours and tiny:
-//! the agent sends the server's token (a line), then the process's [`Spec`] as one JSON line; after that both
+//! the agent sends the server's token (a line of [`TOKEN_LENGTH`] hex digits, read within [`TOKEN_TIMEOUT`] and no
+//! longer than [`MAX_TOKEN_LINE`], compared in constant time), then the process's [`Spec`] as one JSON line of at
+//! most [`MAX_FRAME`] bytes; after that both
 //! sides send frames of `kind: u8, length: u32 (big-endian), payload`. Agent to server: [`STDIN`],
 //! [`STDIN_EOF`], [`RESIZE`] (columns, rows as u16), [`SIGNAL`] (i32). Server to agent: [`STDOUT`],
 //! [`STDERR`], [`EXIT`] (i32 code, 128 + n for a death by signal n), [`FAILED`] (a UTF-8 reason).
 //! We write our own rather than reuse gRPC here because the server must be tiny, start in milliseconds,
 //! and have no TLS: the token (passed on the server's stdin, never in argv or the environment) is the
 //! authentication, and the connection never leaves the machine.
+//!
+//! The server listens on the container's loopback only (it refuses any other address), so no other container
+//! on the network and no process outside the container reaches it; the agent connects from a thread that has
+//! entered the container's network namespace (`client::ProcServer::connect`). An agent that cannot enter it (not
+//! root, or Docker in a VM) uses `docker exec`.
 
 pub mod client;
 pub mod connect;
@@ -35,8 +42,56 @@ pub const EXIT: u8 = 0x13;
 /// The process could not start: a UTF-8 reason.
 pub const FAILED: u8 = 0x14;
 
-/// The largest frame either side accepts.
+/// The largest frame either side accepts, and the longest request line.
 pub const MAX_FRAME: usize = 1024 * 1024;
+/// How many hex digits a token has (32 random bytes).
+pub const TOKEN_LENGTH: usize = 64;
+/// The longest token line the server reads (the token, a newline, and room for a carriage return).
+pub const MAX_TOKEN_LINE: usize = TOKEN_LENGTH + 2;
+/// How long a connection may take to present its token and request.
+pub const TOKEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A fresh token: 32 bytes from the operating system's random source, as hex digits. Failing to read that
+/// source is an error; there is no weaker fallback.
+pub fn new_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; TOKEN_LENGTH / 2];
+    getrandom::fill(&mut bytes).map_err(|error| {
+        std::io::Error::other(format!(
+            "reading the operating system's random source: {error}"
+        ))
+    })?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+}
+
+/// Whether `presented` is `token`, in time that does not depend on where they differ.
+pub fn token_matches(presented: &[u8], token: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(presented.ct_eq(token.as_bytes()))
+}
+
+/// Reads one line of at most `limit` bytes (its newline and a carriage return before it removed); `None` at
+/// the end of the stream, an `InvalidData` error when the line is longer, without reading past the limit.
+pub async fn read_line(
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    limit: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = Vec::new();
+    let mut limited = reader.take(limit as u64 + 1);
+    if limited.read_until(b'\n', &mut line).await? == 0 {
+        return Ok(None);
+    }
+    if line.pop() != Some(b'\n') {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line longer than {limit} bytes, or no line end"),
+        ));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    Ok(Some(line))
+}
 
 /// What to run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -13,12 +13,13 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::{
-    EXIT, FAILED, RESIZE, SIGNAL, STDERR, STDIN, STDIN_EOF, STDOUT, Spec, read_frame, write_frame,
+    EXIT, FAILED, MAX_FRAME, MAX_TOKEN_LINE, RESIZE, SIGNAL, STDERR, STDIN, STDIN_EOF, STDOUT,
+    Spec, read_frame, read_line, token_matches, write_frame,
 };
 
 /// A user as `/etc/passwd` and `/etc/group` describe them.
@@ -112,30 +113,36 @@ pub fn resolve_account(user: &str, passwd: &str, group: &str) -> Result<Account,
     })
 }
 
-/// Serves the agent until the listener fails. `token` is what every connection must present first.
-pub async fn serve(listener: TcpListener, token: String) -> std::io::Result<()> {
+/// Serves the agent until the listener fails. `token` is what every connection must present first, within
+/// `token_timeout`; a connection that does not is closed without an answer.
+pub async fn serve(
+    listener: TcpListener,
+    token: String,
+    token_timeout: std::time::Duration,
+) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let token = token.clone();
         tokio::spawn(async move {
-            let _ = handle(stream, &token).await;
+            let _ = handle(stream, &token, token_timeout).await;
         });
     }
 }
 
-async fn handle(stream: TcpStream, token: &str) -> std::io::Result<()> {
+async fn handle(
+    stream: TcpStream,
+    token: &str,
+    token_timeout: std::time::Duration,
+) -> std::io::Result<()> {
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::new(reader);
-    let mut line = String::new();
-    reader.read_line(&mut line).await?;
-    if line.trim_end() != token {
-        // Say nothing useful to a caller without the token.
+    let request = tokio::time::timeout(token_timeout, request(&mut reader, token)).await;
+    // Say nothing useful to a caller without the token, or one too slow to give it.
+    let Ok(Ok(Some(line))) = request else {
         return Ok(());
-    }
-    line.clear();
-    reader.read_line(&mut line).await?;
-    let spec: Spec = match serde_json::from_str(&line) {
+    };
+    let spec: Spec = match serde_json::from_slice(&line) {
         Ok(spec) => spec,
         Err(error) => {
             write_frame(
@@ -161,6 +168,19 @@ async fn handle(stream: TcpStream, token: &str) -> std::io::Result<()> {
     };
     let _ = writing.await;
     result
+}
+
+/// The request line of a connection that presented `token`; `None` for one that did not.
+async fn request(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    token: &str,
+) -> std::io::Result<Option<Vec<u8>>> {
+    // A line longer than any token is cut off after MAX_TOKEN_LINE bytes, never buffered whole.
+    let presented = read_line(reader, MAX_TOKEN_LINE).await?;
+    if !presented.is_some_and(|presented| token_matches(&presented, token)) {
+        return Ok(None);
+    }
+    read_line(reader, MAX_FRAME).await
 }
 
 /// A `Command` for `spec` that becomes the requested user between fork and exec.

@@ -49,11 +49,34 @@ async fn frames_round_trip_and_oversized_ones_are_refused() {
 }
 
 async fn local_server() -> ProcServer {
+    local_server_with(TOKEN_TIMEOUT).await
+}
+
+async fn local_server_with(token_timeout: std::time::Duration) -> ProcServer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let token = "t".repeat(64);
-    tokio::spawn(server::serve(listener, token.clone()));
-    ProcServer { address, token }
+    let token = new_token().unwrap();
+    tokio::spawn(server::serve(listener, token.clone(), token_timeout));
+    ProcServer {
+        address,
+        namespace: None,
+        token,
+    }
+}
+
+/// Whether the server closed `stream` within `within`, reading (and discarding) what it sent.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    let mut buffer = [0u8; 64];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 async fn collect(process: &mut client::Process) -> (Vec<u8>, Vec<u8>, i32) {
@@ -137,6 +160,7 @@ async fn a_wrong_token_gets_nothing() {
     let server = local_server().await;
     let impostor = ProcServer {
         address: server.address,
+        namespace: None,
         token: "x".repeat(64),
     };
     let mut process = impostor
@@ -170,4 +194,89 @@ async fn a_missing_program_is_a_clear_failure() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("/no/such/program"), "{error}");
+}
+
+#[test]
+fn tokens_come_from_the_random_source() {
+    let (first, second) = (new_token().unwrap(), new_token().unwrap());
+    assert_eq!(first.len(), TOKEN_LENGTH);
+    assert!(
+        first.bytes().all(|byte| byte.is_ascii_hexdigit()),
+        "{first}"
+    );
+    assert_ne!(first, second);
+    assert_ne!(first, "0".repeat(TOKEN_LENGTH), "never the all-zero token");
+}
+
+#[test]
+fn tokens_match_only_themselves() {
+    let token = "ab".repeat(TOKEN_LENGTH / 2);
+    assert!(token_matches(token.as_bytes(), &token));
+    assert!(!token_matches(&token.as_bytes()[1..], &token));
+    assert!(!token_matches(b"", &token));
+    let mut almost = token.clone().into_bytes();
+    almost[TOKEN_LENGTH - 1] = b'c';
+    assert!(!token_matches(&almost, &token));
+}
+
+/// Attack (issue 13): a peer sends a token line with no end, hoping the server buffers it whole. The server
+/// reads at most MAX_TOKEN_LINE bytes and closes the connection, while the peer is still sending.
+#[tokio::test]
+async fn an_endless_token_line_is_cut_off() {
+    let server = local_server().await;
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.split();
+    let sending = async {
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut sent = 0usize;
+        // 256 MiB, far more than any buffer between the two; the server must stop reading long before.
+        while sent < 1 << 28 {
+            if tokio::io::AsyncWriteExt::write_all(&mut writer, &chunk)
+                .await
+                .is_err()
+            {
+                return sent;
+            }
+            sent += chunk.len();
+        }
+        sent
+    };
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(10), sending)
+        .await
+        .expect("the server stopped reading but kept the connection open");
+    assert!(sent < 1 << 28, "the server read a 256 MiB token line");
+    let mut buffer = [0u8; 16];
+    assert!(matches!(reader.read(&mut buffer).await, Ok(0) | Err(_)));
+}
+
+/// Attack (issue 13): connections that never present a token are closed after the token timeout, so they
+/// cannot pile up in the server.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_token_timeout() {
+    let server = local_server_with(std::time::Duration::from_millis(300)).await;
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    assert!(
+        closed_within(&mut stream, std::time::Duration::from_secs(5)).await,
+        "a connection that said nothing was kept open"
+    );
+}
+
+/// Attack (issue 13): a peer on the loopback that guesses a token runs nothing, and is closed.
+#[tokio::test]
+async fn a_wrong_token_line_is_refused_and_closed() {
+    let server = local_server().await;
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    let mut guess = server.token.clone().into_bytes();
+    guess[0] = if guess[0] == b'0' { b'1' } else { b'0' };
+    guess.extend_from_slice(b"\n{\"argv\":[\"touch\",\"/tmp/x\"]}\n");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &guess)
+        .await
+        .unwrap();
+    assert!(closed_within(&mut stream, std::time::Duration::from_secs(5)).await);
 }

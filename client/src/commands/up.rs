@@ -319,11 +319,15 @@ async fn aws_agent(
         crate::provider::aws::connect::wait_for_agent(workspace, args.agent.tunnel, AGENT_TIMEOUT)
             .await?;
     let binary = crate::provider::aws::commands::agent_binary(args);
-    crate::provider::aws::upgrade::ensure_current(
+    use crate::provider::aws::upgrade;
+    upgrade::ensure_current(
         workspace,
         client,
-        binary.as_deref(),
-        binary.is_some(),
+        upgrade::Offer {
+            local: binary.as_deref(),
+            explicit: binary.is_some(),
+            allow_downgrade: args.allow_agent_downgrade,
+        },
         args.agent.tunnel,
         progress,
     )

@@ -1,7 +1,8 @@
 //! An upgraded client upgrades an older agent: once `up` reaches an instance's agent, its version and the SHA-256
 //! of its executable (`Version`) are compared with this client's version and the `skiffd` this client would push
 //! (`--agent-binary`), and the agent is replaced in place (`ReplaceAgent`) when it is older, or when the user
-//! named another build of the same version. The agent checks what it receives and restarts into it; a refused
+//! named another build of the same version, or (only with `--allow-agent-downgrade`) when it is newer and the
+//! user named the older build to run. The agent checks what it receives and restarts into it; a refused
 //! or failed replacement leaves the running agent, and `up` goes on with it after saying why.
 
 use std::path::Path;
@@ -29,19 +30,30 @@ pub enum Plan {
     Warn(String),
 }
 
+/// The `skiffd` this client can offer the agent (`L`: its path, or its SHA-256 once read), and what the person
+/// allowed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offer<L> {
+    /// The binary, when the client has one for the instance.
+    pub local: Option<L>,
+    /// Whether the person named that binary (`--agent-binary`).
+    pub explicit: bool,
+    /// Whether the person allowed it to replace a newer agent (`--allow-agent-downgrade`).
+    pub allow_downgrade: bool,
+}
+
 /// A version's numbers; a version that does not parse compares as unknown.
 fn version(text: &str) -> Option<semver::Version> {
     semver::Version::parse(text.trim().trim_start_matches('v')).ok()
 }
 
-/// Decides what to do about `agent`, given this client's version and the SHA-256 of the `skiffd` this client
-/// has for the instance (`local`), which the user named explicitly when `explicit`.
-pub fn plan(
-    client_version: &str,
-    agent: &api::VersionInfo,
-    local: Option<&str>,
-    explicit: bool,
-) -> Plan {
+/// Decides what to do about `agent`, given this client's version and what it can `offer`.
+pub fn plan(client_version: &str, agent: &api::VersionInfo, offer: Offer<&str>) -> Plan {
+    let Offer {
+        local,
+        explicit,
+        allow_downgrade,
+    } = offer;
     if local.is_some() && agent.binary_sha256.as_deref() == local {
         return Plan::Keep;
     }
@@ -64,6 +76,11 @@ pub fn plan(
             format!("--agent-binary is another build of skiffd {theirs} than the one running")
         }
         std::cmp::Ordering::Equal => return Plan::Keep,
+        std::cmp::Ordering::Greater if explicit && allow_downgrade => {
+            format!(
+                "skiffd {theirs} on the instance is newer than this client ({ours}), and --allow-agent-downgrade asks for the named build"
+            )
+        }
         std::cmp::Ordering::Greater => {
             return Plan::Warn(format!(
                 "skiffd {theirs} on the instance is newer than this client ({ours}); upgrade skiff"
@@ -89,12 +106,12 @@ pub fn plan(
 pub async fn ensure_current(
     workspace: &Workspace,
     mut client: AgentClient,
-    local: Option<&Path>,
-    explicit: bool,
+    offer: Offer<&Path>,
     tunnel: TunnelChoice,
     progress: &Progress,
 ) -> anyhow::Result<AgentClient> {
     let agent = client.version().await?;
+    let local = offer.local;
     let executable = match local {
         Some(path) => Some(bytes::Bytes::from(tokio::fs::read(path).await.map_err(
             |error| anyhow::anyhow!("reading skiffd {}: {error}", path.display()),
@@ -110,8 +127,11 @@ pub async fn ensure_current(
     let reason = match plan(
         env!("CARGO_PKG_VERSION"),
         &agent,
-        sha256.as_deref(),
-        explicit,
+        Offer {
+            local: sha256.as_deref(),
+            explicit: offer.explicit,
+            allow_downgrade: offer.allow_downgrade,
+        },
     ) {
         Plan::Keep => return Ok(client),
         Plan::Warn(message) => {
@@ -127,7 +147,11 @@ pub async fn ensure_current(
         "{reason}: replacing it with {}; commands and forwards running through it end",
         path.display()
     ));
-    if let Err(error) = client.replace_agent(executable, &sha256).await {
+    // A downgrade is asked of the agent only when the person allowed one.
+    if let Err(error) = client
+        .replace_agent(executable, &sha256, offer.allow_downgrade)
+        .await
+    {
         progress.warn(&format!(
             "replacing skiffd on the instance failed, so the running one stays: {error}"
         ));
@@ -190,20 +214,45 @@ mod tests {
         }
     }
 
+    fn offer(local: Option<&str>, explicit: bool) -> Offer<&str> {
+        Offer {
+            local,
+            explicit,
+            allow_downgrade: false,
+        }
+    }
+
+    /// A newer agent is replaced by an older named build only when the person allows a downgrade.
+    #[test]
+    fn a_newer_agent_is_downgraded_only_when_allowed() {
+        let allowed = Offer {
+            allow_downgrade: true,
+            ..offer(Some("bb"), true)
+        };
+        assert!(matches!(
+            plan("0.2.0", &agent("0.3.0", "aa", true), allowed),
+            Plan::Replace(reason) if reason.contains("--allow-agent-downgrade")
+        ));
+        assert!(matches!(
+            plan("0.2.0", &agent("0.3.0", "aa", true), offer(Some("bb"), true)),
+            Plan::Warn(message) if message.contains("newer than this client")
+        ));
+    }
+
     #[test]
     fn an_older_agent_is_replaced_when_the_client_has_a_binary() {
         assert!(matches!(
-            plan("0.2.0", &agent("0.1.9", "aa", true), Some("bb"), false),
+            plan("0.2.0", &agent("0.1.9", "aa", true), offer(Some("bb"), false)),
             Plan::Replace(reason) if reason.contains("0.1.9") && reason.contains("older")
         ));
         // Without one the user is told how.
         assert!(matches!(
-            plan("0.2.0", &agent("0.1.9", "aa", true), None, false),
+            plan("0.2.0", &agent("0.1.9", "aa", true), offer(None, false)),
             Plan::Warn(message) if message.contains("--agent-binary") && message.contains("x86_64")
         ));
         // An agent from before ReplaceAgent cannot be replaced in place.
         assert!(matches!(
-            plan("0.2.0", &agent("0.1.0", "aa", false), Some("bb"), true),
+            plan("0.2.0", &agent("0.1.0", "aa", false), offer(Some("bb"), true)),
             Plan::Warn(message) if message.contains("too old to be replaced")
         ));
     }
@@ -211,25 +260,33 @@ mod tests {
     #[test]
     fn the_same_build_is_kept_and_a_newer_agent_is_left_alone() {
         assert_eq!(
-            plan("0.2.0", &agent("0.1.0", "aa", true), Some("aa"), true),
+            plan(
+                "0.2.0",
+                &agent("0.1.0", "aa", true),
+                offer(Some("aa"), true)
+            ),
             Plan::Keep,
             "the binary the client has is already running"
         );
         assert_eq!(
-            plan("0.2.0", &agent("0.2.0", "aa", true), Some("bb"), false),
+            plan(
+                "0.2.0",
+                &agent("0.2.0", "aa", true),
+                offer(Some("bb"), false)
+            ),
             Plan::Keep,
             "the same version, and nobody asked for another build"
         );
         assert!(matches!(
-            plan("0.2.0", &agent("0.2.0", "aa", true), Some("bb"), true),
+            plan("0.2.0", &agent("0.2.0", "aa", true), offer(Some("bb"), true)),
             Plan::Replace(reason) if reason.contains("another build")
         ));
         assert!(matches!(
-            plan("0.2.0", &agent("0.3.0", "aa", true), Some("bb"), true),
+            plan("0.2.0", &agent("0.3.0", "aa", true), offer(Some("bb"), true)),
             Plan::Warn(message) if message.contains("newer than this client")
         ));
         assert!(matches!(
-            plan("0.2.0", &agent("dev", "aa", true), Some("bb"), true),
+            plan("0.2.0", &agent("dev", "aa", true), offer(Some("bb"), true)),
             Plan::Warn(message) if message.contains("cannot compare")
         ));
     }

@@ -4,12 +4,18 @@
 //!
 //! Every command runs with prompts off (no terminal is there to answer them), `safe.directory=*` (the files may
 //! belong to the dev container's user, not the agent's), and never with an option taken from the client.
+//! The files folder is the dev container's to write, so every read of a repository there goes through a
+//! [`view::View`]: git as root never sees a config, hook or attribute file the container wrote.
 
 use std::path::Path;
 use std::process::Stdio;
 
 use skiff::api::{Cloned, GitState, UnpushedBranch};
 use tokio::io::AsyncReadExt;
+
+mod view;
+
+use view::View;
 
 /// How many uncommitted paths `state` names.
 pub const UNCOMMITTED_PATHS: usize = 5;
@@ -41,13 +47,17 @@ pub enum GitError {
         status: String,
         stderr: String,
     },
+    /// The repository in the files folder is not one skiff reads safely (a link where git keeps a file, a
+    /// `.git` file instead of a folder, a file too large).
+    #[error("the repository in the workspace's files folder cannot be read: {reason}")]
+    Unreadable { reason: String },
     /// git could not be run.
     #[error("running git: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// A git command with the settings every call here needs.
-fn git(folder: Option<&Path>) -> tokio::process::Command {
+/// A git command for `clone`, which writes into a folder but reads no repository there.
+fn git() -> tokio::process::Command {
     let mut command = tokio::process::Command::new("git");
     command
         .args(["-c", "safe.directory=*", "-c", "protocol.ext.allow=never"])
@@ -59,17 +69,10 @@ fn git(folder: Option<&Path>) -> tokio::process::Command {
     if std::env::var_os("GIT_SSH_COMMAND").is_none() {
         command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
     }
-    if let Some(folder) = folder {
-        command.arg("-C").arg(folder);
-        // Never find a repository above the files folder.
-        if let Some(parent) = folder.parent() {
-            command.env("GIT_CEILING_DIRECTORIES", parent);
-        }
-    }
     command
 }
 
-fn spawn_error(error: std::io::Error) -> GitError {
+pub(crate) fn spawn_error(error: std::io::Error) -> GitError {
     if error.kind() == std::io::ErrorKind::NotFound {
         GitError::Missing
     } else {
@@ -77,12 +80,15 @@ fn spawn_error(error: std::io::Error) -> GitError {
     }
 }
 
-/// Runs git in `folder` and returns its standard output, or why it failed.
-async fn output(folder: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
-    let output = git(Some(folder))
-        .args(args)
-        .output()
+/// Runs git on the repository `view` shows and returns its standard output, or why it failed.
+async fn output(view: &View, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    let output = tokio::time::timeout(view::READ_TIMEOUT, view.command().args(args).output())
         .await
+        .map_err(|_| GitError::Failed {
+            what: format!("git {}", args.join(" ")),
+            status: format!("no answer within {} s", view::READ_TIMEOUT.as_secs()),
+            stderr: String::new(),
+        })?
         .map_err(spawn_error)?;
     if output.status.success() {
         Ok(output.stdout)
@@ -95,9 +101,9 @@ async fn output(folder: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     }
 }
 
-/// Trimmed standard output of git in `folder`, or `None` when it fails.
-async fn line(folder: &Path, args: &[&str]) -> Result<Option<String>, GitError> {
-    match output(folder, args).await {
+/// Trimmed standard output of git on `view`, or `None` when it fails.
+async fn line(view: &View, args: &[&str]) -> Result<Option<String>, GitError> {
+    match output(view, args).await {
         Ok(stdout) => Ok(Some(String::from_utf8_lossy(&stdout).trim().to_owned())),
         Err(GitError::Failed { .. }) => Ok(None),
         Err(error) => Err(error),
@@ -137,16 +143,18 @@ pub async fn clone(
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false);
     if not_empty {
-        let origin = if folder.join(".git").exists() {
-            line(folder, &["config", "--get", "remote.origin.url"]).await?
-        } else {
-            None
+        let view = View::of(folder).await?;
+        let origin = match &view {
+            Some(view) => line(view, &["config", "--get", "remote.origin.url"]).await?,
+            None => None,
         };
-        if origin.as_deref() == Some(url) {
+        if let Some(view) = &view
+            && origin.as_deref() == Some(url)
+        {
             return Ok(Cloned {
                 files_folder: folder.display().to_string(),
                 cloned: false,
-                head: head(folder).await?,
+                head: head(view).await?,
             });
         }
         return Err(GitError::NotEmpty {
@@ -157,7 +165,7 @@ pub async fn clone(
     if let Some(parent) = folder.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut child = git(None)
+    let mut child = git()
         .args(["clone", "--progress", "--"])
         .arg(url)
         .arg(folder)
@@ -195,35 +203,46 @@ pub async fn clone(
             stderr: reason,
         });
     }
+    let head = match View::of(folder).await? {
+        Some(view) => head(&view).await?,
+        None => None,
+    };
     Ok(Cloned {
         files_folder: folder.display().to_string(),
         cloned: true,
-        head: head(folder).await?,
+        head,
     })
 }
 
 /// The commit checked out in `folder`, if there is one.
-async fn head(folder: &Path) -> Result<Option<String>, GitError> {
-    Ok(line(folder, &["rev-parse", "--verify", "-q", "HEAD"])
+async fn head(view: &View) -> Result<Option<String>, GitError> {
+    Ok(line(view, &["rev-parse", "--verify", "-q", "HEAD"])
         .await?
         .filter(|head| !head.is_empty()))
 }
 
 /// What a delete of `folder` would lose: uncommitted changes, commits on no remote-tracking branch, stashes.
 /// A folder that is not the top of a repository has nothing to lose to git.
+/// Submodules are not looked into: their own configs are the container's too.
 pub async fn state(folder: &Path) -> Result<GitState, GitError> {
-    if !folder.join(".git").exists() {
+    let Some(view) = View::of(folder).await? else {
         return Ok(GitState::default());
-    }
+    };
     let status = output(
-        folder,
-        &["status", "--porcelain=v1", "-z", "--untracked-files=normal"],
+        &view,
+        &[
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=normal",
+            "--ignore-submodules=all",
+        ],
     )
     .await?;
     let changed = porcelain_paths(&status);
     let mut unpushed = Vec::new();
     let branches = output(
-        folder,
+        &view,
         &[
             "for-each-ref",
             "--format=%(refname)%00%(refname:short)%00%(upstream:short)",
@@ -238,7 +257,7 @@ pub async fn state(folder: &Path) -> Result<GitState, GitError> {
         };
         let upstream = fields.next().filter(|upstream| !upstream.is_empty());
         let count = count(
-            folder,
+            &view,
             &["rev-list", "--count", reference, "--not", "--remotes"],
         )
         .await?;
@@ -251,12 +270,12 @@ pub async fn state(folder: &Path) -> Result<GitState, GitError> {
         }
     }
     // Commits only a detached HEAD reaches are on no branch at all.
-    if line(folder, &["symbolic-ref", "-q", "HEAD"])
+    if line(&view, &["symbolic-ref", "-q", "HEAD"])
         .await?
         .is_none()
     {
         let count = count(
-            folder,
+            &view,
             &[
                 "rev-list",
                 "--count",
@@ -275,7 +294,7 @@ pub async fn state(folder: &Path) -> Result<GitState, GitError> {
             });
         }
     }
-    let stashes = line(folder, &["stash", "list"]).await?.map_or(0, |list| {
+    let stashes = line(&view, &["stash", "list"]).await?.map_or(0, |list| {
         list.lines().filter(|line| !line.is_empty()).count()
     });
     Ok(GitState {
@@ -287,8 +306,8 @@ pub async fn state(folder: &Path) -> Result<GitState, GitError> {
     })
 }
 
-async fn count(folder: &Path, args: &[&str]) -> Result<u32, GitError> {
-    Ok(line(folder, args)
+async fn count(view: &View, args: &[&str]) -> Result<u32, GitError> {
+    Ok(line(view, args)
         .await?
         .and_then(|count| count.parse().ok())
         .unwrap_or(0))
@@ -310,3 +329,6 @@ pub fn porcelain_paths(status: &[u8]) -> Vec<String> {
     }
     paths
 }
+
+#[cfg(test)]
+mod tests;
