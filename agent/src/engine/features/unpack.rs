@@ -42,10 +42,12 @@ impl Limits {
     }
 }
 
-/// Bytes for people: MiB with one decimal, or bytes below one KiB.
+/// Bytes for people: bytes below one KiB, KiB below one MiB, else MiB with one decimal.
 fn human(bytes: u64) -> String {
     if bytes < 1024 {
         format!("{bytes} bytes")
+    } else if bytes < 1024 * 1024 {
+        format!("{} KiB", bytes / 1024)
     } else {
         format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
     }

@@ -102,8 +102,8 @@ async fn a_port_nobody_listens_on_is_a_failure_naming_it() {
         .local_addr()
         .unwrap()
         .port();
-    let (_agent_input, input) = tokio::io::duplex(64);
-    let (output, mut agent_output) = tokio::io::duplex(64);
+    let (_agent_input, input) = tokio::io::duplex(4096);
+    let (output, mut agent_output) = tokio::io::duplex(4096);
     let target = ConnectTarget { host: None, port };
     serve(&target, input, output).await.unwrap();
     let (kind, reason) = read_frame(&mut agent_output).await.unwrap().unwrap();

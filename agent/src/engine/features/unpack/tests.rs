@@ -112,7 +112,7 @@ async fn archives_beyond_the_caps_are_refused_and_leave_nothing() {
         .await
         .unwrap_err();
     assert!(
-        error.contains("larger than the 1024 bytes a Feature may download"),
+        error.contains("larger than the 1 KiB a Feature may download"),
         "{error}"
     );
     assert!(!target.exists());
