@@ -169,6 +169,24 @@ impl Folder {
         Ok(text)
     }
 
+    /// Opens `relative` for reading if it is a regular file: never through a final link, and never blocking on
+    /// a FIFO put in its place.
+    pub fn open_regular(&self, relative: &Path) -> std::io::Result<std::fs::File> {
+        let file = self
+            .dir
+            .open_with(
+                relative,
+                OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK),
+            )?
+            .into_std();
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
+        Ok(file)
+    }
+
     /// Makes the folder `relative` sits in; returns its path (empty for the top).
     fn make_parent<'path>(&self, relative: &'path Path) -> std::io::Result<&'path Path> {
         let parent = relative.parent().unwrap_or(Path::new(""));
