@@ -26,6 +26,8 @@ pub mod capability {
     pub const UPLOAD_PARTS: &str = "upload.parts";
     /// `Manifest`, for `skiff sync`.
     pub const MANIFEST: &str = "files.manifest";
+    /// `UploadStart.expected`: each path checked again at the moment it is written or removed.
+    pub const UPLOAD_EXPECTED: &str = "upload.expected";
     /// `CloneRepository` and `ReadConfig`, for `skiff up GIT_URL`.
     pub const CLONE: &str = "files.clone";
     /// `GitState`, for `skiff delete` to warn about unsaved work.
@@ -290,6 +292,21 @@ pub struct FileStamp {
     /// Where a symbolic link points (links only; empty otherwise).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub link_target: String,
+}
+
+impl FileStamp {
+    /// Whether two stamps describe the same version of a path (a folder's time changes with its contents, so
+    /// only its mode counts; a link is its target).
+    pub fn same_version(&self, other: &Self) -> bool {
+        self.kind == other.kind
+            && match self.kind {
+                FileKind::File => {
+                    self.size == other.size && self.mtime == other.mtime && self.mode == other.mode
+                }
+                FileKind::Directory => self.mode == other.mode,
+                FileKind::Symlink => self.link_target == other.link_target,
+            }
+    }
 }
 
 /// One path of the agent's files folder, for `skiff sync`.

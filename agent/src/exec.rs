@@ -81,6 +81,7 @@ pub async fn run(
                 spec.window
                     .map_or((80, 24), |window| (window.columns, window.rows))
             }),
+            connect: None,
         };
         match server.spawn(&procd_spec).await {
             Ok(process) => {

@@ -1,7 +1,7 @@
-//! One `Forward` call: a TCP connection from the agent to a port as the dev container sees it, with the
-//! bytes carried both ways and each direction's end passed on as a half-close.
+//! One `Forward` call: a TCP connection made inside the dev container's network to a port as the container
+//! sees it, with the bytes carried both ways and each direction's end passed on as a half-close.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Engine, EngineError};
 use crate::idle::{self, Activity};
+use crate::procd::connect;
+use crate::procd::{EXIT, FAILED, STDIN, STDIN_EOF, STDOUT, read_frame, write_frame};
 
 /// What the agent sends back on a forwarded connection.
 #[derive(Debug)]
@@ -39,9 +41,10 @@ pub enum ForwardError {
     /// The engine could not say where the container is.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// The host name did not resolve inside the container.
-    #[error("{host} does not resolve inside the dev container")]
-    Unresolved { host: String },
+    /// The connection was refused inside the container (a refused address, a name that does not resolve,
+    /// nothing listening): the process server's sentence.
+    #[error("{0}")]
+    Refused(String),
     /// Nothing listens there.
     #[error("connecting to {address} ({what}): {source}")]
     Connect {
@@ -51,46 +54,193 @@ pub enum ForwardError {
         source: std::io::Error,
     },
     /// The remote side reset the connection.
-    #[error("the connection to {address} was reset: {source}")]
-    Reset {
-        address: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("the connection to {address} was reset: {reason}")]
+    Reset { address: SocketAddr, reason: String },
     /// The container has no address the agent can reach.
     #[error("the dev container has no network address the agent can reach")]
     NoAddress,
+    /// Another host needs the process server, which could not run in this container.
+    #[error(
+        "forwarding to {host} needs skiff's process server in the dev container, which could not start there"
+    )]
+    NoProcessServer { host: String },
 }
 
 /// Opens the connection and carries bytes until both directions have ended.
+///
+/// The connection is made inside the dev container's network by its process server, so names resolve as
+/// the container resolves them and loopback is the container's (see [`crate::procd::connect`]). Where the
+/// process server cannot run, only the container itself is reachable: its address, from the agent.
 pub async fn run(
     engine: &Engine,
     activity: &Arc<Activity>,
     target: ForwardTarget,
-    mut input: impl Stream<Item = ForwardInput> + Unpin + Send + 'static,
+    input: impl Stream<Item = ForwardInput> + Unpin + Send + 'static,
     output: mpsc::Sender<ForwardEvent>,
 ) -> Result<(), ForwardError> {
     let running = engine.running().await?;
-    let address = match &target.host {
-        None => running
-            .container
-            .ip_address
-            .ok_or(ForwardError::NoAddress)?,
-        Some(host) => resolve_in_container(engine, &running, host).await?,
-    };
+    let host = target.host.as_deref().filter(|host| !is_loopback(host));
+    // A literal address is refused here already, before anything starts in the container.
+    if let Some(address) = host.and_then(literal_address)
+        && let Some(reason) = connect::refusal(address)
+    {
+        return Err(ForwardError::Refused(format!(
+            "{}:{} is refused: {address} is {reason}, and skiff does not forward there",
+            target.host.as_deref().unwrap_or_default(),
+            target.port
+        )));
+    }
+    // A server that stopped answering (its container restarted under it) is started again once.
+    for _ in 0..2 {
+        let Some(server) = engine
+            .servers()
+            .get(engine.docker(), &running.container)
+            .await
+        else {
+            break;
+        };
+        match connect::open(&server, host, target.port).await {
+            Ok(Ok(connection)) => return carry_inside(activity, connection, input, output).await,
+            Ok(Err(reason)) => return Err(ForwardError::Refused(reason)),
+            Err(error) => {
+                tracing::info!("forward: the process server did not answer: {error}");
+                engine.servers().forget().await;
+            }
+        }
+    }
+    if let Some(host) = host {
+        return Err(ForwardError::NoProcessServer {
+            host: host.to_owned(),
+        });
+    }
+    let address = running
+        .container
+        .ip_address
+        .ok_or(ForwardError::NoAddress)?;
     let address = SocketAddr::new(address, target.port);
-    let what = match &target.host {
-        Some(host) => format!("{host}:{}", target.port),
-        None => format!("port {} of the dev container", target.port),
-    };
     let stream = TcpStream::connect(address)
         .await
         .map_err(|source| ForwardError::Connect {
             address,
-            what,
+            what: format!("port {} of the dev container", target.port),
             source,
         })?;
+    carry_outside(activity, stream, input, output).await
+}
+
+/// An address written as one (`[` `]` allowed around IPv6).
+fn literal_address(host: &str) -> Option<IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+/// Whether `host` names the container itself: `localhost`, a loopback or unspecified address, in any of
+/// its spellings (`::ffff:127.0.0.1` too).
+pub fn is_loopback(host: &str) -> bool {
+    host.is_empty()
+        || host.eq_ignore_ascii_case("localhost")
+        || literal_address(host).is_some_and(|address| {
+            let address = address.to_canonical();
+            address.is_loopback() || address.is_unspecified()
+        })
+}
+
+/// Carries a connection the process server made, as frames, until both directions have ended.
+async fn carry_inside(
+    activity: &Arc<Activity>,
+    connection: connect::Connection,
+    mut input: impl Stream<Item = ForwardInput> + Unpin + Send + 'static,
+    output: mpsc::Sender<ForwardEvent>,
+) -> Result<(), ForwardError> {
+    let connect::Connection {
+        address,
+        mut reader,
+        mut writer,
+    } = connection;
+    let _ = output.send(ForwardEvent::Opened(address)).await;
+    let upload_activity = Arc::clone(activity);
+    let upstream = tokio::spawn(async move {
+        while let Some(message) = input.next().await {
+            match message {
+                ForwardInput::Data(data) => {
+                    upload_activity.touch(idle::source::FORWARD);
+                    if write_frame(&mut writer, STDIN, &data).await.is_err() {
+                        return;
+                    }
+                }
+                ForwardInput::Eof => break,
+            }
+        }
+        // The client's end (or its hang-up) is passed on as a half-close.
+        let _ = write_frame(&mut writer, STDIN_EOF, &[]).await;
+        // The writer stays open until the answer has been read: dropping it would end the connection.
+        std::future::pending::<()>().await;
+    });
+    let result = loop {
+        match read_frame(&mut reader).await {
+            Ok(Some((STDOUT, data))) => {
+                if output.send(ForwardEvent::Data(data)).await.is_err() {
+                    // Nobody reads any more: dropping both halves ends the connection.
+                    upstream.abort();
+                    return Ok(());
+                }
+            }
+            Ok(Some((EXIT, _))) => {
+                let _ = output.send(ForwardEvent::Eof).await;
+                break Ok(());
+            }
+            // A reset is not an end: the client must see it as one, not as a clean, short stream.
+            Ok(Some((FAILED, reason))) => {
+                break Err(ForwardError::Reset {
+                    address,
+                    reason: String::from_utf8_lossy(&reason).into_owned(),
+                });
+            }
+            Ok(Some((kind, _))) => {
+                break Err(ForwardError::Reset {
+                    address,
+                    reason: format!("the process server sent frame {kind:#x}"),
+                });
+            }
+            Ok(None) => {
+                break Err(ForwardError::Reset {
+                    address,
+                    reason: "the process server closed the connection".to_owned(),
+                });
+            }
+            Err(error) => {
+                break Err(ForwardError::Reset {
+                    address,
+                    reason: error.to_string(),
+                });
+            }
+        }
+    };
+    if result.is_err() {
+        upstream.abort();
+        return result;
+    }
+    // The remote side has ended; the client may still be sending. The process server ends the connection
+    // once the client's end has reached it, which `reader` sees as the end of the stream.
+    let _ = read_frame(&mut reader).await;
+    upstream.abort();
+    result
+}
+
+/// Carries a connection the agent made itself (to the container's address) until both directions have ended.
+async fn carry_outside(
+    activity: &Arc<Activity>,
+    stream: TcpStream,
+    mut input: impl Stream<Item = ForwardInput> + Unpin + Send + 'static,
+    output: mpsc::Sender<ForwardEvent>,
+) -> Result<(), ForwardError> {
     let _ = stream.set_nodelay(true);
+    let address = stream.peer_addr().map_err(|source| ForwardError::Reset {
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        reason: source.to_string(),
+    })?;
     let _ = output.send(ForwardEvent::Opened(address)).await;
     let (mut reader, mut writer) = stream.into_split();
 
@@ -137,33 +287,14 @@ pub async fn run(
     }
     if let Some(source) = reset {
         upstream.abort();
-        return Err(ForwardError::Reset { address, source });
+        return Err(ForwardError::Reset {
+            address,
+            reason: source.to_string(),
+        });
     }
     let _ = upstream.await;
     Ok(())
 }
 
-/// Resolves a name as the dev container would (its `/etc/hosts`, Docker's DNS for compose services).
-async fn resolve_in_container(
-    engine: &Engine,
-    running: &crate::engine::Target,
-    host: &str,
-) -> Result<std::net::IpAddr, ForwardError> {
-    if let Ok(address) = host.parse() {
-        return Ok(address);
-    }
-    if host == "localhost" {
-        return running.container.ip_address.ok_or(ForwardError::NoAddress);
-    }
-    let (code, stdout) = engine
-        .exec_collect(running, vec!["getent".into(), "hosts".into(), host.into()])
-        .await?;
-    let text = String::from_utf8_lossy(&stdout);
-    text.split_whitespace()
-        .next()
-        .filter(|_| code == 0)
-        .and_then(|address| address.parse().ok())
-        .ok_or_else(|| ForwardError::Unresolved {
-            host: host.to_owned(),
-        })
-}
+#[cfg(test)]
+mod tests;

@@ -107,7 +107,9 @@ fn status_of_engine(error: EngineError) -> Status {
 fn status_of_forward(error: ForwardError) -> Status {
     match error {
         ForwardError::Engine(error) => status_of_engine(error),
-        ForwardError::Unresolved { .. } => Status::not_found(error.to_string()),
+        ForwardError::Refused(_) | ForwardError::NoProcessServer { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
         ForwardError::Connect { .. } | ForwardError::NoAddress => {
             Status::unavailable(error.to_string())
         }
@@ -175,6 +177,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::UPLOAD_TAR_ZSTD,
                 capability::UPLOAD_PARTS,
                 capability::MANIFEST,
+                capability::UPLOAD_EXPECTED,
                 capability::CLONE,
                 capability::GIT_STATE,
                 capability::REPLACE_AGENT,
@@ -366,7 +369,7 @@ impl v1::agent_server::Agent for AgentService {
     ) -> Result<Response<v1::UploadResponse>, Status> {
         use v1::upload_request::Message;
         let mut incoming = request.into_inner();
-        let start = match incoming
+        let mut start = match incoming
             .message()
             .await?
             .and_then(|message| message.message)
@@ -394,6 +397,15 @@ impl v1::agent_server::Agent for AgentService {
             folder: self.state.files_dir(),
             record: Record::file_in(self.state.path()),
         };
+        let mut expected = upload::Expected::new();
+        for path in std::mem::take(&mut start.expected) {
+            let stamp = path
+                .current
+                .map(skiff::api::FileStamp::try_from)
+                .transpose()
+                .map_err(invalid)?;
+            expected.insert(path.path, stamp);
+        }
         let (unpacked, parts) = if start.upload_id.is_empty() {
             // One call carries the whole archive, unpacked as it arrives.
             let (chunks, receiver) = mpsc::channel(8);
@@ -401,7 +413,7 @@ impl v1::agent_server::Agent for AgentService {
                 let target = target.clone();
                 let remove = start.remove;
                 tokio::spawn(async move {
-                    upload::unpack_into(&target, compression, receiver, remove).await
+                    upload::unpack_into(&target, compression, receiver, remove, expected).await
                 })
             };
             while let Some(message) = incoming.message().await? {
@@ -430,6 +442,7 @@ impl v1::agent_server::Agent for AgentService {
                 wait,
                 compression,
                 remove: start.remove,
+                expected,
             };
             let parts = spec.parts;
             let chunks = incoming.filter_map(|message| async move {
@@ -454,6 +467,7 @@ impl v1::agent_server::Agent for AgentService {
             bytes: unpacked.bytes,
             removed: unpacked.removed,
             parts,
+            conflicts: unpacked.conflicts,
         }))
     }
 
@@ -691,6 +705,7 @@ impl v1::agent_server::Agent for AgentService {
         let busy = self.activity.busy(idle::source::UPLOAD);
         let folder = self.state.files_dir();
         let record = Record::file_in(self.state.path());
+        let pin = crate::files::config::pin_file(self.state.path());
         let (responses, stream) = mpsc::channel(16);
         tokio::spawn(async move {
             let _busy = busy;
@@ -705,6 +720,18 @@ impl v1::agent_server::Agent for AgentService {
                     if cloned.cloned {
                         // The clone's files came from the repository, not from an upload.
                         let _ = std::fs::remove_file(&record);
+                        // Its config is pinned now, before any dev container can write to the clone.
+                        crate::files::config::unpin(&pin);
+                        let pinning = {
+                            let (folder, pin) = (folder.clone(), pin.clone());
+                            tokio::task::spawn_blocking(move || {
+                                crate::files::config::read_pinned(&folder, &pin, None, true)
+                            })
+                            .await
+                        };
+                        if let Ok(Err(error)) = pinning {
+                            tracing::info!("no config pinned at clone time: {error}");
+                        }
                     }
                     tracing::info!(url = %url, head = ?cloned.head, "cloned the workspace's repository");
                     Ok(api::CloneEvent::Done(cloned).into())
@@ -723,12 +750,16 @@ impl v1::agent_server::Agent for AgentService {
         &self,
         request: Request<v1::ReadConfigRequest>,
     ) -> Result<Response<v1::ReadConfigResponse>, Status> {
-        let config_path = request.into_inner().config_path;
+        let request = request.into_inner();
+        let config_path = request.config_path;
         let folder = self.state.files_dir();
+        let pin = crate::files::config::pin_file(self.state.path());
         let config = tokio::task::spawn_blocking(move || {
-            crate::files::config::read(
+            crate::files::config::read_pinned(
                 &folder,
+                &pin,
                 (!config_path.is_empty()).then_some(config_path.as_str()),
+                request.refresh,
             )
         })
         .await

@@ -1,5 +1,6 @@
 //! One `Upload`: unpacks a compressed tar stream of the workspace's files into the agent's files folder, refusing
-//! entries that would land outside it. Before unpacking it removes the paths a sync asks to remove; after, it
+//! entries that would land outside it; every write and removal goes through `crate::files::beneath` (the folder
+//! is container-writable), and modes keep only their permission bits. Before unpacking it removes the paths a sync asks to remove; after, it
 //! records what it wrote (`crate::files::record`), which `Manifest` reports so `skiff sync` sends only changes.
 //! An upload in parts (several connections at once) is put back together by `crate::files::parts`, then comes here.
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use skiff::api::{FileKind, FileStamp};
 use tokio::sync::mpsc;
 
+use crate::files::beneath::{Folder, MODE_BITS};
 use crate::files::record::Record;
 
 /// How an uploaded archive is compressed.
@@ -30,7 +32,13 @@ pub struct Unpacked {
     pub bytes: u64,
     /// Paths removed before unpacking.
     pub removed: u64,
+    /// Paths of the [`Expected`] that had changed when their turn came, left as they were.
+    pub conflicts: Vec<String>,
 }
+
+/// `skiff sync`'s view of the paths it writes or removes: how each looked when it decided (`None`: absent).
+/// Each is compared again right before it is written or removed; one that changed is left alone and reported.
+pub type Expected = std::collections::BTreeMap<String, Option<FileStamp>>;
 
 /// An upload that failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +100,7 @@ pub async fn unpack(
             chunks,
             current: std::io::Cursor::new(Vec::new()),
         };
-        unpack_reader(&folder, None, compression, reader, &[])
+        unpack_reader(&folder, None, compression, reader, &[], &Expected::new())
     })
     .await
     .expect("the unpack task does not panic")
@@ -104,6 +112,7 @@ pub async fn unpack_into(
     compression: Compression,
     chunks: mpsc::Receiver<Vec<u8>>,
     remove: Vec<String>,
+    expected: Expected,
 ) -> Result<Unpacked, UploadError> {
     let target = target.clone();
     tokio::task::spawn_blocking(move || {
@@ -117,6 +126,7 @@ pub async fn unpack_into(
             compression,
             reader,
             &remove,
+            &expected,
         )
     })
     .await
@@ -124,34 +134,42 @@ pub async fn unpack_into(
 }
 
 /// Removes `remove` from `folder`, then unpacks the archive `reader` gives into it; with `record`, notes in that
-/// record file what was removed and written. Blocking.
+/// record file what was removed and written. A path in `expected` is written or removed only while it still
+/// looks as expected. Blocking.
 pub fn unpack_reader(
     folder: &Path,
     record: Option<&Path>,
     compression: Compression,
     reader: impl Read,
     remove: &[String],
+    expected: &Expected,
 ) -> Result<Unpacked, UploadError> {
     let error = |source| UploadError::Unpack {
         folder: folder.to_owned(),
         source,
     };
-    std::fs::create_dir_all(folder).map_err(error)?;
+    let beneath = Folder::open(folder).map_err(error)?;
     let mut written = record.map(Record::load);
-    let removed = remove_paths(folder, remove)?;
+    let mut expected: Expected = expected
+        .iter()
+        .filter_map(|(path, stamp)| {
+            Some((crate::files::relative_key(Path::new(path))?, stamp.clone()))
+        })
+        .collect();
+    let mut conflicts = Vec::new();
+    let removed_paths = remove_paths(&beneath, remove, &mut expected, &mut conflicts)?;
     if let Some(written) = &mut written {
-        for path in remove {
+        for path in &removed_paths {
             written.remove(path);
         }
     }
+    let removed = removed_paths.len() as u64;
     let reader: Box<dyn Read> = match compression {
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).map_err(error)?),
         Compression::None => Box::new(reader),
     };
     let mut archive = tar::Archive::new(reader);
-    archive.set_preserve_permissions(true);
-    archive.set_overwrite(true);
     let mut files = 0;
     let mut bytes = 0;
     // The record is kept even when a later entry fails: what was written is on disk either way.
@@ -163,17 +181,41 @@ pub fn unpack_reader(
                 .path()
                 .ok()
                 .and_then(|path| crate::files::relative_key(&path));
-            // `unpack_in` refuses absolute paths and `..` (and parents that are links out), so nothing lands outside.
-            if entry.unpack_in(folder).map_err(error)? {
-                if let Some(stamp) = &stamp
-                    && stamp.kind == FileKind::File
-                {
+            // Absolute paths and `..` never get here; what does is written beneath the folder (`Folder`).
+            let (Some(path), Some(stamp)) = (path, stamp) else {
+                tracing::info!(
+                    "upload: skipped an entry that is not a file, folder or link inside the folder"
+                );
+                continue;
+            };
+            let relative = Path::new(&path);
+            if let Some(before) = expected.get(&path)
+                && changed_since(&beneath, relative, before.as_ref())
+            {
+                conflicts.push(path);
+                continue;
+            }
+            let entry_error = |source: std::io::Error| UploadError::Unpack {
+                folder: folder.to_owned(),
+                source: std::io::Error::new(source.kind(), format!("{path}: {source}")),
+            };
+            match stamp.kind {
+                FileKind::File => {
+                    beneath
+                        .write_file(relative, &mut entry, stamp.mode, Some(stamp.mtime))
+                        .map_err(entry_error)?;
                     files += 1;
                     bytes += stamp.size;
                 }
-                if let (Some(written), Some(path), Some(stamp)) = (&mut written, path, stamp) {
-                    written.insert(path, stamp);
-                }
+                FileKind::Directory => beneath
+                    .make_dir(relative, stamp.mode)
+                    .map_err(entry_error)?,
+                FileKind::Symlink => beneath
+                    .symlink(relative, Path::new(&stamp.link_target))
+                    .map_err(entry_error)?,
+            }
+            if let Some(written) = &mut written {
+                written.insert(path, stamp);
             }
         }
         Ok(())
@@ -189,7 +231,18 @@ pub fn unpack_reader(
         files,
         bytes,
         removed,
+        conflicts,
     })
+}
+
+/// Whether `relative` no longer looks as `before` says (`None`: absent); a path that cannot be read counts as
+/// changed, so it is left alone.
+fn changed_since(folder: &Folder, relative: &Path, before: Option<&FileStamp>) -> bool {
+    match (folder.stamp(relative), before) {
+        (Ok(None), None) => false,
+        (Ok(Some(now)), Some(before)) => !now.same_version(before),
+        _ => true,
+    }
 }
 
 /// How a tar entry leaves its path, as `crate::files::record::stamp` would read it back.
@@ -206,14 +259,14 @@ fn stamp_of_header<R: Read>(entry: &tar::Entry<'_, R>) -> Option<FileStamp> {
             kind,
             size: header.size().ok()?,
             mtime: i64::try_from(header.mtime().ok()?).ok()?,
-            mode: header.mode().ok()? & 0o7777,
+            mode: header.mode().ok()? & MODE_BITS,
             link_target: String::new(),
         },
         FileKind::Directory => FileStamp {
             kind,
             size: 0,
             mtime: 0,
-            mode: header.mode().ok()? & 0o7777,
+            mode: header.mode().ok()? & MODE_BITS,
             link_target: String::new(),
         },
         FileKind::Symlink => FileStamp {
@@ -226,38 +279,46 @@ fn stamp_of_header<R: Read>(entry: &tar::Entry<'_, R>) -> Option<FileStamp> {
     })
 }
 
-/// Removes each of `paths` (relative to `folder`), deepest first: files and links as they are, folders only
-/// when empty, and nothing reached through a link. Returns how many were removed.
-fn remove_paths(folder: &Path, paths: &[String]) -> Result<u64, UploadError> {
+/// Removes each of `paths` (relative to the folder), deepest first: files and links as they are, folders only
+/// when empty, never a path that changed since `expected` said how it looked (that one goes to `conflicts`).
+/// Returns the paths removed (as wire keys); `expected` then says they are absent.
+fn remove_paths(
+    folder: &Folder,
+    paths: &[String],
+    expected: &mut Expected,
+    conflicts: &mut Vec<String>,
+) -> Result<Vec<String>, UploadError> {
     let mut checked = Vec::with_capacity(paths.len());
     for text in paths {
-        let relative = crate::files::relative_path(text).ok_or_else(|| {
-            UploadError::Invalid(format!(
-                "UploadStart: field remove has invalid path {text:?}; paths are relative, inside the files folder"
-            ))
-        })?;
-        checked.push(relative);
+        let key = crate::files::relative_path(text)
+            .as_deref()
+            .and_then(crate::files::relative_key)
+            .ok_or_else(|| {
+                UploadError::Invalid(format!(
+                    "UploadStart: field remove has invalid path {text:?}; paths are relative, inside the files folder"
+                ))
+            })?;
+        checked.push(key);
     }
-    checked.sort_by_key(|path| std::cmp::Reverse(path.components().count()));
-    let mut removed = 0;
-    for relative in checked {
-        if crate::files::through_link(folder, &relative) {
-            tracing::warn!(path = %relative.display(), "not removing a path reached through a link");
+    checked.sort_by_key(|key| std::cmp::Reverse(key.split('/').count()));
+    let mut removed = Vec::new();
+    for key in checked {
+        let relative = Path::new(&key);
+        if let Some(before) = expected.get(&key)
+            && changed_since(folder, relative, before.as_ref())
+        {
+            conflicts.push(key);
             continue;
         }
-        let path = folder.join(&relative);
-        let Ok(metadata) = path.symlink_metadata() else {
-            continue;
-        };
-        let result = if metadata.is_dir() {
-            std::fs::remove_dir(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match result {
-            Ok(()) => removed += 1,
-            // A folder that still holds something (made on this machine) stays.
-            Err(error) => tracing::info!(path = %path.display(), "kept: {error}"),
+        match folder.remove(relative) {
+            Ok(true) => {
+                expected.insert(key.clone(), None);
+                removed.push(key);
+            }
+            Ok(false) => {}
+            // A folder that still holds something (made on this machine) stays, as does a path whose folder
+            // is a link out of the files folder.
+            Err(error) => tracing::info!(path = %key, "kept: {error}"),
         }
     }
     Ok(removed)

@@ -101,6 +101,9 @@ pub struct UploadHeader {
     pub part: Option<UploadPart>,
     /// Paths to remove from the files folder before unpacking (relative, `/`-separated).
     pub remove: Vec<String>,
+    /// How the paths a sync writes or removes looked when it decided (`None`: absent); the agent leaves one
+    /// that changed since and reports it in [`UploadReply::conflicts`].
+    pub expected: Vec<(String, Option<api::FileStamp>)>,
 }
 
 /// One part of an upload spread over several connections.
@@ -131,6 +134,8 @@ pub struct UploadReply {
     pub removed: u64,
     /// How many parts the upload came in.
     pub parts: u32,
+    /// Paths of [`UploadHeader::expected`] that had changed on the agent's machine, left as they were.
+    pub conflicts: Vec<String>,
 }
 
 /// A client of one agent.
@@ -319,6 +324,14 @@ impl AgentClient {
                 stripe_size: part.stripe_size,
                 wait_seconds: part.wait_seconds,
                 remove: header.remove,
+                expected: header
+                    .expected
+                    .into_iter()
+                    .map(|(path, current)| v1::ExpectedPath {
+                        path,
+                        current: current.map(Into::into),
+                    })
+                    .collect(),
             })),
         };
         let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| {
@@ -338,6 +351,7 @@ impl AgentClient {
             bytes: response.bytes,
             removed: response.removed,
             parts: response.parts.max(1),
+            conflicts: response.conflicts,
         })
     }
 
@@ -399,11 +413,13 @@ impl AgentClient {
     pub async fn read_config(
         &mut self,
         config_path: Option<&str>,
+        refresh: bool,
     ) -> Result<api::RemoteConfig, AgentError> {
         let response = self
             .inner
             .read_config(v1::ReadConfigRequest {
                 config_path: config_path.unwrap_or_default().to_owned(),
+                refresh,
             })
             .await
             .map_err(|status| AgentError::from_status("read config", status))?;

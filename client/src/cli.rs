@@ -69,7 +69,7 @@ pub enum Command {
 pub struct ForwardArgs {
     /// The workspace.
     pub name: String,
-    /// What to forward: PORT, LOCAL:PORT, HOST:PORT or LOCAL:HOST:PORT (HOST as the dev container resolves it).
+    /// What to forward: PORT, LOCAL:PORT, HOST:PORT or LOCAL:HOST:PORT (HOST as the dev container resolves it, an IPv6 one in brackets).
     #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
     pub ports: Vec<String>,
     #[command(flatten)]

@@ -278,6 +278,7 @@ async fn a_part_that_never_comes_fails_cleanly() {
             wait_seconds: 1,
         }),
         remove: Vec::new(),
+        expected: Vec::new(),
     };
     let (first, second) = clients.split_at_mut(1);
     let started = std::time::Instant::now();
@@ -393,6 +394,90 @@ async fn sync_sends_only_changes_and_keeps_work_made_there() {
     agent.stop().await;
 }
 
+/// A gzip tar holding `files` (path, contents) with mode 0644.
+fn gzip_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(1_700_000_000);
+        builder.append_data(&mut header, path, *contents).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap()
+}
+
+/// Attacks a sync's decision with time: work done on the instance after the client read the manifest and
+/// before the agent writes (a long sync) used to be overwritten or removed. The agent checks each path again
+/// at that moment; the changed ones are kept as the instance has them and reported as conflicts.
+#[tokio::test]
+async fn work_done_there_during_a_sync_is_reported_not_lost() {
+    let agent = Agent::start("files-sync-race").await;
+    let mut client = agent.connect().await;
+    let archive = gzip_tar(&[
+        ("edited.txt", b"v1\n"),
+        ("removed.txt", b"v1\n"),
+        ("calm.txt", b"v1\n"),
+    ]);
+    let header = |expected| UploadHeader {
+        compression: ArchiveCompression::Gzip,
+        size: 0,
+        part: None,
+        remove: vec!["removed.txt".to_owned()],
+        expected,
+    };
+    client
+        .upload(archive.len() as u64, futures::stream::iter(vec![archive]))
+        .await
+        .expect("the first upload");
+    // The client decides from the manifest...
+    let manifest = client.manifest(Vec::new()).await.expect("manifest");
+    let current = |path: &str| {
+        manifest
+            .iter()
+            .find(|entry| entry.path == path)
+            .and_then(|entry| entry.current.clone())
+    };
+    let expected = vec![
+        ("edited.txt".to_owned(), current("edited.txt")),
+        ("removed.txt".to_owned(), current("removed.txt")),
+        ("calm.txt".to_owned(), current("calm.txt")),
+    ];
+    // ...and meanwhile someone works on the instance.
+    let files = agent.files();
+    write(&files, "edited.txt", "work on the instance, longer\n");
+    write(&files, "removed.txt", "also work on the instance\n");
+    let archive = gzip_tar(&[
+        ("edited.txt", b"v2 from the laptop\n"),
+        ("calm.txt", b"v2\n"),
+    ]);
+    let reply = client
+        .upload_with(header(expected), futures::stream::iter(vec![archive]))
+        .await
+        .expect("the sync's upload");
+    let mut conflicts = reply.conflicts.clone();
+    conflicts.sort();
+    assert_eq!(conflicts, ["edited.txt", "removed.txt"], "{reply:?}");
+    assert_eq!(
+        std::fs::read_to_string(files.join("edited.txt")).unwrap(),
+        "work on the instance, longer\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("removed.txt")).unwrap(),
+        "also work on the instance\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("calm.txt")).unwrap(),
+        "v2\n",
+        "an unchanged path is still written"
+    );
+    assert_eq!((reply.files, reply.removed), (1, 0), "{reply:?}");
+    agent.stop().await;
+}
+
 /// A bare repository at `root/origin.git` holding a devcontainer.json and a README, pushed from `root/work`.
 fn bare_repository(root: &Path) -> (PathBuf, PathBuf) {
     let bare = root.join("origin.git");
@@ -439,7 +524,7 @@ async fn clone_of_a_file_url_and_its_git_state() {
     assert!(files.join("src/lib.rs").is_file());
 
     // The config comes back as text, parsed as a local one is.
-    let loaded = files::fetch_config(&mut client, None)
+    let loaded = files::fetch_config(&mut client, None, false)
         .await
         .expect("config");
     assert_eq!(
@@ -450,19 +535,48 @@ async fn clone_of_a_file_url_and_its_git_state() {
         loaded.config.image.as_deref(),
         Some(skiff_tests::BASE_IMAGE)
     );
-    let missing = files::fetch_config(&mut client, Some("other/devcontainer.json"))
+    let missing = files::fetch_config(&mut client, Some("other/devcontainer.json"), false)
         .await
         .expect_err("no such config");
     assert!(
         missing.to_string().contains("other/devcontainer.json"),
         "{missing}"
     );
-    let outside = files::fetch_config(&mut client, Some("../../etc/devcontainer.json"))
+    let outside = files::fetch_config(&mut client, Some("../../etc/devcontainer.json"), false)
         .await
         .expect_err("outside the files folder");
     assert!(
         outside.to_string().contains("outside the files folder"),
         "{outside}"
+    );
+
+    // Attacks the next `up` from the dev container, which can write the clone: a devcontainer.json changed
+    // there to ask for a privileged container is not what the agent answers; the copy pinned at clone time is,
+    // until the user asks for the change with `--rebuild` (`refresh`).
+    write(
+        &files,
+        ".devcontainer/devcontainer.json",
+        "{ \"image\": \"attacker\", \"privileged\": true }",
+    );
+    let pinned = files::fetch_config(&mut client, None, false)
+        .await
+        .expect("the pinned config");
+    assert_eq!(
+        pinned.config.image.as_deref(),
+        Some(skiff_tests::BASE_IMAGE),
+        "the change made in the clone is ignored"
+    );
+    let refreshed = files::fetch_config(&mut client, None, true)
+        .await
+        .expect("the clone's config, asked for");
+    assert_eq!(refreshed.config.image.as_deref(), Some("attacker"));
+    let again = files::fetch_config(&mut client, None, false)
+        .await
+        .expect("the config pinned by the refresh");
+    assert_eq!(again.config.image.as_deref(), Some("attacker"));
+    git(
+        &files,
+        &["checkout", "-q", "--", ".devcontainer/devcontainer.json"],
     );
 
     // The same URL again keeps the clone; another URL is refused.

@@ -1,5 +1,6 @@
 //! `skiff forward`: an HTTP server in the dev container answers on 127.0.0.1, many connections move data
-//! intact at once, each direction's end is passed on as a half-close, and a busy local port is a clear error.
+//! intact at once, each direction's end is passed on as a half-close, a busy local port is a clear error,
+//! loopback is the container's (never the host's), and the metadata service is refused in every spelling.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -275,4 +276,99 @@ fn configured_and_newly_listening_ports_are_forwarded_while_attached() {
     );
     drop(attached);
     let _ = reader.join();
+}
+
+/// Runs `skiff forward NAME LOCAL:HOST:PORT`, connects once, and returns what came back and what the
+/// forward printed.
+fn forward_once(sandbox: &Sandbox, name: &str, host: &str, port: u16) -> (Vec<u8>, String) {
+    let local = free_port();
+    let mut child = Reaped(
+        sandbox
+            .skiff()
+            .args(["forward", name, &format!("{local}:{host}:{port}")])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", local)).is_ok()
+    })
+    .expect("the forward listens");
+    let mut stream = TcpStream::connect(("127.0.0.1", local)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    // The forward prints its complaint right after it closes the local connection.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = child.0.kill();
+    let mut said = String::new();
+    let _ = child.0.stderr.take().unwrap().read_to_string(&mut said);
+    (answer, said)
+}
+
+/// Attacks the instance's metadata service through `skiff forward`, which used to connect from the host's
+/// network: its address, the same address written as IPv4-mapped IPv6, and a name the container's
+/// `/etc/hosts` points at it are all refused by the agent with the reason, and nothing comes back.
+#[test]
+fn a_forward_to_the_metadata_service_is_refused_in_every_spelling() {
+    let sandbox = workspace("forward-imds");
+    sandbox.ok(&[
+        "exec",
+        "forward-imds",
+        "--",
+        "sh",
+        "-c",
+        "echo 169.254.169.254 metadata.attack >> /etc/hosts",
+    ]);
+    for host in [
+        "169.254.169.254",
+        "[::ffff:169.254.169.254]",
+        "metadata.attack",
+    ] {
+        let (answer, said) = forward_once(&sandbox, "forward-imds", host, 80);
+        assert!(answer.is_empty(), "{host}: nothing comes back: {answer:?}");
+        assert!(
+            said.contains("is refused") && said.contains("does not forward there"),
+            "{host}: the forward says why: {said}"
+        );
+    }
+}
+
+/// Attacks the host's loopback through `skiff forward`: a forward to `127.0.0.1:PORT` (or its IPv4-mapped
+/// spelling) used to connect from the agent, reaching a server on the host; it must reach the server on the
+/// container's own loopback at the same port.
+#[test]
+fn a_forward_to_loopback_reaches_the_container_not_the_host() {
+    let sandbox = workspace("forward-loopback");
+    // The host's server, on the very port the container's server uses.
+    let host_server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host_server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in host_server.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nthe-host-answered\n");
+        }
+    });
+    start_in_container(
+        &sandbox,
+        "forward-loopback",
+        &format!(
+            "mkdir -p /tmp/www && echo the-container-answered > /tmp/www/index.html && ./busybox httpd -f -p 127.0.0.1:{port} -h /tmp/www"
+        ),
+    );
+    for host in ["127.0.0.1", "[::ffff:127.0.0.1]", "localhost"] {
+        let mut answer = String::new();
+        wait_until(Duration::from_secs(15), || {
+            let (bytes, _) = forward_once(&sandbox, "forward-loopback", host, port);
+            answer = String::from_utf8_lossy(&bytes).into_owned();
+            !answer.is_empty()
+        });
+        assert!(
+            answer.contains("the-container-answered") && !answer.contains("the-host-answered"),
+            "{host}:{port} is the container's loopback: {answer}"
+        );
+    }
 }

@@ -586,3 +586,61 @@ fn a_silent_long_running_command_over_ssh_does_not_keep_the_workspace_up() {
     assert!(started.elapsed() >= IDLE - Duration::from_millis(500));
     let _ = server.0.kill();
 }
+
+/// Attacks the host through SSH `direct-tcpip`: `ssh -L` to `[::ffff:127.0.0.1]:PORT`, the IPv4-mapped
+/// spelling of loopback the filter once missed, used to connect from the agent to the host's loopback; it
+/// must reach the container's server on that port. `ssh -L` to the metadata service gets nothing back.
+#[test]
+fn ssh_l_to_loopback_in_any_spelling_is_the_container_and_the_metadata_service_is_refused() {
+    let ssh = workspace("sshd-forward-attack", &[]);
+    let host_server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = host_server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in host_server.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nthe-host-answered\n");
+        }
+    });
+    ssh.ok(&format!(
+        "mkdir -p /tmp/www && echo the-container-answered > /tmp/www/index.html && \
+            (nohup ./busybox httpd -f -p 127.0.0.1:{port} -h /tmp/www >/dev/null 2>&1 &)"
+    ));
+    let mapped_local = free_port();
+    let metadata_local = free_port();
+    let _forward = Reaped(
+        ssh.ssh(&[
+            "-N",
+            "-L",
+            &format!("{mapped_local}:[::ffff:127.0.0.1]:{port}"),
+            "-L",
+            &format!("{metadata_local}:169.254.169.254:80"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let get = |local: u16| {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", local)) else {
+            return String::new();
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+        let _ = stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    };
+    let mut answer = String::new();
+    wait_until(Duration::from_secs(15), || {
+        answer = get(mapped_local);
+        !answer.is_empty()
+    });
+    assert!(
+        answer.contains("the-container-answered") && !answer.contains("the-host-answered"),
+        "[::ffff:127.0.0.1]:{port} is the container's loopback: {answer}"
+    );
+    assert_eq!(
+        get(metadata_local),
+        "",
+        "the metadata service gives nothing"
+    );
+}

@@ -1,4 +1,5 @@
-//! `Upload`: a gzip-compressed tar stream lands in the agent's files folder, and nothing lands outside it.
+//! `Upload`: a gzip-compressed tar stream lands in the agent's files folder, and nothing lands outside it (not
+//! through `..`, nor through a link planted in the folder); setuid and setgid bits never land.
 
 use skiff::tls::Identity;
 use skiff_agent::config::AgentConfig;
@@ -6,12 +7,20 @@ use skiff_client::agent_client::AgentClient;
 use tokio_util::sync::CancellationToken;
 
 fn gzip_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let entries: Vec<(&str, &[u8], u32)> = entries
+        .iter()
+        .map(|(path, contents)| (*path, *contents, 0o644))
+        .collect();
+    gzip_tar_with_modes(&entries)
+}
+
+fn gzip_tar_with_modes(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
     let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut builder = tar::Builder::new(encoder);
-    for (path, contents) in entries {
+    for (path, contents, mode) in entries {
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
-        header.set_mode(0o644);
+        header.set_mode(*mode);
         // `set_path` refuses `..`; write the raw name so the agent sees what a hostile archive would hold.
         let name = header.as_old_mut().name.as_mut();
         name[..path.len()].copy_from_slice(path.as_bytes());
@@ -66,6 +75,37 @@ async fn files_arrive_and_paths_outside_are_refused() {
         "nothing lands outside the folder"
     );
     assert!(result.is_err() || result.is_ok_and(|(_, files, _)| files == 0));
+
+    // Attacks the instance through modes: a setuid root program would let the dev container, which
+    // mounts the folder, become root there; it lands with its permission bits only.
+    let setuid = gzip_tar_with_modes(&[("bin/root-shell", b"#!/bin/sh\n", 0o4755)]);
+    client
+        .upload(setuid.len() as u64, futures::stream::iter(vec![setuid]))
+        .await
+        .expect("upload");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(folder.join("bin/root-shell"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o7777,
+        0o755,
+        "an upload with mode 04755 lands as 0755"
+    );
+
+    // Attacks the instance through a link the dev container plants in the folder, pointing outside it.
+    let outside = state.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("planted")).unwrap();
+    let through = gzip_tar(&[("planted/written.txt", b"nope")]);
+    let _ = client
+        .upload(through.len() as u64, futures::stream::iter(vec![through]))
+        .await;
+    assert!(
+        !outside.join("written.txt").exists(),
+        "an upload through a planted link writes nothing outside the folder"
+    );
 
     shutdown.cancel();
     serving.await.unwrap().unwrap();

@@ -18,10 +18,6 @@ struct Args {
     /// starts it for the `sftp` subsystem); no token, no listening.
     #[arg(long)]
     sftp: bool,
-    /// Carry one connection to this port on the container's loopback on standard input and output instead
-    /// (the agent's SSH server starts it for `ssh -L` to localhost); no token, no listening.
-    #[arg(long, value_name = "PORT", conflicts_with = "sftp")]
-    connect: Option<u16>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,15 +27,6 @@ fn main() -> std::process::ExitCode {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("skiff-procd: serving sftp: {error}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(port) = args.connect {
-        return match skiff_agent::procd::connect::serve_stdio(port) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("skiff-procd: {error}");
                 std::process::ExitCode::FAILURE
             }
         };

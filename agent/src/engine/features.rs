@@ -14,6 +14,8 @@ mod oci;
 mod tarball;
 mod unpack;
 
+pub use unpack::Limits;
+
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -138,6 +140,8 @@ pub struct Sources<'a> {
     pub cache: &'a Path,
     /// Where fetching is reported; none in unit tests.
     pub events: Option<&'a super::Events>,
+    /// How large a fetched Feature archive may be.
+    pub limits: Limits,
 }
 
 impl Sources<'_> {

@@ -401,6 +401,7 @@ impl Engine {
             workspace: Path::new(&spec.files_folder),
             cache: &feature_cache,
             events: Some(events),
+            limits: features::Limits::DEFAULT,
         };
         features::resolve(config, &sources)
             .await

@@ -61,6 +61,7 @@ impl Engine {
                 cwd: config.working_dir.clone(),
                 user: config.user.clone(),
                 tty: None,
+                connect: None,
             };
             match server.spawn(&spec).await {
                 Ok(mut process) => {

@@ -106,6 +106,9 @@ fn list_only(
     mut send: impl FnMut(Vec<ManifestEntry>) -> bool,
 ) -> std::io::Result<()> {
     let mut batch = Vec::new();
+    // Stamped and read beneath the folder: a link the dev container swaps in meanwhile leads nowhere else, and
+    // what is hashed is opened as a regular file only (never a FIFO that would hold the agent).
+    let beneath = super::beneath::Folder::open(folder)?;
     for path in paths {
         let Some(relative) = super::relative_path(path) else {
             continue;
@@ -113,10 +116,12 @@ fn list_only(
         if super::through_link(folder, &relative) {
             continue;
         }
-        let absolute = folder.join(&relative);
-        let current = record::stamp(&absolute).ok().flatten();
+        let current = beneath.stamp(&relative).ok().flatten();
         let sha256 = match &current {
-            Some(stamp) if stamp.kind == FileKind::File => hash(&absolute).ok(),
+            Some(stamp) if stamp.kind == FileKind::File => beneath
+                .open_regular(&relative)
+                .and_then(|file| hash_reader(file))
+                .ok(),
             _ => None,
         };
         batch.push(ManifestEntry {
@@ -137,7 +142,11 @@ fn list_only(
 
 /// The SHA-256 of a file's content.
 pub fn hash(path: &Path) -> std::io::Result<[u8; 32]> {
-    let mut file = std::fs::File::open(path)?;
+    hash_reader(std::fs::File::open(path)?)
+}
+
+/// The SHA-256 of what `file` reads.
+fn hash_reader(mut file: impl Read) -> std::io::Result<[u8; 32]> {
     let mut hasher = sha2::Sha256::new();
     let mut buffer = vec![0; 256 * 1024];
     loop {

@@ -6,6 +6,7 @@
 //! Paths on the wire are relative to the files folder and `/`-separated; `relative_path` is the one check that
 //! keeps each of them inside the folder.
 
+pub mod beneath;
 pub mod config;
 pub mod manifest;
 pub mod parts;

@@ -44,6 +44,8 @@ pub struct PartSpec {
     pub compression: Compression,
     /// Paths to remove before unpacking (from the part that carries them).
     pub remove: Vec<String>,
+    /// How the paths a sync writes or removes looked when it decided (from the part that carries them).
+    pub expected: crate::upload::Expected,
 }
 
 impl PartSpec {
@@ -97,6 +99,7 @@ struct AssemblyState {
     started: BTreeSet<u32>,
     arrived: BTreeSet<u32>,
     remove: Vec<String>,
+    expected: crate::upload::Expected,
     last_bytes: Instant,
     unpacking: bool,
 }
@@ -260,6 +263,7 @@ impl Uploads {
                         started: BTreeSet::new(),
                         arrived: BTreeSet::new(),
                         remove: Vec::new(),
+                        expected: crate::upload::Expected::new(),
                         last_bytes: Instant::now(),
                         unpacking: false,
                     }),
@@ -289,6 +293,11 @@ impl Uploads {
             return Err(format!("part {} arrived twice", spec.part));
         }
         state.remove.extend(spec.remove.iter().cloned());
+        state.expected.extend(
+            spec.expected
+                .iter()
+                .map(|(path, stamp)| (path.clone(), stamp.clone())),
+        );
         state.last_bytes = Instant::now();
         drop(state);
         Ok(assembly)
@@ -340,7 +349,10 @@ async fn unpack_parts(assembly: &Assembly, target: &Target) -> Result<Unpacked, 
         .collect();
     let stripe_size = assembly.stripe_size;
     let compression = assembly.compression;
-    let remove = assembly.state.lock().expect("not poisoned").remove.clone();
+    let (remove, expected) = {
+        let state = assembly.state.lock().expect("not poisoned");
+        (state.remove.clone(), state.expected.clone())
+    };
     let target = target.clone();
     tokio::task::spawn_blocking(move || {
         let reader =
@@ -354,6 +366,7 @@ async fn unpack_parts(assembly: &Assembly, target: &Target) -> Result<Unpacked, 
             compression,
             reader,
             &remove,
+            &expected,
         )
     })
     .await

@@ -93,6 +93,7 @@ fn an_unpack_records_what_it_wrote_and_the_manifest_reports_it() {
         Compression::Gzip,
         archive.as_slice(),
         &[],
+        &crate::upload::Expected::new(),
     )
     .unwrap();
     assert_eq!((unpacked.files, unpacked.bytes), (1, 5));
@@ -137,6 +138,7 @@ fn an_unpack_records_what_it_wrote_and_the_manifest_reports_it() {
         Compression::Gzip,
         empty.as_slice(),
         &["a/hello.txt".into(), "a/link".into(), "a".into()],
+        &crate::upload::Expected::new(),
     )
     .unwrap();
     assert_eq!(unpacked.removed, 3);
@@ -148,6 +150,7 @@ fn an_unpack_records_what_it_wrote_and_the_manifest_reports_it() {
         Compression::Gzip,
         empty.as_slice(),
         &["../outside".into()],
+        &crate::upload::Expected::new(),
     );
     assert!(refused.is_err());
 }
@@ -168,6 +171,7 @@ fn removals_never_pass_through_a_link() {
         Compression::Gzip,
         empty.as_slice(),
         &["escape/precious".into()],
+        &crate::upload::Expected::new(),
     )
     .unwrap();
     assert_eq!(unpacked.removed, 0);
@@ -205,4 +209,166 @@ fn porcelain_paths_skip_rename_sources() {
         crate::git::porcelain_paths(status),
         ["src/lib.rs", "new.rs", "notes.md"]
     );
+}
+
+/// Attacks the instance through an upload's modes: a setuid root program (04755), a setgid one and a
+/// sticky folder would give the dev container a way to root on the files folder; only the permission bits
+/// land, and the record says what landed.
+#[test]
+fn an_upload_keeps_no_setuid_setgid_or_sticky_bit() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    let folder = state.path().join("files");
+    let record_file = Record::file_in(state.path());
+    let archive = tar_gz(|builder| {
+        let mut folder_header = tar::Header::new_gnu();
+        folder_header.set_entry_type(tar::EntryType::Directory);
+        folder_header.set_size(0);
+        folder_header.set_mode(0o1777);
+        builder
+            .append_data(&mut folder_header, "shared", std::io::empty())
+            .unwrap();
+        let mut setuid = file_header(2, 0o4755, 1_700_000_000);
+        builder
+            .append_data(&mut setuid, "shared/root-shell", &b"#!"[..])
+            .unwrap();
+        let mut setgid = file_header(2, 0o2711, 1_700_000_000);
+        builder
+            .append_data(&mut setgid, "group-tool", &b"#!"[..])
+            .unwrap();
+    });
+    crate::upload::unpack_reader(
+        &folder,
+        Some(&record_file),
+        Compression::Gzip,
+        archive.as_slice(),
+        &[],
+        &crate::upload::Expected::new(),
+    )
+    .unwrap();
+    let mode = |path: &str| {
+        std::fs::symlink_metadata(folder.join(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("shared/root-shell"), 0o755);
+    assert_eq!(mode("group-tool"), 0o711);
+    assert_eq!(mode("shared"), 0o777);
+    let record = Record::load(&record_file);
+    assert_eq!(record.get("shared/root-shell").unwrap().mode, 0o755);
+}
+
+/// Attacks the instance through links the dev container plants in the files folder: a folder that is a
+/// link out (absolute) and a file name that is a link out; an upload writes neither outside, and a removal
+/// through the folder link removes nothing outside.
+#[test]
+fn links_planted_in_the_folder_never_make_an_upload_write_or_remove_outside() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().join("files");
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("passwd"), "root:x:0:0").unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("etc")).unwrap();
+    std::os::unix::fs::symlink(outside.join("passwd"), folder.join("victim")).unwrap();
+    let archive = tar_gz(|builder| {
+        let mut through_folder = file_header(5, 0o644, 1_700_000_000);
+        builder
+            .append_data(&mut through_folder, "etc/passwd", &b"owned"[..])
+            .unwrap();
+    });
+    let result = crate::upload::unpack_reader(
+        &folder,
+        None,
+        Compression::Gzip,
+        archive.as_slice(),
+        &[],
+        &crate::upload::Expected::new(),
+    );
+    assert!(result.is_err(), "a write through a link out fails");
+    let archive = tar_gz(|builder| {
+        let mut at_the_link = file_header(5, 0o644, 1_700_000_000);
+        builder
+            .append_data(&mut at_the_link, "victim", &b"owned"[..])
+            .unwrap();
+    });
+    crate::upload::unpack_reader(
+        &folder,
+        None,
+        Compression::Gzip,
+        archive.as_slice(),
+        &["etc/passwd".into()],
+        &crate::upload::Expected::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(outside.join("passwd")).unwrap(),
+        "root:x:0:0",
+        "nothing outside was written or removed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("victim")).unwrap(),
+        "owned",
+        "the planted link was replaced, not followed"
+    );
+    assert!(
+        !folder
+            .join("victim")
+            .symlink_metadata()
+            .unwrap()
+            .is_symlink()
+    );
+}
+
+/// Attacks the unpack with a symlink swap race: while uploads write `race/file` again and again, another
+/// thread keeps replacing the folder `race` with a link to a folder outside. Nothing may ever land there.
+#[test]
+fn a_folder_swapped_for_a_link_during_uploads_never_gets_a_write_outside() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().join("files");
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(folder.join("race")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (folder, outside, stop) = (folder.clone(), outside.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let race = folder.join("race");
+            let aside = folder.join("race-aside");
+            let link = folder.join("race-link");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::os::unix::fs::symlink(&outside, &link);
+                let _ = std::fs::rename(&race, &aside);
+                let _ = std::fs::rename(&link, &race);
+                std::thread::yield_now();
+                let _ = std::fs::rename(&race, &link);
+                let _ = std::fs::rename(&aside, &race);
+            }
+        })
+    };
+    let archive = tar_gz(|builder| {
+        let mut header = file_header(5, 0o644, 1_700_000_000);
+        builder
+            .append_data(&mut header, "race/file", &b"owned"[..])
+            .unwrap();
+    });
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(2) {
+        let _ = crate::upload::unpack_reader(
+            &folder,
+            None,
+            Compression::Gzip,
+            archive.as_slice(),
+            &["race/file".into()],
+            &crate::upload::Expected::new(),
+        );
+        assert!(
+            std::fs::read_dir(&outside).unwrap().next().is_none(),
+            "an upload wrote outside the files folder"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
 }

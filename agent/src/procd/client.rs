@@ -14,6 +14,7 @@ use futures::StreamExt;
 use skiff::api::OutputStream;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::{
@@ -213,6 +214,20 @@ async fn launch(
     })
 }
 
+impl ProcServer {
+    /// Connects to the server and sends the token and `spec`; what follows is frames both ways.
+    pub async fn dial(&self, spec: &Spec) -> Result<(OwnedReadHalf, OwnedWriteHalf), ProcdError> {
+        let stream = connect_in(self.namespace.as_deref(), self.address).await?;
+        stream.set_nodelay(true)?;
+        let (reader, mut writer) = stream.into_split();
+        let mut request = format!("{}\n", self.token).into_bytes();
+        request.extend(serde_json::to_vec(spec).map_err(std::io::Error::other)?);
+        request.push(b'\n');
+        writer.write_all(&request).await?;
+        Ok((reader, writer))
+    }
+}
+
 /// What the agent sends to a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -247,14 +262,7 @@ pub struct Process {
 impl ProcServer {
     /// Starts `spec`; fails fast when the server is gone (a stopped container), so the caller can fall back.
     pub async fn spawn(&self, spec: &Spec) -> Result<Process, ProcdError> {
-        let stream = connect_in(self.namespace.as_deref(), self.address).await?;
-        stream.set_nodelay(true)?;
-        let (mut reader, mut writer) = stream.into_split();
-        let mut request = format!("{}\n", self.token).into_bytes();
-        request.extend(serde_json::to_vec(spec).map_err(std::io::Error::other)?);
-        request.push(b'\n');
-        writer.write_all(&request).await?;
-
+        let (mut reader, mut writer) = self.dial(spec).await?;
         let (events, event_receiver) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {

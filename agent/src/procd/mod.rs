@@ -9,6 +9,10 @@
 //! sides send frames of `kind: u8, length: u32 (big-endian), payload`. Agent to server: [`STDIN`],
 //! [`STDIN_EOF`], [`RESIZE`] (columns, rows as u16), [`SIGNAL`] (i32). Server to agent: [`STDOUT`],
 //! [`STDERR`], [`EXIT`] (i32 code, 128 + n for a death by signal n), [`FAILED`] (a UTF-8 reason).
+//! A [`Spec`] with `connect` set runs no process: the server opens a TCP connection from inside the
+//! container's network (see [`connect`]) and answers [`OPENED`] (the address, as text) or [`FAILED`]; then
+//! [`STDIN`] and [`STDIN_EOF`] carry the agent's bytes and its half-close, [`STDOUT`] the remote side's bytes,
+//! [`EXIT`] (0) the remote side's half-close, and [`FAILED`] a reset.
 //! We write our own rather than reuse gRPC here because the server must be tiny, start in milliseconds,
 //! and have no TLS: the token (passed on the server's stdin, never in argv or the environment) is the
 //! authentication, and the connection never leaves the machine.
@@ -41,6 +45,8 @@ pub const STDERR: u8 = 0x12;
 pub const EXIT: u8 = 0x13;
 /// The process could not start: a UTF-8 reason.
 pub const FAILED: u8 = 0x14;
+/// A connection (a [`Spec`] with `connect`) is open: the address it reached, as text.
+pub const OPENED: u8 = 0x15;
 
 /// The largest frame either side accepts, and the longest request line.
 pub const MAX_FRAME: usize = 1024 * 1024;
@@ -106,6 +112,19 @@ pub struct Spec {
     pub user: Option<String>,
     /// Run on a new pseudo-terminal of this size (columns, rows).
     pub tty: Option<(u16, u16)>,
+    /// Open a TCP connection from inside the container instead of running a process; `argv` and the rest
+    /// are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ConnectTarget>,
+}
+
+/// Where a connection made inside the container goes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConnectTarget {
+    /// A name as the container resolves it, or an address; `None` is the container's own loopback.
+    pub host: Option<String>,
+    /// The port.
+    pub port: u16,
 }
 
 /// Writes one frame.

@@ -1,6 +1,7 @@
 //! The process server's side: accepts the agent's connections, checks the token, starts each process as
 //! the requested user (with a pseudo-terminal when asked) and carries its input, output, resizes, signals
-//! and exit. Runs inside the dev container as root, started by the agent with one `docker exec`.
+//! and exit, or opens a connection from inside the container (`connect`). Runs inside the dev container as
+//! root, started by the agent with one `docker exec`.
 //!
 //! Starting a process as another user needs `setgroups`, `setgid` and `setuid` between fork and exec,
 //! which the standard library cannot do in that order (it drops privileges before running `pre_exec`
@@ -154,6 +155,9 @@ async fn handle(
             return Ok(());
         }
     };
+    if let Some(target) = &spec.connect {
+        return super::connect::serve(target, reader, writer).await;
+    }
     let (frames, mut frame_receiver) = mpsc::channel::<(u8, Vec<u8>)>(64);
     let writing = tokio::spawn(async move {
         while let Some((kind, payload)) = frame_receiver.recv().await {

@@ -108,6 +108,7 @@ async fn runs_a_process_with_separate_streams_stdin_and_exit_code() {
         cwd: Some("/".into()),
         user: None,
         tty: None,
+        connect: None,
     };
     let mut process = server.spawn(&spec).await.unwrap();
     process

@@ -226,7 +226,20 @@ fn signal_names_map_to_numbers() {
 
 #[test]
 fn direct_tcpip_to_loopback_means_the_dev_container() {
-    for host in ["localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0", ""] {
+    for host in [
+        "localhost",
+        "LocalHost",
+        "127.0.0.1",
+        "127.1.2.3",
+        "::1",
+        "[::1]",
+        "0.0.0.0",
+        "",
+        // The IPv4-mapped spelling of loopback, which the filter once missed (and sent to the agent's own
+        // loopback).
+        "::ffff:127.0.0.1",
+        "[::ffff:127.0.0.1]",
+    ] {
         let target = tcpip::target(host, 8080).unwrap();
         assert_eq!(target.host, None, "{host:?}");
         assert_eq!(target.port, 8080);

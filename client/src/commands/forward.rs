@@ -40,7 +40,8 @@ impl std::fmt::Display for Rule {
     }
 }
 
-/// Parses `PORT`, `LOCAL:PORT`, `HOST:PORT` or `LOCAL:HOST:PORT`.
+/// Parses `PORT`, `LOCAL:PORT`, `HOST:PORT` or `LOCAL:HOST:PORT`; an IPv6 HOST is written in brackets,
+/// as ssh wants it (`[::1]:8080`).
 pub fn parse_rule(text: &str) -> anyhow::Result<Rule> {
     let port = |part: &str| {
         part.parse::<u16>()
@@ -48,7 +49,22 @@ pub fn parse_rule(text: &str) -> anyhow::Result<Rule> {
             .filter(|port| *port != 0)
             .ok_or_else(|| anyhow::anyhow!("{text:?}: {part:?} is not a port number (1-65535)"))
     };
-    let parts: Vec<&str> = text.split(':').collect();
+    // The bracketed host is set aside so its colons do not split.
+    let (unbracketed, bracketed) = match (text.find('['), text.find(']')) {
+        (Some(open), Some(close)) if open < close => (
+            format!("{}[]{}", &text[..open], &text[close + 1..]),
+            Some(&text[open + 1..close]),
+        ),
+        (None, None) => (text.to_owned(), None),
+        _ => anyhow::bail!("{text:?}: an IPv6 host goes in brackets, as in [::1]:8080"),
+    };
+    let parts: Vec<&str> = unbracketed
+        .split(':')
+        .map(|part| match bracketed {
+            Some(host) if part == "[]" => host,
+            _ => part,
+        })
+        .collect();
     let (local, host, remote) = match parts.as_slice() {
         [remote] => (port(remote)?, None, port(remote)?),
         [first, remote] if first.parse::<u16>().is_ok() => (port(first)?, None, port(remote)?),
@@ -234,6 +250,21 @@ mod tests {
                 }
             }
         );
+        assert_eq!(
+            parse_rule("8000:[::ffff:169.254.169.254]:80").unwrap(),
+            Rule {
+                local: 8000,
+                target: ForwardTarget {
+                    host: Some("::ffff:169.254.169.254".into()),
+                    port: 80
+                }
+            }
+        );
+        assert_eq!(
+            parse_rule("[::1]:8080").unwrap().target.host.as_deref(),
+            Some("::1")
+        );
+        assert!(parse_rule("8000:[::1:80").is_err());
         assert!(parse_rule("0").is_err());
         assert!(parse_rule("a:b:c:d").is_err());
         assert!(parse_rule(":80").is_err());

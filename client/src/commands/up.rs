@@ -233,7 +233,7 @@ async fn up_repository_on_aws(
         }
         workspace.save()?;
     }
-    let loaded = repository_config(&mut client, args.config.as_deref(), url).await?;
+    let loaded = repository_config(&mut client, args.config.as_deref(), url, args.rebuild).await?;
     for warning in &loaded.warnings {
         progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
     }
@@ -283,11 +283,12 @@ async fn up_repository_on_aws(
 }
 
 /// The devcontainer.json of a repository the agent cloned: `--config` (a path inside the clone) or the one
-/// discovery finds there.
+/// discovery finds there; the copy the agent pinned at clone time unless `rebuild` asks for the clone's own.
 async fn repository_config(
     client: &mut crate::agent_client::AgentClient,
     config: Option<&Path>,
     url: &str,
+    rebuild: bool,
 ) -> anyhow::Result<devcontainer::LoadedConfig> {
     let config_path = match config {
         Some(path) => Some(
@@ -296,7 +297,7 @@ async fn repository_config(
         ),
         None => None,
     };
-    crate::files::fetch_config(client, config_path)
+    crate::files::fetch_config(client, config_path, rebuild)
         .await
         .with_context(|| format!("reading the devcontainer.json of {url}"))
 }
@@ -567,7 +568,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     })
     .await
     .with_context(|| format!("cloning {url} for workspace {name}"))?;
-    let loaded = repository_config(&mut client, args.config.as_deref(), &url).await?;
+    let loaded = repository_config(&mut client, args.config.as_deref(), &url, args.rebuild).await?;
     progress.finish();
     let files_folder = std::fs::canonicalize(&cloned.files_folder)
         .with_context(|| format!("the clone of {url} at {}", cloned.files_folder))?;

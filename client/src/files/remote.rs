@@ -106,11 +106,15 @@ pub async fn clone_remote(
 /// parses it as `devcontainer::load` does a local one. Its paths (`config_file`, `workspace_folder`) are the
 /// agent's; variables are not substituted yet (`devcontainer::substitute_local`, with the files folder as the
 /// workspace folder).
+///
+/// The agent answers with the copy it pinned at clone time (the clone is writable from the dev container);
+/// `refresh` (`skiff up --rebuild`) has it read the clone's file again and pin that.
 pub async fn fetch_config(
     client: &mut AgentClient,
     config_path: Option<&str>,
+    refresh: bool,
 ) -> Result<LoadedConfig, FilesError> {
-    let remote = client.read_config(config_path).await?;
+    let remote = client.read_config(config_path, refresh).await?;
     let workspace_folder = PathBuf::from(&remote.files_folder);
     let config_file = workspace_folder.join(&remote.config_path);
     let (config, warnings) = devcontainer::parse(&config_file, &remote.text)?;

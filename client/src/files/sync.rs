@@ -13,6 +13,10 @@
 //!   so the agent never reads the whole tree, and a `git checkout` that rewrote times does not resend everything.
 //!
 //! A path that is only ignored here now (a new `.gitignore` line) but still exists is left alone there.
+//!
+//! The decision is made from a manifest, but a sync can take minutes while people keep working on the instance:
+//! the upload carries how each path it writes or removes looked in the manifest, the agent compares each again at
+//! the moment it writes or removes it, and a path that changed in between is kept and reported as a conflict.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
@@ -79,14 +83,7 @@ impl SyncOutcome {
 /// Whether two stamps describe the same version of a path (a folder's time changes with its contents, so only
 /// its mode counts; a link is its target).
 pub fn same(left: &FileStamp, right: &FileStamp) -> bool {
-    left.kind == right.kind
-        && match left.kind {
-            FileKind::File => {
-                left.size == right.size && left.mtime == right.mtime && left.mode == right.mode
-            }
-            FileKind::Directory => left.mode == right.mode,
-            FileKind::Symlink => left.link_target == right.link_target,
-        }
+    left.same_version(right)
 }
 
 /// Decides what to send and remove. `equal_content` holds the paths whose content (and mode) is known to be the
@@ -246,7 +243,24 @@ pub async fn sync(
         .iter()
         .filter(|entry| entry.stamp.kind == FileKind::File)
         .count() as u64;
-    let upload = send(clients, entries, plan.remove, progress).await?;
+    // Each path written or removed is checked again on the agent at that moment against how the manifest saw
+    // it, so work done there while this sync ran is kept and reported, not lost. `--force` means this machine
+    // wins, so it sends no expectations.
+    let expected = if options.force
+        || !version
+            .capabilities
+            .iter()
+            .any(|have| have == capability::UPLOAD_EXPECTED)
+    {
+        Vec::new()
+    } else {
+        expectations(&plan, &remote)
+    };
+    let upload = send(clients, entries, plan.remove, expected, progress).await?;
+    let mut conflicts = conflicts;
+    conflicts.extend(upload.conflicts.iter().cloned());
+    conflicts.sort();
+    conflicts.dedup();
     Ok(SyncOutcome {
         files,
         entries: upload.entries,
@@ -255,6 +269,29 @@ pub async fn sync(
         conflicts,
         upload: Some(upload),
     })
+}
+
+/// How each path `plan` sends or removes looked in the manifest (`None`: absent there).
+pub fn expectations(plan: &SyncPlan, remote: &[ManifestEntry]) -> Vec<(String, Option<FileStamp>)> {
+    let current: BTreeMap<&str, Option<&FileStamp>> = remote
+        .iter()
+        .map(|entry| (entry.path.as_str(), entry.current.as_ref()))
+        .collect();
+    let paths: BTreeSet<&str> = plan
+        .send
+        .iter()
+        .chain(&plan.remove)
+        .map(String::as_str)
+        .collect();
+    paths
+        .into_iter()
+        .map(|path| {
+            (
+                path.to_owned(),
+                current.get(path).copied().flatten().cloned(),
+            )
+        })
+        .collect()
 }
 
 /// The SHA-256 of a file's content.

@@ -314,3 +314,42 @@ fn sizes_read_as_people_write_them() {
     assert_eq!(human_bytes(12 * 1024), "12 KiB");
     assert_eq!(human_bytes(3_500_000), "3.3 MiB");
 }
+
+#[test]
+fn a_sync_expects_each_path_it_writes_or_removes_as_the_manifest_saw_it() {
+    let stamp = |size| FileStamp {
+        kind: FileKind::File,
+        size,
+        mtime: 1_700_000_000,
+        mode: 0o644,
+        link_target: String::new(),
+    };
+    let there = vec![
+        ManifestEntry {
+            path: "edited.txt".into(),
+            current: Some(stamp(3)),
+            uploaded: Some(stamp(3)),
+            sha256: None,
+        },
+        ManifestEntry {
+            path: "gone.txt".into(),
+            current: Some(stamp(5)),
+            uploaded: Some(stamp(5)),
+            sha256: None,
+        },
+    ];
+    let plan = SyncPlan {
+        send: vec!["edited.txt".into(), "new.txt".into()],
+        remove: vec!["gone.txt".into()],
+        conflicts: Vec::new(),
+        hash: Vec::new(),
+    };
+    assert_eq!(
+        sync::expectations(&plan, &there),
+        vec![
+            ("edited.txt".to_owned(), Some(stamp(3))),
+            ("gone.txt".to_owned(), Some(stamp(5))),
+            ("new.txt".to_owned(), None),
+        ]
+    );
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use skiff::api::capability;
+use skiff::api::{FileStamp, capability};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -45,6 +45,8 @@ pub struct UploadOutcome {
     pub compressed: u64,
     /// Paths the agent removed (sync).
     pub removed: u64,
+    /// Paths the agent left as they were because they changed there after the sync decided (sync).
+    pub conflicts: Vec<String>,
     /// How many connections carried it.
     pub parts: u32,
     /// How long it took, walking and packing included.
@@ -64,7 +66,7 @@ pub async fn upload(
     let entries = tokio::task::spawn_blocking(move || walk(&owned))
         .await
         .expect("the walk does not panic")?;
-    let mut outcome = send(clients, entries, Vec::new(), progress).await?;
+    let mut outcome = send(clients, entries, Vec::new(), Vec::new(), progress).await?;
     outcome.elapsed = started.elapsed();
     Ok(outcome)
 }
@@ -87,11 +89,13 @@ impl Counters {
     }
 }
 
-/// Packs `entries` and sends them, with `remove` for the agent to remove first.
+/// Packs `entries` and sends them, with `remove` for the agent to remove first and `expected` for it to check
+/// each path against right before it writes or removes it.
 pub(super) async fn send(
     clients: &mut [AgentClient],
     entries: Vec<Entry>,
     remove: Vec<String>,
+    expected: Vec<(String, Option<FileStamp>)>,
     progress: &(dyn Fn(&Transfer) + Sync),
 ) -> Result<UploadOutcome, FilesError> {
     let started = Instant::now();
@@ -167,6 +171,11 @@ pub(super) async fn send(
                 } else {
                     Vec::new()
                 },
+                expected: if index == 0 {
+                    expected.clone()
+                } else {
+                    Vec::new()
+                },
             };
             let counters = counters.clone();
             let stream = ReceiverStream::new(receiver).inspect(move |chunk| {
@@ -202,6 +211,7 @@ pub(super) async fn send(
         bytes: reply.bytes,
         compressed: counters.sent.load(Ordering::Relaxed),
         removed: reply.removed,
+        conflicts: reply.conflicts,
         parts: reply.parts,
         elapsed: started.elapsed(),
     })

@@ -217,15 +217,70 @@ pub async fn fetch(
             reference.registry
         ))
     })?;
-    let mut archive = Vec::new();
-    client
-        .pull_blob(&pinned, layer, &mut archive)
-        .await
-        .map_err(failed)?;
-    unpack::unpack(archive, folder.clone())
+    let limits = sources.limits;
+    let too_large = |size: u64| {
+        FeatureError(format!(
+            "Feature {id:?} ({reference}): {}",
+            limits.too_large_download(size)
+        ))
+    };
+    let declared = u64::try_from(layer.size).unwrap_or(0);
+    if declared > limits.download {
+        return Err(too_large(declared));
+    }
+    // The registry may send more than the manifest declared; the writer stops it at the cap either way.
+    let mut archive = Capped {
+        bytes: Vec::new(),
+        limit: limits.download,
+    };
+    let pulled = client.pull_blob(&pinned, layer, &mut archive).await;
+    if archive.bytes.len() as u64 > limits.download {
+        return Err(too_large(archive.bytes.len() as u64));
+    }
+    pulled.map_err(failed)?;
+    unpack::unpack(archive.bytes, folder.clone(), limits)
         .await
         .map_err(|message| FeatureError(format!("Feature {id:?} ({reference}): {message}")))?;
     Ok(folder)
+}
+
+/// A buffer that refuses bytes beyond `limit` (keeping one byte more, so the caller can tell).
+struct Capped {
+    bytes: Vec<u8>,
+    limit: u64,
+}
+
+impl tokio::io::AsyncWrite for Capped {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buffer: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if (self.bytes.len() + buffer.len()) as u64 > self.limit {
+            let room = usize::try_from(self.limit).unwrap_or(usize::MAX) + 1 - self.bytes.len();
+            let keep = room.min(buffer.len());
+            self.bytes.extend_from_slice(&buffer[..keep]);
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "the Feature's layer is larger than a Feature may download",
+            )));
+        }
+        self.bytes.extend_from_slice(buffer);
+        std::task::Poll::Ready(Ok(buffer.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 /// The Feature's layer of a manifest: the one layer of the devcontainers media type.

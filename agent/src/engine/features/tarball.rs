@@ -154,10 +154,30 @@ pub async fn fetch(id: &str, url: &str, sources: &Sources<'_>) -> Result<PathBuf
     let etag = header(ETAG);
     let last_modified = header(LAST_MODIFIED);
     sources.note(format!("downloading Feature {url}")).await;
-    let body = response.bytes().await.map_err(unreachable)?;
+    let too_large = |size: u64| {
+        FeatureError(format!(
+            "Feature {id:?} ({url}): {}",
+            sources.limits.too_large_download(size)
+        ))
+    };
+    if let Some(length) = response.content_length()
+        && length > sources.limits.download
+    {
+        return Err(too_large(length));
+    }
+    // Read in chunks and capped, whatever the server said the length would be.
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(unreachable)? {
+        let size = (body.len() + chunk.len()) as u64;
+        if size > sources.limits.download {
+            return Err(too_large(size));
+        }
+        body.extend_from_slice(&chunk);
+    }
     let sha256 = hex(&Sha256::digest(&body));
     let folder = content_folder(sources.cache, &sha256);
-    unpack::unpack(body.to_vec(), folder.clone())
+    unpack::unpack(body, folder.clone(), sources.limits)
         .await
         .map_err(|message| FeatureError(format!("Feature {id:?}: {message}")))?;
     let memory = Remembered {

@@ -45,6 +45,7 @@ fn resolve_at(
         workspace,
         cache: cache.path(),
         events: None,
+        limits: Limits::DEFAULT,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

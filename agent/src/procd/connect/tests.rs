@@ -1,11 +1,60 @@
-//! `--connect`: the marker, bytes both ways, a half-close passed on, and a refused port named in the error.
+//! Connections from inside the container: which addresses are refused, bytes both ways as frames with each
+//! end passed on, and a refused or unreachable target named in the error.
+
+use std::net::IpAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
+/// Attacks the metadata service's addresses in every spelling a forward could use.
+#[test]
+fn link_local_and_metadata_addresses_are_refused_in_every_spelling() {
+    for address in [
+        "169.254.169.254",
+        "169.254.0.1",
+        "::ffff:169.254.169.254",
+        "::169.254.169.254",
+        "64:ff9b::169.254.169.254",
+        "fe80::1",
+        "febf::1",
+        "fd00:ec2::254",
+        "fd00:ec2::23",
+    ] {
+        let parsed: IpAddr = address.parse().unwrap();
+        assert!(refusal(parsed).is_some(), "{address} must be refused");
+    }
+    for address in [
+        "127.0.0.1",
+        "::1",
+        "10.0.0.2",
+        "172.17.0.3",
+        "::ffff:10.0.0.2",
+        "fd00::1",
+        "fec0::1",
+        "2001:db8::1",
+        "169.253.0.1",
+    ] {
+        let parsed: IpAddr = address.parse().unwrap();
+        assert!(refusal(parsed).is_none(), "{address} must be allowed");
+    }
+}
+
 #[tokio::test]
-async fn bytes_go_both_ways_after_the_marker_and_the_end_is_passed_on() {
+async fn a_refused_address_is_never_dialled_and_the_error_says_why() {
+    for host in ["169.254.169.254", "::ffff:169.254.169.254", "[fe80::1]"] {
+        let error = dial(&ConnectTarget {
+            host: Some(host.to_owned()),
+            port: 80,
+        })
+        .await
+        .unwrap_err();
+        assert!(error.contains("does not forward there"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn bytes_go_both_ways_as_frames_and_each_end_is_passed_on() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     // An upper-casing echo server that answers once its client has half-closed.
@@ -18,36 +67,47 @@ async fn bytes_go_both_ways_after_the_marker_and_the_end_is_passed_on() {
             .await
             .unwrap();
     });
-    let (mut client_input, input) = tokio::io::duplex(1024);
-    let (output, mut client_output) = tokio::io::duplex(1024);
-    let carrying = tokio::spawn(carry(port, input, output));
-    let mut marker = [0u8; 1];
-    client_output.read_exact(&mut marker).await.unwrap();
-    assert_eq!(marker[0], CONNECTED);
-    client_input.write_all(b"hello").await.unwrap();
-    client_input.shutdown().await.unwrap();
+    let (mut agent_input, input) = tokio::io::duplex(1024);
+    let (output, mut agent_output) = tokio::io::duplex(1024);
+    let target = ConnectTarget { host: None, port };
+    let serving = tokio::spawn(async move { serve(&target, input, output).await });
+    let opened = read_frame(&mut agent_output).await.unwrap().unwrap();
+    assert_eq!(opened.0, OPENED);
+    assert_eq!(
+        String::from_utf8_lossy(&opened.1),
+        format!("127.0.0.1:{port}")
+    );
+    write_frame(&mut agent_input, STDIN, b"hello")
+        .await
+        .unwrap();
+    write_frame(&mut agent_input, STDIN_EOF, &[]).await.unwrap();
     let mut answer = Vec::new();
-    client_output.read_to_end(&mut answer).await.unwrap();
+    loop {
+        match read_frame(&mut agent_output).await.unwrap() {
+            Some((STDOUT, data)) => answer.extend(data),
+            Some((EXIT, _)) => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
     assert_eq!(answer, b"HELLO");
-    carrying.await.unwrap().unwrap();
+    agent_input.shutdown().await.unwrap();
+    serving.await.unwrap().unwrap();
     server.await.unwrap();
 }
 
 #[tokio::test]
-async fn a_port_nobody_listens_on_is_an_error_before_any_output() {
+async fn a_port_nobody_listens_on_is_a_failure_naming_it() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let (_client_input, input) = tokio::io::duplex(64);
-    let (output, mut client_output) = tokio::io::duplex(64);
-    let error = carry(port, input, output).await.unwrap_err();
-    assert!(
-        error.to_string().contains(&format!("127.0.0.1:{port}")),
-        "{error}"
-    );
-    let mut written = Vec::new();
-    client_output.read_to_end(&mut written).await.unwrap();
-    assert!(written.is_empty(), "nothing before the marker: {written:?}");
+    let (_agent_input, input) = tokio::io::duplex(4096);
+    let (output, mut agent_output) = tokio::io::duplex(4096);
+    let target = ConnectTarget { host: None, port };
+    serve(&target, input, output).await.unwrap();
+    let (kind, reason) = read_frame(&mut agent_output).await.unwrap().unwrap();
+    assert_eq!(kind, FAILED);
+    let reason = String::from_utf8_lossy(&reason);
+    assert!(reason.contains(&format!(":{port}")), "{reason}");
 }
