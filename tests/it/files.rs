@@ -657,6 +657,50 @@ fn up_from_a_git_url_then_delete_protects_unpushed_work() {
     assert!(sandbox.workspaces().is_empty());
 }
 
+/// The dev container can write its clone (the workspace folder is mounted read-write), so a devcontainer.json that
+/// code in the container rewrites there must not take effect on the next `up` by itself: here a `remoteEnv`, which
+/// the next `up` applies to the running container (so would a `remoteUser`, and a `privileged` to the next container
+/// made). The agent pinned the configuration when it cloned; only `up --rebuild`, the user's say-so on the laptop,
+/// reads the clone's again.
+#[test]
+fn a_clones_config_rewritten_from_the_container_waits_for_rebuild() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let (bare, _) = bare_repository(sandbox.root.path());
+    let url = format!("file://{}", bare.display());
+    sandbox.ok(&["up", &url, "--name", "pinned"]);
+    let planted = format!(
+        "{{ \"image\": \"{}\", \"remoteUser\": \"root\", \"remoteEnv\": {{ \"PLANTED\": \"yes\" }} }}",
+        skiff_tests::BASE_IMAGE
+    );
+    sandbox.ok(&[
+        "exec",
+        "pinned",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s' \"$1\" > .devcontainer/devcontainer.json",
+        "sh",
+        &planted,
+    ]);
+    let planted_value =
+        || sandbox.ok(&["exec", "pinned", "--", "sh", "-c", "echo ${PLANTED:-unset}"]);
+
+    sandbox.ok(&["up", &url, "--name", "pinned"]);
+    assert_eq!(
+        planted_value().trim(),
+        "unset",
+        "the rewritten configuration took effect without --rebuild"
+    );
+    sandbox.ok(&["up", &url, "--name", "pinned", "--rebuild"]);
+    assert_eq!(
+        planted_value().trim(),
+        "yes",
+        "--rebuild reads the clone's configuration again"
+    );
+    sandbox.ok(&["delete", "--yes", "pinned"]);
+}
+
 /// The figures in the notes: a 50 MB tree (or `SKIFF_FILES_BENCH_FOLDER`) packed and sent over one connection and
 /// over four, on loopback, each landing the same tree. Loopback is not what the pool is for (Session Manager's
 /// ~1 MB/s per session is); this shows what packing and unpacking cost and that striping adds nothing to it.

@@ -19,16 +19,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     up_folder(args, None).await
 }
 
-/// `up` of a folder on this machine: the user's own, or (`cloned_from`: the URL, and the workspace's folder in the
-/// store) the local clone of a repository, whose configuration is not trusted until the user says so.
-async fn up_folder(args: UpArgs, cloned_from: Option<(&str, &Path)>) -> anyhow::Result<i32> {
+/// The local clone of a repository that `up GIT_URL` hands to a local folder's `up`.
+struct Cloned<'a> {
+    /// The repository's URL.
+    url: &'a str,
+    /// The workspace's folder in the store, where a yes to trust it is remembered.
+    workspace_folder: &'a Path,
+    /// The configuration the agent pinned when it cloned: the dev container can write the clone, so its
+    /// devcontainer.json is read from there only once (and again with `--rebuild`).
+    loaded: devcontainer::LoadedConfig,
+}
+
+/// `up` of a folder on this machine: the user's own, or the local clone of a repository (`cloned_from`), whose
+/// configuration is the agent's pinned copy and is not trusted until the user says so.
+async fn up_folder(args: UpArgs, cloned_from: Option<Cloned<'_>>) -> anyhow::Result<i32> {
     let folder = std::fs::canonicalize(&args.path)
         .with_context(|| format!("workspace folder {}", args.path.display()))?;
     if !folder.is_dir() {
         anyhow::bail!("workspace folder {}: not a folder", folder.display());
     }
     let progress = Progress::new();
-    let loaded = devcontainer::load(&folder, args.config.as_deref())?;
+    let (loaded, cloned_from) = match cloned_from {
+        Some(cloned) => (cloned.loaded, Some((cloned.url, cloned.workspace_folder))),
+        None => (devcontainer::load(&folder, args.config.as_deref())?, None),
+    };
     for warning in &loaded.warnings {
         progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
     }
@@ -590,7 +604,11 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
             provider: Some(ProviderKind::Local),
             ..args
         },
-        Some((&url, &workspace.folder)),
+        Some(Cloned {
+            url: &url,
+            workspace_folder: &workspace.folder,
+            loaded,
+        }),
     ))
     .await
 }
