@@ -5,8 +5,8 @@
 //! Authentication is by public key only, and the keys are the trusted clients' certificates' keys (the
 //! workspace's own and every enrolled laptop's, see `skiff::ssh`); the host key is the agent's TLS key, which
 //! the client already pinned. Sessions run as the SSH user name through [`crate::exec`] (shell, exec, pty,
-//! env, signals, exit status); `direct-tcpip` channels to `localhost` reach the container's own loopback through
-//! `skiff-procd --connect` (see [`crate::procd::connect`]) and others go through [`crate::forward`]; the `sftp`
+//! env, signals, exit status); `direct-tcpip` channels go through [`crate::forward`], which opens them inside the
+//! dev container's network (so `localhost` is the container's loopback, where IDE servers listen); the `sftp`
 //! subsystem is `skiff-procd --sftp` run in the dev container as the user (see [`crate::procd::sftp`]).
 //! Activity is counted where those modules count it: bytes typed or sent in. SSH itself (key exchange,
 //! keep-alives, window adjustments) never touches the idle clock.
