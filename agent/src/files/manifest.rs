@@ -118,10 +118,9 @@ fn list_only(
         }
         let current = beneath.stamp(&relative).ok().flatten();
         let sha256 = match &current {
-            Some(stamp) if stamp.kind == FileKind::File => beneath
-                .open_regular(&relative)
-                .and_then(|file| hash_reader(file))
-                .ok(),
+            Some(stamp) if stamp.kind == FileKind::File => {
+                beneath.open_regular(&relative).and_then(hash_reader).ok()
+            }
             _ => None,
         };
         batch.push(ManifestEntry {

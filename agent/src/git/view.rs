@@ -358,9 +358,12 @@ fn refused(name: &OsStr, error: std::io::Error) -> GitError {
     }
 }
 
+/// One section of a config: its name, its subsection, and its `name = value` entries in order.
+type Section = (String, Option<String>, Vec<(String, String)>);
+
 /// The config the view uses: the inert keys of `listed` (`git config --null --list` output) as quoted values.
 pub fn inert_config(listed: &[u8]) -> Vec<u8> {
-    let mut sections: Vec<(String, Option<String>, Vec<(String, String)>)> = vec![(
+    let mut sections: Vec<Section> = vec![(
         "core".into(),
         None,
         vec![
