@@ -1299,6 +1299,52 @@ fn a_pre_created_instance_tagged_as_yours_is_refused_before_anything_is_sent() {
     );
 }
 
+/// A workspace an older skiff launched carries the owner's ARN in `skiff:owner`, which the developer policy's
+/// conditions (on `aws:userid`) no longer match: `up` says so and who can remove it, and launches no second
+/// instance beside it (which would leave the first one costing unseen).
+#[test]
+fn a_workspace_tagged_by_an_older_skiff_is_named_not_duplicated() {
+    let sandbox = AwsSandbox::new("ap-northeast-1");
+    let project = sandbox.project("legacy");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    helper(
+        "ap-northeast-1",
+        &["seed", "1", MOTO_ARN, "legacy", "ami-0a0b0c0d0e0f0002"],
+    );
+    let older = live_instances("ap-northeast-1", "legacy000");
+    assert_eq!(older.len(), 1);
+    let older_id = older[0]["InstanceId"].as_str().unwrap().to_owned();
+    call(
+        "ap-northeast-1",
+        "ec2",
+        "create_tags",
+        &serde_json::json!({"Resources": [older_id], "Tags": [{"Key": "skiff:workspace", "Value": "legacy"}]}),
+    );
+    let refused = sandbox.fails(&up_args(&project_text, &skiffd_text, &[]));
+    assert!(
+        refused.contains(&format!("workspace legacy is instance {older_id}"))
+            && refused.contains("older skiff")
+            && refused.contains(&format!("skiff delete legacy --owner '{MOTO_ARN}'")),
+        "{refused}"
+    );
+    assert!(
+        recorded_actions(&recorded("ap-northeast-1"), "RunInstances").is_empty(),
+        "no second instance is launched beside it"
+    );
+    assert!(
+        sandbox.workspaces().is_empty(),
+        "{:?}",
+        sandbox.workspaces()
+    );
+    call(
+        "ap-northeast-1",
+        "ec2",
+        "terminate_instances",
+        &serde_json::json!({"InstanceIds": [older_id]}),
+    );
+}
+
 /// Issue 13, item 3: a colleague (another session of the same role, so another `aws:userid`) cannot `skiff enroll`
 /// into your workspace: found only by its owner, refused by name with `--owner`, and only `--operator` (the
 /// operator's policy in AWS) sends the Run Command.

@@ -446,6 +446,12 @@ pub async fn up(
         });
     }
 
+    // A workspace launched by a skiff from before owners were `aws:userid` carries the caller's ARN as owner: the
+    // developer policy cannot reach it, and launching another beside it would leave it costing unseen.
+    if let Some(older) = aws.find(request.workspace, request.owner_arn).await? {
+        anyhow::bail!("{}", older_owner_message(request.workspace, &older));
+    }
+
     // Check every input before making anything.
     let settings = request.settings;
     progress.step("checking the instance type, image and network");
@@ -584,6 +590,15 @@ pub fn check_launched_here(
         );
     }
     Ok(())
+}
+
+/// What to do about `instance`, workspace `workspace` as an older skiff tagged it (`skiff:owner` the caller's ARN,
+/// which AWS's conditions no longer match): nothing of the developer policy reaches it, so an operator removes it.
+pub fn older_owner_message(workspace: &str, instance: &InstanceSummary) -> String {
+    format!(
+        "workspace {workspace} is instance {} ({}), launched by an older skiff that tagged its owner as your ARN ({}); owners are now `aws:userid`, which the AWS policy checks, so `skiff aws-policy`'s permissions do not reach it and skiff launches no second one beside it. Save what is on it through `skiff exec`/`ssh` with your previous policy if you need to, then have an operator (`skiff aws-policy --admin`) run `skiff delete {workspace} --owner '{}'`, and `skiff up` again",
+        instance.instance_id, instance.state, instance.owner, instance.owner
+    )
 }
 
 /// Keeps the workspace's DNS record pointing at the running instance, in the zone and under the name its tags
