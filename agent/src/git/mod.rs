@@ -223,7 +223,8 @@ async fn head(view: &View) -> Result<Option<String>, GitError> {
 
 /// What a delete of `folder` would lose: uncommitted changes, commits on no remote-tracking branch, stashes.
 /// A folder that is not the top of a repository has nothing to lose to git.
-/// Submodules are not looked into: their own configs are the container's too.
+/// Submodules are not looked into (their own configs are the container's too, and git would run with them), so
+/// each one counts as a change that may hold work: a delete asks before it can lose what is inside.
 pub async fn state(folder: &Path) -> Result<GitState, GitError> {
     let Some(view) = View::of(folder).await? else {
         return Ok(GitState::default());
@@ -239,7 +240,15 @@ pub async fn state(folder: &Path) -> Result<GitState, GitError> {
         ],
     )
     .await?;
-    let changed = porcelain_paths(&status);
+    let mut changed = porcelain_paths(&status);
+    let index = output(&view, &["ls-files", "--stage", "-z"]).await?;
+    for submodule in gitlinks(&index) {
+        if !changed.contains(&submodule) {
+            changed.push(format!(
+                "{submodule} (a submodule: changes inside it are not checked)"
+            ));
+        }
+    }
     let mut unpushed = Vec::new();
     let branches = output(
         &view,
@@ -311,6 +320,18 @@ async fn count(view: &View, args: &[&str]) -> Result<u32, GitError> {
         .await?
         .and_then(|count| count.parse().ok())
         .unwrap_or(0))
+}
+
+/// The paths of the submodules (gitlinks, mode 160000) in `git ls-files --stage -z` output.
+pub fn gitlinks(staged: &[u8]) -> Vec<String> {
+    staged
+        .split(|byte| *byte == 0)
+        .filter_map(|entry| {
+            let entry = String::from_utf8_lossy(entry);
+            let (fields, path) = entry.split_once('\t')?;
+            fields.starts_with("160000 ").then(|| path.to_owned())
+        })
+        .collect()
 }
 
 /// The paths of `git status --porcelain=v1 -z` output (a rename's or copy's source is skipped).

@@ -48,6 +48,36 @@ async fn state_reports_what_a_delete_would_lose() {
     assert_eq!(state.unpushed[0].commits, 1);
 }
 
+/// Changes inside a submodule are not looked at (git would run there with the submodule's own config, which the
+/// container writes), so a submodule is reported as a place that may hold work, and a delete asks first.
+#[tokio::test]
+async fn a_submodule_counts_as_work_that_may_be_lost() {
+    let folder = repository();
+    let path = folder.path();
+    git_in(
+        path,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            "160000,1111111111111111111111111111111111111111,vendor/lib",
+        ],
+    );
+    git_in(path, &["commit", "-q", "-m", "a submodule"]);
+    let state = state(path).await.unwrap();
+    assert!(!state.is_clean());
+    assert!(
+        state
+            .uncommitted_paths
+            .contains(&"vendor/lib (a submodule: changes inside it are not checked)".to_owned()),
+        "{state:?}"
+    );
+    assert_eq!(
+        gitlinks(b"100644 aaaa 0\ta.txt\0160000 bbbb 0\tsub\0"),
+        vec!["sub".to_owned()]
+    );
+}
+
 #[tokio::test]
 async fn upstreams_and_remotes_are_read_through_the_view() {
     let upstream = repository();
