@@ -216,6 +216,10 @@ pub struct AwsPolicyArgs {
     /// A tag key `up --tag` may set besides skiff's own and Name (repeatable).
     #[arg(long, value_name = "KEY")]
     pub tag_key: Vec<String>,
+    /// The KMS key (ARN) of `up --kms-key`, if root volumes are encrypted with one: EBS may use it for the
+    /// developer's volumes, through EC2 only.
+    #[arg(long, value_name = "ARN")]
+    pub kms_key: Option<String>,
 }
 
 /// `skiff aws-setup`.

@@ -33,6 +33,8 @@ const ALICE: &str = "AROAEXAMPLEROLEID:alice@example.com";
 /// A colleague in the same permission set: the same role, another session name.
 const BOB: &str = "AROAEXAMPLEROLEID:bob@example.com";
 const ZONE: &str = "Z0123456789ABCDEFGHIJ";
+/// The key of `up --kms-key`.
+const KEY: &str = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
 
 /// One authorisation request: the action, the resource, the context keys (each with one or more values), and the
 /// caller's `aws:userid`.
@@ -328,7 +330,10 @@ fn all_allowed(policy: &Value, requests: &[Request]) -> bool {
 }
 
 fn policy_options() -> PolicyOptions {
-    PolicyOptions::new(Some(ZONE), &[]).unwrap()
+    PolicyOptions::new(Some(ZONE), &[])
+        .unwrap()
+        .with_kms_key(KEY)
+        .unwrap()
 }
 
 /// The evaluator itself, on the documentation's own cases, before it decides anything about skiff's policy.
@@ -402,6 +407,16 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
         (
             "launch own workspace",
             run_instances(&launch_tags(), "required"),
+        ),
+        (
+            "encrypt the root volume with the --kms-key key, through EC2",
+            vec![
+                request("kms:GenerateDataKeyWithoutPlaintext", KEY)
+                    .with("kms:ViaService", &["ec2.eu-west-1.amazonaws.com"]),
+                request("kms:CreateGrant", KEY)
+                    .with("kms:ViaService", &["ec2.eu-west-1.amazonaws.com"])
+                    .with("kms:GrantIsForAWSResource", &["true"]),
+            ],
         ),
         (
             "pass skiff-instance to EC2",
@@ -715,6 +730,28 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
             ],
         ),
         (
+            "decrypt with the --kms-key key directly",
+            vec![request("kms:Decrypt", KEY)],
+        ),
+        (
+            "a grant on the key for a principal, not a resource",
+            vec![
+                request("kms:CreateGrant", KEY)
+                    .with("kms:ViaService", &["ec2.eu-west-1.amazonaws.com"])
+                    .with("kms:GrantIsForAWSResource", &["false"]),
+            ],
+        ),
+        (
+            "another key, through EC2",
+            vec![
+                request(
+                    "kms:GenerateDataKeyWithoutPlaintext",
+                    "arn:aws:kms:eu-west-1:123456789012:key/ffffffff-0000-0000-0000-000000000000",
+                )
+                .with("kms:ViaService", &["ec2.eu-west-1.amazonaws.com"]),
+            ],
+        ),
+        (
             "open a security group",
             vec![
                 request(
@@ -766,6 +803,19 @@ fn aws_policy_developer_has_no_iam_write() {
             "Route53 changes only with --dns-zone"
         );
     }
+    let error = PolicyOptions::default()
+        .with_kms_key("alias/skiff")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--kms-key") && error.contains("ARN"),
+        "{error}"
+    );
+    let error = PolicyOptions::default()
+        .with_kms_key("arn:aws:kms:*:*:key/*")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("--kms-key"), "{error}");
     let error = PolicyOptions::new(Some("*"), &[]).unwrap_err().to_string();
     assert!(error.contains("--dns-zone"), "{error}");
     let error = PolicyOptions::new(None, &["skiff:*".to_owned()])
@@ -931,6 +981,9 @@ fn aws_policy_passes_cloudsplaining() {
 ///   (MEDIUM): launching an instance with a role is the product. The role is the one `aws-setup` made, passed to
 ///   EC2 only (`iam:PassedToService`), its permissions capped by the `skiff-instance-boundary` boundary, and the
 ///   developer can change neither (no IAM write).
+/// - `PERMISSIONS_MANAGEMENT_ACTIONS` `kms:creategrant` (MEDIUM, with `--kms-key`): EBS needs a grant on the key
+///   to encrypt a root volume with it. The grant is allowed on that one key only, only through EC2
+///   (`kms:ViaService`) and only for an AWS resource (`kms:GrantIsForAWSResource`), never for a principal.
 /// - `RESOURCE_MISMATCH` on the statements of `ec2:RunInstances`, `ec2:CreateSecurityGroup` and
 ///   `ssm:SendCommand`: parliament wants every resource type an action needs in each statement, but the owner
 ///   conditions differ by resource type (`aws:RequestTag` exists only for what the call creates,
@@ -990,7 +1043,14 @@ fn aws_policy_passes_parliament_with_community_auditors() {
                 location["type"] == "CreateEC2WithExistingIP"
                     && location["actions"] == serde_json::json!(["iam:passrole", "ec2:runinstances"])
             }
-            "PERMISSIONS_MANAGEMENT_ACTIONS" => location["actions"] == serde_json::json!(["iam:passrole"]),
+            "PERMISSIONS_MANAGEMENT_ACTIONS" => {
+                // In either order: parliament lists them from a set.
+                let actions = strings(&location["actions"]);
+                actions.contains(&"iam:passrole".to_owned())
+                    && actions
+                        .iter()
+                        .all(|action| matches!(action.as_str(), "iam:passrole" | "kms:creategrant"))
+            }
             "RESOURCE_MISMATCH" => {
                 let statement = statement_at(location["line"].as_u64().unwrap_or_default());
                 split_by_resource_type.contains(&statement.as_str())

@@ -5,7 +5,10 @@ use crate::cli::AwsPolicyArgs;
 use crate::provider::aws::policy;
 
 pub fn run(args: &AwsPolicyArgs) -> anyhow::Result<i32> {
-    let options = policy::PolicyOptions::new(args.dns_zone.as_deref(), &args.tag_key)?;
+    let mut options = policy::PolicyOptions::new(args.dns_zone.as_deref(), &args.tag_key)?;
+    if let Some(key) = &args.kms_key {
+        options = options.with_kms_key(key)?;
+    }
     let document = if args.admin {
         policy::operator_policy(&options)
     } else {

@@ -40,7 +40,7 @@ pub struct AwsOptions {
     /// Use this instance profile instead of skiff's `skiff-instance`.
     #[arg(long, value_name = "NAME")]
     pub instance_profile: Option<String>,
-    /// Encrypt the root volume with this KMS key (ARN); `skiff aws-setup --kms-key` lets the role decrypt with it.
+    /// Encrypt the root volume with this KMS key (ARN); `skiff aws-setup --kms-key` lets the role decrypt with it, and `skiff aws-policy --kms-key` lets you launch with it.
     #[arg(long, value_name = "KEY_ARN")]
     pub kms_key: Option<String>,
     /// AMI to launch instead of Ubuntu 24.04 LTS; it must have the SSM agent (and Docker without internet).

@@ -219,6 +219,9 @@ pub struct PolicyOptions {
     pub dns_zone: Option<String>,
     /// Tag keys besides `skiff:*` and `Name` that `up --tag` may put on a workspace.
     pub tag_keys: Vec<String>,
+    /// The KMS key of `up --kms-key`, if root volumes are encrypted with one: EBS may use it on the developer's
+    /// behalf, and nothing else may.
+    pub kms_key: Option<String>,
 }
 
 impl PolicyOptions {
@@ -258,7 +261,36 @@ impl PolicyOptions {
         Ok(Self {
             dns_zone,
             tag_keys: tag_keys.to_vec(),
+            kms_key: None,
         })
+    }
+
+    /// With `key` (a KMS key's ARN, `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`), which EBS may then use for the
+    /// developer's encrypted root volumes.
+    pub fn with_kms_key(mut self, key: &str) -> anyhow::Result<Self> {
+        let parts: Vec<&str> = key.split(':').collect();
+        let plain = |text: &str| {
+            !text.is_empty()
+                && text
+                    .chars()
+                    .all(|character| character.is_ascii_alphanumeric() || character == '-')
+        };
+        let well_formed = parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && plain(parts[1])
+            && parts[2] == "kms"
+            && plain(parts[3])
+            && parts[4].len() == 12
+            && parts[4].chars().all(|character| character.is_ascii_digit())
+            && parts[5].strip_prefix("key/").is_some_and(plain);
+        if !well_formed {
+            anyhow::bail!(
+                "--kms-key {key:?}: give the key's ARN, such as arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab (an alias is not enough: the policy names the key itself)"
+            );
+        }
+        self.kms_key = Some(key.to_owned());
+        Ok(self)
     }
 }
 
@@ -458,6 +490,33 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             }
         }),
     ];
+    if let Some(key) = &options.kms_key {
+        // What launching with an encrypted root volume needs of its key, and only through EC2: the developer
+        // cannot decrypt anything with it directly, and a grant can go only to an AWS resource (the volume).
+        statements.push(json!({
+            "Sid": "SkiffEncryptRootVolumesWithOneKey",
+            "Effect": "Allow",
+            "Action": [
+                "kms:DescribeKey",
+                "kms:GenerateDataKeyWithoutPlaintext",
+                "kms:ReEncryptFrom",
+                "kms:ReEncryptTo",
+                "kms:Decrypt"
+            ],
+            "Resource": key,
+            "Condition": { "StringLike": { "kms:ViaService": "ec2.*.amazonaws.com" } }
+        }));
+        statements.push(json!({
+            "Sid": "SkiffGrantTheKeyToVolumes",
+            "Effect": "Allow",
+            "Action": ["kms:CreateGrant"],
+            "Resource": key,
+            "Condition": {
+                "Bool": { "kms:GrantIsForAWSResource": "true" },
+                "StringLike": { "kms:ViaService": "ec2.*.amazonaws.com" }
+            }
+        }));
+    }
     if let Some(zone) = &options.dns_zone {
         statements.push(json!({
             "Sid": "SkiffFindHostedZone",
