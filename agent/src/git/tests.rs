@@ -73,7 +73,7 @@ async fn a_submodule_counts_as_work_that_may_be_lost() {
         "{state:?}"
     );
     assert_eq!(
-        gitlinks(b"100644 aaaa 0\ta.txt\0160000 bbbb 0\tsub\0"),
+        gitlinks(b"100644 aaaa 0\ta.txt\x00160000 bbbb 0\tsub\x00"),
         vec!["sub".to_owned()]
     );
 }
