@@ -1251,20 +1251,7 @@ fn a_pre_created_instance_tagged_as_yours_is_refused_before_anything_is_sent() {
     let project = sandbox.project("victim");
     let skiffd = binary("skiffd");
     let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
-    helper(
-        "ap-northeast-1",
-        &["seed", "1", MOTO_OWNER, "victim", "ami-0a0b0c0d0e0f0002"],
-    );
-    let planted = live_instances("ap-northeast-1", "victim000");
-    assert_eq!(planted.len(), 1);
-    // The seed names workspaces PREFIX000; give the planted one the victim's own name, as the attacker would.
-    let planted_id = planted[0]["InstanceId"].as_str().unwrap().to_owned();
-    call(
-        "ap-northeast-1",
-        "ec2",
-        "create_tags",
-        &serde_json::json!({"Resources": [planted_id], "Tags": [{"Key": "skiff:workspace", "Value": "victim"}]}),
-    );
+    let planted_id = planted_instance("ap-northeast-1", MOTO_OWNER, "victim");
     let mut args = up_args(&project_text, &skiffd_text, &[]);
     // Without --no-wait, an accepted instance would next be waited for, pushed skiffd and uploaded to.
     args.retain(|arg| *arg != "--no-wait");
@@ -1299,6 +1286,26 @@ fn a_pre_created_instance_tagged_as_yours_is_refused_before_anything_is_sent() {
     );
 }
 
+/// An instance made outside this machine's skiff (moto's seed) with `skiff:owner` `owner` and tagged as workspace
+/// `workspace`, as whoever can tag instances would leave it; its id.
+fn planted_instance(region: &str, owner: &str, workspace: &str) -> String {
+    helper(
+        region,
+        &["seed", "1", owner, workspace, "ami-0a0b0c0d0e0f0002"],
+    );
+    // The seed names workspaces PREFIX000; the planted one gets the workspace's own name.
+    let planted = live_instances(region, &format!("{workspace}000"));
+    assert_eq!(planted.len(), 1);
+    let id = planted[0]["InstanceId"].as_str().unwrap().to_owned();
+    call(
+        region,
+        "ec2",
+        "create_tags",
+        &serde_json::json!({"Resources": [id], "Tags": [{"Key": "skiff:workspace", "Value": workspace}]}),
+    );
+    id
+}
+
 /// A workspace an older skiff launched carries the owner's ARN in `skiff:owner`, which the developer policy's
 /// conditions (on `aws:userid`) no longer match: `up` says so and who can remove it, and launches no second
 /// instance beside it (which would leave the first one costing unseen).
@@ -1308,19 +1315,7 @@ fn a_workspace_tagged_by_an_older_skiff_is_named_not_duplicated() {
     let project = sandbox.project("legacy");
     let skiffd = binary("skiffd");
     let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
-    helper(
-        "ap-northeast-1",
-        &["seed", "1", MOTO_ARN, "legacy", "ami-0a0b0c0d0e0f0002"],
-    );
-    let older = live_instances("ap-northeast-1", "legacy000");
-    assert_eq!(older.len(), 1);
-    let older_id = older[0]["InstanceId"].as_str().unwrap().to_owned();
-    call(
-        "ap-northeast-1",
-        "ec2",
-        "create_tags",
-        &serde_json::json!({"Resources": [older_id], "Tags": [{"Key": "skiff:workspace", "Value": "legacy"}]}),
-    );
+    let older_id = planted_instance("ap-northeast-1", MOTO_ARN, "legacy");
     let refused = sandbox.fails(&up_args(&project_text, &skiffd_text, &[]));
     assert!(
         refused.contains(&format!("workspace legacy is instance {older_id}"))
