@@ -1,11 +1,17 @@
-//! The typed client of the agent: the only place the client sees gRPC and generated types.
+//! The typed client of the agent: the only place the client sees gRPC, tonic and generated types.
 //! Everything it returns is `skiff::api`, and every failure is an [`AgentError`] that says what failed.
+//! A failure is sorted by its type, never by its text: the agent's answers by their status [`Code`], and the
+//! connection's failures by the errors beneath them (see [`AgentError::from_status`]).
+
+use std::time::Duration;
 
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
 use skiff::api;
 use skiff::proto::{self, v1};
-use tonic::transport::Channel;
+
+use crate::tunnel::{ConnectError, Dial};
 
 /// A failed call to the agent.
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +21,8 @@ pub enum AgentError {
     Agent {
         /// The call that failed.
         call: &'static str,
-        /// The gRPC status code.
-        code: tonic::Code,
+        /// The status code the agent answered with.
+        code: Code,
         /// The agent's message.
         message: String,
     },
@@ -32,17 +38,60 @@ pub enum AgentError {
     },
 }
 
+/// What kind of error the agent answered with: the gRPC status codes, as the client's own type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Cancelled,
+    Unknown,
+    InvalidArgument,
+    DeadlineExceeded,
+    NotFound,
+    AlreadyExists,
+    PermissionDenied,
+    ResourceExhausted,
+    FailedPrecondition,
+    Aborted,
+    OutOfRange,
+    /// The agent has no such call: it is older than this client.
+    Unimplemented,
+    Internal,
+    Unavailable,
+    DataLoss,
+    Unauthenticated,
+}
+
+impl From<tonic::Code> for Code {
+    fn from(code: tonic::Code) -> Self {
+        match code {
+            // An error never carries Ok; should a peer send it, it is no known kind.
+            tonic::Code::Ok | tonic::Code::Unknown => Self::Unknown,
+            tonic::Code::Cancelled => Self::Cancelled,
+            tonic::Code::InvalidArgument => Self::InvalidArgument,
+            tonic::Code::DeadlineExceeded => Self::DeadlineExceeded,
+            tonic::Code::NotFound => Self::NotFound,
+            tonic::Code::AlreadyExists => Self::AlreadyExists,
+            tonic::Code::PermissionDenied => Self::PermissionDenied,
+            tonic::Code::ResourceExhausted => Self::ResourceExhausted,
+            tonic::Code::FailedPrecondition => Self::FailedPrecondition,
+            tonic::Code::Aborted => Self::Aborted,
+            tonic::Code::OutOfRange => Self::OutOfRange,
+            tonic::Code::Unimplemented => Self::Unimplemented,
+            tonic::Code::Internal => Self::Internal,
+            tonic::Code::Unavailable => Self::Unavailable,
+            tonic::Code::DataLoss => Self::DataLoss,
+            tonic::Code::Unauthenticated => Self::Unauthenticated,
+        }
+    }
+}
+
 impl AgentError {
-    fn from_status(call: &'static str, status: tonic::Status) -> Self {
-        // Transport failures come back as Unknown/Unavailable with tonic's own text rather than the agent's.
-        let from_transport = matches!(
-            status.code(),
-            tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
-        ) && (status.message().contains("transport error")
-            || status.message().contains("h2 protocol error")
-            || status.message().contains("connection")
-            || status.message().contains("error trying to connect"));
-        if from_transport {
+    /// Sorts a failed call. A status the agent sent arrives from the wire with no source; one that tonic made
+    /// here from a failure of the connection carries that failure as its source. So a status is the
+    /// connection's when an error of a transport layer (I/O, which carries TLS's too, HTTP/2, hyper, tonic's
+    /// transport)
+    /// is found in its source chain, and the agent's answer otherwise.
+    pub(crate) fn from_status(call: &'static str, status: tonic::Status) -> Self {
+        if from_transport(&status) {
             let mut detail = status.message().to_owned();
             let mut source = std::error::Error::source(&status);
             while let Some(cause) = source {
@@ -54,10 +103,62 @@ impl AgentError {
         } else {
             Self::Agent {
                 call,
-                code: status.code(),
+                code: status.code().into(),
                 message: status.message().to_owned(),
             }
         }
+    }
+
+    /// The status code the agent answered with; `None` when the call failed before it could answer.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Self::Agent { code, .. } => Some(*code),
+            Self::Connection { .. } | Self::Protocol { .. } => None,
+        }
+    }
+}
+
+/// Whether `status` reports a failure of the connection rather than the agent's answer: some error of a
+/// transport layer is in its source chain.
+fn from_transport(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>()
+            || cause.is::<h2::Error>()
+            || cause.is::<hyper::Error>()
+            || cause.is::<tonic::transport::Error>()
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A gRPC channel to one agent, over streams that are already mutual TLS (`tunnel::connect` makes them).
+#[derive(Debug, Clone)]
+pub struct Channel(tonic::transport::Channel);
+
+impl Channel {
+    /// Opens a channel over streams from `dial`; `route` names the way in errors. The channel dials again by
+    /// itself if a stream drops.
+    pub(crate) async fn connect(dial: Dial, route: &str) -> Result<Self, ConnectError> {
+        let endpoint = tonic::transport::Endpoint::from_static("http://skiff-agent.invalid")
+            .connect_timeout(Duration::from_secs(20))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        endpoint
+            .connect_with_connector(tower::service_fn(move |_uri| {
+                let dial = std::sync::Arc::clone(&dial);
+                async move { Ok::<_, std::io::Error>(TokioIo::new(dial().await?)) }
+            }))
+            .await
+            .map(Self)
+            .map_err(|error| ConnectError::Unreachable {
+                address: route.to_owned(),
+                detail: crate::tunnel::error_chain(&error),
+            })
     }
 }
 
@@ -141,7 +242,7 @@ pub struct UploadReply {
 /// A client of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
-    inner: v1::agent_client::AgentClient<Channel>,
+    inner: v1::agent_client::AgentClient<tonic::transport::Channel>,
 }
 
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -150,7 +251,7 @@ impl AgentClient {
     /// A client over an open channel.
     pub fn new(channel: Channel) -> Self {
         Self {
-            inner: v1::agent_client::AgentClient::new(channel)
+            inner: v1::agent_client::AgentClient::new(channel.0)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }
@@ -599,3 +700,6 @@ impl AgentClient {
             .boxed())
     }
 }
+
+#[cfg(test)]
+mod tests;

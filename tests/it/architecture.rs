@@ -53,7 +53,8 @@ const RULES: &[Rule] = &[
             "Status::unavailable",
             "Status::already_exists",
         ],
-        allowed: &["agent/src/service.rs"],
+        // The client's unit tests make the statuses an agent would send, to sort them.
+        allowed: &["agent/src/service.rs", "client/src/agent_client/tests.rs"],
     },
     Rule {
         stated: "Only `client::provider::aws` and the Session Manager transports",
@@ -95,6 +96,35 @@ const RULES: &[Rule] = &[
         stated: "Only `client::tunnel::ssm` names `aws-ssm-bridge`",
         needles: &["aws_ssm_bridge"],
         allowed: &["client/src/tunnel/ssm/"],
+    },
+    Rule {
+        stated: "Only `client::provider` names `provider::aws`",
+        needles: &["provider::aws"],
+        allowed: &[
+            "client/src/provider/",
+            "client/src/cli.rs",
+            "client/src/lib.rs",
+        ],
+    },
+    Rule {
+        stated: "In the client, only `client::provider::aws` and `client::tunnel` name `tunnel::warm`",
+        needles: &["tunnel::warm", "warm::POOL"],
+        allowed: &["client/src/provider/aws/", "client/src/tunnel/"],
+    },
+    Rule {
+        stated: "In the client, only `client::agent_client` names tonic",
+        needles: &["tonic"],
+        allowed: &["src/", "agent/", "client/src/agent_client"],
+    },
+    Rule {
+        stated: "In the client, only `client::tunnel::connect` names rustls and pins an agent certificate",
+        needles: &[
+            "rustls",
+            "tokio_rustls",
+            "client_config",
+            "client_config_first_use",
+        ],
+        allowed: &["src/", "agent/", "client/src/tunnel/connect.rs"],
     },
     Rule {
         stated: "In the agent, only `agent::git` runs git",

@@ -5,16 +5,21 @@ use skiff::api::OutputStream;
 use tokio::io::AsyncWriteExt;
 
 use crate::cli::LogsArgs;
+use crate::provider::Provider;
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<i32> {
     if args.boot {
-        return crate::provider::aws::commands::boot_log(&args.name).await;
+        return Provider::find(&args.name, None, &args.agent)
+            .await?
+            .boot_log(&args.name)
+            .await;
     }
     let workspace = super::find_workspace(&args.name)?;
-    let mut provider = super::provider_for(&workspace, &args.agent);
     // Reading logs is not using the workspace: it must not restart an idle countdown.
-    provider.start_is_activity = false;
-    let mut client = provider.ensure_agent(&workspace).await?;
+    let mut client = Provider::of(&workspace, &args.agent)
+        .without_activity()
+        .agent(&workspace)
+        .await?;
     let mut logs = Box::pin(client.logs(args.follow, args.tail).await?);
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();

@@ -1,90 +1,39 @@
-//! One module per command; each takes its parsed arguments and returns the exit code.
+//! One module per command of every provider; each takes its parsed arguments and returns the exit code, and
+//! `lib::run` dispatches. A command gets what it needs of a workspace from its `provider::Provider` and never
+//! learns which provider that is (the AWS provider's own commands live in `provider::aws`).
 
-mod aws_policy;
-mod aws_setup;
-mod code;
-mod config;
-mod delete;
-mod enroll;
-mod exec;
-mod forward;
-mod keepalive;
-mod list;
-mod logs;
-mod ports;
-mod provider;
-mod proxy;
-mod session;
-mod ssh;
-mod ssh_config;
+pub(crate) mod code;
+pub(crate) mod config;
+pub(crate) mod delete;
+pub(crate) mod exec;
+pub(crate) mod forward;
+pub(crate) mod keepalive;
+pub(crate) mod list;
+pub(crate) mod logs;
+pub(crate) mod ports;
+pub(crate) mod proxy;
+pub(crate) mod session;
+pub(crate) mod ssh;
+pub(crate) mod ssh_config;
 pub(crate) mod status;
-mod stop;
-mod sync;
-mod trust;
-mod up;
+pub(crate) mod stop;
+pub(crate) mod sync;
+pub(crate) mod trust;
+pub(crate) mod up;
 
 use crate::agent_client::AgentClient;
-use crate::cli::{AgentOptions, Command};
-use crate::provider::local::LocalProvider;
-use crate::workspace::{ProviderKind, Store, Workspace};
+use crate::cli::AgentOptions;
+use crate::provider::Provider;
+use crate::workspace::{Store, Workspace};
 
-/// Runs one command.
-pub async fn run(command: Command) -> anyhow::Result<i32> {
-    match command {
-        Command::Up(args) => up::run(args).await,
-        Command::List(args) => list::run(args).await,
-        Command::Status(args) => status::run(args).await,
-        Command::Exec(args) => exec::run(args).await,
-        Command::Ssh(args) => ssh::run(args).await,
-        Command::Stop(args) => stop::run(args).await,
-        Command::Delete(args) => delete::run(args).await,
-        Command::Sync(args) => sync::run(args).await,
-        Command::Logs(args) => logs::run(args).await,
-        Command::Forward(args) => forward::run(args).await,
-        Command::Keepalive(args) => keepalive::run(args).await,
-        Command::Config(args) => config::run(args).await,
-        Command::Provider(args) => provider::run(args).await,
-        Command::AwsPolicy(args) => aws_policy::run(&args),
-        Command::AwsSetup(args) => aws_setup::run(&args).await,
-        Command::Enroll(args) => enroll::run(args).await,
-        Command::SshConfig(args) => ssh_config::run(args).await,
-        Command::Proxy(args) => proxy::run(args).await,
-        Command::Code(args) => code::run(args).await,
-        Command::TunnelDaemon(args) => {
-            crate::provider::aws::connect::run_daemon(&args.name, args.agent.tunnel).await
-        }
-    }
-}
-
-/// The workspace called `name`, wherever it lives.
+/// The workspace called `name`, from this machine's records.
 fn find_workspace(name: &str) -> anyhow::Result<Workspace> {
     Ok(Store::open_default()?.get(name)?)
 }
 
-/// The provider that holds `workspace`.
-fn provider_for(workspace: &Workspace, options: &AgentOptions) -> LocalProvider {
-    match workspace.record.provider {
-        // An AWS workspace's agent is reached through its Session Manager tunnel (`agent` goes there first).
-        ProviderKind::Local | ProviderKind::Aws => LocalProvider {
-            agent_binary: options.agent_binary.clone(),
-            start_is_activity: true,
-        },
-    }
-}
-
-/// A client of the workspace's agent, starting the agent if it is not running.
+/// A client of the workspace's agent, starting the agent (or the way to it) if needed.
 async fn agent(workspace: &Workspace, options: &AgentOptions) -> anyhow::Result<AgentClient> {
-    if workspace.record.provider == ProviderKind::Aws {
-        return crate::provider::aws::connect::agent(workspace, options.tunnel).await;
-    }
-    Ok(provider_for(workspace, options)
-        .ensure_agent(workspace)
-        .await?)
-}
-
-/// A short form of a container id, as Docker prints it.
-fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    Provider::of(workspace, options).agent(workspace).await
 }
 
 /// Parses a percentage as people write it: `20%`, `20`, `off`.

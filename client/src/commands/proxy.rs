@@ -7,7 +7,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::agent_client::AgentError;
+use crate::agent_client::{AgentError, Code};
 use crate::cli::ProxyArgs;
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<i32> {
@@ -47,13 +47,10 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<i32> {
 
 /// An agent too old for `Ssh` says so in words a person can act on.
 fn explain(error: AgentError, name: &str) -> anyhow::Error {
-    match error {
-        AgentError::Agent {
-            code: tonic::Code::Unimplemented,
-            ..
-        } => anyhow::anyhow!(
+    if error.code() == Some(Code::Unimplemented) {
+        return anyhow::anyhow!(
             "the agent of workspace {name} is older than this skiff and has no SSH server; restart it with `skiff stop {name}` and `skiff up`"
-        ),
-        error => error.into(),
+        );
     }
+    error.into()
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use crate::cli::{AgentOptions, SshConfigArgs};
-use crate::provider::local::LocalProvider;
+use crate::provider::Provider;
 use crate::workspace::{self, Store, Workspace};
 
 /// The first line of the managed block.
@@ -275,7 +275,9 @@ pub(crate) fn default_config() -> anyhow::Result<PathBuf> {
 /// returns its path.
 pub(crate) fn write_known_hosts(workspace: &Workspace) -> anyhow::Result<PathBuf> {
     let name = workspace.name();
-    let pem = LocalProvider::pinned_certificate(workspace).with_context(|| {
+    let pem = Provider::of(workspace, &AgentOptions::default())
+        .pinned_certificate(workspace)
+        .with_context(|| {
         format!("workspace {name} has no pinned agent certificate yet; run `skiff status {name}` once to start its agent")
     })?;
     let certificate = skiff::tls::parse_certificate("the pinned agent certificate", &pem)?;

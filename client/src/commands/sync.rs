@@ -10,11 +10,12 @@ use crate::agent_client::AgentClient;
 use crate::cli::SyncArgs;
 use crate::files::{self, SyncOptions, Transfer, human_bytes};
 use crate::progress::Progress;
-use crate::workspace::ProviderKind;
+use crate::provider::Provider;
 
 pub async fn run(args: SyncArgs) -> anyhow::Result<i32> {
     let workspace = super::find_workspace(&args.name)?;
-    if workspace.record.provider == ProviderKind::Local {
+    let provider = Provider::of(&workspace, &args.agent);
+    if !provider.is_remote() {
         eprintln!(
             "workspace {} runs on this machine and its dev container mounts {}; sync is not needed",
             workspace.name(),
@@ -29,14 +30,9 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<i32> {
             workspace.name()
         );
     }
-    // An AWS workspace: the warm tunnel's bulk lanes, one Session Manager session each, carry a sync faster.
-    let mut clients = Vec::new();
-    for lane in 1..=crate::tunnel::warm::POOL {
-        clients.push(
-            crate::provider::aws::connect::agent_on_lane(&workspace, lane, args.agent.tunnel)
-                .await?,
-        );
-    }
+    // The provider's bulk clients (on AWS the warm tunnel's bulk lanes, one Session Manager session each)
+    // carry a sync faster.
+    let mut clients = provider.bulk_agents(&workspace).await?;
     sync_with(
         &mut clients,
         &workspace.record.local_folder,

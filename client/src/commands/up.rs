@@ -10,7 +10,8 @@ use skiff::devcontainer::{self, LifecycleCommand, LocalContext, SimpleCommand};
 
 use crate::cli::UpArgs;
 use crate::progress::Progress;
-use crate::workspace::{self, ProviderKind, Store, WorkspaceRecord};
+use crate::provider::{Placement, Provider};
+use crate::workspace::{ProviderKind, Store, WorkspaceRecord};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     if let Some(url) = crate::files::git_url(&args.path) {
@@ -80,133 +81,61 @@ async fn up_folder(args: UpArgs, cloned_from: Option<Cloned<'_>>) -> anyhow::Res
     let existing_provider = store
         .find_by_folder(&folder)?
         .map(|existing| (existing.name().to_owned(), existing.record.provider));
-    let provider = match (args.provider, existing_provider) {
+    let kind = match (args.provider, existing_provider) {
         (Some(asked), Some((name, existing))) if asked != existing => anyhow::bail!(
             "{} is already workspace {name} on the {existing} provider; leave out --provider, or `skiff delete {name}` first",
             folder.display()
         ),
         (Some(asked), _) => asked,
         (None, Some((_, existing))) => existing,
-        (None, None) if crate::provider::aws::config::AwsSettings::configured(store.root()) => {
-            ProviderKind::Aws
-        }
-        (None, None) => ProviderKind::Local,
+        (None, None) => Provider::default_kind(&store),
     };
-    if provider == ProviderKind::Aws {
-        progress.finish();
-        let Some(mut workspace) = crate::provider::aws::commands::up(
-            &args,
-            &folder,
-            &loaded.config_file,
-            config.host_requirements.as_ref(),
-        )
-        .await?
-        else {
-            return Ok(0);
-        };
-        if let Some(command) = &config.initialize_command {
-            eprintln!("running initializeCommand on this machine");
-            run_initialize_command(command, &folder, &loaded.config_file).await?;
-        }
-        let progress = Progress::new();
-        let client = aws_agent(&args, &workspace, &progress).await?;
-        let files_folder =
-            send_files(&mut workspace, &folder, args.agent.tunnel, &progress).await?;
-        let spec = UpSpec {
-            config_json: serde_json::to_string(&config)?,
-            config_file: loaded.config_file.display().to_string(),
-            local_folder: folder.display().to_string(),
-            files_folder,
-            rebuild: args.rebuild,
-        };
-        return drive(&args, &workspace, &config, client, spec, progress).await;
-    }
-    if args.no_wait {
-        anyhow::bail!(
-            "--no-wait is for AWS workspaces (--provider aws); the local provider always waits"
-        );
-    }
-    let mut workspace = match store.find_by_folder(&folder)? {
-        Some(existing) => {
-            if let Some(name) = &args.name
-                && name != existing.name()
-            {
-                anyhow::bail!(
-                    "{} is already workspace {}; use that name, or `skiff delete {}` first",
-                    folder.display(),
-                    existing.name(),
-                    existing.name()
-                );
-            }
-            existing
-        }
-        None => {
-            let name = args
-                .name
-                .clone()
-                .unwrap_or_else(|| workspace::name_from_folder(&folder));
-            store.create(WorkspaceRecord {
-                name,
-                provider: ProviderKind::Local,
-                local_folder: folder.clone(),
-                config_file: loaded.config_file.clone(),
-                idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
-                aws: None,
-            })?
-        }
+    let provider = Provider::new(kind, &args.agent);
+    let placement = Placement {
+        args: &args,
+        folder: &folder,
+        config_file: &loaded.config_file,
+        host_requirements: config.host_requirements.as_ref(),
     };
-    let mut changed = false;
-    if workspace.record.config_file != loaded.config_file {
-        workspace.record.config_file = loaded.config_file.clone();
-        changed = true;
-    }
-    if let Some(timeout) = &args.idle_timeout
-        && *timeout != workspace.record.idle_timeout
-    {
-        workspace.record.idle_timeout = timeout.clone();
-        changed = true;
-        progress.line(&format!(
-            "the idle timeout {timeout} applies from the workspace's next start (`skiff stop {}` then `skiff up`)",
-            workspace.name()
-        ));
-    }
-    if changed {
-        workspace.save()?;
-    }
+    let Some(mut workspace) = provider.place(&placement, &progress).await? else {
+        return Ok(0);
+    };
+    // A provider may have shown steps of its own; the rest of `up` shows its steps anew.
+    drop(progress);
+    let progress = Progress::new();
 
     if let Some(command) = &config.initialize_command {
         progress.step("running initializeCommand on this machine");
         run_initialize_command(command, &folder, &loaded.config_file).await?;
     }
 
-    progress.step(&format!(
-        "starting the agent of workspace {}",
-        workspace.name()
-    ));
-    let provider = super::provider_for(&workspace, &args.agent);
-    let mut client = provider.ensure_agent(&workspace).await?;
+    let mut client = provider.ready_agent(&workspace, &args, &progress).await?;
     if let Some(percent) = busy_cpu {
         client.configure(None, Some(percent)).await?;
     }
+    let files_folder = provider
+        .send_files(&mut workspace, &folder, &progress)
+        .await?;
     let spec = UpSpec {
         config_json: serde_json::to_string(&config)?,
         config_file: loaded.config_file.display().to_string(),
         local_folder: folder.display().to_string(),
-        files_folder: folder.display().to_string(),
+        files_folder,
         rebuild: args.rebuild,
     };
     drive(&args, &workspace, &config, client, spec, progress).await
 }
 
-/// `skiff up GIT_URL` for an AWS workspace: the instance is launched (or found) as for a folder, then its
-/// agent clones the repository on the instance, so the files come from the git server and not through the
-/// tunnel, and the repository's devcontainer.json is read there. The workspace has no folder on this machine;
-/// its record is keyed by its folder in skiff's store, as a local clone's is.
-async fn up_repository_on_aws(
+/// `skiff up GIT_URL` for a workspace whose agent runs on another machine: the machine is placed as for a
+/// folder, then its agent clones the repository there, so the files come from the git server and not through
+/// the tunnel, and the repository's devcontainer.json is read there. The workspace has no folder on this
+/// machine; its record is keyed by its folder in skiff's store, as a local clone's is.
+async fn up_repository_remote(
     args: UpArgs,
     url: &str,
     name: String,
     store: &Store,
+    provider: &Provider,
 ) -> anyhow::Result<i32> {
     let key = store.folder_for(&name);
     if let Ok(existing) = store.get(&name)
@@ -223,29 +152,25 @@ async fn up_repository_on_aws(
     };
     // The instance is sized before the repository's configuration is known: its hostRequirements are not
     // read here (the instance type flags and saved defaults are).
-    let Some(mut workspace) =
-        crate::provider::aws::commands::up(&args, &key, Path::new(""), None).await?
-    else {
+    let placement = Placement {
+        args: &args,
+        folder: &key,
+        config_file: Path::new(""),
+        host_requirements: None,
+    };
+    let Some(mut workspace) = provider.place(&placement, &Progress::new()).await? else {
         return Ok(0);
     };
     let progress = Progress::new();
-    let mut client = aws_agent(&args, &workspace, &progress).await?;
-    let already = workspace
-        .record
-        .aws
-        .as_ref()
-        .and_then(|placement| placement.files_folder.clone());
-    if already.is_none() {
+    let mut client = provider.ready_agent(&workspace, &args, &progress).await?;
+    if provider.remote_files_folder(&workspace).is_none() {
         progress.step(&format!("cloning {url} on the instance"));
         let cloned = crate::files::clone_remote(&mut client, url, &mut |data: &[u8]| {
             progress.output(skiff::api::OutputStream::Stderr, data)
         })
         .await
         .with_context(|| format!("cloning {url} for workspace {name}"))?;
-        if let Some(placement) = workspace.record.aws.as_mut() {
-            placement.files_folder = Some(cloned.files_folder);
-        }
-        workspace.save()?;
+        provider.keep_remote_files_folder(&mut workspace, cloned.files_folder)?;
     }
     let loaded = repository_config(&mut client, args.config.as_deref(), url, args.rebuild).await?;
     for warning in &loaded.warnings {
@@ -316,39 +241,6 @@ async fn repository_config(
         .with_context(|| format!("reading the devcontainer.json of {url}"))
 }
 
-/// How long `up` waits for an instance's agent to answer once the instance is online.
-const AGENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// Waits for an AWS workspace's agent and puts this client's `skiffd` in its place if it is older (or another
-/// build was asked for).
-async fn aws_agent(
-    args: &UpArgs,
-    workspace: &crate::workspace::Workspace,
-    progress: &Progress,
-) -> anyhow::Result<crate::agent_client::AgentClient> {
-    progress.step(&format!(
-        "waiting for the agent of workspace {}",
-        workspace.name()
-    ));
-    let client =
-        crate::provider::aws::connect::wait_for_agent(workspace, args.agent.tunnel, AGENT_TIMEOUT)
-            .await?;
-    let binary = crate::provider::aws::commands::agent_binary(args);
-    use crate::provider::aws::upgrade;
-    upgrade::ensure_current(
-        workspace,
-        client,
-        upgrade::Offer {
-            local: binary.as_deref(),
-            explicit: binary.is_some(),
-            allow_downgrade: args.allow_agent_downgrade,
-        },
-        args.agent.tunnel,
-        progress,
-    )
-    .await
-}
-
 /// Has the agent build (or reuse) and start the container, showing its progress; `Ok(0)` once ready (or, with
 /// `--forward`, after Ctrl-C).
 async fn drive(
@@ -388,7 +280,7 @@ async fn drive(
                 eprintln!(
                     "workspace {} is ready: container {} ({}), {} as {}",
                     workspace.name(),
-                    super::short_id(&result.container_id),
+                    crate::provider::short_id(&result.container_id),
                     if result.created { "created" } else { "reused" },
                     result.workspace_folder,
                     result.remote_user
@@ -417,52 +309,6 @@ async fn drive(
         tokio::signal::ctrl_c().await?;
     }
     Ok(0)
-}
-
-/// The folder holding an AWS workspace's files on its instance: sent now, over the tunnel's bulk lanes, when
-/// this workspace has not sent them before; otherwise the ones already there (work done on the instance stays,
-/// and `skiff sync` sends the laptop's changes).
-async fn send_files(
-    workspace: &mut crate::workspace::Workspace,
-    folder: &Path,
-    tunnel: crate::cli::TunnelChoice,
-    progress: &Progress,
-) -> anyhow::Result<String> {
-    if let Some(files_folder) = workspace
-        .record
-        .aws
-        .as_ref()
-        .and_then(|placement| placement.files_folder.clone())
-    {
-        return Ok(files_folder);
-    }
-    progress.step(&format!("sending {} to the workspace", folder.display()));
-    let mut clients = Vec::new();
-    for lane in 1..=crate::tunnel::warm::POOL {
-        clients.push(crate::provider::aws::connect::agent_on_lane(workspace, lane, tunnel).await?);
-    }
-    let outcome = crate::files::upload(&mut clients, folder, &|transfer| {
-        progress.step(&format!(
-            "sending {}: {} files, {} compressed so far",
-            folder.display(),
-            transfer.entries,
-            crate::files::human_bytes(transfer.sent)
-        ));
-    })
-    .await?;
-    progress.line(&format!(
-        "sent {} files ({}, {} compressed) over {} Session Manager sessions in {:.1} s",
-        outcome.files,
-        crate::files::human_bytes(outcome.bytes),
-        crate::files::human_bytes(outcome.compressed),
-        outcome.parts,
-        outcome.elapsed.as_secs_f64()
-    ));
-    if let Some(placement) = workspace.record.aws.as_mut() {
-        placement.files_folder = Some(outcome.files_folder.clone());
-    }
-    workspace.save()?;
-    Ok(outcome.files_folder)
 }
 
 /// Runs `initializeCommand` on this machine, in the workspace folder, as the reference CLI does.
@@ -526,7 +372,8 @@ async fn run_initialize_command(
 
 /// `skiff up GIT_URL` on the local provider: the agent clones the repository into its files folder (on this machine,
 /// inside the workspace's folder of the store), the devcontainer.json is read through the agent, and the clone
-/// then comes up as a local folder does. An AWS workspace clones on its instance the same way, through its own `up`.
+/// then comes up as a local folder does. A workspace whose agent is on another machine clones there instead
+/// (`up_repository_remote`).
 async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     let store = Store::open_default()?;
     let name = args
@@ -534,16 +381,14 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
         .clone()
         .unwrap_or_else(|| crate::files::name_from_url(&url));
     let existing = store.get(&name).ok();
-    let provider = match (args.provider, &existing) {
+    let kind = match (args.provider, &existing) {
         (Some(asked), _) => asked,
         (None, Some(existing)) => existing.record.provider,
-        (None, None) if crate::provider::aws::config::AwsSettings::configured(store.root()) => {
-            ProviderKind::Aws
-        }
-        (None, None) => ProviderKind::Local,
+        (None, None) => Provider::default_kind(&store),
     };
-    if provider == ProviderKind::Aws {
-        return up_repository_on_aws(args, &url, name, &store).await;
+    let provider = Provider::new(kind, &args.agent);
+    if provider.is_remote() {
+        return up_repository_remote(args, &url, name, &store, &provider).await;
     }
     let mut workspace = match existing {
         Some(existing)
@@ -573,9 +418,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     };
     let progress = Progress::new();
     progress.step(&format!("starting the agent of workspace {name}"));
-    let mut client = super::provider_for(&workspace, &args.agent)
-        .ensure_agent(&workspace)
-        .await?;
+    let mut client = provider.agent(&workspace).await?;
     progress.step(&format!("cloning {url}"));
     let cloned = crate::files::clone_remote(&mut client, &url, &mut |data: &[u8]| {
         progress.output(skiff::api::OutputStream::Stderr, data)

@@ -2,16 +2,24 @@
 //! listening on loopback, and reconnects to it while it runs.
 //!
 //! The agent's configuration, key and state live in the workspace's folder of the store (`skiffd.toml`,
-//! `agent/`, `agent.log`), so the client pins the agent's certificate by reading it from there.
+//! `agent/`, `agent.log`), so the client pins the agent's certificate by reading it from there
+//! (`tunnel::connect::local_agent_file`).
+//!
+//! `status`, `stop`, `delete` and `list` of a local workspace ask its agent, and `up` places a workspace by
+//! finding or making its record for the folder.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::agent_client::AgentClient;
+use crate::files::DeleteDecision;
+use crate::progress::Progress;
+use crate::tunnel::connect::{self, Pin};
 use crate::tunnel::tcp;
-use crate::workspace::{self, Workspace, WorkspaceError};
+use crate::workspace::{self, ProviderKind, Store, Workspace, WorkspaceError, WorkspaceRecord};
 
 /// A failure of the local provider.
 #[derive(Debug, thiserror::Error)]
@@ -63,12 +71,6 @@ impl LocalProvider {
         workspace.folder.join("agent.log")
     }
 
-    /// The agent certificate this machine pinned for `workspace`, once its agent has started; its key is also
-    /// the agent's SSH host key.
-    pub fn pinned_certificate(workspace: &Workspace) -> Option<String> {
-        std::fs::read_to_string(Self::agent_state(workspace).join("agent.crt")).ok()
-    }
-
     /// The agent's address if it is running and answers a connection.
     fn listen_address(workspace: &Workspace) -> Option<SocketAddr> {
         std::fs::read_to_string(Self::agent_state(workspace).join("listen-address"))
@@ -90,11 +92,17 @@ impl LocalProvider {
         if tokio::net::TcpStream::connect(address).await.is_err() {
             return Ok(None);
         }
-        let certificate_path = Self::agent_state(workspace).join("agent.crt");
+        let certificate_path = connect::local_agent_file(&workspace.folder);
         let Ok(agent_certificate) = std::fs::read_to_string(&certificate_path) else {
             return Ok(None);
         };
-        let channel = tcp::connect(address, &workspace.identity()?, &agent_certificate).await?;
+        let channel = connect::connect(
+            tcp::dial(address),
+            &workspace.identity()?,
+            Pin::Certificate(&agent_certificate),
+            &format!("at {address}"),
+        )
+        .await?;
         Ok(Some(AgentClient::new(channel)))
     }
 
@@ -215,6 +223,234 @@ impl LocalProvider {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+impl LocalProvider {
+    /// `up`'s record of `placement`'s folder: the one it has (its configuration file and idle timeout brought up
+    /// to date), else a new one. The local provider's agent always waits, so `--no-wait` is refused.
+    pub(crate) fn place(
+        &self,
+        placement: &super::Placement<'_>,
+        progress: &Progress,
+    ) -> anyhow::Result<Workspace> {
+        let args = placement.args;
+        let folder = placement.folder;
+        if args.no_wait {
+            anyhow::bail!(
+                "--no-wait is for AWS workspaces (--provider aws); the local provider always waits"
+            );
+        }
+        let store = Store::open_default()?;
+        let mut workspace = match store.find_by_folder(folder)? {
+            Some(existing) => {
+                if let Some(name) = &args.name
+                    && name != existing.name()
+                {
+                    anyhow::bail!(
+                        "{} is already workspace {}; use that name, or `skiff delete {}` first",
+                        folder.display(),
+                        existing.name(),
+                        existing.name()
+                    );
+                }
+                existing
+            }
+            None => {
+                let name = args
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| workspace::name_from_folder(folder));
+                store.create(WorkspaceRecord {
+                    name,
+                    provider: ProviderKind::Local,
+                    local_folder: folder.to_owned(),
+                    config_file: placement.config_file.to_owned(),
+                    idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
+                    aws: None,
+                })?
+            }
+        };
+        let mut changed = false;
+        if workspace.record.config_file != placement.config_file {
+            workspace.record.config_file = placement.config_file.to_owned();
+            changed = true;
+        }
+        if let Some(timeout) = &args.idle_timeout
+            && *timeout != workspace.record.idle_timeout
+        {
+            workspace.record.idle_timeout = timeout.clone();
+            changed = true;
+            progress.line(&format!(
+                "the idle timeout {timeout} applies from the workspace's next start (`skiff stop {}` then `skiff up`)",
+                workspace.name()
+            ));
+        }
+        if changed {
+            workspace.save()?;
+        }
+        Ok(workspace)
+    }
+
+    /// `skiff status NAME` of a local workspace: its record and, when its agent runs, the agent's report.
+    pub(crate) async fn status(&self, name: &str, json: bool) -> anyhow::Result<i32> {
+        /// What `status --json` prints.
+        #[derive(Debug, serde::Serialize)]
+        struct Report {
+            name: String,
+            provider: String,
+            folder: String,
+            config_file: String,
+            agent_running: bool,
+            #[serde(flatten)]
+            status: Option<skiff::api::Status>,
+        }
+        let workspace = Store::open_default()?.get(name)?;
+        let status = match self.connect_running(&workspace).await? {
+            Some(mut client) => Some(client.status().await?),
+            None => None,
+        };
+        let report = Report {
+            name: workspace.name().to_owned(),
+            provider: workspace.record.provider.to_string(),
+            folder: workspace.record.local_folder.display().to_string(),
+            config_file: workspace.record.config_file.display().to_string(),
+            agent_running: status.is_some(),
+            status,
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            return Ok(0);
+        }
+        println!("workspace         {}", report.name);
+        println!("provider          {}", report.provider);
+        println!("folder            {}", report.folder);
+        println!("config            {}", report.config_file);
+        let Some(status) = report.status else {
+            println!(
+                "state             stopped (agent not running; `skiff up {}` starts it)",
+                report.name
+            );
+            return Ok(0);
+        };
+        super::print_agent(&status);
+        Ok(0)
+    }
+
+    /// `skiff stop NAME` of a local workspace: stops the dev container and its agent; files and state stay for
+    /// the next `up`.
+    pub(crate) async fn stop(&self, name: &str) -> anyhow::Result<i32> {
+        let workspace = Store::open_default()?.get(name)?;
+        let Some(mut client) = self.connect_running(&workspace).await? else {
+            eprintln!("workspace {} is already stopped", workspace.name());
+            return Ok(0);
+        };
+        let was_running = client.stop(true).await?;
+        if !self
+            .wait_for_exit(&workspace, Duration::from_secs(20))
+            .await
+        {
+            anyhow::bail!(
+                "the agent of workspace {} did not exit after stopping; see its log in {}",
+                workspace.name(),
+                workspace.folder.display()
+            );
+        }
+        if was_running {
+            eprintln!("stopped workspace {}", workspace.name());
+        } else {
+            eprintln!(
+                "workspace {} was not running; its agent has exited",
+                workspace.name()
+            );
+        }
+        Ok(0)
+    }
+
+    /// `skiff delete NAME` of a local workspace: the agent removes the dev container, the image built for it and
+    /// what it made, then the record and keys go. The workspace's own folder is never touched.
+    pub(crate) async fn delete(&self, name: &str, yes: bool) -> anyhow::Result<i32> {
+        let workspace = Store::open_default()?.get(name)?;
+        // A workspace cloned from a git URL keeps its files with its agent (the folder is the agent's), so they go
+        // with it: check them for work that exists nowhere else first.
+        let files_on_agent = workspace.record.local_folder.starts_with(&workspace.folder);
+        let mut confirmed = false;
+        if files_on_agent {
+            let mut client = self.ensure_agent(&workspace).await?;
+            match crate::files::check_before_delete(&mut client, workspace.name(), yes).await? {
+                DeleteDecision::Refused => return Ok(1),
+                DeleteDecision::Confirmed => confirmed = true,
+                DeleteDecision::NothingToLose => {}
+            }
+        }
+        if !yes && !confirmed && std::io::stdin().is_terminal() {
+            let kept = if files_on_agent {
+                "its files go too".to_owned()
+            } else {
+                format!("{} stays", workspace.record.local_folder.display())
+            };
+            if !super::confirm(&format!(
+                "Delete workspace {} (its dev container, built image, keys and state; {kept})?",
+                workspace.name()
+            ))? {
+                eprintln!("kept workspace {}", workspace.name());
+                return Ok(1);
+            }
+        }
+        // The agent removes what it made; the record goes only once that succeeded, so nothing is orphaned.
+        let mut client = self.ensure_agent(&workspace).await?;
+        let (containers, images) = client.delete(true).await?;
+        if !self
+            .wait_for_exit(&workspace, Duration::from_secs(20))
+            .await
+        {
+            anyhow::bail!(
+                "the agent of workspace {} did not exit after deleting; the workspace record is kept",
+                workspace.name()
+            );
+        }
+        let name = workspace.name().to_owned();
+        workspace.remove()?;
+        eprintln!(
+            "deleted workspace {name} ({} container{}, {} image{} removed)",
+            containers.len(),
+            if containers.len() == 1 { "" } else { "s" },
+            images.len(),
+            if images.len() == 1 { "" } else { "s" }
+        );
+        Ok(0)
+    }
+
+    /// The local workspaces of `skiff list`; only a running agent is asked, listing never starts one.
+    pub(crate) async fn list() -> anyhow::Result<Vec<super::ListRow>> {
+        let store = Store::open_default()?;
+        let provider = Self {
+            agent_binary: None,
+            start_is_activity: true,
+        };
+        let mut rows = Vec::new();
+        for workspace in store.all()? {
+            if workspace.record.provider != ProviderKind::Local {
+                // Other providers list their own.
+                continue;
+            }
+            let status = match provider.connect_running(&workspace).await {
+                Ok(Some(mut client)) => client.status().await.ok(),
+                _ => None,
+            };
+            rows.push(super::ListRow {
+                name: workspace.name().to_owned(),
+                provider: workspace.record.provider.to_string(),
+                state: status.as_ref().map_or_else(
+                    || "stopped".to_owned(),
+                    |status| status.container_state.to_string(),
+                ),
+                folder: workspace.record.local_folder.display().to_string(),
+                container_id: status.and_then(|status| status.container_id),
+                aws: None,
+            });
+        }
+        Ok(rows)
     }
 }
 

@@ -1,6 +1,7 @@
 //! How the client reaches an agent, and the only module that knows. Every transport ends the same way: gRPC
 //! (HTTP/2) inside mutual TLS with the agent's certificate pinned, over a byte stream that a transport dials.
 //!
+//! - `connect`: that common end, TLS and pinning for every transport.
 //! - `tcp`: a TCP connection; the local provider's agent on loopback.
 //! - `ssm`: a stream of a Session Manager port-forwarding session to the instance's agent port, spoken
 //!   natively (the `aws-ssm-bridge` data channel, resumed by our own layer when its WebSocket drops).
@@ -8,6 +9,7 @@
 //! - `warm`: the background `skiff` process that holds a workspace's sessions so every command shares them
 //!   over a local socket, as SSH's ControlMaster does; AWS workspaces are always reached through it.
 
+pub mod connect;
 pub mod plugin;
 pub mod ssm;
 pub mod tcp;
@@ -16,12 +18,10 @@ pub mod warm;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::TlsConnector;
-use tonic::transport::{Channel, Endpoint};
+
+pub use connect::{channel, connect};
 
 /// A byte stream to the agent's port, whatever carries it.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -43,38 +43,12 @@ pub enum ConnectError {
     /// The connection failed.
     #[error("could not reach the agent {address}: {detail}")]
     Unreachable { address: String, detail: String },
-}
-
-/// Opens a gRPC channel to the agent over streams from `dial`, inside TLS configured by `tls` (pinned, or
-/// first-use). `address` names the route in errors. The channel dials again by itself if a stream drops.
-pub async fn channel(
-    dial: Dial,
-    tls: rustls::ClientConfig,
-    address: &str,
-) -> Result<Channel, ConnectError> {
-    let connector = TlsConnector::from(Arc::new(tls));
-    let endpoint = Endpoint::from_static("http://skiff-agent.invalid")
-        .connect_timeout(Duration::from_secs(20))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
-    endpoint
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let connector = connector.clone();
-            let dial = Arc::clone(&dial);
-            async move {
-                let stream = dial().await?;
-                let tls = connector
-                    .connect(skiff::tls::agent_server_name(), stream)
-                    .await?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls))
-            }
-        }))
-        .await
-        .map_err(|error| ConnectError::Unreachable {
-            address: address.to_owned(),
-            detail: error_chain(&error),
-        })
+    /// The certificate seen on first use could not be kept.
+    #[error("pinning the agent's certificate in {}: {detail}", file.display())]
+    Pin {
+        file: std::path::PathBuf,
+        detail: String,
+    },
 }
 
 /// An error and its causes on one line.

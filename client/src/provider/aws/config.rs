@@ -4,11 +4,16 @@
 //! No credential is ever read or written here: credentials come from aws-config's default chain only. The
 //! region falls back to `AWS_REGION`/`AWS_DEFAULT_REGION` and the profile's region, but never to the instance
 //! metadata service, so a laptop never waits on 169.254.169.254.
+//!
+//! `command` is `skiff provider aws …` itself.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+
+use super::Aws;
+use crate::workspace::Store;
 
 /// The AWS options of `skiff up` and `skiff provider aws`; every one can also be saved or set in the environment.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -372,4 +377,43 @@ pub(crate) fn region_in_config(text: &str, profile: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `skiff provider aws …`: saves the options (merged into what was saved), checks them, and shows them.
+pub async fn command(args: &ProviderAwsArgs) -> anyhow::Result<i32> {
+    let store = Store::open_default()?;
+    let home = store.root();
+    let saved = if args.reset {
+        AwsSettings::default()
+    } else {
+        AwsSettings::load(home)?.unwrap_or_default()
+    };
+    let mut given = AwsSettings::from_options(&args.options)?;
+    given.list_regions.clone_from(&args.list_regions);
+    let settings = saved.overlay(given);
+    let region = settings.region_or_error()?;
+    for region in std::iter::once(&region).chain(&settings.list_regions) {
+        let aws = Aws::connect(region, settings.profile()).await?;
+        aws.check_region().await?;
+    }
+    let aws = Aws::connect(&region, settings.profile()).await?;
+    let caller = aws.caller().await?;
+    let caller = format!("{} (owner id {})", caller.arn, caller.user_id);
+    if let Some(instance_type) = &settings.instance_type {
+        aws.instance_type(instance_type).await?;
+    }
+    if !args.show {
+        settings.save(home)?;
+    }
+    println!("{}", toml::to_string(&settings)?.trim_end());
+    eprintln!(
+        "{} {} as {caller}; new workspaces go to AWS unless `skiff up --provider local`",
+        if args.show {
+            "AWS settings in"
+        } else {
+            "saved AWS settings to"
+        },
+        AwsSettings::path(home).display()
+    );
+    Ok(0)
 }

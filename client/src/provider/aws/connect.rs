@@ -2,9 +2,10 @@
 //! starts as a background `skiff tunnel-daemon NAME` when none runs, and which holds Session Manager sessions
 //! to the agent's port on the instance (`tunnel::ssm`, or `tunnel::plugin` with `--tunnel plugin`).
 //!
-//! The agent's certificate is pinned on first use: the first connection is made through a Session Manager
-//! session to the instance that IAM let this caller reach, and the certificate the agent presented then is
-//! kept in the workspace's folder (`agent.crt`) and required on every later connection.
+//! The agent's certificate is pinned on first use (`tunnel::connect`, `Pin::FirstUse`): the first connection
+//! is made through a Session Manager session to the instance that IAM let this caller reach, and the
+//! certificate the agent presented then is kept in the workspace's folder (`agent.crt`) and required on every
+//! later connection.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -17,17 +18,14 @@ use tokio::net::UnixStream;
 use super::{AGENT_PORT, Aws};
 use crate::agent_client::AgentClient;
 use crate::cli::TunnelChoice;
+use crate::tunnel::connect::{self, Pin};
 use crate::tunnel::ssm::Target;
 use crate::tunnel::warm::{self, Carrier, Opener};
-use crate::tunnel::{self, BoxIo, Dial, plugin};
+use crate::tunnel::{BoxIo, Dial, plugin};
 use crate::workspace::{Store, Workspace};
 
 /// How long a command waits for a tunnel daemon it started to open its first session.
 const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn pinned_path(workspace: &Workspace) -> std::path::PathBuf {
-    workspace.folder.join("agent.crt")
-}
 
 /// The instance and region of an AWS workspace, or an error that says the workspace has none yet.
 fn placement(workspace: &Workspace) -> anyhow::Result<(String, Option<String>, String)> {
@@ -129,18 +127,6 @@ pub async fn agent_on_lane(
     tunnel: TunnelChoice,
 ) -> anyhow::Result<AgentClient> {
     let identity = workspace.identity()?;
-    let pinned = std::fs::read_to_string(pinned_path(workspace)).ok();
-    let (tls, first_use) = match &pinned {
-        Some(pem) => {
-            let certificate =
-                skiff::tls::parse_certificate("the workspace's pinned agent certificate", pem)?;
-            (skiff::tls::client_config(&identity, certificate)?, None)
-        }
-        None => {
-            let (config, seen) = skiff::tls::client_config_first_use(&identity)?;
-            (config, Some(seen))
-        }
-    };
     let dial_workspace = workspace.clone();
     let dial: Dial = Arc::new(move || {
         let workspace = dial_workspace.clone();
@@ -151,26 +137,27 @@ pub async fn agent_on_lane(
                 .map_err(|error| std::io::Error::other(format!("{error:#}")))
         })
     });
-    let channel = tunnel::channel(
+    let channel = connect::connect(
         dial,
-        tls,
+        &identity,
+        Pin::FirstUse(&connect::first_use_file(&workspace.folder)),
         &format!("of workspace {} through Session Manager", workspace.name()),
     )
     .await?;
-    if let Some(seen) = first_use
-        && let Some(certificate) = seen.certificate()
-    {
-        crate::workspace::write_file(
-            &pinned_path(workspace),
-            skiff::tls::certificate_pem(&certificate).as_bytes(),
-            0o644,
-        )?;
-        tracing::info!(
-            fingerprint = %skiff::tls::fingerprint(&certificate),
-            "pinned the agent's certificate"
-        );
-    }
     Ok(AgentClient::new(channel))
+}
+
+/// Clients of an AWS workspace's agent for bulk transfers: one on each of the warm tunnel's bulk lanes
+/// (`1..=POOL`), each lane a Session Manager session of its own.
+pub async fn bulk_agents(
+    workspace: &Workspace,
+    tunnel: TunnelChoice,
+) -> anyhow::Result<Vec<AgentClient>> {
+    let mut clients = Vec::new();
+    for lane in 1..=warm::POOL {
+        clients.push(agent_on_lane(workspace, lane, tunnel).await?);
+    }
+    Ok(clients)
 }
 
 /// A client of an AWS workspace's agent, for commands.

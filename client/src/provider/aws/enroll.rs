@@ -8,7 +8,11 @@
 //! allowing it would let every developer read every command's output in the account. The first connection of
 //! this machine shows whether the agent trusts it.
 
+use anyhow::Context as _;
+
+use super::config::{AwsOptions, AwsSettings};
 use super::{Aws, aws_error};
+use crate::workspace::{AwsPlacement, ProviderKind, Store, WorkspaceRecord};
 
 /// The agent's trust folder on an instance (`state_dir` in user-data's `skiffd.toml`, then `trusted-clients`).
 pub const TRUST_FOLDER: &str = "/var/lib/skiffd/trusted-clients";
@@ -77,4 +81,92 @@ impl Aws {
             .and_then(|command| command.command_id)
             .ok_or_else(|| anyhow::anyhow!("SendCommand returned no command id"))
     }
+}
+
+/// `skiff enroll NAME`: makes this machine a client of a workspace made elsewhere: your own, or with `operator`
+/// (the operator policy of `aws-policy --admin`) anyone's, named by `owner`. The owner is checked here before
+/// anything is sent, and by AWS again (the developer's policy allows Run Command only on the caller's instances).
+pub async fn command(args: &crate::cli::EnrollArgs) -> anyhow::Result<i32> {
+    let name = args.name.as_str();
+    let owner = args.owner.as_deref();
+    let operator = args.operator;
+    let region = args.region.as_deref();
+    let profile = args.profile.as_deref();
+    let store = Store::open_default()?;
+    if let Ok(existing) = store.get(name) {
+        anyhow::bail!(
+            "this machine already has workspace {name} ({}); nothing to enroll",
+            existing.record.provider
+        );
+    }
+    let options = AwsOptions {
+        region: region.map(str::to_owned),
+        profile: profile.map(str::to_owned),
+        ..AwsOptions::default()
+    };
+    let settings = AwsSettings::resolve(store.root(), &options)?;
+    let region = settings.region_or_error()?;
+    let aws = Aws::connect(&region, settings.profile()).await?;
+    let caller = aws.caller().await?;
+    let owner = match owner {
+        Some(owner) if owner != caller.user_id && !operator => anyhow::bail!(
+            "workspace {name} of {owner} is not yours ({}): only its owner enrolls machines into it, or an operator with `--operator` (the policy of `skiff aws-policy --admin`)",
+            caller.user_id
+        ),
+        Some(owner) => owner.to_owned(),
+        None => caller.user_id.clone(),
+    };
+    let instance = aws.find(name, &owner).await?.with_context(|| {
+        format!(
+            "no workspace {name} of {owner} in {region}; `skiff list --all` shows everyone's, pass --owner USERID or --region REGION"
+        )
+    })?;
+    if instance.owner != owner {
+        anyhow::bail!(
+            "instance {} of workspace {name} belongs to {:?}, not {owner}; skiff sends it nothing",
+            instance.instance_id,
+            instance.owner
+        );
+    }
+    if instance.state != "running" {
+        anyhow::bail!(
+            "workspace {name}'s instance {} is {}; Run Command needs it running: `skiff up` it from its first machine, then enroll again",
+            instance.instance_id,
+            instance.state
+        );
+    }
+    let workspace = store.create(WorkspaceRecord {
+        name: name.to_owned(),
+        provider: ProviderKind::Aws,
+        local_folder: std::path::PathBuf::new(),
+        config_file: std::path::PathBuf::new(),
+        idle_timeout: "30m".into(),
+        aws: Some(AwsPlacement {
+            region: region.clone(),
+            instance_id: Some(instance.instance_id.clone()),
+            owner: owner.clone(),
+            profile: settings.profile.clone(),
+            files_folder: None,
+        }),
+    })?;
+    let certificate = workspace.identity()?.certificate_pem;
+    let result = async {
+        let script = enroll_script(&certificate)?;
+        aws.run_shell_script(&instance.instance_id, name, &script)
+            .await
+    }
+    .await;
+    let command_id = match result {
+        Ok(command_id) => command_id,
+        Err(error) => {
+            let _ = workspace.remove();
+            return Err(error);
+        }
+    };
+    eprintln!(
+        "enrolled this machine in workspace {name} (instance {} in {region}): Run Command {command_id} adds {} to its agent's trusted clients within seconds; `skiff status {name}` shows the agent once it has",
+        instance.instance_id,
+        certificate_file_name(&certificate)
+    );
+    Ok(0)
 }

@@ -23,10 +23,15 @@
 //! `connect` then waits for Session Manager to see the instance, pushes `skiffd` to it and reaches the agent
 //! through the workspace's warm tunnel (`crate::tunnel`).
 //!
+//! [`AwsProvider`] is what `provider::Provider::Aws` holds; its work is split by job: `locate` (a workspace by
+//! name, from the local record or by tags), `place` (`up`: the instance, the agent, the files), `status`
+//! (`list`, `status`, `logs --boot`) and `teardown` (`stop`, `delete`). The provider's own commands live
+//! with their job: `policy::command` (`aws-policy`), `setup::command` (`aws-setup`), `enroll::command`,
+//! `config::command` (`provider aws`) and `connect::run_daemon` (`tunnel-daemon`).
+//!
 //! This module is the only place that names the AWS SDK; commands get plain types back.
 
 pub mod ami;
-pub mod commands;
 pub mod config;
 pub mod connect;
 pub mod dns;
@@ -34,9 +39,13 @@ pub mod enroll;
 pub mod iam;
 pub mod launch;
 pub mod lifecycle;
+mod locate;
 pub mod network;
+mod place;
 pub mod policy;
 pub mod setup;
+pub mod status;
+mod teardown;
 pub mod upgrade;
 pub mod user_data;
 
@@ -276,3 +285,149 @@ pub(crate) fn abort_point(point: &str) {
 
 #[cfg(test)]
 mod tests;
+
+/// The AWS provider of `provider::Provider`: how this command reaches instances, and the workspace
+/// `Provider::find` located by name.
+#[derive(Debug)]
+pub struct AwsProvider {
+    /// How the agent is reached: our own Session Manager client, or AWS's plugin.
+    tunnel: crate::cli::TunnelChoice,
+    /// The workspace found by name (for `status`, `stop`, `delete` and `logs --boot`).
+    located: Option<Box<locate::Located>>,
+}
+
+impl AwsProvider {
+    /// The AWS provider with the command's options.
+    pub(crate) fn new(options: &crate::cli::AgentOptions) -> Self {
+        Self {
+            tunnel: options.tunnel,
+            located: None,
+        }
+    }
+
+    /// The AWS workspace `name` (of `owner`, when given), found through this machine's record or by its tags;
+    /// `None` when it is a local workspace or AWS does not know it.
+    pub(crate) async fn find(
+        name: &str,
+        owner: Option<&str>,
+        options: &crate::cli::AgentOptions,
+    ) -> anyhow::Result<Option<Self>> {
+        Ok(locate::locate_owned(name, owner)
+            .await?
+            .map(|located| Self {
+                located: Some(Box::new(located)),
+                ..Self::new(options)
+            }))
+    }
+
+    /// The workspace `find` located, or `name` looked up now.
+    async fn located(self, name: &str) -> anyhow::Result<locate::Located> {
+        match self.located {
+            Some(located) => Ok(*located),
+            None => locate::locate(name).await?.with_context(|| {
+                format!("workspace {name} is not on AWS in the configured regions")
+            }),
+        }
+    }
+
+    /// A client of the workspace's agent for commands, through its warm tunnel.
+    pub(crate) async fn agent(
+        &self,
+        workspace: &crate::workspace::Workspace,
+    ) -> anyhow::Result<crate::agent_client::AgentClient> {
+        connect::agent(workspace, self.tunnel).await
+    }
+
+    /// Clients of the workspace's agent over the warm tunnel's bulk lanes.
+    pub(crate) async fn bulk_agents(
+        &self,
+        workspace: &crate::workspace::Workspace,
+    ) -> anyhow::Result<Vec<crate::agent_client::AgentClient>> {
+        connect::bulk_agents(workspace, self.tunnel).await
+    }
+
+    /// `up` up to the agent (see `place`).
+    pub(crate) async fn place(
+        &self,
+        placement: &crate::provider::Placement<'_>,
+    ) -> anyhow::Result<Option<crate::workspace::Workspace>> {
+        place::place(placement, self.tunnel).await
+    }
+
+    /// The agent once it answers, replaced by this client's `skiffd` when older (see `place`).
+    pub(crate) async fn ready_agent(
+        &self,
+        workspace: &crate::workspace::Workspace,
+        args: &crate::cli::UpArgs,
+        progress: &crate::progress::Progress,
+    ) -> anyhow::Result<crate::agent_client::AgentClient> {
+        place::ready_agent(workspace, args, self.tunnel, progress).await
+    }
+
+    /// The workspace's files on the instance, sent first when they are not there yet (see `place`).
+    pub(crate) async fn send_files(
+        &self,
+        workspace: &mut crate::workspace::Workspace,
+        folder: &std::path::Path,
+        progress: &crate::progress::Progress,
+    ) -> anyhow::Result<String> {
+        place::send_files(workspace, folder, self.tunnel, progress).await
+    }
+
+    /// Where the workspace's files are on its instance, once sent or cloned there.
+    pub(crate) fn files_folder(workspace: &crate::workspace::Workspace) -> Option<String> {
+        place::files_folder(workspace)
+    }
+
+    /// Records where the workspace's files are on its instance.
+    pub(crate) fn keep_files_folder(
+        workspace: &mut crate::workspace::Workspace,
+        files_folder: String,
+    ) -> anyhow::Result<()> {
+        place::keep_files_folder(workspace, files_folder)
+    }
+
+    /// `skiff status NAME` (see `status`).
+    pub(crate) async fn status(self, name: &str, json: bool) -> anyhow::Result<i32> {
+        let tunnel = self.tunnel;
+        status::status(self.located(name).await?, name, json, tunnel).await
+    }
+
+    /// `skiff stop NAME` (see `teardown`).
+    pub(crate) async fn stop(self, name: &str) -> anyhow::Result<i32> {
+        teardown::stop(self.located(name).await?, name).await
+    }
+
+    /// `skiff delete NAME` (see `teardown`).
+    pub(crate) async fn delete(self, name: &str, yes: bool) -> anyhow::Result<i32> {
+        let tunnel = self.tunnel;
+        teardown::delete(self.located(name).await?, name, yes, tunnel).await
+    }
+
+    /// `skiff logs NAME --boot` (see `status`).
+    pub(crate) async fn boot_log(self, name: &str) -> anyhow::Result<i32> {
+        status::boot_log(self.located(name).await?, name).await
+    }
+
+    /// The AWS workspaces of `skiff list` (see `status`).
+    pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<crate::provider::ListRow>> {
+        Ok(status::list(all)
+            .await?
+            .into_iter()
+            .map(|row| crate::provider::ListRow {
+                folder: row.folder.clone().unwrap_or_else(|| {
+                    format!(
+                        "({} {})",
+                        row.region,
+                        row.instance_id.as_deref().unwrap_or("-")
+                    )
+                }),
+                name: row.name.clone(),
+                provider: "aws".into(),
+                state: row.state.clone(),
+                container_id: None,
+                aws: Some(row),
+            })
+            .collect())
+    }
+}

@@ -650,3 +650,19 @@ pub fn instance_boundary() -> Value {
 pub fn policy_text(policy: &Value) -> String {
     serde_json::to_string_pretty(policy).expect("a JSON value always serialises")
 }
+
+/// `skiff aws-policy [--admin]`: prints the developer's IAM policy (or the operator's), as JSON for
+/// `aws iam create-policy`.
+pub fn command(args: &crate::cli::AwsPolicyArgs) -> anyhow::Result<i32> {
+    let mut options = PolicyOptions::new(args.dns_zone.as_deref(), &args.tag_key)?;
+    if let Some(key) = &args.kms_key {
+        options = options.with_kms_key(key)?;
+    }
+    let document = if args.admin {
+        operator_policy(&options)
+    } else {
+        developer_policy(&options)
+    };
+    println!("{}", policy_text(&document));
+    Ok(0)
+}

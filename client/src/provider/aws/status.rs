@@ -1,0 +1,239 @@
+//! What AWS says about workspaces: `list` (every configured region's skiff-tagged instances), `status` (the
+//! instance, and its agent when this machine can ask it) and `logs --boot` (the instance's serial console).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::Aws;
+use super::config::{AwsOptions, AwsSettings};
+use super::lifecycle::InstanceSummary;
+use super::locate::{self, Located};
+use crate::workspace::{ProviderKind, Store, Workspace};
+
+/// One AWS workspace in `skiff list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListRow {
+    pub name: String,
+    pub state: String,
+    pub region: String,
+    pub instance_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub owner: String,
+    /// The folder, when this machine has a record of the workspace.
+    pub folder: Option<String>,
+}
+
+/// The AWS workspaces: every configured region's skiff-tagged instances (yours, or everyone's with `all`),
+/// and local AWS records that AWS no longer knows (state `not-found`). Regions that fail are warned about.
+pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
+    let store = Store::open_default()?;
+    if !locate::aws_in_use(&store) {
+        return Ok(Vec::new());
+    }
+    let settings = AwsSettings::resolve(store.root(), &AwsOptions::default())?;
+    let records: Vec<Workspace> = store
+        .all()?
+        .into_iter()
+        .filter(|workspace| workspace.record.provider == ProviderKind::Aws)
+        .collect();
+    let lookups = locate::regions(&settings, &store)
+        .into_iter()
+        .map(|region| {
+            let profile = settings.profile.clone();
+            async move {
+                let result = async {
+                    let aws = Aws::connect(&region, profile.as_deref()).await?;
+                    let owner = aws.caller().await?.user_id;
+                    let instances = aws
+                        .instances(None, (!all).then_some(owner.as_str()))
+                        .await?;
+                    anyhow::Ok(instances)
+                }
+                .await;
+                (region, result)
+            }
+        });
+    let mut rows = Vec::new();
+    for (region, result) in futures::future::join_all(lookups).await {
+        match result {
+            Ok(instances) => rows.extend(instances.into_iter().map(|instance| {
+                let folder = records
+                    .iter()
+                    .find(|record| {
+                        record.name() == instance.workspace
+                            && record
+                                .record
+                                .aws
+                                .as_ref()
+                                .is_some_and(|placement| placement.owner == instance.owner)
+                    })
+                    .map(|record| record.record.local_folder.display().to_string())
+                    .filter(|folder| !folder.is_empty());
+                ListRow {
+                    name: instance.workspace,
+                    state: instance.state,
+                    region: instance.region,
+                    instance_id: Some(instance.instance_id),
+                    instance_type: Some(instance.instance_type),
+                    owner: instance.owner,
+                    folder,
+                }
+            })),
+            Err(error) => eprintln!("warning: listing AWS workspaces in {region}: {error:#}"),
+        }
+    }
+    for record in &records {
+        let Some(placement) = &record.record.aws else {
+            continue;
+        };
+        let seen = rows.iter().any(|row| {
+            row.name == record.name()
+                && row.owner == placement.owner
+                && row.region == placement.region
+        });
+        if !seen {
+            rows.push(ListRow {
+                name: record.name().to_owned(),
+                state: "not-found".into(),
+                region: placement.region.clone(),
+                instance_id: placement.instance_id.clone(),
+                instance_type: None,
+                owner: placement.owner.clone(),
+                folder: Some(record.record.local_folder.display().to_string())
+                    .filter(|folder| !folder.is_empty()),
+            });
+        }
+    }
+    rows.sort_by(|left, right| (&left.name, &left.owner).cmp(&(&right.name, &right.owner)));
+    Ok(rows)
+}
+
+/// How long `status` waits for the agent of a running instance before reporting it unreachable.
+const STATUS_AGENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `skiff status NAME` for an AWS workspace. The instance comes from EC2; when it runs
+/// and this machine holds the workspace's keys, the agent is asked too, through the warm tunnel, and what stops
+/// it answering is reported rather than failing the command.
+pub(crate) async fn status(
+    located: Located,
+    name: &str,
+    json: bool,
+    tunnel: crate::cli::TunnelChoice,
+) -> anyhow::Result<i32> {
+    let running = located
+        .instance
+        .as_ref()
+        .is_some_and(|instance| instance.state == "running");
+    let (agent, agent_error) = match (&located.record, running) {
+        (Some(record), true) => {
+            let asked = async {
+                let mut client = super::connect::agent(record, tunnel).await?;
+                anyhow::Ok(client.status().await?)
+            };
+            match tokio::time::timeout(STATUS_AGENT_TIMEOUT, asked).await {
+                Ok(Ok(status)) => (Some(status), None),
+                Ok(Err(error)) => (None, Some(format!("{error:#}"))),
+                Err(_) => (
+                    None,
+                    Some(format!(
+                        "no answer within {} s",
+                        STATUS_AGENT_TIMEOUT.as_secs()
+                    )),
+                ),
+            }
+        }
+        (None, true) => (
+            None,
+            Some(
+                "not asked: this machine has no keys for the workspace (`skiff enroll` on a machine that has them)"
+                    .to_owned(),
+            ),
+        ),
+        _ => (None, None),
+    };
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        name: &'a str,
+        provider: &'static str,
+        region: &'a str,
+        owner: &'a str,
+        folder: Option<String>,
+        agent_running: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent_error: Option<&'a str>,
+        instance: Option<&'a InstanceSummary>,
+        #[serde(flatten)]
+        agent: Option<&'a skiff::api::Status>,
+    }
+    let report = Report {
+        name,
+        provider: "aws",
+        region: &located.aws.region,
+        owner: &located.owner,
+        folder: located
+            .record
+            .as_ref()
+            .map(|record| record.record.local_folder.display().to_string())
+            .filter(|folder| !folder.is_empty()),
+        agent_running: agent.is_some(),
+        agent_error: agent_error.as_deref(),
+        instance: located.instance.as_ref(),
+        agent: agent.as_ref(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!("workspace         {name}");
+    println!("provider          aws ({})", located.aws.region);
+    println!("owner             {}", located.owner);
+    if let Some(folder) = &report.folder {
+        println!("folder            {folder}");
+    }
+    match &located.instance {
+        Some(instance) => {
+            println!(
+                "instance          {} {} ({}, {})",
+                instance.instance_id,
+                instance.state,
+                instance.instance_type,
+                instance.availability_zone.as_deref().unwrap_or("?")
+            );
+            if let Some(ip) = &instance.private_ip {
+                println!("private address   {ip}");
+            }
+            if let Some(dns) = &instance.dns_name {
+                println!("dns name          {}", dns.trim_end_matches('.'));
+            }
+            if let Some(launched) = &instance.launched {
+                println!("launched          {launched}");
+            }
+        }
+        None => println!("instance          none (`skiff up` launches one)"),
+    }
+    match (&agent, &agent_error) {
+        (Some(status), _) => crate::provider::print_agent(status),
+        (None, Some(error)) => println!("agent             unreachable: {error}"),
+        (None, None) => {}
+    }
+    Ok(0)
+}
+
+/// `skiff logs NAME --boot`: the instance's serial console, where user-data reports its progress.
+pub(crate) async fn boot_log(located: Located, name: &str) -> anyhow::Result<i32> {
+    let instance = located.instance.with_context(|| {
+        format!("workspace {name} has no instance on AWS; `skiff up` launches one")
+    })?;
+    let output = located.aws.console_output(&instance.instance_id).await?;
+    if output.trim().is_empty() {
+        eprintln!(
+            "instance {} has no console output yet (EC2 makes it available a few minutes after boot)",
+            instance.instance_id
+        );
+    }
+    print!("{output}");
+    std::io::stdout().flush()?;
+    Ok(0)
+}
