@@ -266,6 +266,85 @@ pub struct ForwardTarget {
     pub port: u16,
 }
 
+/// Input of one forwarded connection, from the client's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardInput {
+    /// Bytes for the remote side.
+    Data(Vec<u8>),
+    /// The client's side closed for writing.
+    Eof,
+}
+
+/// Bytes and ends of one forwarded connection, as the agent reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardEvent {
+    /// Connected to this address.
+    Opened(String),
+    /// Bytes from the remote side.
+    Data(Vec<u8>),
+    /// The remote side closed for writing.
+    Eof,
+}
+
+/// How an uploaded archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar archive.
+    None,
+    /// gzip, which every agent takes.
+    Gzip,
+    /// zstd (capability `upload.tar-zstd`).
+    Zstd,
+}
+
+/// What one `Upload` call says about its bytes (`UploadStart` in the contract).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadHeader {
+    /// How the archive is compressed.
+    pub compression: Compression,
+    /// The archive's size, if known (0 otherwise).
+    pub size: u64,
+    /// Which part of an upload in parts this call carries; `None` for an upload in one call.
+    pub part: Option<UploadPart>,
+    /// Paths to remove from the files folder before unpacking (relative, `/`-separated).
+    pub remove: Vec<String>,
+    /// How the paths a sync writes or removes looked when it decided (`None`: absent); the agent leaves one
+    /// that changed since and reports it in [`UploadReply::conflicts`].
+    pub expected: Vec<(String, Option<FileStamp>)>,
+}
+
+/// One part of an upload spread over several connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadPart {
+    /// Shared by the upload's parts.
+    pub upload_id: String,
+    /// This part, from 0.
+    pub part: u32,
+    /// How many parts.
+    pub parts: u32,
+    /// Stripe i of the archive goes to part i % parts.
+    pub stripe_size: u64,
+    /// How long the agent waits for a missing part, in seconds (0: its default).
+    pub wait_seconds: u32,
+}
+
+/// What an `Upload` call reports once the whole upload is unpacked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadReply {
+    /// The files folder on the agent's machine.
+    pub files_folder: String,
+    /// Files written.
+    pub files: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Paths removed.
+    pub removed: u64,
+    /// How many parts the upload came in.
+    pub parts: u32,
+    /// Paths of [`UploadHeader::expected`] that had changed on the agent's machine, left as they were.
+    pub conflicts: Vec<String>,
+}
+
 /// The kinds of path the workspace's files hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -307,6 +386,84 @@ impl FileStamp {
                 FileKind::Symlink => self.link_target == other.link_target,
             }
     }
+}
+
+/// What a [`FileStamp`] is read from: a path's metadata, read without following a final link.
+/// `std::fs::Metadata` is one; the agent's files folder reads its own through `cap-std`.
+pub trait StampSource {
+    /// The kind of path, or `None` for what a stamp does not describe (sockets, devices, pipes).
+    fn kind(&self) -> Option<FileKind>;
+    /// The size in bytes.
+    fn size(&self) -> u64;
+    /// The modification time in whole seconds since the Unix epoch.
+    fn mtime(&self) -> i64;
+    /// The mode, of which the permission bits count.
+    fn mode(&self) -> u32;
+}
+
+impl StampSource for std::fs::Metadata {
+    fn kind(&self) -> Option<FileKind> {
+        let file_type = self.file_type();
+        if file_type.is_file() {
+            Some(FileKind::File)
+        } else if file_type.is_dir() {
+            Some(FileKind::Directory)
+        } else if file_type.is_symlink() {
+            Some(FileKind::Symlink)
+        } else {
+            None
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.len()
+    }
+
+    fn mtime(&self) -> i64 {
+        std::os::unix::fs::MetadataExt::mtime(self)
+    }
+
+    fn mode(&self) -> u32 {
+        std::os::unix::fs::MetadataExt::mode(self)
+    }
+}
+
+/// The one way client and agent stamp a path: how it is now, from its `metadata` (read without following a
+/// final link) and, for a link, `link_target` (which gives `None` for a target the caller cannot carry).
+/// `None` for what a stamp does not describe (sockets, devices, pipes) and links without a target to carry.
+pub fn stamp(
+    metadata: &impl StampSource,
+    link_target: impl FnOnce() -> std::io::Result<Option<String>>,
+) -> std::io::Result<Option<FileStamp>> {
+    Ok(Some(match metadata.kind() {
+        Some(FileKind::File) => FileStamp {
+            kind: FileKind::File,
+            size: metadata.size(),
+            mtime: metadata.mtime(),
+            mode: metadata.mode() & 0o7777,
+            link_target: String::new(),
+        },
+        Some(FileKind::Directory) => FileStamp {
+            kind: FileKind::Directory,
+            size: 0,
+            mtime: 0,
+            mode: metadata.mode() & 0o7777,
+            link_target: String::new(),
+        },
+        Some(FileKind::Symlink) => {
+            let Some(target) = link_target()? else {
+                return Ok(None);
+            };
+            FileStamp {
+                kind: FileKind::Symlink,
+                size: 0,
+                mtime: 0,
+                mode: 0,
+                link_target: target,
+            }
+        }
+        None => return Ok(None),
+    }))
 }
 
 /// One path of the agent's files folder, for `skiff sync`.

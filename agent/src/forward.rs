@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use skiff::api::ForwardTarget;
+use skiff::api::{ForwardEvent, ForwardInput, ForwardTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -14,26 +14,6 @@ use crate::engine::{Engine, EngineError};
 use crate::idle::{self, Activity};
 use crate::procd::connect;
 use crate::procd::{EXIT, FAILED, STDIN, STDIN_EOF, STDOUT, read_frame, write_frame};
-
-/// What the agent sends back on a forwarded connection.
-#[derive(Debug)]
-pub enum ForwardEvent {
-    /// Connected to this address.
-    Opened(SocketAddr),
-    /// Bytes from the remote side.
-    Data(Vec<u8>),
-    /// The remote side closed for writing.
-    Eof,
-}
-
-/// Input from the client on a forwarded connection.
-#[derive(Debug)]
-pub enum ForwardInput {
-    /// Bytes for the remote side.
-    Data(Vec<u8>),
-    /// The client closed for writing.
-    Eof,
-}
 
 /// A forward that could not connect.
 #[derive(Debug, thiserror::Error)]
@@ -92,11 +72,7 @@ pub async fn run(
     }
     // A server that stopped answering (its container restarted under it) is started again once.
     for _ in 0..2 {
-        let Some(server) = engine
-            .servers()
-            .get(engine.docker(), &running.container)
-            .await
-        else {
+        let Some(server) = engine.process_server(&running).await else {
             break;
         };
         match connect::open(&server, host, target.port).await {
@@ -104,7 +80,7 @@ pub async fn run(
             Ok(Err(reason)) => return Err(ForwardError::Refused(reason)),
             Err(error) => {
                 tracing::info!("forward: the process server did not answer: {error}");
-                engine.servers().forget().await;
+                engine.forget_process_server().await;
             }
         }
     }
@@ -159,7 +135,7 @@ async fn carry_inside(
         mut reader,
         mut writer,
     } = connection;
-    let _ = output.send(ForwardEvent::Opened(address)).await;
+    let _ = output.send(ForwardEvent::Opened(address.to_string())).await;
     let upload_activity = Arc::clone(activity);
     let upstream = tokio::spawn(async move {
         while let Some(message) = input.next().await {
@@ -241,7 +217,7 @@ async fn carry_outside(
         address: SocketAddr::from(([0, 0, 0, 0], 0)),
         reason: source.to_string(),
     })?;
-    let _ = output.send(ForwardEvent::Opened(address)).await;
+    let _ = output.send(ForwardEvent::Opened(address.to_string())).await;
     let (mut reader, mut writer) = stream.into_split();
 
     let upload_activity = Arc::clone(activity);

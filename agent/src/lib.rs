@@ -4,7 +4,7 @@
 //! `Agent::bind` then `Agent::serve` is the whole life of the agent; `main` and the tests both use it.
 
 pub mod config;
-pub mod docker;
+mod docker;
 pub mod engine;
 pub mod exec;
 pub mod files;
@@ -18,6 +18,7 @@ pub mod server;
 pub mod service;
 pub mod ssh;
 pub mod state;
+pub mod tasks;
 pub mod upload;
 
 use std::net::SocketAddr;
@@ -75,7 +76,6 @@ impl Agent {
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let address = listener.local_addr()?;
-        let docker = docker::Docker::connect()?;
         let settings = state.load_settings();
         let idle_timeout = match settings.idle_timeout_seconds {
             Some(0) => None,
@@ -84,12 +84,11 @@ impl Agent {
         };
         let activity = Activity::restore(state.activity_path(), idle::boot_id(), idle_timeout);
         activity.set_busy_cpu_percent(settings.busy_cpu_percent.or(config.busy_cpu_percent));
-        let engine = Arc::new(Engine::new(
-            docker,
+        let engine = Arc::new(Engine::connect(
             config.workspace.clone(),
             state.clone(),
             Arc::clone(&activity),
-        ));
+        )?);
         // Recorded last: a client that sees the address may rely on everything above having worked.
         state
             .write_listen_address(address)
@@ -135,6 +134,7 @@ impl Agent {
         )
         .with_ssh(Arc::clone(&self.ssh));
         let replacement = service.replacement();
+        let tasks = service.tasks();
         let watchers = CancellationToken::new();
         let idle_watch = {
             let activity = Arc::clone(&self.activity);
@@ -142,7 +142,7 @@ impl Agent {
             let shutdown = shutdown.clone();
             let config = self.config.clone();
             let watchers = watchers.clone();
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 tokio::select! {
                     () = watchers.cancelled() => {}
                     () = activity.idle() => {
@@ -152,7 +152,7 @@ impl Agent {
                 }
             })
         };
-        let sampler = tokio::spawn(sample_activity(
+        let sampler = tasks.spawn(sample_activity(
             Arc::clone(&self.engine),
             Arc::clone(&self.activity),
             watchers.clone(),
@@ -183,6 +183,14 @@ impl Agent {
         watchers.cancel();
         let _ = idle_watch.await;
         let _ = sampler.await;
+        // What calls left running (an `up`'s lifecycle commands after `ready`, a command whose client left)
+        // gets a moment to finish, then ends with the agent; a replaced agent's calls have had theirs.
+        let grace = if replacement.get().is_some() {
+            std::time::Duration::ZERO
+        } else {
+            TASK_GRACE
+        };
+        tasks.end(grace).await;
         self.state.clear_listen_address();
         tracing::info!("skiffd stopped");
         served.context("serving gRPC")?;
@@ -195,6 +203,9 @@ impl Agent {
 
 /// How long a replaced agent lets open calls finish before it restarts into the new executable.
 const REPLACE_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// How long a stopping agent waits for the tasks its calls left running before it ends them.
+const TASK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How serving ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +233,7 @@ async fn sample_activity(engine: Arc<Engine>, activity: Arc<Activity>, stop: Can
         }
         if let Some(threshold) = activity.busy_cpu_percent()
             && let Ok(Some(target)) = engine.current().await
-            && let Ok(Some(percent)) = engine.docker().cpu_percent(&target.container.id).await
+            && let Ok(Some(percent)) = engine.cpu_percent(&target).await
         {
             tracing::debug!(percent, threshold, "dev container CPU use");
             if percent >= threshold {

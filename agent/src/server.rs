@@ -70,7 +70,10 @@ pub async fn run(
     let handshakes = Arc::new(tokio::sync::Semaphore::new(limits.max_handshakes));
     let accept_shutdown = shutdown.clone();
     let accepting = tokio::spawn(async move {
+        // The handshakes in progress, owned by this task: they end with it.
+        let mut handshaking = tokio::task::JoinSet::new();
         loop {
+            while handshaking.try_join_next().is_some() {}
             let (stream, peer) = tokio::select! {
                 () = accept_shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
@@ -94,7 +97,7 @@ pub async fn run(
             let connections = connections.clone();
             let resumable = Arc::clone(&resumable);
             // Each handshake runs on its own, so a slow or hostile peer cannot hold up the others.
-            tokio::spawn(async move {
+            handshaking.spawn(async move {
                 let handshake = async {
                     let (stream, pending) = first_layer(stream, peer, &resumable).await?;
                     match acceptor.accept(stream).await {

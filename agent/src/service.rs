@@ -4,24 +4,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{FutureExt as _, StreamExt};
 use skiff::api::{self, capability};
 use skiff::proto::{self, v1};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::docker::DockerError;
 use crate::engine::{Engine, EngineError};
 use crate::files::config::ReadConfigError;
 use crate::files::parts::{self, PartSpec, Uploads};
 use crate::files::record::Record;
-use crate::forward::{self, ForwardError, ForwardEvent, ForwardInput};
+use crate::forward::{self, ForwardError};
 use crate::git::GitError;
 use crate::idle::{self, Activity};
 use crate::ssh::{self, SshServer};
 use crate::state::StateDir;
+use crate::tasks::Tasks;
 use crate::upload::{self, Target, UploadError};
 
 /// The agent's version, from Cargo.
@@ -42,6 +43,8 @@ pub struct AgentService {
     binary_sha256: Arc<tokio::sync::OnceCell<Option<String>>>,
     /// Set by `ReplaceAgent` to the new executable, which `main` restarts into once serving stops.
     replaced: Arc<std::sync::OnceLock<std::path::PathBuf>>,
+    /// Every task a call starts; the agent waits for them (a while) when it stops.
+    tasks: Tasks,
 }
 
 impl AgentService {
@@ -62,7 +65,13 @@ impl AgentService {
             executable: std::env::current_exe().ok(),
             binary_sha256: Arc::default(),
             replaced: Arc::default(),
+            tasks: Tasks::new(),
         }
+    }
+
+    /// The tasks the service's calls started, which the agent waits for when it stops.
+    pub fn tasks(&self) -> Tasks {
+        self.tasks.clone()
     }
 
     /// Where a `ReplaceAgent` call puts the path of the new executable.
@@ -79,7 +88,7 @@ impl AgentService {
     /// Exits the agent shortly, once the current answer is on its way.
     fn exit_soon(&self) {
         let shutdown = self.shutdown.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             shutdown.cancel();
         });
@@ -89,10 +98,8 @@ impl AgentService {
 fn status_of_engine(error: EngineError) -> Status {
     let message = error.to_string();
     match error {
-        EngineError::Docker(DockerError::Unreachable { .. }) => Status::unavailable(message),
-        EngineError::Docker(DockerError::Pull { .. } | DockerError::Build { .. }) => {
-            Status::failed_precondition(message)
-        }
+        _ if error.docker_unreachable() => Status::unavailable(message),
+        _ if error.image_refused() => Status::failed_precondition(message),
         EngineError::Config { .. } => Status::invalid_argument(message),
         EngineError::Hook { .. } => Status::aborted(message),
         EngineError::NoContainer { .. } | EngineError::NotRunning { .. } => {
@@ -149,7 +156,37 @@ fn invalid(error: proto::ProtoError) -> Status {
     Status::invalid_argument(error.to_string())
 }
 
-type Stream<T> = ReceiverStream<Result<T, Status>>;
+type Stream<T> = BoxStream<'static, Result<T, Status>>;
+
+/// A call's answer: `work` runs on a task of the service's own and sends into a channel, and what it sends
+/// is converted as it passes (no task relays it), followed by the status of `work`'s error if it failed.
+fn answer<Item, Response, Error>(
+    tasks: &Tasks,
+    capacity: usize,
+    work: impl FnOnce(mpsc::Sender<Item>) -> futures::future::BoxFuture<'static, Result<(), Error>>,
+    status: fn(Error) -> Status,
+) -> Stream<Response>
+where
+    Item: Send + 'static,
+    Response: From<Item> + Send + 'static,
+    Error: Send + 'static,
+{
+    let (sender, receiver) = mpsc::channel(capacity);
+    let (failed, failure) = oneshot::channel();
+    let work = work(sender);
+    tasks.spawn(async move {
+        if let Err(error) = work.await {
+            let _ = failed.send(error);
+        }
+    });
+    let failure = futures::stream::once(failure).filter_map(move |failure| {
+        futures::future::ready(failure.ok().map(|error| Err(status(error))))
+    });
+    ReceiverStream::new(receiver)
+        .map(|item| Ok(Response::from(item)))
+        .chain(failure)
+        .boxed()
+}
 
 #[tonic::async_trait]
 impl v1::agent_server::Agent for AgentService {
@@ -186,7 +223,7 @@ impl v1::agent_server::Agent for AgentService {
             .to_vec(),
             os: std::env::consts::OS.to_owned(),
             arch: std::env::consts::ARCH.to_owned(),
-            docker_version: self.engine.docker().version().await.ok(),
+            docker_version: self.engine.docker_version().await.ok(),
             binary_sha256: self.binary_sha256().await,
         };
         Ok(Response::new(info.into()))
@@ -228,36 +265,34 @@ impl v1::agent_server::Agent for AgentService {
         request: Request<v1::UpRequest>,
     ) -> Result<Response<Self::UpStream>, Status> {
         let spec = api::UpSpec::try_from(request.into_inner()).map_err(invalid)?;
-        let (responses, stream) = mpsc::channel(64);
-        let (events, mut event_receiver) = mpsc::channel::<api::UpEvent>(64);
         let engine = Arc::clone(&self.engine);
-        let forward_responses = responses.clone();
-        let forwarding = tokio::spawn(async move {
-            while let Some(event) = event_receiver.recv().await {
-                let _ = forward_responses.send(Ok(event.into())).await;
-            }
-        });
-        // This task, not the call, owns the work: the lifecycle commands after `waitFor` run to their end even when the
-        // client stops listening at `ready`.
-        tokio::spawn(async move {
-            let result = match engine.up(spec, &events).await {
-                Ok(up) => {
-                    let result = up.result;
-                    tracing::info!(container = %result.container_id, created = result.created, "dev container ready");
-                    // Through the event channel, so `ready` follows every event before it.
-                    let _ = events.send(api::UpEvent::Ready(result)).await;
-                    engine.finish(up.remaining, &events).await
+        // The service's task, not the call, owns the work: the lifecycle commands after `waitFor` run to their
+        // end even when the client stops listening at `ready`.
+        let responses = answer(
+            &self.tasks,
+            64,
+            move |events: mpsc::Sender<api::UpEvent>| {
+                async move {
+                    let result = match engine.up(spec, &events).await {
+                        Ok(up) => {
+                            let result = up.result;
+                            tracing::info!(container = %result.container_id, created = result.created, "dev container ready");
+                            // Through the event channel, so `ready` follows every event before it.
+                            let _ = events.send(api::UpEvent::Ready(result)).await;
+                            engine.finish(up.remaining, &events).await
+                        }
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = &result {
+                        tracing::warn!("up failed: {error}");
+                    }
+                    result
                 }
-                Err(error) => Err(error),
-            };
-            drop(events);
-            let _ = forwarding.await;
-            if let Err(error) = result {
-                tracing::warn!("up failed: {error}");
-                let _ = responses.send(Err(status_of_engine(error))).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(stream)))
+                .boxed()
+            },
+            status_of_engine,
+        );
+        Ok(Response::new(responses))
     }
 
     type ExecStream = Stream<v1::ExecResponse>;
@@ -279,34 +314,28 @@ impl v1::agent_server::Agent for AgentService {
                     .ok()
                     .and_then(|message| api::ExecInput::try_from(message).ok())
             });
-        let (responses, stream) = mpsc::channel(64);
-        let (outputs, mut output_receiver) = mpsc::channel::<api::ExecOutput>(64);
         let engine = Arc::clone(&self.engine);
         let activity = Arc::clone(&self.activity);
-        tokio::spawn(async move {
-            let forward_responses = responses.clone();
-            let forwarding = tokio::spawn(async move {
-                while let Some(output) = output_receiver.recv().await {
-                    if forward_responses.send(Ok(output.into())).await.is_err() {
-                        break;
-                    }
+        let responses = answer(
+            &self.tasks,
+            64,
+            move |outputs: mpsc::Sender<api::ExecOutput>| {
+                async move {
+                    crate::exec::run(
+                        &engine,
+                        &activity,
+                        crate::exec::Busy::WhileRunning,
+                        spec,
+                        Box::pin(input),
+                        outputs,
+                    )
+                    .await
                 }
-            });
-            let result = crate::exec::run(
-                &engine,
-                &activity,
-                crate::exec::Busy::WhileRunning,
-                spec,
-                Box::pin(input),
-                outputs,
-            )
-            .await;
-            let _ = forwarding.await;
-            if let Err(error) = result {
-                let _ = responses.send(Err(status_of_engine(error))).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(stream)))
+                .boxed()
+            },
+            status_of_engine,
+        );
+        Ok(Response::new(responses))
     }
 
     type ForwardStream = Stream<v1::ForwardResponse>;
@@ -315,52 +344,33 @@ impl v1::agent_server::Agent for AgentService {
         &self,
         request: Request<Streaming<v1::ForwardRequest>>,
     ) -> Result<Response<Self::ForwardStream>, Status> {
-        use v1::forward_request::Message as In;
-        use v1::forward_response::Message as Out;
         let mut incoming = request.into_inner();
         let first = incoming.message().await?.ok_or_else(|| {
             Status::invalid_argument("ForwardRequest: the stream ended before open")
         })?;
         let target = proto::forward_open(first).map_err(invalid)?;
+        // Input until the client's stream breaks; a message that is not input (a second open) is skipped.
         let input = incoming
             .take_while(|message| futures::future::ready(message.is_ok()))
             .filter_map(|message| async move {
-                match message.ok()?.message? {
-                    In::Data(data) => Some(ForwardInput::Data(data)),
-                    In::Eof(_) => Some(ForwardInput::Eof),
-                    In::Open(_) => None,
-                }
+                message
+                    .ok()
+                    .and_then(|message| api::ForwardInput::try_from(message).ok())
             });
-        let (responses, stream) = mpsc::channel(16);
-        let (events, mut event_receiver) = mpsc::channel::<ForwardEvent>(16);
         let engine = Arc::clone(&self.engine);
         let activity = Arc::clone(&self.activity);
-        tokio::spawn(async move {
-            let forward_responses = responses.clone();
-            let forwarding = tokio::spawn(async move {
-                while let Some(event) = event_receiver.recv().await {
-                    let message = match event {
-                        ForwardEvent::Opened(address) => Out::Opened(v1::ForwardOpened {
-                            remote_address: address.to_string(),
-                        }),
-                        ForwardEvent::Data(data) => Out::Data(data),
-                        ForwardEvent::Eof => Out::Eof(v1::ForwardEof {}),
-                    };
-                    let response = v1::ForwardResponse {
-                        message: Some(message),
-                    };
-                    if forward_responses.send(Ok(response)).await.is_err() {
-                        break;
-                    }
+        let responses = answer(
+            &self.tasks,
+            16,
+            move |events: mpsc::Sender<api::ForwardEvent>| {
+                async move {
+                    forward::run(&engine, &activity, target, Box::pin(input), events).await
                 }
-            });
-            let result = forward::run(&engine, &activity, target, Box::pin(input), events).await;
-            let _ = forwarding.await;
-            if let Err(error) = result {
-                let _ = responses.send(Err(status_of_forward(error))).await;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(stream)))
+                .boxed()
+            },
+            status_of_forward,
+        );
+        Ok(Response::new(responses))
     }
 
     async fn upload(
@@ -369,7 +379,7 @@ impl v1::agent_server::Agent for AgentService {
     ) -> Result<Response<v1::UploadResponse>, Status> {
         use v1::upload_request::Message;
         let mut incoming = request.into_inner();
-        let mut start = match incoming
+        let start = match incoming
             .message()
             .await?
             .and_then(|message| message.message)
@@ -381,67 +391,27 @@ impl v1::agent_server::Agent for AgentService {
                 ));
             }
         };
-        let compression = match v1::Compression::try_from(start.compression) {
-            Ok(v1::Compression::None) => upload::Compression::None,
-            Ok(v1::Compression::Gzip) => upload::Compression::Gzip,
-            Ok(v1::Compression::Zstd) => upload::Compression::Zstd,
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "UploadStart: field compression has invalid value {}",
-                    start.compression
-                )));
-            }
-        };
+        let header = api::UploadHeader::try_from(start).map_err(invalid)?;
+        let compression = header.compression;
         let _busy = self.activity.busy(idle::source::UPLOAD);
         let target = Target {
             folder: self.state.files_dir(),
             record: Record::file_in(self.state.path()),
         };
-        let mut expected = upload::Expected::new();
-        for path in std::mem::take(&mut start.expected) {
-            let stamp = path
-                .current
-                .map(skiff::api::FileStamp::try_from)
-                .transpose()
-                .map_err(invalid)?;
-            expected.insert(path.path, stamp);
-        }
-        let (unpacked, parts) = if start.upload_id.is_empty() {
-            // One call carries the whole archive, unpacked as it arrives.
-            let (chunks, receiver) = mpsc::channel(8);
-            let unpacking = {
-                let target = target.clone();
-                let remove = start.remove;
-                tokio::spawn(async move {
-                    upload::unpack_into(&target, compression, receiver, remove, expected).await
-                })
-            };
-            while let Some(message) = incoming.message().await? {
-                if let Some(Message::Chunk(chunk)) = message.message
-                    && chunks.send(chunk).await.is_err()
-                {
-                    break;
-                }
-            }
-            drop(chunks);
-            let unpacked = unpacking
-                .await
-                .map_err(|error| Status::internal(error.to_string()))?
-                .map_err(status_of_upload)?;
-            (unpacked, 1)
-        } else {
-            let wait = match start.wait_seconds {
+        let expected: upload::Expected = header.expected.into_iter().collect();
+        let (unpacked, parts) = if let Some(part) = header.part {
+            let wait = match part.wait_seconds {
                 0 => parts::DEFAULT_WAIT,
                 seconds => Duration::from_secs(u64::from(seconds)).min(parts::MAX_WAIT),
             };
             let spec = PartSpec {
-                upload_id: start.upload_id,
-                part: start.part,
-                parts: start.parts,
-                stripe_size: start.stripe_size,
+                upload_id: part.upload_id,
+                part: part.part,
+                parts: part.parts,
+                stripe_size: part.stripe_size,
                 wait,
                 compression,
-                remove: start.remove,
+                remove: header.remove,
                 expected,
             };
             let parts = spec.parts;
@@ -460,15 +430,40 @@ impl v1::agent_server::Agent for AgentService {
                 .await
                 .map_err(status_of_upload)?;
             (unpacked, parts)
+        } else {
+            // One call carries the whole archive, unpacked as it arrives.
+            let (chunks, receiver) = mpsc::channel(8);
+            let unpacking = {
+                let target = target.clone();
+                let remove = header.remove;
+                self.tasks.spawn(async move {
+                    upload::unpack_into(&target, compression, receiver, remove, expected).await
+                })
+            };
+            while let Some(message) = incoming.message().await? {
+                if let Some(Message::Chunk(chunk)) = message.message
+                    && chunks.send(chunk).await.is_err()
+                {
+                    break;
+                }
+            }
+            drop(chunks);
+            let unpacked = unpacking
+                .await
+                .map_err(|error| Status::internal(error.to_string()))?
+                .ok_or_else(|| Status::unavailable("the agent stopped while unpacking the upload"))?
+                .map_err(status_of_upload)?;
+            (unpacked, 1)
         };
-        Ok(Response::new(v1::UploadResponse {
+        let reply = api::UploadReply {
             files_folder: unpacked.folder.to_string_lossy().into_owned(),
             files: unpacked.files,
             bytes: unpacked.bytes,
             removed: unpacked.removed,
             parts,
             conflicts: unpacked.conflicts,
-        }))
+        };
+        Ok(Response::new(reply.into()))
     }
 
     async fn stop(
@@ -560,7 +555,7 @@ impl v1::agent_server::Agent for AgentService {
         self.engine.running().await.map_err(status_of_engine)?;
         let (responses, stream) = mpsc::channel(16);
         let engine = Arc::clone(&self.engine);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut known = Vec::new();
             loop {
                 let command = vec![
@@ -592,7 +587,7 @@ impl v1::agent_server::Agent for AgentService {
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(ReceiverStream::new(stream).boxed()))
     }
 
     type SshStream = Stream<v1::SshResponse>;
@@ -613,18 +608,13 @@ impl v1::agent_server::Agent for AgentService {
         let context = ssh::Context {
             engine: Arc::clone(&self.engine),
             activity: Arc::clone(&self.activity),
+            tasks: self.tasks.clone(),
         };
-        let (responses, stream) = mpsc::channel(16);
-        let (output, mut output_receiver) = mpsc::channel::<Vec<u8>>(16);
-        tokio::spawn(async move {
-            while let Some(data) = output_receiver.recv().await {
-                if responses.send(Ok(v1::SshResponse { data })).await.is_err() {
-                    break;
-                }
-            }
-        });
-        tokio::spawn(async move { server.serve(context, Box::pin(input), output).await });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        let (output, responses) = mpsc::channel::<Vec<u8>>(16);
+        self.tasks
+            .spawn(async move { server.serve(context, Box::pin(input), output).await });
+        let responses = ReceiverStream::new(responses).map(|data| Ok(v1::SshResponse { data }));
+        Ok(Response::new(responses.boxed()))
     }
 
     type LogsStream = Stream<v1::LogsResponse>;
@@ -644,27 +634,19 @@ impl v1::agent_server::Agent for AgentService {
                     workspace: self.engine.workspace().to_owned(),
                 })
             })?;
-        let mut logs = Box::pin(
-            self.engine
-                .docker()
-                .logs(&target.container.id, request.follow, request.tail)
-                .map_err(|error| status_of_engine(error.into()))?,
-        );
-        let (responses, stream) = mpsc::channel(64);
-        tokio::spawn(async move {
-            while let Some(item) = logs.next().await {
-                let response = item
-                    .map(|(stream, data)| v1::LogsResponse {
-                        output: Some(proto::output(stream, data.to_vec())),
-                    })
-                    .map_err(|error| status_of_engine(error.into()));
-                if responses.send(response).await.is_err() {
-                    break;
-                }
-            }
+        let logs = self
+            .engine
+            .logs(&target, request.follow, request.tail)
+            .map_err(status_of_engine)?;
+        let responses = logs.map(|item| {
+            item.map(|(stream, data)| v1::LogsResponse {
+                output: Some(proto::output(stream, data.to_vec())),
+            })
+            .map_err(status_of_engine)
         });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(responses.boxed()))
     }
+
     type ManifestStream = Stream<v1::ManifestResponse>;
 
     async fn manifest(
@@ -676,7 +658,7 @@ impl v1::agent_server::Agent for AgentService {
         let folder = self.state.files_dir();
         let record = Record::file_in(self.state.path());
         let (responses, stream) = mpsc::channel(4);
-        tokio::task::spawn_blocking(move || {
+        self.tasks.spawn_blocking(move || {
             let _busy = busy;
             let listed = crate::files::manifest::list(&folder, &record, &hash_paths, |entries| {
                 let response = v1::ManifestResponse {
@@ -691,7 +673,7 @@ impl v1::agent_server::Agent for AgentService {
                 ))));
             }
         });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(ReceiverStream::new(stream).boxed()))
     }
 
     type CloneRepositoryStream = Stream<v1::CloneRepositoryResponse>;
@@ -707,7 +689,7 @@ impl v1::agent_server::Agent for AgentService {
         let record = Record::file_in(self.state.path());
         let pin = crate::files::config::pin_file(self.state.path());
         let (responses, stream) = mpsc::channel(16);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let _busy = busy;
             let output = responses.clone();
             let result = crate::git::clone(&url, &folder, |data| {
@@ -743,7 +725,7 @@ impl v1::agent_server::Agent for AgentService {
             };
             let _ = responses.send(last).await;
         });
-        Ok(Response::new(ReceiverStream::new(stream)))
+        Ok(Response::new(ReceiverStream::new(stream).boxed()))
     }
 
     async fn read_config(

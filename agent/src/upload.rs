@@ -7,19 +7,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use skiff::api::{FileKind, FileStamp};
+use skiff::api::{Compression, FileKind, FileStamp};
 use tokio::sync::mpsc;
 
 use crate::files::beneath::{Folder, MODE_BITS};
 use crate::files::record::Record;
-
-/// How an uploaded archive is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
 
 /// What an upload wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -162,82 +162,11 @@ impl Channel {
     }
 }
 
-/// Bytes and ends of one forwarded connection, as the agent reports them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ForwardEvent {
-    /// Connected to this address.
-    Opened(String),
-    /// Bytes from the remote side.
-    Data(Vec<u8>),
-    /// The remote side closed for writing.
-    Eof,
-}
-
-/// Bytes and end of one forwarded connection, from the client's side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ForwardInput {
-    /// Bytes for the remote side.
-    Data(Vec<u8>),
-    /// The client's side closed for writing.
-    Eof,
-}
-
-/// How an uploaded archive is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveCompression {
-    /// gzip, which every agent takes.
-    Gzip,
-    /// zstd (capability `upload.tar-zstd`).
-    Zstd,
-}
-
-/// What one `Upload` call says about its bytes (`UploadStart` in the contract).
-#[derive(Debug, Clone)]
-pub struct UploadHeader {
-    /// How the archive is compressed.
-    pub compression: ArchiveCompression,
-    /// The archive's size, if known (0 otherwise).
-    pub size: u64,
-    /// Which part of an upload in parts this call carries; `None` for an upload in one call.
-    pub part: Option<UploadPart>,
-    /// Paths to remove from the files folder before unpacking (relative, `/`-separated).
-    pub remove: Vec<String>,
-    /// How the paths a sync writes or removes looked when it decided (`None`: absent); the agent leaves one
-    /// that changed since and reports it in [`UploadReply::conflicts`].
-    pub expected: Vec<(String, Option<api::FileStamp>)>,
-}
-
-/// One part of an upload spread over several connections.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadPart {
-    /// Shared by the upload's parts.
-    pub upload_id: String,
-    /// This part, from 0.
-    pub part: u32,
-    /// How many parts.
-    pub parts: u32,
-    /// Stripe i of the archive goes to part i % parts.
-    pub stripe_size: u64,
-    /// How long the agent waits for a missing part, in seconds (0: its default).
-    pub wait_seconds: u32,
-}
-
-/// What an `Upload` call reports once the whole upload is unpacked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadReply {
-    /// The files folder on the agent's machine.
-    pub files_folder: String,
-    /// Files written.
-    pub files: u64,
-    /// Bytes of file content written.
-    pub bytes: u64,
-    /// Paths removed.
-    pub removed: u64,
-    /// How many parts the upload came in.
-    pub parts: u32,
-    /// Paths of [`UploadHeader::expected`] that had changed on the agent's machine, left as they were.
-    pub conflicts: Vec<String>,
-}
+// The Forward and Upload types are the shared library's, named here as the client's commands know them.
+pub use skiff::api::{
+    Compression as ArchiveCompression, ForwardEvent, ForwardInput, UploadHeader, UploadPart,
+    UploadReply,
+};
 
 /// A client of one agent.
 #[derive(Debug, Clone)]
@@ -334,15 +263,8 @@ impl AgentClient {
         target: api::ForwardTarget,
         input: impl Stream<Item = ForwardInput> + Send + 'static,
     ) -> Result<BoxStream<'static, Result<ForwardEvent, AgentError>>, AgentError> {
-        use v1::forward_request::Message as In;
-        use v1::forward_response::Message as Out;
         let requests = futures::stream::once(async move { v1::ForwardRequest::from(target) })
-            .chain(input.map(|input| v1::ForwardRequest {
-                message: Some(match input {
-                    ForwardInput::Data(data) => In::Data(data),
-                    ForwardInput::Eof => In::Eof(v1::ForwardEof {}),
-                }),
-            }));
+            .chain(input.map(v1::ForwardRequest::from));
         let response = self
             .inner
             .forward(requests)
@@ -352,18 +274,10 @@ impl AgentClient {
             .into_inner()
             .map(|item| {
                 let response = item.map_err(|status| AgentError::from_status("forward", status))?;
-                match response.message {
-                    Some(Out::Opened(opened)) => Ok(ForwardEvent::Opened(opened.remote_address)),
-                    Some(Out::Data(data)) => Ok(ForwardEvent::Data(data)),
-                    Some(Out::Eof(_)) => Ok(ForwardEvent::Eof),
-                    None => Err(AgentError::Protocol {
-                        call: "forward",
-                        source: proto::ProtoError::Missing {
-                            message: "ForwardResponse",
-                            field: "message",
-                        },
-                    }),
-                }
+                ForwardEvent::try_from(response).map_err(|source| AgentError::Protocol {
+                    call: "forward",
+                    source,
+                })
             })
             .boxed())
     }
@@ -374,26 +288,15 @@ impl AgentClient {
         size: u64,
         chunks: impl Stream<Item = Vec<u8>> + Send + 'static,
     ) -> Result<(String, u64, u64), AgentError> {
-        use v1::upload_request::Message;
-        let start = v1::UploadRequest {
-            message: Some(Message::Start(v1::UploadStart {
-                compression: v1::Compression::Gzip.into(),
-                size,
-                ..Default::default()
-            })),
+        let header = UploadHeader {
+            compression: ArchiveCompression::Gzip,
+            size,
+            part: None,
+            remove: Vec::new(),
+            expected: Vec::new(),
         };
-        let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| {
-            v1::UploadRequest {
-                message: Some(Message::Chunk(chunk)),
-            }
-        }));
-        let response = self
-            .inner
-            .upload(requests)
-            .await
-            .map_err(|status| AgentError::from_status("upload", status))?
-            .into_inner();
-        Ok((response.files_folder, response.files, response.bytes))
+        let reply = self.upload_with(header, chunks).await?;
+        Ok((reply.files_folder, reply.files, reply.bytes))
     }
 
     /// Sends one `Upload` call: a whole archive, or one part of an upload in parts (which answers only once every
@@ -404,37 +307,7 @@ impl AgentClient {
         chunks: impl Stream<Item = Vec<u8>> + Send + 'static,
     ) -> Result<UploadReply, AgentError> {
         use v1::upload_request::Message;
-        let part = header.part.unwrap_or(UploadPart {
-            upload_id: String::new(),
-            part: 0,
-            parts: 0,
-            stripe_size: 0,
-            wait_seconds: 0,
-        });
-        let start = v1::UploadRequest {
-            message: Some(Message::Start(v1::UploadStart {
-                compression: match header.compression {
-                    ArchiveCompression::Gzip => v1::Compression::Gzip,
-                    ArchiveCompression::Zstd => v1::Compression::Zstd,
-                }
-                .into(),
-                size: header.size,
-                upload_id: part.upload_id,
-                part: part.part,
-                parts: part.parts,
-                stripe_size: part.stripe_size,
-                wait_seconds: part.wait_seconds,
-                remove: header.remove,
-                expected: header
-                    .expected
-                    .into_iter()
-                    .map(|(path, current)| v1::ExpectedPath {
-                        path,
-                        current: current.map(Into::into),
-                    })
-                    .collect(),
-            })),
-        };
+        let start = v1::UploadRequest::from(header);
         let requests = futures::stream::once(async move { start }).chain(chunks.map(|chunk| {
             v1::UploadRequest {
                 message: Some(Message::Chunk(chunk)),
@@ -446,14 +319,7 @@ impl AgentClient {
             .await
             .map_err(|status| AgentError::from_status("upload", status))?
             .into_inner();
-        Ok(UploadReply {
-            files_folder: response.files_folder,
-            files: response.files,
-            bytes: response.bytes,
-            removed: response.removed,
-            parts: response.parts.max(1),
-            conflicts: response.conflicts,
-        })
+        Ok(response.into())
     }
 
     /// The agent's files folder, each path with how it is and how the last upload left it; with `hash_paths`,

@@ -1,5 +1,5 @@
-//! Conversions of the messages about the workspace's files: `Manifest`, `CloneRepository`, `ReadConfig`
-//! and `GitState`. (`Upload` is carried as bytes and read by `agent::service` and `client::agent_client`.)
+//! Conversions of the messages about the workspace's files: `Upload`'s start and answer, `Manifest`,
+//! `CloneRepository`, `ReadConfig` and `GitState`. (An upload's chunks are bytes, carried as they are.)
 
 use super::{ProtoError, v1};
 use crate::api;
@@ -185,6 +185,122 @@ impl From<v1::GitStateResponse> for api::GitState {
                 })
                 .collect(),
             stashes: response.stashes,
+        }
+    }
+}
+
+impl From<api::Compression> for v1::Compression {
+    fn from(compression: api::Compression) -> Self {
+        match compression {
+            api::Compression::None => Self::None,
+            api::Compression::Gzip => Self::Gzip,
+            api::Compression::Zstd => Self::Zstd,
+        }
+    }
+}
+
+impl From<api::UploadHeader> for v1::UploadStart {
+    fn from(header: api::UploadHeader) -> Self {
+        let part = header.part.unwrap_or(api::UploadPart {
+            upload_id: String::new(),
+            part: 0,
+            parts: 0,
+            stripe_size: 0,
+            wait_seconds: 0,
+        });
+        Self {
+            compression: v1::Compression::from(header.compression).into(),
+            size: header.size,
+            upload_id: part.upload_id,
+            part: part.part,
+            parts: part.parts,
+            stripe_size: part.stripe_size,
+            wait_seconds: part.wait_seconds,
+            remove: header.remove,
+            expected: header
+                .expected
+                .into_iter()
+                .map(|(path, current)| v1::ExpectedPath {
+                    path,
+                    current: current.map(Into::into),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<api::UploadHeader> for v1::UploadRequest {
+    fn from(header: api::UploadHeader) -> Self {
+        Self {
+            message: Some(v1::upload_request::Message::Start(header.into())),
+        }
+    }
+}
+
+/// An upload's start; an empty `upload_id` means the whole archive comes in this one call.
+impl TryFrom<v1::UploadStart> for api::UploadHeader {
+    type Error = ProtoError;
+
+    fn try_from(start: v1::UploadStart) -> Result<Self, ProtoError> {
+        let compression = match v1::Compression::try_from(start.compression) {
+            Ok(v1::Compression::None) => api::Compression::None,
+            Ok(v1::Compression::Gzip) => api::Compression::Gzip,
+            Ok(v1::Compression::Zstd) => api::Compression::Zstd,
+            _ => {
+                return Err(ProtoError::Invalid {
+                    message: "UploadStart",
+                    field: "compression",
+                    value: start.compression.to_string(),
+                });
+            }
+        };
+        let expected = start
+            .expected
+            .into_iter()
+            .map(|path| {
+                let stamp = path.current.map(api::FileStamp::try_from).transpose()?;
+                Ok((path.path, stamp))
+            })
+            .collect::<Result<_, ProtoError>>()?;
+        Ok(Self {
+            compression,
+            size: start.size,
+            part: (!start.upload_id.is_empty()).then_some(api::UploadPart {
+                upload_id: start.upload_id,
+                part: start.part,
+                parts: start.parts,
+                stripe_size: start.stripe_size,
+                wait_seconds: start.wait_seconds,
+            }),
+            remove: start.remove,
+            expected,
+        })
+    }
+}
+
+impl From<api::UploadReply> for v1::UploadResponse {
+    fn from(reply: api::UploadReply) -> Self {
+        Self {
+            files_folder: reply.files_folder,
+            files: reply.files,
+            bytes: reply.bytes,
+            removed: reply.removed,
+            parts: reply.parts,
+            conflicts: reply.conflicts,
+        }
+    }
+}
+
+/// An older agent reports no parts: its uploads came in one.
+impl From<v1::UploadResponse> for api::UploadReply {
+    fn from(response: v1::UploadResponse) -> Self {
+        Self {
+            files_folder: response.files_folder,
+            files: response.files,
+            bytes: response.bytes,
+            removed: response.removed,
+            parts: response.parts.max(1),
+            conflicts: response.conflicts,
         }
     }
 }

@@ -478,6 +478,72 @@ pub fn forward_open(request: v1::ForwardRequest) -> Result<api::ForwardTarget, P
     }
 }
 
+impl From<api::ForwardInput> for v1::ForwardRequest {
+    fn from(input: api::ForwardInput) -> Self {
+        use v1::forward_request::Message;
+        Self {
+            message: Some(match input {
+                api::ForwardInput::Data(data) => Message::Data(data),
+                api::ForwardInput::Eof => Message::Eof(v1::ForwardEof {}),
+            }),
+        }
+    }
+}
+
+/// A message of a `Forward` stream after its open; a second open or an empty message is not input.
+impl TryFrom<v1::ForwardRequest> for api::ForwardInput {
+    type Error = ProtoError;
+
+    fn try_from(request: v1::ForwardRequest) -> Result<Self, ProtoError> {
+        use v1::forward_request::Message;
+        match request.message {
+            Some(Message::Data(data)) => Ok(Self::Data(data)),
+            Some(Message::Eof(_)) => Ok(Self::Eof),
+            Some(Message::Open(_)) => Err(ProtoError::Invalid {
+                message: "ForwardRequest",
+                field: "open",
+                value: "a second open".to_owned(),
+            }),
+            None => Err(ProtoError::Missing {
+                message: "ForwardRequest",
+                field: "message",
+            }),
+        }
+    }
+}
+
+impl From<api::ForwardEvent> for v1::ForwardResponse {
+    fn from(event: api::ForwardEvent) -> Self {
+        use v1::forward_response::Message;
+        Self {
+            message: Some(match event {
+                api::ForwardEvent::Opened(remote_address) => {
+                    Message::Opened(v1::ForwardOpened { remote_address })
+                }
+                api::ForwardEvent::Data(data) => Message::Data(data),
+                api::ForwardEvent::Eof => Message::Eof(v1::ForwardEof {}),
+            }),
+        }
+    }
+}
+
+impl TryFrom<v1::ForwardResponse> for api::ForwardEvent {
+    type Error = ProtoError;
+
+    fn try_from(response: v1::ForwardResponse) -> Result<Self, ProtoError> {
+        use v1::forward_response::Message;
+        match response.message {
+            Some(Message::Opened(opened)) => Ok(Self::Opened(opened.remote_address)),
+            Some(Message::Data(data)) => Ok(Self::Data(data)),
+            Some(Message::Eof(_)) => Ok(Self::Eof),
+            None => Err(ProtoError::Missing {
+                message: "ForwardResponse",
+                field: "message",
+            }),
+        }
+    }
+}
+
 /// A chunk of logs from the wire.
 pub fn logs_chunk(response: v1::LogsResponse) -> Result<(api::OutputStream, Vec<u8>), ProtoError> {
     output_chunk(response.output.ok_or(ProtoError::Missing {

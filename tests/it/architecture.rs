@@ -24,6 +24,31 @@ const RULES: &[Rule] = &[
         allowed: &["agent/src/docker/"],
     },
     Rule {
+        stated: "Only `agent::engine` names `agent::docker`",
+        needles: &["crate::docker", "docker::"],
+        allowed: &["agent/src/docker/", "agent/src/engine/"],
+    },
+    Rule {
+        stated: "A process starts in the dev container only through `Engine::start`",
+        needles: &["ExecConfig", "procd::Spec"],
+        allowed: &[
+            "agent/src/docker/",
+            "agent/src/engine/process.rs",
+            "agent/src/engine/servers.rs",
+        ],
+    },
+    Rule {
+        stated: "Only `skiff::api::stamp` stamps a path on disk",
+        needles: &["FileStamp {"],
+        allowed: &[
+            "src/api.rs",
+            "src/proto/",
+            "agent/src/upload.rs",
+            // Tests write the stamps they expect as data.
+            "client/src/files/tests.rs",
+        ],
+    },
+    Rule {
         stated: "Only two places contain `unsafe`",
         needles: &["unsafe"],
         allowed: &[

@@ -267,11 +267,6 @@ impl Docker {
         Ok(client)
     }
 
-    /// Where the engine is.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
     /// The engine's version; the error names the socket and `DOCKER_HOST` when it does not answer.
     pub async fn version(&self) -> Result<String, DockerError> {
         let version = self
@@ -433,33 +428,6 @@ impl Docker {
             }
         }
         Ok(())
-    }
-
-    /// Builds an image, passing each line of build output to `output`.
-    pub async fn build_image(
-        &self,
-        spec: &BuildSpec,
-        output: impl FnMut(String),
-    ) -> Result<(), DockerError> {
-        let context = spec.context.clone();
-        let dockerfile = spec.dockerfile.clone();
-        let (archive, dockerfile_name) =
-            tokio::task::spawn_blocking(move || context_archive(&context, &dockerfile))
-                .await
-                .expect("the archive task does not panic")?;
-        self.build_image_archive(
-            archive,
-            &dockerfile_name,
-            spec,
-            &BuildExtras::default(),
-            output,
-        )
-        .await
-    }
-
-    /// Creates a container and returns its id.
-    pub async fn create_container(&self, spec: ContainerSpec) -> Result<String, DockerError> {
-        self.create_container_ext(spec, HostExtras::default()).await
     }
 
     /// Starts a container (a running one is left as it is).

@@ -12,11 +12,10 @@ use serde_json::Value;
 use skiff::api::{OutputStream, UpEvent, UpPhase, UpSpec};
 use skiff::devcontainer::{self, DevContainer};
 
+use super::create::keep_alive_script;
 use super::metadata::{self, Entry};
-use super::{
-    ContainerInfo, Engine, EngineError, Events, LABEL_CONFIG_HASH, LABEL_WORKSPACE, emit,
-    keep_alive_script, progress, reused_entries, substitute_entries, warn_if_changed,
-};
+use super::up::{LABEL_CONFIG_HASH, reused_entries, substitute_entries, warn_if_changed};
+use super::{ContainerInfo, Engine, EngineError, Events, LABEL_WORKSPACE, emit, progress};
 
 /// Label compose puts on every container of a project.
 pub const LABEL_PROJECT: &str = "com.docker.compose.project";

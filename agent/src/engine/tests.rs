@@ -1,5 +1,9 @@
 //! Tests of the engine's pure parts: mounts, image tags, environment.
 
+use std::path::Path;
+
+use super::images::image_tag;
+use super::mounts::relocate;
 use super::*;
 
 #[test]

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
-use skiff::api::{FileKind, FileStamp};
+use skiff::api::{FileKind, FileStamp, StampSource};
 
 /// The bits of a mode an upload keeps: read, write and execute for owner, group and others.
 pub const MODE_BITS: u32 = 0o777;
@@ -35,46 +35,23 @@ impl Folder {
         Ok(Self { dir })
     }
 
-    /// How `relative` is now, as `crate::files::record::stamp` would say, without following a final link;
-    /// `None` when nothing (or something that is not a file, folder or link) is there.
+    /// How `relative` is now, as `crate::files::record::stamp` would say (both through `skiff::api::stamp`),
+    /// without following a final link; `None` when nothing (or something that is not a file, folder or link)
+    /// is there.
     pub fn stamp(&self, relative: &Path) -> std::io::Result<Option<FileStamp>> {
         let metadata = match self.dir.symlink_metadata(relative) {
             Ok(metadata) => metadata,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
-        let file_type = metadata.file_type();
-        Ok(Some(if file_type.is_file() {
-            FileStamp {
-                kind: FileKind::File,
-                size: metadata.len(),
-                mtime: metadata.mtime(),
-                mode: metadata.mode() & 0o7777,
-                link_target: String::new(),
-            }
-        } else if file_type.is_dir() {
-            FileStamp {
-                kind: FileKind::Directory,
-                size: 0,
-                mtime: 0,
-                mode: metadata.mode() & 0o7777,
-                link_target: String::new(),
-            }
-        } else if file_type.is_symlink() {
-            FileStamp {
-                kind: FileKind::Symlink,
-                size: 0,
-                mtime: 0,
-                mode: 0,
-                link_target: self
-                    .dir
+        skiff::api::stamp(&Seen(metadata), || {
+            Ok(Some(
+                self.dir
                     .read_link_contents(relative)?
                     .to_string_lossy()
                     .into_owned(),
-            }
-        } else {
-            return Ok(None);
-        }))
+            ))
+        })
     }
 
     /// Writes `contents` to `relative` with `mode` (permission bits only) and modification time `mtime`
@@ -205,4 +182,34 @@ fn unique() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.subsec_nanos());
     format!("{}-{count}-{nanos}", std::process::id())
+}
+
+/// cap-std's metadata of a path in the folder, as a stamp reads it.
+struct Seen(cap_std::fs::Metadata);
+
+impl StampSource for Seen {
+    fn kind(&self) -> Option<FileKind> {
+        let file_type = self.0.file_type();
+        if file_type.is_file() {
+            Some(FileKind::File)
+        } else if file_type.is_dir() {
+            Some(FileKind::Directory)
+        } else if file_type.is_symlink() {
+            Some(FileKind::Symlink)
+        } else {
+            None
+        }
+    }
+
+    fn size(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn mtime(&self) -> i64 {
+        self.0.mtime()
+    }
+
+    fn mode(&self) -> u32 {
+        self.0.mode()
+    }
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::upload::Compression;
 use futures::{Stream, StreamExt};
+use skiff::api::Compression;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 

@@ -5,10 +5,9 @@
 //! It lives in the state folder (`uploaded.json`), not in the files folder, so nothing in the dev container sees it.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use skiff::api::{FileKind, FileStamp};
+use skiff::api::FileStamp;
 
 /// Paths (relative, `/`-separated) and how the last upload left them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -70,32 +69,9 @@ impl Record {
 /// How `path` is now, read without following a link; `None` for what uploads never write (sockets, devices).
 pub fn stamp(path: &Path) -> std::io::Result<Option<FileStamp>> {
     let metadata = path.symlink_metadata()?;
-    let file_type = metadata.file_type();
-    Ok(Some(if file_type.is_file() {
-        FileStamp {
-            kind: FileKind::File,
-            size: metadata.len(),
-            mtime: metadata.mtime(),
-            mode: metadata.permissions().mode() & 0o7777,
-            link_target: String::new(),
-        }
-    } else if file_type.is_dir() {
-        FileStamp {
-            kind: FileKind::Directory,
-            size: 0,
-            mtime: 0,
-            mode: metadata.permissions().mode() & 0o7777,
-            link_target: String::new(),
-        }
-    } else if file_type.is_symlink() {
-        FileStamp {
-            kind: FileKind::Symlink,
-            size: 0,
-            mtime: 0,
-            mode: 0,
-            link_target: std::fs::read_link(path)?.to_string_lossy().into_owned(),
-        }
-    } else {
-        return Ok(None);
-    }))
+    skiff::api::stamp(&metadata, || {
+        Ok(Some(
+            std::fs::read_link(path)?.to_string_lossy().into_owned(),
+        ))
+    })
 }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use crate::upload::Compression;
+use skiff::api::Compression;
 use skiff::api::FileKind;
 
 use super::parts::StripedReader;

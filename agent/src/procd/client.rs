@@ -1,5 +1,6 @@
-//! The agent's side of the process server: starting the server in a container (copy the binary in,
-//! one `docker exec` that hands it its token), and running processes through it.
+//! The agent's side of the process server: connecting to it and running processes through it. Starting it
+//! in a container (copy the binary in, one `docker exec` that hands it its token) is the engine's
+//! (`engine::process`), which falls back to `docker exec` when it cannot run.
 //!
 //! The server listens on the container's loopback, so the agent connects from a short-lived thread that has
 //! entered the container's network namespace (the file Docker names as the container's sandbox key); the
@@ -9,9 +10,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use futures::StreamExt;
-use skiff::api::OutputStream;
+use futures::stream::BoxStream;
+use skiff::api::{ExecInput, ExecOutput};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -20,7 +21,6 @@ use tokio::sync::mpsc;
 use super::{
     EXIT, FAILED, RESIZE, SIGNAL, STDERR, STDIN, STDIN_EOF, STDOUT, Spec, read_frame, write_frame,
 };
-use crate::docker::{Docker, ExecConfig};
 
 /// Where the server's binary is placed inside the container.
 pub const CONTAINER_PATH: &str = "/.skiff/skiff-procd";
@@ -43,9 +43,9 @@ pub enum ProcdError {
     /// The binary is not beside the agent.
     #[error("skiff-procd is not beside skiffd ({0})")]
     NoBinary(PathBuf),
-    /// Docker refused a step.
-    #[error(transparent)]
-    Docker(#[from] crate::docker::DockerError),
+    /// The container engine refused a step of starting it (its message).
+    #[error("{0}")]
+    Launch(String),
     /// The server did not start or answer.
     #[error("the process server {0}")]
     Start(String),
@@ -106,7 +106,7 @@ fn enter(namespace: &Path) -> std::io::Result<()> {
 }
 
 /// Whether this agent can enter `namespace` (it needs root on the engine's machine).
-async fn can_enter(namespace: &Path) -> Result<(), ProcdError> {
+pub async fn can_enter(namespace: &Path) -> Result<(), ProcdError> {
     let namespace = namespace.to_owned();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -118,100 +118,6 @@ async fn can_enter(namespace: &Path) -> Result<(), ProcdError> {
         .await
         .map_err(|_| ProcdError::Start("probing: the probing thread ended".into()))?
         .map_err(|error| ProcdError::Start(format!("cannot be reached: {error}")))
-}
-
-/// Starts the server in the container as root, first copying it there unless `copied` says this agent's
-/// binary already is (a container restarted keeps its files, so only its first start pays for the copy);
-/// returns where it listens.
-pub async fn start(
-    docker: &Docker,
-    container_id: &str,
-    namespace: &Path,
-    binary: &Path,
-    copied: bool,
-) -> Result<ProcServer, ProcdError> {
-    can_enter(namespace).await?;
-    if copied {
-        match launch(docker, container_id, namespace).await {
-            Ok(server) => return Ok(server),
-            Err(error) => tracing::debug!(
-                "the process server did not start from its copy; copying it again: {error}"
-            ),
-        }
-    }
-    let contents = tokio::fs::read(binary).await?;
-    docker
-        .put_file(container_id, CONTAINER_PATH, &contents, 0o755)
-        .await?;
-    launch(docker, container_id, namespace).await
-}
-
-/// Starts the server already in the container and reads the port it says it listens on.
-async fn launch(
-    docker: &Docker,
-    container_id: &str,
-    namespace: &Path,
-) -> Result<ProcServer, ProcdError> {
-    let mut session = docker
-        .exec(
-            container_id,
-            ExecConfig {
-                command: vec![
-                    CONTAINER_PATH.to_owned(),
-                    "--listen".to_owned(),
-                    "127.0.0.1:0".to_owned(),
-                ],
-                user: Some("root".to_owned()),
-                working_dir: Some("/".to_owned()),
-                env: Vec::new(),
-                tty: false,
-                stdin: true,
-            },
-        )
-        .await?;
-    let token = super::new_token()?;
-    session
-        .input
-        .write_all(format!("{token}\n").as_bytes())
-        .await?;
-    session.input.flush().await?;
-    let mut said = Vec::new();
-    let ready = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        while let Some(item) = session.output.next().await {
-            let (_, data) = item?;
-            said.extend_from_slice(&data);
-            // The binary in the container is the container's to replace; its answer is one short line.
-            if said.len() > 1024 && !said.contains(&b'\n') {
-                return Err(ProcdError::Start(
-                    "said more than 1 KiB without a line end instead of ready".into(),
-                ));
-            }
-            if let Some(line) = said
-                .split(|byte| *byte == b'\n')
-                .next()
-                .filter(|_| said.contains(&b'\n'))
-            {
-                return Ok::<_, ProcdError>(String::from_utf8_lossy(line).into_owned());
-            }
-        }
-        Err(ProcdError::Start(format!(
-            "exited before it was ready: {}",
-            String::from_utf8_lossy(&said).trim()
-        )))
-    })
-    .await
-    .map_err(|_| ProcdError::Start("did not say it was ready within 5 s".into()))??;
-    let port: u16 = ready
-        .strip_prefix("ready ")
-        .and_then(|port| port.trim().parse().ok())
-        .ok_or_else(|| ProcdError::Start(format!("said {ready:?} instead of ready")))?;
-    // The server keeps running after this attachment closes; it never writes to its output again.
-    drop(session);
-    Ok(ProcServer {
-        address: SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port),
-        namespace: Some(namespace.to_owned()),
-        token,
-    })
 }
 
 impl ProcServer {
@@ -228,85 +134,68 @@ impl ProcServer {
     }
 }
 
-/// What the agent sends to a process.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// Bytes for standard input.
-    Stdin(Vec<u8>),
-    /// Standard input ended.
-    StdinEof,
-    /// The terminal changed size.
-    Resize(u16, u16),
-    /// A signal, by number.
-    Signal(i32),
-}
-
-/// What a process sends back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Output.
-    Output(OutputStream, Bytes),
-    /// The process ended with this code.
-    Exit(i32),
-}
-
 /// A process started through the server.
-#[derive(Debug)]
 pub struct Process {
-    /// Its output, then its exit.
-    pub events: mpsc::Receiver<Result<Event, ProcdError>>,
-    /// Its input.
-    pub input: mpsc::Sender<Input>,
+    /// Its output, then its exit; an error ends it (the server failed, or could not start the command).
+    pub events: BoxStream<'static, Result<ExecOutput, ProcdError>>,
+    /// Its input, terminal size and signals; dropping every sender closes the connection, which hangs the
+    /// process up.
+    pub input: mpsc::Sender<ExecInput>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Process").finish_non_exhaustive()
+    }
+}
+
+/// The next event of a process from its connection's frames; `None` once the last has been read.
+async fn next_event(
+    reader: Option<OwnedReadHalf>,
+) -> Option<(Result<ExecOutput, ProcdError>, Option<OwnedReadHalf>)> {
+    let mut reader = reader?;
+    let event = match read_frame(&mut reader).await {
+        Ok(Some((STDOUT, data))) => Ok(ExecOutput::Stdout(data)),
+        Ok(Some((STDERR, data))) => Ok(ExecOutput::Stderr(data)),
+        Ok(Some((EXIT, payload))) if payload.len() == 4 => {
+            Ok(ExecOutput::Exit(i32::from_be_bytes([
+                payload[0], payload[1], payload[2], payload[3],
+            ])))
+        }
+        Ok(Some((FAILED, reason))) => Err(ProcdError::Start(
+            String::from_utf8_lossy(&reason).into_owned(),
+        )),
+        Ok(Some((kind, _))) => Err(ProcdError::Start(format!(
+            "sent an unknown frame {kind:#x}"
+        ))),
+        Ok(None) => Err(ProcdError::Start(
+            "closed the connection before the process ended".into(),
+        )),
+        Err(error) => Err(ProcdError::Io(error)),
+    };
+    let more = matches!(event, Ok(ExecOutput::Stdout(_) | ExecOutput::Stderr(_)));
+    Some((event, more.then_some(reader)))
 }
 
 impl ProcServer {
     /// Starts `spec`; fails fast when the server is gone (a stopped container), so the caller can fall back.
+    /// Its events are read from the connection as they are asked for; its input goes through a writer task
+    /// that ends when the last sender is dropped, so input never waits on output or the other way round.
     pub async fn spawn(&self, spec: &Spec) -> Result<Process, ProcdError> {
-        let (mut reader, mut writer) = self.dial(spec).await?;
-        let (events, event_receiver) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let event = match read_frame(&mut reader).await {
-                    Ok(Some((STDOUT, data))) => {
-                        Ok(Event::Output(OutputStream::Stdout, Bytes::from(data)))
-                    }
-                    Ok(Some((STDERR, data))) => {
-                        Ok(Event::Output(OutputStream::Stderr, Bytes::from(data)))
-                    }
-                    Ok(Some((EXIT, payload))) if payload.len() == 4 => {
-                        Ok(Event::Exit(i32::from_be_bytes([
-                            payload[0], payload[1], payload[2], payload[3],
-                        ])))
-                    }
-                    Ok(Some((FAILED, reason))) => Err(ProcdError::Start(
-                        String::from_utf8_lossy(&reason).into_owned(),
-                    )),
-                    Ok(Some((kind, _))) => Err(ProcdError::Start(format!(
-                        "sent an unknown frame {kind:#x}"
-                    ))),
-                    Ok(None) => Err(ProcdError::Start(
-                        "closed the connection before the process ended".into(),
-                    )),
-                    Err(error) => Err(ProcdError::Io(error)),
-                };
-                let last = !matches!(event, Ok(Event::Output(..)));
-                if events.send(event).await.is_err() || last {
-                    break;
-                }
-            }
-        });
-        let (input, mut input_receiver) = mpsc::channel::<Input>(16);
+        let (reader, mut writer) = self.dial(spec).await?;
+        let events = futures::stream::unfold(Some(reader), next_event).boxed();
+        let (input, mut input_receiver) = mpsc::channel::<ExecInput>(16);
         tokio::spawn(async move {
             while let Some(message) = input_receiver.recv().await {
                 let (kind, payload) = match message {
-                    Input::Stdin(data) => (STDIN, data),
-                    Input::StdinEof => (STDIN_EOF, Vec::new()),
-                    Input::Resize(columns, rows) => {
-                        let mut payload = columns.to_be_bytes().to_vec();
-                        payload.extend(rows.to_be_bytes());
+                    ExecInput::Stdin(data) => (STDIN, data),
+                    ExecInput::StdinEof => (STDIN_EOF, Vec::new()),
+                    ExecInput::Resize(window) => {
+                        let mut payload = window.columns.to_be_bytes().to_vec();
+                        payload.extend(window.rows.to_be_bytes());
                         (RESIZE, payload)
                     }
-                    Input::Signal(signal) => (SIGNAL, signal.to_be_bytes().to_vec()),
+                    ExecInput::Signal(signal) => (SIGNAL, signal.to_be_bytes().to_vec()),
                 };
                 if write_frame(&mut writer, kind, &payload).await.is_err() {
                     break;
@@ -315,75 +204,6 @@ impl ProcServer {
             // Dropping the writer closes the connection's write side; the server then hangs the process up.
             let _ = writer.shutdown().await;
         });
-        Ok(Process {
-            events: event_receiver,
-            input,
-        })
-    }
-}
-
-/// The process server of the workspace's container, started on first use and kept while the container
-/// runs. A container that restarted (another start time) gets a new server.
-#[derive(Debug, Default)]
-pub struct ProcServers {
-    /// The container and start time the server belongs to, and the server (`None`: it cannot run there).
-    slot: tokio::sync::Mutex<Option<(String, Option<ProcServer>)>>,
-    /// The container this agent last copied its server into (the binary does not change while it runs).
-    copied_into: std::sync::Mutex<Option<String>>,
-}
-
-impl ProcServers {
-    /// The server for `container`, starting it if needed; `None` means use `docker exec`.
-    pub async fn get(
-        &self,
-        docker: &Docker,
-        container: &crate::docker::ContainerInfo,
-    ) -> Option<ProcServer> {
-        let key = format!("{}@{}", container.id, container.started_at);
-        let mut slot = self.slot.lock().await;
-        if let Some((started_for, server)) = slot.as_ref()
-            && *started_for == key
-        {
-            return server.clone();
-        }
-        let server = match (binary_beside_agent(), &container.network_namespace) {
-            (Ok(binary), Some(namespace)) => {
-                let copied = self
-                    .copied_into
-                    .lock()
-                    .expect("never left half-changed")
-                    .as_deref()
-                    == Some(container.id.as_str());
-                match start(docker, &container.id, namespace, &binary, copied).await {
-                    Ok(server) => {
-                        *self.copied_into.lock().expect("never left half-changed") =
-                            Some(container.id.clone());
-                        tracing::info!(address = %server.address, "process server started in the dev container");
-                        Some(server)
-                    }
-                    Err(error) => {
-                        tracing::info!("commands use docker exec: {error}");
-                        None
-                    }
-                }
-            }
-            (Err(error), _) => {
-                tracing::info!("commands use docker exec: {error}");
-                None
-            }
-            (_, None) => {
-                tracing::info!(
-                    "commands use docker exec: the engine names no network namespace for the dev container"
-                );
-                None
-            }
-        };
-        *slot = Some((key, server.clone()));
-        server
-    }
-
-    /// Forgets the server (it stopped answering); the next command starts another.
-    pub async fn forget(&self) {
-        *self.slot.lock().await = None;
+        Ok(Process { events, input })
     }
 }

@@ -1,6 +1,9 @@
 //! Tests of the process server: the framing, accounts, and real processes on this machine.
 
-use super::client::{Event, Input, ProcServer};
+use futures::StreamExt;
+use skiff::api::{ExecInput, ExecOutput};
+
+use super::client::ProcServer;
 use super::server::resolve_account;
 use super::*;
 
@@ -81,15 +84,12 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Du
 
 async fn collect(process: &mut client::Process) -> (Vec<u8>, Vec<u8>, i32) {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Some(event) = process.events.recv().await {
+    while let Some(event) = process.events.next().await {
         match event.unwrap() {
-            Event::Output(skiff::api::OutputStream::Stdout, data) => {
-                stdout.extend_from_slice(&data)
-            }
-            Event::Output(skiff::api::OutputStream::Stderr, data) => {
-                stderr.extend_from_slice(&data)
-            }
-            Event::Exit(code) => return (stdout, stderr, code),
+            ExecOutput::Stdout(data) => stdout.extend_from_slice(&data),
+            ExecOutput::Stderr(data) => stderr.extend_from_slice(&data),
+            ExecOutput::Exit(code) => return (stdout, stderr, code),
+            ExecOutput::Notice(notice) => panic!("a process sent a notice: {notice}"),
         }
     }
     panic!("no exit");
@@ -113,10 +113,10 @@ async fn runs_a_process_with_separate_streams_stdin_and_exit_code() {
     let mut process = server.spawn(&spec).await.unwrap();
     process
         .input
-        .send(Input::Stdin(b"piped".to_vec()))
+        .send(ExecInput::Stdin(b"piped".to_vec()))
         .await
         .unwrap();
-    process.input.send(Input::StdinEof).await.unwrap();
+    process.input.send(ExecInput::StdinEof).await.unwrap();
     let (stdout, stderr, code) = collect(&mut process).await;
     assert_eq!(
         (stdout.as_slice(), stderr.as_slice(), code),
@@ -135,7 +135,7 @@ async fn signals_and_signal_deaths() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     process
         .input
-        .send(Input::Signal(libc::SIGTERM))
+        .send(ExecInput::Signal(libc::SIGTERM))
         .await
         .unwrap();
     let (_, _, code) = collect(&mut process).await;
@@ -172,7 +172,7 @@ async fn a_wrong_token_gets_nothing() {
         .await
         .unwrap();
     assert!(
-        process.events.recv().await.unwrap().is_err(),
+        process.events.next().await.unwrap().is_err(),
         "the connection closes without running anything"
     );
 }
@@ -189,7 +189,7 @@ async fn a_missing_program_is_a_clear_failure() {
         .unwrap();
     let error = process
         .events
-        .recv()
+        .next()
         .await
         .unwrap()
         .unwrap_err()

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::Engine;
 use crate::idle::Activity;
+use crate::tasks::Tasks;
 
 /// The agent's SSH server could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,8 @@ pub struct Context {
     pub engine: Arc<Engine>,
     /// The activity model; sessions count through `exec` and `forward`.
     pub activity: Arc<Activity>,
+    /// Where each channel's task runs, so the agent's end ends them.
+    pub tasks: Tasks,
 }
 
 /// The agent's SSH server: its configuration and who may log in.
@@ -104,7 +107,7 @@ impl SshServer {
         // The SSH library wants one byte stream; a duplex pipe joins the call's two directions into one.
         let (ours, theirs) = tokio::io::duplex(256 * 1024);
         let (mut reader, mut writer) = tokio::io::split(ours);
-        let inbound = tokio::spawn(async move {
+        let inbound = async move {
             while let Some(bytes) = input.next().await {
                 if writer.write_all(&bytes).await.is_err() {
                     break;
@@ -112,8 +115,10 @@ impl SshServer {
             }
             // The client's end is the SSH connection's end of input.
             let _ = writer.shutdown().await;
-        });
-        let outbound = tokio::spawn(async move {
+            // The connection goes on until the server side ends it.
+            std::future::pending::<()>().await;
+        };
+        let outbound = async move {
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
                 match reader.read(&mut buffer).await {
@@ -125,21 +130,31 @@ impl SshServer {
                     }
                 }
             }
-        });
+        };
         let handler = Connection {
             context: Arc::new(context),
             trusted: Arc::clone(&self.trusted),
             user: None,
         };
-        match russh::server::run_stream(Arc::clone(&self.config), theirs, handler).await {
-            Ok(running) => match running.await {
-                Ok(()) => tracing::debug!("ssh connection ended"),
-                Err(error) => tracing::info!("ssh connection ended: {error}"),
-            },
-            Err(error) => tracing::info!("ssh connection failed before it began: {error}"),
-        }
-        inbound.abort();
-        let _ = outbound.await;
+        let config = Arc::clone(&self.config);
+        let connection = async move {
+            match russh::server::run_stream(config, theirs, handler).await {
+                Ok(running) => match running.await {
+                    Ok(()) => tracing::debug!("ssh connection ended"),
+                    Err(error) => tracing::info!("ssh connection ended: {error}"),
+                },
+                Err(error) => tracing::info!("ssh connection failed before it began: {error}"),
+            }
+        };
+        // The three run side by side in this task; the connection's end drops the inbound half, and the
+        // outbound half ends once it has passed on what the connection wrote.
+        let serving = async {
+            tokio::select! {
+                () = connection => {}
+                () = inbound => {}
+            }
+        };
+        tokio::join!(serving, outbound);
     }
 }
 
@@ -206,7 +221,9 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         let user = self.user.clone().unwrap_or_default();
         reply.accept().await;
-        tokio::spawn(session::run(channel, Arc::clone(&self.context), user));
+        self.context
+            .tasks
+            .spawn(session::run(channel, Arc::clone(&self.context), user));
         Ok(())
     }
 
@@ -225,7 +242,7 @@ impl russh::server::Handler for Connection {
             return Ok(());
         };
         // The channel is confirmed only once the connection is open, so `ssh -L` reports a refused port.
-        tokio::spawn(tcpip::run(
+        self.context.tasks.spawn(tcpip::run(
             channel,
             reply,
             Arc::clone(&self.context),

@@ -182,7 +182,7 @@ pub(super) async fn run(channel: Channel<Msg>, context: Arc<Context>, user: Stri
         let stream =
             futures::stream::iter(std::mem::take(&mut early)).chain(ReceiverStream::new(receiver));
         input = Some(sender);
-        tokio::spawn(execute(
+        context.tasks.spawn(execute(
             Arc::clone(&context),
             program,
             spec,
@@ -271,28 +271,8 @@ async fn prepare(context: &Context, program: &Program) -> Result<(), String> {
         .running()
         .await
         .map_err(|error| error.to_string())?;
-    // A running process server means its binary is in place; otherwise copy it in for this one use.
-    if context
-        .engine
-        .servers()
-        .get(context.engine.docker(), &target.container)
-        .await
-        .is_some()
-    {
-        return Ok(());
-    }
-    let binary = crate::procd::client::binary_beside_agent().map_err(|error| {
-        format!("the sftp subsystem runs skiff-procd in the dev container, and {error}")
-    })?;
-    let contents = tokio::fs::read(&binary)
-        .await
-        .map_err(|error| format!("reading {}: {error}", binary.display()))?;
-    context
-        .engine
-        .docker()
-        .put_file(&target.container.id, CONTAINER_PATH, &contents, 0o755)
-        .await
-        .map_err(|error| format!("placing skiff-procd in the dev container for sftp: {error}"))
+    // A running process server means its binary is in place; otherwise it is copied in for this one use.
+    context.engine.place_process_server_binary(&target).await
 }
 
 /// Writes the program's output to the channel until it ends; returns its exit code. Stops early when the

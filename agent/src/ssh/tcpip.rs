@@ -11,12 +11,11 @@ use std::sync::Arc;
 
 use russh::server::{ChannelOpenHandle, Msg};
 use russh::{Channel, ChannelMsg, ChannelOpenFailure};
-use skiff::api::ForwardTarget;
+use skiff::api::{ForwardEvent, ForwardInput, ForwardTarget};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::Context;
-use crate::forward::{ForwardEvent, ForwardInput};
 
 /// Where a `direct-tcpip` request goes: loopback names mean the dev container itself (the agent's own
 /// loopback is never a target); other names resolve as the dev container resolves them. `None` for port 0
@@ -43,7 +42,8 @@ pub(super) async fn run(
     };
     let (inputs, input_receiver) = mpsc::channel::<ForwardInput>(16);
     let (events, mut event_receiver) = mpsc::channel::<ForwardEvent>(16);
-    let forwarding = tokio::spawn(async move {
+    let tasks = context.tasks.clone();
+    let forwarding = tasks.spawn(async move {
         crate::forward::run(
             &context.engine,
             &context.activity,
@@ -55,8 +55,9 @@ pub(super) async fn run(
     });
     if !matches!(event_receiver.recv().await, Some(ForwardEvent::Opened(_))) {
         let reason = match forwarding.await {
-            Ok(Err(error)) => error.to_string(),
-            Ok(Ok(())) => "the connection ended before it opened".to_owned(),
+            Ok(Some(Err(error))) => error.to_string(),
+            Ok(Some(Ok(()))) => "the connection ended before it opened".to_owned(),
+            Ok(None) => "the agent is stopping".to_owned(),
             Err(error) => error.to_string(),
         };
         tracing::info!("ssh: direct-tcpip to {what} refused: {reason}");

@@ -21,15 +21,11 @@ fn server(agent: &Identity, client: &Identity, state: &std::path::Path) -> (SshS
     let server = SshServer::new(&agent.private_key_pem, trusted).unwrap();
     let state = crate::state::StateDir::open(state).unwrap();
     let activity = Activity::new(crate::idle::source::AGENT_START, None);
-    let engine = Engine::new(
-        crate::docker::Docker::connect().unwrap(),
-        "ssh-test".to_owned(),
-        state,
-        Arc::clone(&activity),
-    );
+    let engine = Engine::connect("ssh-test".to_owned(), state, Arc::clone(&activity)).unwrap();
     let context = Context {
         engine: Arc::new(engine),
         activity,
+        tasks: crate::tasks::Tasks::new(),
     };
     (server, context)
 }

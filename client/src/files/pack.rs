@@ -33,6 +33,7 @@ pub fn pack<W: Write>(
     packed: impl FnMut(&Packed),
 ) -> Result<Packed, FilesError> {
     let (mut sink, totals) = match compression {
+        ArchiveCompression::None => append_all(sink, entries, packed)?,
         ArchiveCompression::Gzip => {
             let encoder = flate2::write::GzEncoder::new(sink, flate2::Compression::new(3));
             let (encoder, totals) = append_all(encoder, entries, packed)?;

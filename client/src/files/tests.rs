@@ -95,6 +95,7 @@ fn pack_keeps_modes_links_and_empty_folders_with_relative_names() {
                 Box::new(zstd::stream::read::Decoder::new(archive.as_slice()).unwrap())
             }
             ArchiveCompression::Gzip => Box::new(flate2::read::GzDecoder::new(archive.as_slice())),
+            ArchiveCompression::None => Box::new(archive.as_slice()),
         };
         let mut tar = tar::Archive::new(reader);
         let mut seen = Vec::new();

@@ -4,7 +4,6 @@
 //! Links are listed as links, never followed; sockets and devices are left out, as are names that are not UTF-8
 //! (paths travel as text on the wire).
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use skiff::api::{FileKind, FileStamp};
@@ -121,40 +120,14 @@ fn entry_of(folder: &Path, path: &Path) -> Result<Option<Entry>, FilesError> {
     }))
 }
 
-/// How `path` is now, read without following a link, as the agent's record would hold it.
+/// How `path` is now, read without following a link, as the agent's record would hold it: stamped by
+/// `skiff::api::stamp`, with a time before 1970 as tar carries it (0), and no stamp for a link whose target
+/// is not UTF-8 (an archive cannot carry it).
 pub fn stamp(path: &Path) -> std::io::Result<Option<FileStamp>> {
     let metadata = path.symlink_metadata()?;
-    let file_type = metadata.file_type();
-    let mode = metadata.permissions().mode() & 0o7777;
-    Ok(Some(if file_type.is_file() {
-        FileStamp {
-            kind: FileKind::File,
-            size: metadata.len(),
-            mtime: metadata.mtime().max(0),
-            mode,
-            link_target: String::new(),
-        }
-    } else if file_type.is_dir() {
-        FileStamp {
-            kind: FileKind::Directory,
-            size: 0,
-            mtime: 0,
-            mode,
-            link_target: String::new(),
-        }
-    } else if file_type.is_symlink() {
-        let target = std::fs::read_link(path)?;
-        let Some(target) = target.to_str() else {
-            return Ok(None);
-        };
-        FileStamp {
-            kind: FileKind::Symlink,
-            size: 0,
-            mtime: 0,
-            mode: 0,
-            link_target: target.to_owned(),
-        }
-    } else {
-        return Ok(None);
+    let link_target = || Ok(std::fs::read_link(path)?.to_str().map(str::to_owned));
+    Ok(skiff::api::stamp(&metadata, link_target)?.map(|mut stamp| {
+        stamp.mtime = stamp.mtime.max(0);
+        stamp
     }))
 }
