@@ -212,26 +212,34 @@ enum Expect {
 }
 
 impl Expect {
-    /// Fails the test, naming `what`, unless `actual` is as expected.
-    fn check(&self, actual: &str, what: &str) {
+    /// Fails the test, naming `what`, unless `actual` is as expected; `fill` fills the placeholders of the expected
+    /// text.
+    fn check(&self, actual: &str, what: &str, fill: impl Fn(&str) -> String) {
         match self {
-            Expect::Is(expected) => assert_eq!(
-                actual, *expected,
-                "{what}: expected {expected:?}, found {actual:?}"
-            ),
+            Expect::Is(expected) => {
+                let expected = fill(expected);
+                assert_eq!(
+                    actual, expected,
+                    "{what}: expected {expected:?}, found {actual:?}"
+                )
+            }
             Expect::NotEmpty => assert!(!actual.is_empty(), "{what}: empty"),
             Expect::Contains(needles) => {
                 for needle in *needles {
+                    let needle = fill(needle);
                     assert!(
-                        actual.contains(needle),
+                        actual.contains(&needle),
                         "{what}: {needle:?} missing from {actual:?}"
                     );
                 }
             }
-            Expect::NotEndingWith(suffix) => assert!(
-                !actual.ends_with(suffix),
-                "{what}: {actual:?} ends with {suffix:?}"
-            ),
+            Expect::NotEndingWith(suffix) => {
+                let suffix = fill(suffix);
+                assert!(
+                    !actual.ends_with(&suffix),
+                    "{what}: {actual:?} ends with {suffix:?}"
+                )
+            }
         }
     }
 }
@@ -338,6 +346,14 @@ fn run(test: &str, case: &Case) {
             }
         }
     }
+    // Rows run one at a time, as they did in one test before they were a table: Docker's classic builder shares
+    // cached layers between the rows' image builds, and a row's `delete` removing its image (and the untagged
+    // layers under it) while another row builds on those layers fails that build ("unknown parent image ID").
+    // The guard is made before the sandbox, so the sandbox's deletes end before the next row starts.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let sandbox = Sandbox::new();
     let folder = match &case.source {
         Source::Fixture(fixture) => workspace(&sandbox, fixture, case.name),
@@ -422,7 +438,11 @@ fn run(test: &str, case: &Case) {
                 script,
                 expect,
                 what,
-            } => expect.check(&sh(&sandbox, case.name, script), &format!("{test}: {what}")),
+            } => expect.check(
+                &sh(&sandbox, case.name, script),
+                &format!("{test}: {what}"),
+                &fill,
+            ),
             Step::Env(variables) => {
                 let env = sandbox.ok(&["exec", case.name, "--", "env"]);
                 for (key, value) in *variables {
@@ -450,6 +470,7 @@ fn run(test: &str, case: &Case) {
             Step::ComposeProject(expect) => expect.check(
                 &compose_project(&sandbox, case.name),
                 &format!("{test}: the Compose project name"),
+                &fill,
             ),
             Step::Containers(count) => assert_eq!(
                 skiff_tests::containers_with_label("skiff.workspace", case.name).len(),
@@ -463,6 +484,7 @@ fn run(test: &str, case: &Case) {
             } => expect.check(
                 &docker_inspect(format, &labelled()),
                 &format!("{test}: {what}"),
+                &fill,
             ),
             Step::MetadataIds(expected) => {
                 let label = docker_inspect(
