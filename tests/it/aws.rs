@@ -2,362 +2,26 @@
 //! the emulator, client tokens from moto's request recorder, an interrupted `up`, `enroll`, 300 workspaces,
 //! bad input, and the generated user-data run for real in a Debian container.
 //!
-//! One moto server serves this test binary (started on first use, on a free port, with the Ubuntu AMIs of
-//! `tests/fixtures/aws/amis.json` and AWS managed policies, and stopped when the binary exits). Each test uses a
-//! region of its own, so tests running at once never see each other's instances. Read-backs go through boto3
-//! (`tests/fixtures/aws/moto.py`), a real AWS client, never through skiff's own code. Every AWS call goes to
-//! 127.0.0.1: the endpoint is set, instance metadata is disabled, and the AWS config files are empty.
+//! The moto server, `AwsSandbox` and the boto3 read-backs are the rig's (`skiff_tests::aws`): each test uses a region
+//! of its own, so tests running at once never see each other's instances, and every AWS call goes to 127.0.0.1.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use skiff::tls::Identity;
-use skiff_tests::{BASE_IMAGE, binary, fixtures_dir, require_docker, wait_until};
-
-/// The owner moto reports for the tests' default credentials: their `aws:userid`, the `skiff:owner` tag.
-const MOTO_OWNER: &str = "AKIAIOSFODNN7EXAMPLE";
-/// The ARN moto reports for the same credentials, the informational `skiff:owner-arn` tag.
-const MOTO_ARN: &str = "arn:aws:sts::123456789012:user/moto";
-
-/// The moto server of this test binary.
-pub(crate) struct Moto {
-    pub(crate) endpoint: String,
-}
-
-pub(crate) fn moto() -> &'static Moto {
-    static MOTO: OnceLock<Moto> = OnceLock::new();
-    MOTO.get_or_init(start_moto)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_moto() -> Moto {
-    let port = free_port();
-    // moto writes its request recording into its working folder: a fresh one per test binary.
-    let folder = std::env::temp_dir().join(format!("skiff-moto-{}", std::process::id()));
-    std::fs::create_dir_all(&folder).unwrap();
-    let log = folder.join("moto.log");
-    // A watchdog shell owns the server and stops it (and removes its folder) when this test process is gone,
-    // because a static is never dropped: the server cannot outlive the tests.
-    let script = format!(
-        "python3 -m moto.server -H 127.0.0.1 -p {port} >{log} 2>&1 & server=$!; \
-         while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.5; done; \
-         kill $server 2>/dev/null; sleep 1; rm -rf {folder}",
-        log = log.display(),
-        parent = std::process::id(),
-        folder = folder.display()
-    );
-    Command::new("sh")
-        .args(["-c", &script])
-        .env("MOTO_AMIS_PATH", fixtures_dir().join("aws/amis.json"))
-        .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        .env("MOTO_ENABLE_AMI_VALIDATION", "true")
-        .env("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
-        .current_dir(&folder)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(|mut watchdog| {
-            // Reaped in the background: the watchdog lives as long as this test binary.
-            std::thread::spawn(move || watchdog.wait());
-        })
-        .expect("running sh to start moto");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let ready = wait_until(Duration::from_secs(30), || {
-        http_post(port, "/moto-api/recorder/reset-recording").is_some()
-    });
-    http_post(port, "/moto-api/recorder/start-recording");
-    assert!(
-        ready.is_some(),
-        "the moto server did not start on {endpoint}: {}; these tests need it: `pip install 'moto[server]==5.2.5'` (.ci/run does)",
-        std::fs::read_to_string(&log).unwrap_or_default().trim()
-    );
-    Moto { endpoint }
-}
-
-/// A bare HTTP POST to moto's control API; the status line, if it answered.
-fn http_post(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    answer
-        .starts_with("HTTP/1.1 200")
-        .then(|| answer.lines().next().unwrap_or_default().to_owned())
-}
-
-/// Runs `tests/fixtures/aws/moto.py` against the server for `region`; its standard output.
-pub(crate) fn helper(region: &str, args: &[&str]) -> String {
-    let output = Command::new("python3")
-        .arg(fixtures_dir().join("aws/moto.py"))
-        .arg(&moto().endpoint)
-        .arg(region)
-        .args(args)
-        .output()
-        .expect("running python3");
-    assert!(
-        output.status.success(),
-        "moto.py {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// One AWS call through boto3, as JSON.
-fn call(region: &str, service: &str, operation: &str, params: &Value) -> Value {
-    serde_json::from_str(&helper(
-        region,
-        &["call", service, operation, &params.to_string()],
-    ))
-    .unwrap()
-}
-
-/// The requests skiff (the Rust SDK, not the tests' boto3) sent signed for `region`, in order.
-fn recorded(region: &str) -> Vec<Value> {
-    serde_json::from_str::<Vec<Value>>(&helper(region, &["recording"])).unwrap()
-}
-
-fn recorded_actions<'a>(requests: &'a [Value], action: &str) -> Vec<&'a Value> {
-    requests
-        .iter()
-        .filter(|request| request["action"] == action)
-        .collect()
-}
-
-/// Live (not terminated) instances tagged with skiff:workspace = `name` in `region`.
-pub(crate) fn live_instances(region: &str, name: &str) -> Vec<Value> {
-    let output = call(
-        region,
-        "ec2",
-        "describe_instances",
-        &serde_json::json!({"Filters": [
-            {"Name": "tag:skiff:workspace", "Values": [name]},
-            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}
-        ]}),
-    );
-    output["Reservations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|reservation| reservation["Instances"].as_array().unwrap().clone())
-        .collect()
-}
-
-fn tagged_groups(region: &str, name: &str) -> Vec<Value> {
-    call(
-        region,
-        "ec2",
-        "describe_security_groups",
-        &serde_json::json!({"Filters": [{"Name": "tag:skiff:workspace", "Values": [name]}]}),
-    )["SecurityGroups"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
-fn tag<'a>(resource: &'a Value, key: &str) -> Option<&'a str> {
-    resource["Tags"]
-        .as_array()?
-        .iter()
-        .find(|tag| tag["Key"] == key)
-        .and_then(|tag| tag["Value"].as_str())
-}
+use skiff_tests::agent::InProcessAgent;
+use skiff_tests::aws::{
+    AwsSandbox, Instance, MOTO_ARN, MOTO_OWNER, call, helper, live_instances, moto, recorded,
+    recorded_actions, tag, tagged_groups,
+};
+use skiff_tests::file_server::FileServer;
+use skiff_tests::{binary, free_port, require_docker, wait_until};
 
 fn sha256_of(path: &Path) -> String {
-    let output = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-/// Runs `skiff aws-setup` once for this moto server's default account, as an IAM administrator would before any
-/// developer uses skiff.
-fn aws_setup() {
-    static SETUP: OnceLock<()> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let sandbox = AwsSandbox::bare("us-east-1");
-        let made = sandbox.ok(&["aws-setup"]);
-        assert!(made.contains("role skiff-instance"), "{made}");
-    });
-}
-
-/// Temporary credentials of `session` in a role of `account`, from moto's STS: another person (another
-/// `aws:userid`), and with another account, an account where nobody ran `aws-setup`.
-fn assumed_role(account: &str, session: &str) -> [String; 3] {
-    let credentials = call(
-        "us-east-1",
-        "sts",
-        "assume_role",
-        &serde_json::json!({"RoleArn": format!("arn:aws:iam::{account}:role/developers"), "RoleSessionName": session}),
-    )["Credentials"]
-        .clone();
-    ["AccessKeyId", "SecretAccessKey", "SessionToken"]
-        .map(|field| credentials[field].as_str().unwrap().to_owned())
-}
-
-/// A skiff home of its own, set up for the moto server and one region; deleting its workspaces when dropped.
-pub(crate) struct AwsSandbox {
-    pub(crate) root: tempfile::TempDir,
-    pub(crate) region: String,
-    /// Credentials other than the default ones (access key, secret, session token).
-    credentials: Option<[String; 3]>,
-}
-
-impl AwsSandbox {
-    /// A sandbox in an account where `aws-setup` has run, with the default credentials.
-    pub(crate) fn new(region: &str) -> Self {
-        aws_setup();
-        Self::bare(region)
-    }
-
-    /// A sandbox whose calls are `session`'s in a role of `account`.
-    fn as_role(region: &str, account: &str, session: &str) -> Self {
-        aws_setup();
-        let mut sandbox = Self::bare(region);
-        sandbox.credentials = Some(assumed_role(account, session));
-        sandbox
-    }
-
-    fn bare(region: &str) -> Self {
-        moto();
-        let root = tempfile::Builder::new()
-            .prefix("skiff-aws-test-")
-            .tempdir()
-            .unwrap();
-        std::fs::create_dir_all(root.path().join("home")).unwrap();
-        std::fs::write(root.path().join("aws-config"), "").unwrap();
-        Self {
-            root,
-            region: region.to_owned(),
-            credentials: None,
-        }
-    }
-
-    pub(crate) fn home(&self) -> PathBuf {
-        self.root.path().join("home")
-    }
-
-    /// A project folder with a devcontainer.json.
-    pub(crate) fn project(&self, name: &str) -> PathBuf {
-        let folder = self.root.path().join("projects").join(name);
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(
-            folder.join(".devcontainer.json"),
-            r#"{ "image": "debian:bookworm" }"#,
-        )
-        .unwrap();
-        folder
-    }
-
-    pub(crate) fn skiff(&self) -> Command {
-        let mut command = Command::new(binary("skiff"));
-        let aws_config = self.root.path().join("aws-config");
-        command
-            .env("SKIFF_HOME", self.home())
-            .env("SKIFF_AWS_REGION", &self.region)
-            .env("AWS_ENDPOINT_URL", &moto().endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", &aws_config)
-            .env("AWS_SHARED_CREDENTIALS_FILE", &aws_config)
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_REGION")
-            .env_remove("AWS_DEFAULT_REGION")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env_remove("SKIFF_AGENT_BINARY")
-            .env_remove("SKIFF_AWS_ABORT_AFTER")
-            .env_remove("SKIFF_LOG")
-            .stdin(Stdio::null());
-        if let Some([key, secret, token]) = &self.credentials {
-            command
-                .env("AWS_ACCESS_KEY_ID", key)
-                .env("AWS_SECRET_ACCESS_KEY", secret)
-                .env("AWS_SESSION_TOKEN", token);
-        }
-        command
-    }
-
-    pub(crate) fn run(&self, args: &[&str]) -> Output {
-        self.skiff().args(args).output().unwrap()
-    }
-
-    /// Runs skiff expecting success.
-    fn succeeds(&self, args: &[&str]) -> Output {
-        let output = self.run(args);
-        assert!(
-            output.status.success(),
-            "skiff {} failed with {}:\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Runs skiff expecting success; its standard output.
-    pub(crate) fn ok(&self, args: &[&str]) -> String {
-        String::from_utf8(self.succeeds(args).stdout).unwrap()
-    }
-
-    /// Runs skiff expecting success; its standard error (progress and summaries).
-    fn ok_stderr(&self, args: &[&str]) -> String {
-        String::from_utf8(self.succeeds(args).stderr).unwrap()
-    }
-
-    /// Runs skiff expecting failure; its standard error.
-    pub(crate) fn fails(&self, args: &[&str]) -> String {
-        let output = self.run(args);
-        assert!(
-            !output.status.success(),
-            "skiff {} should have failed:\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stderr).unwrap()
-    }
-
-    fn record(&self, name: &str) -> PathBuf {
-        self.home().join("workspaces").join(name)
-    }
-
-    fn workspaces(&self) -> Vec<String> {
-        std::fs::read_dir(self.home().join("workspaces"))
-            .into_iter()
-            .flatten()
-            .filter_map(Result::ok)
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .collect()
-    }
-}
-
-impl Drop for AwsSandbox {
-    fn drop(&mut self) {
-        for name in self.workspaces() {
-            let _ = self.run(&["delete", "--yes", &name]);
-        }
-    }
+    skiff_tests::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// `up --provider aws --no-wait` with skiffd "downloaded" from a loopback URL, hashed from the built skiffd.
@@ -707,46 +371,11 @@ fn an_interrupted_up_converges_on_one_instance() {
     assert!(tagged_groups("eu-west-2", "killed").is_empty());
 }
 
-struct RunningAgent {
-    address: std::net::SocketAddr,
-    certificate_pem: String,
-    shutdown: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<skiff_agent::Exit>>,
-    state: tempfile::TempDir,
-}
-
-async fn start_agent(client_certificate: &str) -> RunningAgent {
-    let state = tempfile::tempdir().unwrap();
-    let mut config = skiff_agent::config::AgentConfig::new(
-        "enrolled",
-        client_certificate,
-        &state.path().join("agent"),
-    );
-    config.idle_timeout = None;
-    let agent = skiff_agent::Agent::bind(config).await.unwrap();
-    let address = agent.local_addr();
-    let certificate_pem = agent.certificate_pem().to_owned();
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(agent.serve(shutdown.clone()));
-    RunningAgent {
-        address,
-        certificate_pem,
-        shutdown,
-        task,
-        state,
-    }
-}
-
-async fn accepted(agent: &RunningAgent, identity: &Identity) -> bool {
-    let Ok(channel) =
-        skiff_client::tunnel::tcp::connect(agent.address, identity, &agent.certificate_pem).await
-    else {
+async fn accepted(agent: &InProcessAgent, identity: &Identity) -> bool {
+    let Ok(mut client) = agent.connect_as(identity).await else {
         return false;
     };
-    skiff_client::agent_client::AgentClient::new(channel)
-        .version()
-        .await
-        .is_ok()
+    client.version().await.is_ok()
 }
 
 fn identity_of(sandbox: &AwsSandbox, name: &str) -> Identity {
@@ -818,9 +447,9 @@ async fn enroll_sends_only_a_certificate_and_the_agent_then_accepts_that_machine
     // The agent, given that script's certificate in its trust folder, accepts the laptop and no other.
     let owner = identity_of(&first, "shared");
     let stranger = Identity::generate("skiff-client").unwrap();
-    let agent = start_agent(&owner.certificate_pem).await;
+    let agent = InProcessAgent::start_with("enrolled", &owner, |_| {}).await;
     assert!(!accepted(&agent, &laptop).await, "not before enrolling");
-    let trust = agent.state.path().join("agent/trusted-clients");
+    let trust = agent.agent_dir().join("trusted-clients");
     let local_script = script.replace(
         "dir=/var/lib/skiffd/trusted-clients",
         &format!("dir={}", trust.display()),
@@ -841,8 +470,7 @@ async fn enroll_sends_only_a_certificate_and_the_agent_then_accepts_that_machine
         !accepted(&agent, &stranger).await,
         "others are still refused"
     );
-    agent.shutdown.cancel();
-    agent.task.await.unwrap().unwrap();
+    agent.stop().await;
 
     tokio::task::spawn_blocking(move || {
         first.ok(&["delete", "shared", "--yes"]);
@@ -1399,106 +1027,6 @@ fn enroll_into_a_colleagues_workspace_is_refused() {
     drop((owner, colleague));
 }
 
-/// Serves one file over HTTP on 127.0.0.1 to any number of GETs, until the test ends.
-fn serve_file(contents: Vec<u8>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            let _ = write!(
-                stream,
-                "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-                contents.len()
-            );
-            let _ = stream.write_all(&contents);
-        }
-    });
-    port
-}
-
-/// A container standing in for the instance: Debian, no systemd, on the host's network (so its 127.0.0.1 is
-/// the test's), with the host's docker CLI and socket, running the user-data as cloud-init would.
-pub(crate) struct Instance {
-    pub(crate) name: String,
-}
-
-impl Instance {
-    fn boot(script: &str, folder: &Path) -> Self {
-        Self::boot_with(script, folder, &[])
-    }
-
-    /// Boots with `extra` arguments for `docker run` (volumes, mostly).
-    pub(crate) fn boot_with(script: &str, folder: &Path, extra: &[String]) -> Self {
-        let path = folder.join("user-data.sh");
-        std::fs::write(&path, script).unwrap();
-        let name = format!("skiff-user-data-{}-{}", std::process::id(), free_port());
-        let docker = which("docker");
-        let output = Command::new("docker")
-            .args(["run", "-d", "--name", &name, "--network", "host"])
-            .args(["-v", &format!("{}:/user-data.sh:ro", path.display())])
-            .args([
-                "-v",
-                &format!("{}:/usr/local/bin/docker:ro", docker.display()),
-            ])
-            .args(["-v", "/var/run/docker.sock:/var/run/docker.sock"])
-            .args(extra)
-            .args([
-                BASE_IMAGE,
-                "bash",
-                "-c",
-                "bash /user-data.sh >/boot.log 2>&1; echo $? >/exit-code; sleep infinity",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Self { name }
-    }
-
-    pub(crate) fn exec(&self, command: &str) -> String {
-        let output = Command::new("docker")
-            .args(["exec", &self.name, "sh", "-c", command])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    /// Waits for user-data to end; its exit code and log.
-    fn finish(&self) -> (i32, String) {
-        let done = wait_until(Duration::from_secs(120), || {
-            !self.exec("cat /exit-code 2>/dev/null").is_empty()
-        });
-        let log = self.exec("cat /boot.log");
-        assert!(
-            done.is_some(),
-            "user-data did not finish in 2 minutes:\n{log}"
-        );
-        (self.exec("cat /exit-code").trim().parse().unwrap(), log)
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .output();
-    }
-}
-
-fn which(program: &str) -> PathBuf {
-    let output = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-}
-
 /// Makes a workspace with `up --no-wait` and returns its user-data, with the agent's and receiver's ports made
 /// free ones, because the stand-in shares the host's loopback with everything else.
 fn user_data_of(sandbox: &AwsSandbox, name: &str, extra: &[&str]) -> (String, u16) {
@@ -1576,8 +1104,8 @@ fn user_data_installs_a_checked_skiffd_and_starts_it_without_systemd() {
     require_docker();
     let sandbox = AwsSandbox::new("us-east-2");
     let skiffd = std::fs::read(binary("skiffd")).unwrap();
-    let port = serve_file(skiffd.clone());
-    let url = format!("http://127.0.0.1:{port}/skiffd");
+    let server = FileServer::start("skiffd", skiffd.clone());
+    let url = format!("http://127.0.0.1:{}/skiffd", server.port);
     let (script, _) = user_data_of(
         &sandbox,
         "booted",
@@ -1626,8 +1154,8 @@ fn user_data_refuses_a_skiffd_with_the_wrong_sha256() {
     let sandbox = AwsSandbox::new("us-west-2");
     let mut tampered = std::fs::read(binary("skiffd")).unwrap();
     tampered.extend_from_slice(b"tampered");
-    let port = serve_file(tampered);
-    let url = format!("http://127.0.0.1:{port}/skiffd");
+    let server = FileServer::start("skiffd", tampered);
+    let url = format!("http://127.0.0.1:{}/skiffd", server.port);
     let (script, _) = user_data_of(&sandbox, "tampered", &["--agent-url", &url]);
     let instance = Instance::boot(&script, sandbox.root.path());
     let (code, log) = instance.finish();

@@ -19,7 +19,7 @@ use skiff_tests::{
     Reaped, add_busybox, binary, containers_with_label, free_port, require_docker, wait_until,
 };
 
-use crate::aws::{AwsSandbox, Instance, helper, live_instances, moto};
+use skiff_tests::aws::{AwsSandbox, Instance, helper, live_instances, moto};
 
 /// The agent's port and the push receiver's, as the user-data has them; the stand-in shares the host's
 /// loopback, so only one end-to-end test runs at a time (they are all in this one test).

@@ -2,17 +2,23 @@
 //! NOTES.md §6 that need no registry beyond their base image) run end to end through `skiff up` on the real Docker
 //! engine, with the base images they name provided by local stand-ins (`cargo xtask images`).
 //!
-//! `reference_fixtures` runs the whole table, counts the passes and prints every fixture this machine cannot run with the
-//! reason; it fails if any runnable fixture fails. The lifecycle ordering oracle (with a stop and a second `up`) and the
-//! bad-input cases have tests of their own.
-//! Features from a registry and a tarball URL run against a real registry server (Debian's `docker-registry`, started on
-//! 127.0.0.1 per test) and a tarball server in the test, with the Features of `tests/fixtures/features-oci`; `waitFor`
-//! has a test of when `up` says ready.
+//! The checks are data: `cases!` below is a table of rows (a fixture or an inline devcontainer.json, a workspace name,
+//! what the machine needs, and steps: `up` with its expected errors or output, commands in the container with their
+//! expected output, files expected on the host), run by one driver, `run`.
+//! Each row is a test of its own, named for what it proves.
+//! A row this machine cannot run (arm64 code, Compose v2) says why and passes; `NOT_RUN` lists the fixtures skiff
+//! cannot run at all, with the reason.
+//! The lifecycle ordering oracle (with a stop and a second `up`) and the bad-input cases are rows too.
+//! Features from a registry and a tarball URL run against a real registry server (`skiff_tests::registry`, Debian's
+//! `docker-registry` started on 127.0.0.1 per test) and a file server (`skiff_tests::file_server`), with the Features
+//! of `tests/fixtures/features-oci`; `waitFor` has a test of when `up` says ready.
 //! The shared folder is `../shared` beside the repository, or `$SKIFF_SHARED_DIR`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use skiff_tests::file_server::FileServer;
+use skiff_tests::registry::Registry;
 use skiff_tests::{Sandbox, docker_inspect, require_docker};
 
 /// The shared test material's reference fixtures.
@@ -63,6 +69,22 @@ fn copy_writable(from: &Path, to: &Path) {
     }
 }
 
+/// Writes a workspace with `.devcontainer/devcontainer.json` holding `config`, plus `files`.
+fn inline_workspace(
+    sandbox: &Sandbox,
+    name: &str,
+    config: &str,
+    files: &[(&str, &str)],
+) -> PathBuf {
+    let folder = sandbox.root.path().join("projects").join(name);
+    std::fs::create_dir_all(folder.join(".devcontainer")).expect("mkdir");
+    std::fs::write(folder.join(".devcontainer/devcontainer.json"), config).expect("write");
+    for (path, text) in files {
+        std::fs::write(folder.join(path), text).expect("write");
+    }
+    folder
+}
+
 /// `skiff up` of a workspace; `Ok(stderr)` or `Err(stderr)`.
 fn up(
     sandbox: &Sandbox,
@@ -92,15 +114,24 @@ fn sh(sandbox: &Sandbox, name: &str, script: &str) -> String {
         .to_owned()
 }
 
-fn check(condition: bool, what: impl Into<String>) -> Result<(), String> {
-    if condition { Ok(()) } else { Err(what.into()) }
-}
-
-fn equal(actual: &str, expected: &str, what: &str) -> Result<(), String> {
-    check(
-        actual == expected,
-        format!("{what}: expected {expected:?}, found {actual:?}"),
-    )
+/// `skiff up` fails, and its standard error names the workspace's devcontainer.json and holds every needle.
+fn expect_error(sandbox: &Sandbox, folder: &Path, needles: &[&str]) {
+    let stderr = match up(sandbox, folder, &[], &[]) {
+        Ok(stderr) => panic!("up succeeded: {stderr}"),
+        Err(stderr) => stderr,
+    };
+    let file = folder.join(".devcontainer/devcontainer.json");
+    assert!(
+        stderr.contains(&file.display().to_string()),
+        "the error does not name {}: {stderr}",
+        file.display()
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "the error lacks {needle:?}: {stderr}"
+        );
+    }
 }
 
 /// Whether this machine's Docker can start a privileged container (a sandboxed engine may refuse).
@@ -130,705 +161,6 @@ fn can_run_arm64() -> bool {
         || Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists()
 }
 
-/// What to do with one fixture.
-enum Plan {
-    /// Run it; the function does the `up` and the checks.
-    Run(fn(&Sandbox, &str) -> Result<(), String>),
-    /// This machine cannot run it, for this reason.
-    Unsupported(&'static str),
-}
-
-/// A fixture: its path under `reference-tests`, and what to do.
-fn fixtures() -> Vec<(&'static str, Plan)> {
-    let arm64 = |run: fn(&Sandbox, &str) -> Result<(), String>| {
-        if can_run_arm64() {
-            Plan::Run(run)
-        } else {
-            Plan::Unsupported(
-                "builds for linux/arm64, and this amd64 machine has no qemu binfmt handler to run arm64 code",
-            )
-        }
-    };
-    let named = |run: fn(&Sandbox, &str) -> Result<(), String>, reason: &'static str| {
-        if compose_v2() {
-            Plan::Run(run)
-        } else {
-            Plan::Unsupported(reason)
-        }
-    };
-    vec![
-        ("configs/image", Plan::Run(image)),
-        ("configs/image-with-mounts", Plan::Run(image_with_mounts)),
-        (
-            "configs/image-with-parallel-initialize-command",
-            Plan::Run(parallel_initialize),
-        ),
-        (
-            "configs/image-with-local-feature",
-            Plan::Run(local_feature_without_dot),
-        ),
-        ("configs/image-metadata", Plan::Run(image_metadata)),
-        (
-            "configs/dockerfile-without-features",
-            Plan::Run(dockerfile_without_features),
-        ),
-        (
-            "configs/dockerfile-with-parallel-commands",
-            Plan::Run(parallel_commands),
-        ),
-        ("configs/updateUID", Plan::Run(update_uid)),
-        ("configs/updateUIDOnly", Plan::Run(update_uid_only)),
-        ("configs/updateUIDamd64", Plan::Run(update_uid)),
-        (
-            "configs/updateUIDamd64-platform-option",
-            Plan::Run(update_uid),
-        ),
-        ("configs/updateUIDarm64", arm64(update_uid)),
-        ("configs/updateUIDarm64-platform-option", arm64(update_uid)),
-        ("configs/updateUIDarm64v8", arm64(update_uid)),
-        (
-            "configs/updateUIDarm64v8-platform-option",
-            arm64(update_uid),
-        ),
-        (
-            "configs/compose-image-without-features-minimal",
-            Plan::Run(compose_minimal),
-        ),
-        (
-            "configs/compose-without-name",
-            Plan::Run(compose_without_name),
-        ),
-        (
-            "configs/compose-image-with-mounts",
-            Plan::Run(compose_with_mounts),
-        ),
-        (
-            "configs/compose-image-without-features",
-            Plan::Run(compose_node_mongo),
-        ),
-        (
-            "configs/compose-Dockerfile-without-features",
-            Plan::Run(compose_dockerfile),
-        ),
-        (
-            "configs/image-containerEnv-issue",
-            Plan::Run(compose_container_env),
-        ),
-        (
-            "configs/compose-with-name",
-            named(
-                compose_with_name,
-                "its compose file's top-level `name:` is Compose v2; this machine has only docker-compose v1, which rejects it",
-            ),
-        ),
-        (
-            "configs/compose-with-name-using-env-var",
-            named(
-                compose_with_name,
-                "its compose file's top-level `name:` is Compose v2; this machine has only docker-compose v1, which rejects it",
-            ),
-        ),
-        (
-            "configs/compose-with-name-and-custom-yaml",
-            named(
-                compose_with_name,
-                "its compose file uses `name:` and the `!reset` tag of Compose v2; this machine has only docker-compose v1",
-            ),
-        ),
-        (
-            "configs/compose-Dockerfile-alpine",
-            Plan::Unsupported(
-                "its Dockerfile runs alpine's `adduser`; no alpine image can be made here and the busybox stand-in has no adduser",
-            ),
-        ),
-        (
-            "configs/set-up-with-config",
-            Plan::Unsupported(
-                "a config for `devcontainer set-up` on an existing container (no image); skiff has no set-up command",
-            ),
-        ),
-        (
-            "configs/set-up-with-metadata",
-            Plan::Unsupported(
-                "a Dockerfile for `devcontainer set-up` (no devcontainer.json); skiff has no set-up command",
-            ),
-        ),
-        (
-            "container-features/dockerfile-with-v2-local-features-config-inside-dev-container-folder",
-            Plan::Run(local_features_hello),
-        ),
-        (
-            "container-features/dockerfile-with-v2-local-features-config-outside-dev-container-folder",
-            Plan::Run(local_features_hello),
-        ),
-        (
-            "container-features/lifecycle-hooks-advanced",
-            Plan::Run(lifecycle_advanced),
-        ),
-        (
-            "container-features/lifecycle-hooks-resume-existing-container",
-            Plan::Run(lifecycle_resume),
-        ),
-        (
-            "container-features/invalid-configs/dockerfile-with-v2-local-features-no-dev-container-folder",
-            Plan::Run(features_outside_devcontainer),
-        ),
-        (
-            "container-features/feature-dependencies/dependsOn/local-simple",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/dependsOn/local-with-options",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/installsAfter/local-simple",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/dependsOn-and-installsAfter/local-simple",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/overrideFeatureInstallOrder/local-simple",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/overrideFeatureInstallOrder/local-intermediate",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/overrideFeatureInstallOrder/local-roundPriority",
-            Plan::Run(features_install),
-        ),
-        (
-            "container-features/feature-dependencies/dependsOn/invalid-circular",
-            Plan::Run(feature_cycle),
-        ),
-        (
-            "container-features/feature-dependencies/installsAfter/invalid-circular",
-            Plan::Run(feature_cycle),
-        ),
-    ]
-}
-
-/// A workspace name for a fixture path: its last component, lower-cased.
-fn name_of(fixture: &str) -> String {
-    fixture
-        .rsplit('/')
-        .next()
-        .unwrap_or(fixture)
-        .to_lowercase()
-        .chars()
-        .map(|character| {
-            if character.is_ascii_alphanumeric() || character == '-' {
-                character
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
-#[test]
-fn reference_fixtures() {
-    require_docker();
-    let mut passed = Vec::new();
-    let mut failed = Vec::new();
-    let mut unsupported = Vec::new();
-    for (fixture, plan) in fixtures() {
-        match plan {
-            Plan::Unsupported(reason) => unsupported.push((fixture, reason)),
-            Plan::Run(run) => {
-                let sandbox = Sandbox::new();
-                let started = std::time::Instant::now();
-                let result = run(&sandbox, fixture);
-                eprintln!(
-                    "conformance: {fixture}: {} in {:.1}s",
-                    if result.is_ok() { "pass" } else { "FAIL" },
-                    started.elapsed().as_secs_f64()
-                );
-                match result {
-                    Ok(()) => passed.push(fixture),
-                    Err(why) => failed.push((fixture, why)),
-                }
-            }
-        }
-    }
-    let tried = passed.len() + failed.len();
-    eprintln!(
-        "conformance: {} of {tried} reference fixtures pass end to end",
-        passed.len()
-    );
-    for (fixture, reason) in &unsupported {
-        eprintln!("conformance: unsupported here: {fixture}: {reason}");
-    }
-    assert!(
-        tried >= 30,
-        "only {tried} fixtures ran; the table lost some"
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {tried} reference fixtures failed:\n{}",
-        failed.len(),
-        failed
-            .iter()
-            .map(|(fixture, why)| format!("  {fixture}: {why}"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-}
-
-fn up_fixture(sandbox: &Sandbox, fixture: &str) -> Result<(PathBuf, String), String> {
-    let name = name_of(fixture);
-    let folder = workspace(sandbox, fixture, &name);
-    up(sandbox, &folder, &[], &[]).map_err(|stderr| format!("skiff up failed: {stderr}"))?;
-    Ok((folder, name))
-}
-
-fn image(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &sh(sandbox, &name, "cat /postCreateCommand.txt"),
-        "Val: ENV",
-        "postCreateCommand with remoteEnv",
-    )?;
-    equal(
-        &sh(sandbox, &name, "echo \"$TEST_RE\""),
-        "TEST_VALUE3",
-        "runArgs -e seen through ${containerEnv:TEST_CE}",
-    )?;
-    equal(
-        &sh(sandbox, &name, "echo \"$TEST_ESCAPING\""),
-        "{\n  \"fo$o\": \"ba'r\"\n}",
-        "remoteEnv escaping",
-    )?;
-    check(
-        !sh(sandbox, &name, "echo \"$CONTAINER_PATH\"").is_empty(),
-        "${containerEnv:PATH} is empty",
-    )
-}
-
-fn image_with_mounts(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &sh(
-            sandbox,
-            &name,
-            "test -d /home/test_devcontainer_config && echo yes",
-        ),
-        "yes",
-        "volume mount",
-    )
-}
-
-fn parallel_initialize(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (folder, _) = up_fixture(sandbox, fixture)?;
-    for marker in [
-        "initializeCommand.1.testMarker",
-        "initializeCommand.2.testMarker",
-    ] {
-        check(
-            folder.join(marker).is_file(),
-            format!("{marker} is missing on the host"),
-        )?;
-    }
-    Ok(())
-}
-
-fn local_feature_without_dot(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let folder = workspace(sandbox, fixture, "local-feature");
-    match up(sandbox, &folder, &[], &[]) {
-        Ok(_) => Err("up succeeded with a feature id lacking ./".to_owned()),
-        Err(stderr) => check(
-            stderr.contains("\"features\"")
-                && stderr.contains("prepend its name with \"./\"")
-                && stderr.contains(".devcontainer.json"),
-            format!("the error does not name the file, the property and the fix: {stderr}"),
-        ),
-    }
-}
-
-/// The fixture's Features carry placeholder hooks (`one`, `three`, ...) that are no commands, so `up` stops at
-/// onCreateCommand; what the reference tests check here is the merged metadata, which is on the image.
-fn image_metadata(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let folder = workspace(sandbox, fixture, "image-metadata");
-    let built = Command::new("docker")
-        .args(["build", "-q", "-t", "image-metadata-test-base"])
-        .arg(folder.join("base-image"))
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .expect("running docker build");
-    check(
-        built.status.success(),
-        format!(
-            "building the base image: {}",
-            String::from_utf8_lossy(&built.stderr)
-        ),
-    )?;
-    let stderr = match up(sandbox, &folder, &[], &[]) {
-        Ok(stderr) => {
-            return Err(format!(
-                "up ran the placeholder hooks without failing: {stderr}"
-            ));
-        }
-        Err(stderr) => stderr,
-    };
-    if privileged_containers_run() {
-        check(
-            stderr.contains("onCreateCommand")
-                && stderr.contains("./localFeatureA")
-                && stderr.contains("devcontainer.json"),
-            format!("the hook failure does not name the hook, its Feature and the file: {stderr}"),
-        )?;
-    } else {
-        // Feature B makes the container privileged, which this machine's Docker refuses to start; the container is made
-        // with the merged settings all the same, and those are what is checked below.
-        check(
-            stderr.contains("starting container") && stderr.contains("unable to apply caps"),
-            format!("up failed for another reason than the privileged start: {stderr}"),
-        )?;
-    }
-    let container = skiff_tests::containers_with_label("skiff.workspace", "image-metadata")
-        .into_iter()
-        .next()
-        .ok_or("no container was made")?;
-    let label = docker_inspect(
-        "{{index .Config.Labels \"devcontainer.metadata\"}}",
-        &container,
-    );
-    let entries: serde_json::Value =
-        serde_json::from_str(&label).map_err(|error| format!("label {label:?}: {error}"))?;
-    let ids: Vec<&str> = entries
-        .as_array()
-        .ok_or("the label is not an array")?
-        .iter()
-        .filter_map(|entry| entry.get("id").and_then(serde_json::Value::as_str))
-        .collect();
-    equal(
-        &ids.join(","),
-        "baseFeature,./localFeatureA,./localFeatureB",
-        "metadata entry ids",
-    )?;
-    equal(
-        &docker_inspect("{{.HostConfig.Init}}", &container),
-        "true",
-        "init from Feature A",
-    )?;
-    equal(
-        &docker_inspect("{{.HostConfig.Privileged}}", &container),
-        "true",
-        "privileged from Feature B",
-    )?;
-    let image = docker_inspect("{{.Config.Image}}", &container);
-    let installed = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--entrypoint",
-            "/bin/sh",
-            &image,
-            "-c",
-            "test -f /localFeatureA && test -f /localFeatureB",
-        ])
-        .status()
-        .expect("running docker run");
-    // The base image was this fixture's own: untagged now, its layers go with the Feature image when the sandbox is
-    // dropped.
-    let _ = Command::new("docker")
-        .args(["rmi", "-f", "image-metadata-test-base"])
-        .output();
-    check(
-        installed.success(),
-        "the Features' install.sh did not run in the image",
-    )
-}
-
-fn dockerfile_without_features(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (folder, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &sh(sandbox, &name, "cat /postCreateCommand.txt"),
-        "Val: ENV",
-        "postCreateCommand through sudo tee",
-    )?;
-    equal(
-        &sh(sandbox, &name, "id -un"),
-        "node",
-        "remote user from the image's metadata",
-    )?;
-    // The sub-folder config needs --config.
-    let sub_sandbox = Sandbox::new();
-    let sub = workspace(&sub_sandbox, fixture, "dockerfile-subfolder");
-    let config = sub.join(".devcontainer/subfolder/devcontainer.json");
-    up(
-        &sub_sandbox,
-        &sub,
-        &["--config", config.to_str().unwrap_or_default()],
-        &[],
-    )
-    .map_err(|stderr| format!("up --config subfolder failed: {stderr}"))?;
-    equal(
-        &sh(
-            &sub_sandbox,
-            "dockerfile-subfolder",
-            "test -f /subfolderConfigPostCreateCommand.txt && echo yes",
-        ),
-        "yes",
-        "sub-folder postCreateCommand",
-    )?;
-    equal(
-        &sh(
-            &sub_sandbox,
-            "dockerfile-subfolder",
-            "echo $SUBFOLDER_CONFIG_REMOTE_ENV $SUBFOLDER_CONFIG_IMAGE_ENV",
-        ),
-        "true true",
-        "sub-folder env",
-    )?;
-    let _ = folder;
-    Ok(())
-}
-
-fn parallel_commands(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    for marker in [
-        "postCreateCommand1",
-        "postCreateCommand2",
-        "postStartCommand1",
-        "postStartCommand2",
-        "postAttachCommand1",
-        "postAttachCommand2",
-    ] {
-        equal(
-            &sh(
-                sandbox,
-                &name,
-                &format!("test -f /tmp/{marker}.testmarker && echo yes"),
-            ),
-            "yes",
-            marker,
-        )?;
-    }
-    Ok(())
-}
-
-/// The workspace's files get an owner other than root, which `updateRemoteUserUID` hands to the remote user.
-fn update_uid_with(
-    sandbox: &Sandbox,
-    fixture: &str,
-    env: &[(&str, &str)],
-    expected: &str,
-) -> Result<(), String> {
-    let name = name_of(fixture);
-    let folder = workspace(sandbox, fixture, &name);
-    nix::unistd::chown(
-        &folder,
-        Some(nix::unistd::Uid::from_raw(4242)),
-        Some(nix::unistd::Gid::from_raw(4242)),
-    )
-    .map_err(|error| format!("chown: {error}"))?;
-    up(sandbox, &folder, &[], env).map_err(|stderr| format!("skiff up failed: {stderr}"))?;
-    equal(
-        &sh(sandbox, &name, "echo $(id -un):$(id -u):$(id -g)"),
-        expected,
-        "remote user after updateRemoteUserUID",
-    )
-}
-
-fn update_uid(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    update_uid_with(sandbox, fixture, &[], "foo:4242:4242")
-}
-
-/// The GID is taken by another group, so the user keeps its GID and gets the UID.
-fn update_uid_only(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    update_uid_with(sandbox, fixture, &[("LOCAL_GID", "4242")], "foo:4242:4321")
-}
-
-fn compose_minimal(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &sh(sandbox, &name, "cat /postCreateCommand.txt"),
-        "Val: ENV",
-        "postCreateCommand",
-    )?;
-    equal(&sh(sandbox, &name, "pwd"), "/workspace", "workspaceFolder")
-}
-
-fn compose_project(sandbox: &Sandbox, name: &str) -> String {
-    docker_inspect(
-        "{{index .Config.Labels \"com.docker.compose.project\"}}",
-        &sandbox.container_of(name),
-    )
-}
-
-fn compose_without_name(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &compose_project(sandbox, &name),
-        &format!("{name}_devcontainer"),
-        "project name",
-    )
-}
-
-fn compose_with_name(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let name = name_of(fixture);
-    let folder = workspace(sandbox, fixture, &name);
-    up(
-        sandbox,
-        &folder,
-        &[],
-        &[("CUSTOM_NAME", "custom-name-from-env")],
-    )
-    .map_err(|stderr| format!("skiff up failed: {stderr}"))?;
-    check(
-        !compose_project(sandbox, &name).ends_with("_devcontainer"),
-        "the compose name: was not used",
-    )
-}
-
-fn compose_with_mounts(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &sh(
-            sandbox,
-            &name,
-            "test -d /home/test_devcontainer_config && test -d /home/test_docker_compose && echo yes",
-        ),
-        "yes",
-        "mounts from devcontainer.json and compose",
-    )
-}
-
-fn compose_node_mongo(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(&sh(sandbox, &name, "id -un"), "node", "remoteUser")
-}
-
-fn compose_dockerfile(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (_, name) = up_fixture(sandbox, fixture)?;
-    equal(
-        &sh(sandbox, &name, "cat /postCreateCommand.txt"),
-        "Val: ENV",
-        "postCreateCommand",
-    )?;
-    equal(
-        &sh(sandbox, &name, "echo \"$TEST_ESCAPING\""),
-        "{\n  \"fo$o\": \"ba'r\"\n}",
-        "remoteEnv escaping",
-    )
-}
-
-/// Named `cli` so the compose file's `../..:/workspaces` holds the workspace folder `/workspaces/cli`.
-fn compose_container_env(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let folder = workspace(sandbox, fixture, "cli");
-    up(sandbox, &folder, &[], &[]).map_err(|stderr| format!("skiff up failed: {stderr}"))?;
-    let env = sandbox.ok(&["exec", "cli", "--", "env"]);
-    for (key, value) in [
-        ("SOME_PATH", "/tmp/path/doc-ver/loc"),
-        ("VAR_WITH_SPACES", "value with spaces"),
-        (
-            "VAR_WITH_QUOTES_WE_WANT_TO_KEEP",
-            "value with \"quotes\" we want to keep",
-        ),
-        ("VAR_WITH_DOLLAR_SIGN", "value with $dollar sign"),
-        ("VAR_WITH_BACK_SLASH", "value with \\back slash"),
-        ("ENV_WITH_COMMAND", "bash -c 'echo -n \"Hello, World!\"'"),
-    ] {
-        check(
-            env.lines().any(|line| line == format!("{key}={value}")),
-            format!("containerEnv {key}={value:?} missing from:\n{env}"),
-        )?;
-    }
-    Ok(())
-}
-
-fn local_features_hello(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let name = if fixture.contains("inside") {
-        "features-inside"
-    } else {
-        "features-outside"
-    };
-    let folder = workspace(sandbox, fixture, name);
-    up(sandbox, &folder, &[], &[]).map_err(|stderr| format!("skiff up failed: {stderr}"))?;
-    let hello = sh(sandbox, name, "hello");
-    check(
-        hello.contains("Hello there") && hello.contains("!!!!"),
-        format!("the Feature's option values did not reach install.sh: {hello:?}"),
-    )
-}
-
-fn lifecycle_advanced(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (folder, _) = up_fixture(sandbox, fixture)?;
-    for marker in [
-        "helperScript.otter.onCreateCommand.testMarker",
-        "helperScript.rabbit.updateContentCommand.testMarker",
-        "helperScript.otter.parallel_postCreateCommand_1.testMarker",
-        "helperScript.rabbit.parallel_postCreateCommand_2.testMarker",
-        "helperScript.devContainer.parallel_postCreateCommand_1.testMarker",
-        "helperScript.devContainer.parallel_postCreateCommand_2.testMarker",
-        "helperScript.rabbit.postStartCommand.testMarker",
-        "helperScript.otter.postAttachCommand.testMarker",
-        "i-am-a-rabbit.postStartCommand.testMarker",
-        "i-am-an-otter.postAttachCommand.testMarker",
-    ] {
-        check(
-            folder.join(marker).is_file(),
-            format!("{marker} is missing"),
-        )?;
-    }
-    Ok(())
-}
-
-fn lifecycle_resume(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let (folder, name) = up_fixture(sandbox, fixture)?;
-    sandbox.ok(&["stop", &name]);
-    up(sandbox, &folder, &[], &[]).map_err(|stderr| format!("second up failed: {stderr}"))?;
-    equal(
-        &markers(&folder).join(","),
-        "0.hippo.postStartCommand.testMarker,1.hippo.postAttachCommand.testMarker,\
-         2.hippo.postStartCommand.testMarker,3.hippo.postAttachCommand.testMarker",
-        "markers after up, stop, up",
-    )
-}
-
-fn features_outside_devcontainer(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let folder = workspace(sandbox, fixture, "features-outside-folder");
-    match up(sandbox, &folder, &[], &[]) {
-        Ok(_) => Err("up accepted local Features outside .devcontainer".to_owned()),
-        Err(stderr) => check(
-            stderr.contains("\"features\"")
-                && stderr.contains("inside the workspace's .devcontainer folder"),
-            format!("unclear error: {stderr}"),
-        ),
-    }
-}
-
-fn features_install(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let name = format!(
-        "deps-{}",
-        name_of(&fixture.replace("/local-", "-")).trim_start_matches("deps-")
-    );
-    let name: String = name.chars().take(40).collect();
-    let folder = workspace(sandbox, fixture, &name);
-    up(sandbox, &folder, &[], &[]).map_err(|stderr| format!("skiff up failed: {stderr}"))?;
-    equal(&sh(sandbox, &name, "echo ok"), "ok", "the container runs")
-}
-
-fn feature_cycle(sandbox: &Sandbox, fixture: &str) -> Result<(), String> {
-    let folder = workspace(sandbox, fixture, "feature-cycle");
-    match up(sandbox, &folder, &[], &[]) {
-        Ok(_) => Err("up accepted a Feature cycle".to_owned()),
-        Err(stderr) => check(
-            stderr.contains("\"features\"")
-                && stderr.contains("cycle (./a, ./b, ./c)")
-                && stderr.contains("devcontainer.json"),
-            format!(
-                "the cycle error does not name the file, the property and the Features: {stderr}"
-            ),
-        ),
-    }
-}
-
 /// The numbered marker files of the lifecycle fixtures, in number order.
 fn markers(folder: &Path) -> Vec<String> {
     let mut found: Vec<(u32, String)> = std::fs::read_dir(folder)
@@ -842,428 +174,1191 @@ fn markers(folder: &Path) -> Vec<String> {
     found.into_iter().map(|(_, name)| name).collect()
 }
 
-/// `container-features/lifecycle-hooks-inline-commands`: the reference order of every hook from the Features (installed
-/// panda, then tiger) and devcontainer.json, and after a stop and a second `up` only the start and attach hooks, in order.
-#[test]
-fn lifecycle_order_matches_the_reference_including_after_stop_and_up() {
-    require_docker();
+fn compose_project(sandbox: &Sandbox, name: &str) -> String {
+    docker_inspect(
+        "{{index .Config.Labels \"com.docker.compose.project\"}}",
+        &sandbox.container_of(name),
+    )
+}
+
+// The table's types and its driver.
+
+/// Where a row's workspace comes from.
+enum Source {
+    /// A reference fixture folder, by its path under `reference-tests`, copied writable.
+    Fixture(&'static str),
+    /// A `.devcontainer/devcontainer.json` holding this text, plus files (path in the workspace, text).
+    Inline(&'static str, &'static [(&'static str, &'static str)]),
+}
+
+/// What a row needs of this machine.
+enum Needs {
+    /// Nothing: the row fails before anything reaches Docker.
+    Nothing,
+    /// A Docker engine and the base image (fails the test without them).
+    Docker,
+    /// Docker, and running arm64 code; without it the row says so and passes.
+    Arm64,
+    /// Docker, and Compose v2; without it the row says this reason and passes.
+    ComposeV2(&'static str),
+}
+
+/// What a text must be.
+enum Expect {
+    Is(&'static str),
+    NotEmpty,
+    Contains(&'static [&'static str]),
+    NotEndingWith(&'static str),
+}
+
+impl Expect {
+    /// Fails the test, naming `what`, unless `actual` is as expected; `fill` fills the placeholders of the expected
+    /// text.
+    fn check(&self, actual: &str, what: &str, fill: impl Fn(&str) -> String) {
+        match self {
+            Expect::Is(expected) => {
+                let expected = fill(expected);
+                assert_eq!(
+                    actual, expected,
+                    "{what}: expected {expected:?}, found {actual:?}"
+                )
+            }
+            Expect::NotEmpty => assert!(!actual.is_empty(), "{what}: empty"),
+            Expect::Contains(needles) => {
+                for needle in *needles {
+                    let needle = fill(needle);
+                    assert!(
+                        actual.contains(&needle),
+                        "{what}: {needle:?} missing from {actual:?}"
+                    );
+                }
+            }
+            Expect::NotEndingWith(suffix) => {
+                let suffix = fill(suffix);
+                assert!(
+                    !actual.ends_with(&suffix),
+                    "{what}: {actual:?} ends with {suffix:?}"
+                )
+            }
+        }
+    }
+}
+
+/// One step of a row, run in order. Strings may hold `{name}` (the workspace's name), `{folder}` (its folder) and
+/// `{config}` (its `.devcontainer/devcontainer.json`), replaced before use.
+enum Step {
+    /// Gives the workspace folder to uid and gid 4242 (the owner `updateRemoteUserUID` hands to the remote user).
+    Chown,
+    /// Builds folder `context` of the workspace as image `tag` with Docker's classic builder; the tag is removed
+    /// when the row ends (its layers go with the workspace's image).
+    BuildImage {
+        context: &'static str,
+        tag: &'static str,
+    },
+    /// `skiff up` with these arguments and variables succeeds, and its standard error holds every needle.
+    Up {
+        args: &'static [&'static str],
+        env: &'static [(&'static str, &'static str)],
+        stderr: &'static [&'static str],
+    },
+    /// `skiff up` fails, and its standard error holds every needle.
+    UpFails(&'static [&'static str]),
+    /// `skiff up` fails; its standard error holds every needle of `privileged` where this machine's Docker starts
+    /// privileged containers, else every needle of `refused` (the engine refused to start one).
+    UpFailsPrivileged {
+        privileged: &'static [&'static str],
+        refused: &'static [&'static str],
+    },
+    /// `skiff stop`.
+    Stop,
+    /// Replaces the workspace's `.devcontainer/devcontainer.json`.
+    WriteConfig(&'static str),
+    /// `sh -c SCRIPT` in the dev container: its output, trimmed, is as expected.
+    Sh {
+        script: &'static str,
+        expect: Expect,
+        what: &'static str,
+    },
+    /// `skiff exec -- env` prints each `KEY=VALUE` as a line.
+    Env(&'static [(&'static str, &'static str)]),
+    /// These files exist in the workspace folder on the host.
+    HostFiles(&'static [&'static str]),
+    /// The numbered marker files in the workspace folder, in number order, are exactly these lists one after
+    /// another.
+    Markers(&'static [&'static [&'static str]]),
+    /// The dev container's Compose project (its label).
+    ComposeProject(Expect),
+    /// Exactly this many containers carry the workspace's label.
+    Containers(usize),
+    /// `docker inspect --format FORMAT` of the workspace's container (found by its label).
+    Inspect {
+        format: &'static str,
+        expect: Expect,
+        what: &'static str,
+    },
+    /// The `id`s of the container's `devcontainer.metadata` entries, joined with commas.
+    MetadataIds(&'static str),
+    /// `sh -c SCRIPT` succeeds in a fresh container of the workspace container's image.
+    InImage {
+        script: &'static str,
+        what: &'static str,
+    },
+}
+
+/// One row: a workspace, what it needs, and what it must do.
+struct Case {
+    source: Source,
+    /// The workspace's folder name, so its name.
+    name: &'static str,
+    needs: Needs,
+    steps: &'static [Step],
+}
+
+/// Removes an image tag when dropped.
+struct Untag(&'static str);
+
+impl Drop for Untag {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", self.0]).output();
+    }
+}
+
+/// Runs row `test` to its end, failing the test at the first step that does not hold.
+fn run(test: &str, case: &Case) {
+    match &case.needs {
+        Needs::Nothing => {}
+        Needs::Docker => require_docker(),
+        Needs::Arm64 => {
+            require_docker();
+            if !can_run_arm64() {
+                eprintln!(
+                    "conformance: unsupported here: {test}: builds for linux/arm64, and this amd64 machine has no qemu \
+                     binfmt handler to run arm64 code"
+                );
+                return;
+            }
+        }
+        Needs::ComposeV2(reason) => {
+            require_docker();
+            if !compose_v2() {
+                eprintln!("conformance: unsupported here: {test}: {reason}");
+                return;
+            }
+        }
+    }
+    // Rows run one at a time, as they did in one test before they were a table: Docker's classic builder shares
+    // cached layers between the rows' image builds, and a row's `delete` removing its image (and the untagged
+    // layers under it) while another row builds on those layers fails that build ("unknown parent image ID").
+    // The guard is made before the sandbox, so the sandbox's deletes end before the next row starts.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let sandbox = Sandbox::new();
-    let folder = workspace(
-        &sandbox,
-        "container-features/lifecycle-hooks-inline-commands",
-        "lifecycle-order",
-    );
-    up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("first up failed: {stderr}"));
-    let mut expected = Vec::new();
-    let mut number = 0;
-    for hook in [
-        "onCreateCommand",
-        "updateContentCommand",
-        "postCreateCommand",
-        "postStartCommand",
-        "postAttachCommand",
-    ] {
-        for origin in ["panda", "tiger", "devContainer"] {
-            expected.push(format!("{number}.{origin}.{hook}.testMarker"));
-            number += 1;
-        }
-    }
-    assert_eq!(markers(&folder), expected, "after the first up");
-    sandbox.ok(&["stop", "lifecycle-order"]);
-    up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("second up failed: {stderr}"));
-    for hook in ["postStartCommand", "postAttachCommand"] {
-        for origin in ["panda", "tiger", "devContainer"] {
-            expected.push(format!("{number}.{origin}.{hook}.testMarker"));
-            number += 1;
-        }
-    }
-    assert_eq!(markers(&folder), expected, "after stop and a second up");
-    assert_eq!(number, 21);
-}
-
-/// Writes a workspace with `.devcontainer/devcontainer.json` holding `config`, plus `files`.
-fn inline_workspace(
-    sandbox: &Sandbox,
-    name: &str,
-    config: &str,
-    files: &[(&str, &str)],
-) -> PathBuf {
-    let folder = sandbox.root.path().join("projects").join(name);
-    std::fs::create_dir_all(folder.join(".devcontainer")).expect("mkdir");
-    std::fs::write(folder.join(".devcontainer/devcontainer.json"), config).expect("write");
-    for (path, text) in files {
-        std::fs::write(folder.join(path), text).expect("write");
-    }
-    folder
-}
-
-fn expect_error(sandbox: &Sandbox, folder: &Path, needles: &[&str]) {
-    let stderr = match up(sandbox, folder, &[], &[]) {
-        Ok(stderr) => panic!("up succeeded: {stderr}"),
-        Err(stderr) => stderr,
+    let folder = match &case.source {
+        Source::Fixture(fixture) => workspace(&sandbox, fixture, case.name),
+        Source::Inline(config, files) => inline_workspace(&sandbox, case.name, config, files),
     };
-    let file = folder.join(".devcontainer/devcontainer.json");
-    assert!(
-        stderr.contains(&file.display().to_string()),
-        "the error does not name {}: {stderr}",
-        file.display()
-    );
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "the error lacks {needle:?}: {stderr}"
-        );
+    let config = folder.join(".devcontainer/devcontainer.json");
+    let fill = |text: &str| {
+        text.replace("{name}", case.name)
+            .replace("{folder}", &folder.display().to_string())
+            .replace("{config}", &config.display().to_string())
+    };
+    let holds_all = |stderr: &str, needles: &[&str], what: &str| {
+        for needle in needles {
+            let needle = fill(needle);
+            assert!(
+                stderr.contains(&needle),
+                "{test}: {what}: {needle:?} missing from:\n{stderr}"
+            );
+        }
+    };
+    let labelled = || {
+        skiff_tests::containers_with_label("skiff.workspace", case.name)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("{test}: no container was made"))
+    };
+    let mut _untag = Vec::new();
+    for step in case.steps {
+        match step {
+            Step::Chown => nix::unistd::chown(
+                &folder,
+                Some(nix::unistd::Uid::from_raw(4242)),
+                Some(nix::unistd::Gid::from_raw(4242)),
+            )
+            .expect("chown"),
+            Step::BuildImage { context, tag } => {
+                _untag.push(Untag(tag));
+                let built = Command::new("docker")
+                    .args(["build", "-q", "-t", tag])
+                    .arg(folder.join(context))
+                    .env("DOCKER_BUILDKIT", "0")
+                    .output()
+                    .expect("running docker build");
+                assert!(
+                    built.status.success(),
+                    "{test}: building {tag}: {}",
+                    String::from_utf8_lossy(&built.stderr)
+                );
+            }
+            Step::Up { args, env, stderr } => {
+                let args: Vec<String> = args.iter().map(|arg| fill(arg)).collect();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let output = up(&sandbox, &folder, &args, env)
+                    .unwrap_or_else(|stderr| panic!("{test}: skiff up {args:?} failed: {stderr}"));
+                holds_all(&output, stderr, "up's standard error");
+            }
+            Step::UpFails(needles) => match up(&sandbox, &folder, &[], &[]) {
+                Ok(stderr) => panic!("{test}: up succeeded: {stderr}"),
+                Err(stderr) => holds_all(&stderr, needles, "up's error"),
+            },
+            Step::UpFailsPrivileged {
+                privileged,
+                refused,
+            } => match up(&sandbox, &folder, &[], &[]) {
+                Ok(stderr) => panic!("{test}: up succeeded: {stderr}"),
+                Err(stderr) if privileged_containers_run() => {
+                    holds_all(&stderr, privileged, "up's error")
+                }
+                // The engine refuses privileged containers; the container is made with the merged settings all the
+                // same, and those are what the steps after this one check.
+                Err(stderr) => holds_all(
+                    &stderr,
+                    refused,
+                    "up's error (this engine refuses privileged containers)",
+                ),
+            },
+            Step::Stop => {
+                sandbox.ok(&["stop", case.name]);
+            }
+            Step::WriteConfig(text) => std::fs::write(&config, text).expect("write"),
+            Step::Sh {
+                script,
+                expect,
+                what,
+            } => expect.check(
+                &sh(&sandbox, case.name, script),
+                &format!("{test}: {what}"),
+                &fill,
+            ),
+            Step::Env(variables) => {
+                let env = sandbox.ok(&["exec", case.name, "--", "env"]);
+                for (key, value) in *variables {
+                    assert!(
+                        env.lines().any(|line| line == format!("{key}={value}")),
+                        "{test}: containerEnv {key}={value:?} missing from:\n{env}"
+                    );
+                }
+            }
+            Step::HostFiles(files) => {
+                for file in *files {
+                    assert!(
+                        folder.join(file).is_file(),
+                        "{test}: {file} is missing on the host"
+                    );
+                }
+            }
+            Step::Markers(expected) => {
+                assert_eq!(
+                    markers(&folder),
+                    expected.concat(),
+                    "{test}: the marker files"
+                )
+            }
+            Step::ComposeProject(expect) => expect.check(
+                &compose_project(&sandbox, case.name),
+                &format!("{test}: the Compose project name"),
+                &fill,
+            ),
+            Step::Containers(count) => assert_eq!(
+                skiff_tests::containers_with_label("skiff.workspace", case.name).len(),
+                *count,
+                "{test}: containers made"
+            ),
+            Step::Inspect {
+                format,
+                expect,
+                what,
+            } => expect.check(
+                &docker_inspect(format, &labelled()),
+                &format!("{test}: {what}"),
+                &fill,
+            ),
+            Step::MetadataIds(expected) => {
+                let label = docker_inspect(
+                    "{{index .Config.Labels \"devcontainer.metadata\"}}",
+                    &labelled(),
+                );
+                let entries: serde_json::Value = serde_json::from_str(&label)
+                    .unwrap_or_else(|error| panic!("{test}: label {label:?}: {error}"));
+                let ids: Vec<&str> = entries
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{test}: the label is not an array: {label}"))
+                    .iter()
+                    .filter_map(|entry| entry.get("id").and_then(serde_json::Value::as_str))
+                    .collect();
+                assert_eq!(ids.join(","), *expected, "{test}: metadata entry ids");
+            }
+            Step::InImage { script, what } => {
+                let image = docker_inspect("{{.Config.Image}}", &labelled());
+                let status = Command::new("docker")
+                    .args([
+                        "run",
+                        "--rm",
+                        "--entrypoint",
+                        "/bin/sh",
+                        &image,
+                        "-c",
+                        script,
+                    ])
+                    .status()
+                    .expect("running docker run");
+                assert!(status.success(), "{test}: {what}");
+            }
+        }
     }
 }
 
-#[test]
-fn bad_input_image_and_build_together() {
-    let sandbox = Sandbox::new();
-    let folder = inline_workspace(
-        &sandbox,
-        "image-and-build",
-        r#"{"image": "debian:bookworm", "build": {"dockerfile": "Dockerfile"}}"#,
-        &[],
-    );
-    expect_error(&sandbox, &folder, &["\"image\" and \"build\" are both set"]);
+/// Makes one `#[test]` per row, named for what the row proves, and `CASES`, the whole table.
+macro_rules! cases {
+    ($($(#[$meta:meta])* $test:ident: $case:expr;)*) => {
+        /// Every row, by its test's name.
+        const CASES: &[(&str, Case)] = &[$((stringify!($test), $case)),*];
+        $(
+            $(#[$meta])*
+            #[test]
+            fn $test() {
+                run(stringify!($test), &$case);
+            }
+        )*
+    };
 }
 
-#[test]
-fn bad_input_missing_dockerfile() {
-    require_docker();
-    let sandbox = Sandbox::new();
-    let folder = inline_workspace(
-        &sandbox,
-        "no-dockerfile",
-        r#"{"build": {"dockerfile": "Missing.Dockerfile"}}"#,
-        &[],
-    );
-    expect_error(
-        &sandbox,
-        &folder,
-        &[
+/// The fixtures skiff does not run at all, and why.
+const NOT_RUN: &[(&str, &str)] = &[
+    (
+        "configs/compose-Dockerfile-alpine",
+        "its Dockerfile runs alpine's `adduser`; no alpine image can be made here and the busybox stand-in has no adduser",
+    ),
+    (
+        "configs/set-up-with-config",
+        "a config for `devcontainer set-up` on an existing container (no image); skiff has no set-up command",
+    ),
+    (
+        "configs/set-up-with-metadata",
+        "a Dockerfile for `devcontainer set-up` (no devcontainer.json); skiff has no set-up command",
+    ),
+];
+
+const COMPOSE_NAME: &str = "its compose file's top-level `name:` is Compose v2; this machine has only docker-compose v1, which rejects it";
+
+/// `up` of the workspace as it is, expecting success and nothing of its output.
+const UP: Step = Step::Up {
+    args: &[],
+    env: &[],
+    stderr: &[],
+};
+
+/// `onCreateCommand` ... `postAttachCommand` of each Feature and then devContainer, as `lifecycle-hooks-inline-commands`
+/// orders them (panda installed before tiger).
+const FIRST_UP_ORDER: &[&str] = &[
+    "0.panda.onCreateCommand.testMarker",
+    "1.tiger.onCreateCommand.testMarker",
+    "2.devContainer.onCreateCommand.testMarker",
+    "3.panda.updateContentCommand.testMarker",
+    "4.tiger.updateContentCommand.testMarker",
+    "5.devContainer.updateContentCommand.testMarker",
+    "6.panda.postCreateCommand.testMarker",
+    "7.tiger.postCreateCommand.testMarker",
+    "8.devContainer.postCreateCommand.testMarker",
+    "9.panda.postStartCommand.testMarker",
+    "10.tiger.postStartCommand.testMarker",
+    "11.devContainer.postStartCommand.testMarker",
+    "12.panda.postAttachCommand.testMarker",
+    "13.tiger.postAttachCommand.testMarker",
+    "14.devContainer.postAttachCommand.testMarker",
+];
+
+/// What a stop and a second `up` add to those: only the start and attach hooks, in the same order.
+const SECOND_UP_ORDER: &[&str] = &[
+    "15.panda.postStartCommand.testMarker",
+    "16.tiger.postStartCommand.testMarker",
+    "17.devContainer.postStartCommand.testMarker",
+    "18.panda.postAttachCommand.testMarker",
+    "19.tiger.postAttachCommand.testMarker",
+    "20.devContainer.postAttachCommand.testMarker",
+];
+
+/// `updateRemoteUserUID` gave the remote user the workspace owner's UID and GID.
+const UPDATED_UID: &[Step] = &[
+    Step::Chown,
+    UP,
+    Step::Sh {
+        script: "echo $(id -un):$(id -u):$(id -g)",
+        expect: Expect::Is("foo:4242:4242"),
+        what: "remote user after updateRemoteUserUID",
+    },
+];
+
+/// Local Features with dependencies install, in an order that lets each start, and the container runs.
+const FEATURES_INSTALL: &[Step] = &[
+    UP,
+    Step::Sh {
+        script: "echo ok",
+        expect: Expect::Is("ok"),
+        what: "the container runs",
+    },
+];
+
+/// A Feature dependency cycle: `up` names the file, the property and the Features of the cycle.
+const FEATURE_CYCLE: &[Step] = &[Step::UpFails(&[
+    "\"features\"",
+    "cycle (./a, ./b, ./c)",
+    "devcontainer.json",
+])];
+
+/// The parsed text of `remoteEnv.TEST_ESCAPING` in the reference fixtures.
+const ESCAPED: &str = "{\n  \"fo$o\": \"ba'r\"\n}";
+
+cases! {
+    /// `configs/image`: postCreateCommand sees remoteEnv, runArgs' `-e` reaches `${containerEnv:...}`, remoteEnv's
+    /// escaping holds, and `${containerEnv:PATH}` is filled.
+    image_runs_hooks_with_remote_env_and_container_env: Case {
+        source: Source::Fixture("configs/image"),
+        name: "image",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "cat /postCreateCommand.txt",
+                expect: Expect::Is("Val: ENV"),
+                what: "postCreateCommand with remoteEnv",
+            },
+            Step::Sh {
+                script: "echo \"$TEST_RE\"",
+                expect: Expect::Is("TEST_VALUE3"),
+                what: "runArgs -e seen through ${containerEnv:TEST_CE}",
+            },
+            Step::Sh {
+                script: "echo \"$TEST_ESCAPING\"",
+                expect: Expect::Is(ESCAPED),
+                what: "remoteEnv escaping",
+            },
+            Step::Sh {
+                script: "echo \"$CONTAINER_PATH\"",
+                expect: Expect::NotEmpty,
+                what: "${containerEnv:PATH}",
+            },
+        ],
+    };
+
+    /// `configs/image-with-mounts`: a volume mount of devcontainer.json is there.
+    image_with_mounts_mounts_the_volume: Case {
+        source: Source::Fixture("configs/image-with-mounts"),
+        name: "image-with-mounts",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "test -d /home/test_devcontainer_config && echo yes",
+                expect: Expect::Is("yes"),
+                what: "volume mount",
+            },
+        ],
+    };
+
+    /// `configs/image-with-parallel-initialize-command`: both initializeCommands ran on the host.
+    parallel_initialize_commands_both_run_on_the_host: Case {
+        source: Source::Fixture("configs/image-with-parallel-initialize-command"),
+        name: "image-with-parallel-initialize-command",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::HostFiles(&[
+                "initializeCommand.1.testMarker",
+                "initializeCommand.2.testMarker",
+            ]),
+        ],
+    };
+
+    /// `configs/image-with-local-feature`: a local Feature id without `./` is refused, naming the file, the property
+    /// and the fix.
+    local_feature_without_dot_slash_is_refused_naming_the_fix: Case {
+        source: Source::Fixture("configs/image-with-local-feature"),
+        name: "local-feature",
+        needs: Needs::Docker,
+        steps: &[Step::UpFails(&[
+            "\"features\"",
+            "prepend its name with \"./\"",
+            ".devcontainer.json",
+        ])],
+    };
+
+    /// `configs/image-metadata`: the image's metadata and the local Features' merge onto the container (ids in
+    /// order, init, privileged) and the Features install into the image. The Features carry placeholder hooks (`one`,
+    /// `three`, ...) that are no commands, so `up` stops at onCreateCommand, naming the hook, its Feature and the
+    /// file; an engine that refuses privileged containers stops it at the start instead.
+    image_metadata_merges_image_and_feature_metadata: Case {
+        source: Source::Fixture("configs/image-metadata"),
+        name: "image-metadata",
+        needs: Needs::Docker,
+        steps: &[
+            Step::BuildImage {
+                context: "base-image",
+                tag: "image-metadata-test-base",
+            },
+            Step::UpFailsPrivileged {
+                privileged: &["onCreateCommand", "./localFeatureA", "devcontainer.json"],
+                refused: &["starting container", "unable to apply caps"],
+            },
+            Step::MetadataIds("baseFeature,./localFeatureA,./localFeatureB"),
+            Step::Inspect {
+                format: "{{.HostConfig.Init}}",
+                expect: Expect::Is("true"),
+                what: "init from Feature A",
+            },
+            Step::Inspect {
+                format: "{{.HostConfig.Privileged}}",
+                expect: Expect::Is("true"),
+                what: "privileged from Feature B",
+            },
+            Step::InImage {
+                script: "test -f /localFeatureA && test -f /localFeatureB",
+                what: "the Features' install.sh did not run in the image",
+            },
+        ],
+    };
+
+    /// `configs/dockerfile-without-features`: postCreateCommand through `sudo tee`, and the remote user from the
+    /// image's metadata.
+    dockerfile_without_features_runs_as_the_image_metadata_user: Case {
+        source: Source::Fixture("configs/dockerfile-without-features"),
+        name: "dockerfile-without-features",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "cat /postCreateCommand.txt",
+                expect: Expect::Is("Val: ENV"),
+                what: "postCreateCommand through sudo tee",
+            },
+            Step::Sh {
+                script: "id -un",
+                expect: Expect::Is("node"),
+                what: "remote user from the image's metadata",
+            },
+        ],
+    };
+
+    /// `configs/dockerfile-without-features`, its sub-folder config chosen with `--config`: that config's hook and
+    /// environment apply.
+    dockerfile_subfolder_config_applies_with_dash_dash_config: Case {
+        source: Source::Fixture("configs/dockerfile-without-features"),
+        name: "dockerfile-subfolder",
+        needs: Needs::Docker,
+        steps: &[
+            Step::Up {
+                args: &["--config", "{folder}/.devcontainer/subfolder/devcontainer.json"],
+                env: &[],
+                stderr: &[],
+            },
+            Step::Sh {
+                script: "test -f /subfolderConfigPostCreateCommand.txt && echo yes",
+                expect: Expect::Is("yes"),
+                what: "sub-folder postCreateCommand",
+            },
+            Step::Sh {
+                script: "echo $SUBFOLDER_CONFIG_REMOTE_ENV $SUBFOLDER_CONFIG_IMAGE_ENV",
+                expect: Expect::Is("true true"),
+                what: "sub-folder env",
+            },
+        ],
+    };
+
+    /// `configs/dockerfile-with-parallel-commands`: every command of the object-form hooks ran.
+    parallel_hook_commands_all_run: Case {
+        source: Source::Fixture("configs/dockerfile-with-parallel-commands"),
+        name: "dockerfile-with-parallel-commands",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "test -f /tmp/postCreateCommand1.testmarker && echo yes",
+                expect: Expect::Is("yes"),
+                what: "postCreateCommand1",
+            },
+            Step::Sh {
+                script: "test -f /tmp/postCreateCommand2.testmarker && echo yes",
+                expect: Expect::Is("yes"),
+                what: "postCreateCommand2",
+            },
+            Step::Sh {
+                script: "test -f /tmp/postStartCommand1.testmarker && echo yes",
+                expect: Expect::Is("yes"),
+                what: "postStartCommand1",
+            },
+            Step::Sh {
+                script: "test -f /tmp/postStartCommand2.testmarker && echo yes",
+                expect: Expect::Is("yes"),
+                what: "postStartCommand2",
+            },
+            Step::Sh {
+                script: "test -f /tmp/postAttachCommand1.testmarker && echo yes",
+                expect: Expect::Is("yes"),
+                what: "postAttachCommand1",
+            },
+            Step::Sh {
+                script: "test -f /tmp/postAttachCommand2.testmarker && echo yes",
+                expect: Expect::Is("yes"),
+                what: "postAttachCommand2",
+            },
+        ],
+    };
+
+    /// `configs/updateUID`: the remote user gets the workspace owner's UID and GID.
+    update_uid_gives_the_remote_user_the_owners_ids: Case {
+        source: Source::Fixture("configs/updateUID"),
+        name: "updateuid",
+        needs: Needs::Docker,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/updateUIDOnly`: the GID is taken by another group, so the user keeps its GID and gets the UID.
+    update_uid_only_keeps_a_taken_gid: Case {
+        source: Source::Fixture("configs/updateUIDOnly"),
+        name: "updateuidonly",
+        needs: Needs::Docker,
+        steps: &[
+            Step::Chown,
+            Step::Up {
+                args: &[],
+                env: &[("LOCAL_GID", "4242")],
+                stderr: &[],
+            },
+            Step::Sh {
+                script: "echo $(id -un):$(id -u):$(id -g)",
+                expect: Expect::Is("foo:4242:4321"),
+                what: "remote user after updateRemoteUserUID",
+            },
+        ],
+    };
+
+    /// `configs/updateUIDamd64`: the same for an image built for linux/amd64.
+    update_uid_amd64: Case {
+        source: Source::Fixture("configs/updateUIDamd64"),
+        name: "updateuidamd64",
+        needs: Needs::Docker,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/updateUIDamd64-platform-option`: the same with the platform given as a build option.
+    update_uid_amd64_platform_option: Case {
+        source: Source::Fixture("configs/updateUIDamd64-platform-option"),
+        name: "updateuidamd64-platform-option",
+        needs: Needs::Docker,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/updateUIDarm64`: the same for linux/arm64.
+    update_uid_arm64: Case {
+        source: Source::Fixture("configs/updateUIDarm64"),
+        name: "updateuidarm64",
+        needs: Needs::Arm64,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/updateUIDarm64-platform-option`.
+    update_uid_arm64_platform_option: Case {
+        source: Source::Fixture("configs/updateUIDarm64-platform-option"),
+        name: "updateuidarm64-platform-option",
+        needs: Needs::Arm64,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/updateUIDarm64v8`.
+    update_uid_arm64v8: Case {
+        source: Source::Fixture("configs/updateUIDarm64v8"),
+        name: "updateuidarm64v8",
+        needs: Needs::Arm64,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/updateUIDarm64v8-platform-option`.
+    update_uid_arm64v8_platform_option: Case {
+        source: Source::Fixture("configs/updateUIDarm64v8-platform-option"),
+        name: "updateuidarm64v8-platform-option",
+        needs: Needs::Arm64,
+        steps: UPDATED_UID,
+    };
+
+    /// `configs/compose-image-without-features-minimal`: a Compose service runs the hooks, in its workspaceFolder.
+    compose_minimal_runs_hooks_in_the_workspace_folder: Case {
+        source: Source::Fixture("configs/compose-image-without-features-minimal"),
+        name: "compose-image-without-features-minimal",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "cat /postCreateCommand.txt",
+                expect: Expect::Is("Val: ENV"),
+                what: "postCreateCommand",
+            },
+            Step::Sh {
+                script: "pwd",
+                expect: Expect::Is("/workspace"),
+                what: "workspaceFolder",
+            },
+        ],
+    };
+
+    /// `configs/compose-without-name`: the project is named `<workspace>_devcontainer`.
+    compose_without_name_names_the_project_after_the_folder: Case {
+        source: Source::Fixture("configs/compose-without-name"),
+        name: "compose-without-name",
+        needs: Needs::Docker,
+        steps: &[UP, Step::ComposeProject(Expect::Is("{name}_devcontainer"))],
+    };
+
+    /// `configs/compose-image-with-mounts`: mounts from devcontainer.json and from the compose file are both there.
+    compose_with_mounts_mounts_both_kinds: Case {
+        source: Source::Fixture("configs/compose-image-with-mounts"),
+        name: "compose-image-with-mounts",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "test -d /home/test_devcontainer_config && test -d /home/test_docker_compose && echo yes",
+                expect: Expect::Is("yes"),
+                what: "mounts from devcontainer.json and compose",
+            },
+        ],
+    };
+
+    /// `configs/compose-image-without-features`: a node service beside mongo, with remoteUser.
+    compose_node_and_mongo_runs_as_the_remote_user: Case {
+        source: Source::Fixture("configs/compose-image-without-features"),
+        name: "compose-image-without-features",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "id -un",
+                expect: Expect::Is("node"),
+                what: "remoteUser",
+            },
+        ],
+    };
+
+    /// `configs/compose-Dockerfile-without-features`: a service built from a Dockerfile runs the hooks with remoteEnv
+    /// escaped as the reference does.
+    compose_dockerfile_runs_hooks_with_remote_env: Case {
+        source: Source::Fixture("configs/compose-Dockerfile-without-features"),
+        name: "compose-dockerfile-without-features",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Sh {
+                script: "cat /postCreateCommand.txt",
+                expect: Expect::Is("Val: ENV"),
+                what: "postCreateCommand",
+            },
+            Step::Sh {
+                script: "echo \"$TEST_ESCAPING\"",
+                expect: Expect::Is(ESCAPED),
+                what: "remoteEnv escaping",
+            },
+        ],
+    };
+
+    /// `configs/image-containerEnv-issue`: containerEnv values with spaces, quotes, dollars, backslashes and commands
+    /// arrive as written. Named `cli` so the compose file's `../..:/workspaces` holds the workspace folder
+    /// `/workspaces/cli`.
+    compose_container_env_values_arrive_as_written: Case {
+        source: Source::Fixture("configs/image-containerEnv-issue"),
+        name: "cli",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Env(&[
+                ("SOME_PATH", "/tmp/path/doc-ver/loc"),
+                ("VAR_WITH_SPACES", "value with spaces"),
+                (
+                    "VAR_WITH_QUOTES_WE_WANT_TO_KEEP",
+                    "value with \"quotes\" we want to keep",
+                ),
+                ("VAR_WITH_DOLLAR_SIGN", "value with $dollar sign"),
+                ("VAR_WITH_BACK_SLASH", "value with \\back slash"),
+                ("ENV_WITH_COMMAND", "bash -c 'echo -n \"Hello, World!\"'"),
+            ]),
+        ],
+    };
+
+    /// `configs/compose-with-name`: the compose file's top-level `name:` names the project.
+    compose_with_name_uses_the_files_name: Case {
+        source: Source::Fixture("configs/compose-with-name"),
+        name: "compose-with-name",
+        needs: Needs::ComposeV2(COMPOSE_NAME),
+        steps: COMPOSE_NAMED,
+    };
+
+    /// `configs/compose-with-name-using-env-var`: the same with the name from a variable.
+    compose_with_name_from_an_env_var: Case {
+        source: Source::Fixture("configs/compose-with-name-using-env-var"),
+        name: "compose-with-name-using-env-var",
+        needs: Needs::ComposeV2(COMPOSE_NAME),
+        steps: COMPOSE_NAMED,
+    };
+
+    /// `configs/compose-with-name-and-custom-yaml`: the same with Compose v2's `!reset` tag.
+    compose_with_name_and_custom_yaml: Case {
+        source: Source::Fixture("configs/compose-with-name-and-custom-yaml"),
+        name: "compose-with-name-and-custom-yaml",
+        needs: Needs::ComposeV2(
+            "its compose file uses `name:` and the `!reset` tag of Compose v2; this machine has only docker-compose v1",
+        ),
+        steps: COMPOSE_NAMED,
+    };
+
+    /// `container-features/dockerfile-with-v2-local-features-config-inside-dev-container-folder`: the Feature's option
+    /// values reach install.sh.
+    local_features_inside_the_devcontainer_folder_get_their_options: Case {
+        source: Source::Fixture(
+            "container-features/dockerfile-with-v2-local-features-config-inside-dev-container-folder",
+        ),
+        name: "features-inside",
+        needs: Needs::Docker,
+        steps: HELLO_FEATURE,
+    };
+
+    /// `container-features/dockerfile-with-v2-local-features-config-outside-dev-container-folder`: the same with the
+    /// config outside `.devcontainer`.
+    local_features_config_outside_the_devcontainer_folder_get_their_options: Case {
+        source: Source::Fixture(
+            "container-features/dockerfile-with-v2-local-features-config-outside-dev-container-folder",
+        ),
+        name: "features-outside",
+        needs: Needs::Docker,
+        steps: HELLO_FEATURE,
+    };
+
+    /// `container-features/lifecycle-hooks-advanced`: every Feature's and devcontainer.json's hook ran, helper scripts
+    /// and parallel commands included.
+    lifecycle_hooks_advanced_all_run: Case {
+        source: Source::Fixture("container-features/lifecycle-hooks-advanced"),
+        name: "lifecycle-hooks-advanced",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::HostFiles(&[
+                "helperScript.otter.onCreateCommand.testMarker",
+                "helperScript.rabbit.updateContentCommand.testMarker",
+                "helperScript.otter.parallel_postCreateCommand_1.testMarker",
+                "helperScript.rabbit.parallel_postCreateCommand_2.testMarker",
+                "helperScript.devContainer.parallel_postCreateCommand_1.testMarker",
+                "helperScript.devContainer.parallel_postCreateCommand_2.testMarker",
+                "helperScript.rabbit.postStartCommand.testMarker",
+                "helperScript.otter.postAttachCommand.testMarker",
+                "i-am-a-rabbit.postStartCommand.testMarker",
+                "i-am-an-otter.postAttachCommand.testMarker",
+            ]),
+        ],
+    };
+
+    /// `container-features/lifecycle-hooks-resume-existing-container`: after a stop, the second `up` runs only the
+    /// start and attach hooks.
+    lifecycle_resume_runs_start_and_attach_again: Case {
+        source: Source::Fixture("container-features/lifecycle-hooks-resume-existing-container"),
+        name: "lifecycle-hooks-resume-existing-container",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Stop,
+            UP,
+            Step::Markers(&[&[
+                "0.hippo.postStartCommand.testMarker",
+                "1.hippo.postAttachCommand.testMarker",
+                "2.hippo.postStartCommand.testMarker",
+                "3.hippo.postAttachCommand.testMarker",
+            ]]),
+        ],
+    };
+
+    /// `container-features/lifecycle-hooks-inline-commands`: the reference order of every hook from the Features
+    /// (installed panda, then tiger) and devcontainer.json, and after a stop and a second `up` only the start and
+    /// attach hooks, in order.
+    lifecycle_order_matches_the_reference_including_after_stop_and_up: Case {
+        source: Source::Fixture("container-features/lifecycle-hooks-inline-commands"),
+        name: "lifecycle-order",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::Markers(&[FIRST_UP_ORDER]),
+            Step::Stop,
+            UP,
+            Step::Markers(&[FIRST_UP_ORDER, SECOND_UP_ORDER]),
+        ],
+    };
+
+    /// `container-features/invalid-configs/dockerfile-with-v2-local-features-no-dev-container-folder`: local Features
+    /// outside `.devcontainer` are refused, saying where they must be.
+    local_features_outside_the_devcontainer_folder_are_refused: Case {
+        source: Source::Fixture(
+            "container-features/invalid-configs/dockerfile-with-v2-local-features-no-dev-container-folder",
+        ),
+        name: "features-outside-folder",
+        needs: Needs::Docker,
+        steps: &[Step::UpFails(&[
+            "\"features\"",
+            "inside the workspace's .devcontainer folder",
+        ])],
+    };
+
+    /// `feature-dependencies/dependsOn/local-simple`.
+    features_depends_on_simple_install: Case {
+        source: Source::Fixture("container-features/feature-dependencies/dependsOn/local-simple"),
+        name: "deps-dependson-simple",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/dependsOn/local-with-options`.
+    features_depends_on_with_options_install: Case {
+        source: Source::Fixture("container-features/feature-dependencies/dependsOn/local-with-options"),
+        name: "deps-dependson-with-options",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/installsAfter/local-simple`.
+    features_installs_after_simple_install: Case {
+        source: Source::Fixture("container-features/feature-dependencies/installsAfter/local-simple"),
+        name: "deps-installsafter-simple",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/dependsOn-and-installsAfter/local-simple`.
+    features_depends_on_and_installs_after_install: Case {
+        source: Source::Fixture(
+            "container-features/feature-dependencies/dependsOn-and-installsAfter/local-simple",
+        ),
+        name: "deps-dependson-and-installsafter-simple",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/overrideFeatureInstallOrder/local-simple`.
+    features_override_install_order_simple_install: Case {
+        source: Source::Fixture(
+            "container-features/feature-dependencies/overrideFeatureInstallOrder/local-simple",
+        ),
+        name: "deps-overridefeatureinstallorder-simple",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/overrideFeatureInstallOrder/local-intermediate`.
+    features_override_install_order_intermediate_install: Case {
+        source: Source::Fixture(
+            "container-features/feature-dependencies/overrideFeatureInstallOrder/local-intermediate",
+        ),
+        name: "deps-overridefeatureinstallorder-interme",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/overrideFeatureInstallOrder/local-roundPriority`.
+    features_override_install_order_round_priority_install: Case {
+        source: Source::Fixture(
+            "container-features/feature-dependencies/overrideFeatureInstallOrder/local-roundPriority",
+        ),
+        name: "deps-overridefeatureinstallorder-roundpr",
+        needs: Needs::Docker,
+        steps: FEATURES_INSTALL,
+    };
+
+    /// `feature-dependencies/dependsOn/invalid-circular`: the cycle is named.
+    features_depends_on_cycle_is_named: Case {
+        source: Source::Fixture("container-features/feature-dependencies/dependsOn/invalid-circular"),
+        name: "feature-cycle",
+        needs: Needs::Docker,
+        steps: FEATURE_CYCLE,
+    };
+
+    /// `feature-dependencies/installsAfter/invalid-circular`: the cycle is named.
+    features_installs_after_cycle_is_named: Case {
+        source: Source::Fixture("container-features/feature-dependencies/installsAfter/invalid-circular"),
+        name: "feature-cycle",
+        needs: Needs::Docker,
+        steps: FEATURE_CYCLE,
+    };
+
+    /// The same cycle: the error names the full path of the file, the property and the Features.
+    bad_input_feature_cycle: Case {
+        source: Source::Fixture("container-features/feature-dependencies/installsAfter/invalid-circular"),
+        name: "cycle",
+        needs: Needs::Docker,
+        steps: &[Step::UpFails(&["{config}", "\"features\"", "cycle (./a, ./b, ./c)"])],
+    };
+
+    /// `image` and `build` together: refused before anything reaches Docker.
+    bad_input_image_and_build_together: Case {
+        source: Source::Inline(
+            r#"{"image": "debian:bookworm", "build": {"dockerfile": "Dockerfile"}}"#,
+            &[],
+        ),
+        name: "image-and-build",
+        needs: Needs::Nothing,
+        steps: &[Step::UpFails(&["{config}", "\"image\" and \"build\" are both set"])],
+    };
+
+    /// A Dockerfile that is not there is named with its property.
+    bad_input_missing_dockerfile: Case {
+        source: Source::Inline(r#"{"build": {"dockerfile": "Missing.Dockerfile"}}"#, &[]),
+        name: "no-dockerfile",
+        needs: Needs::Docker,
+        steps: &[Step::UpFails(&[
+            "{config}",
             "\"build.dockerfile\"",
             "Missing.Dockerfile",
             "does not exist",
+        ])],
+    };
+
+    /// The reference CLI leaves an unknown variable as written; skiff does too, and warns naming file and variable.
+    bad_input_unknown_variable_is_named: Case {
+        source: Source::Inline(
+            r#"{"image": "debian:bookworm", "containerEnv": {"X": "${localEnvv:HOME}"}}"#,
+            &[],
+        ),
+        name: "unknown-variable",
+        needs: Needs::Docker,
+        steps: &[
+            Step::Up {
+                args: &[],
+                env: &[],
+                stderr: &["{config}: unknown variable ${localEnvv:HOME} is left as written"],
+            },
+            Step::Sh {
+                script: "echo \"$X\"",
+                expect: Expect::Is("${localEnvv:HOME}"),
+                what: "the variable as written",
+            },
         ],
-    );
-}
+    };
 
-#[test]
-fn bad_input_unknown_variable_is_named() {
-    require_docker();
-    let sandbox = Sandbox::new();
-    let folder = inline_workspace(
-        &sandbox,
-        "unknown-variable",
-        r#"{"image": "debian:bookworm", "containerEnv": {"X": "${localEnvv:HOME}"}}"#,
-        &[],
-    );
-    // The reference CLI leaves an unknown variable as written; skiff does too, and warns naming file and variable.
-    let stderr =
-        up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("up failed: {stderr}"));
-    let file = folder.join(".devcontainer/devcontainer.json");
-    assert!(
-        stderr.contains(&format!(
-            "{}: unknown variable ${{localEnvv:HOME}} is left as written",
-            file.display()
-        )),
-        "{stderr}"
-    );
-    assert_eq!(
-        sh(&sandbox, "unknown-variable", "echo \"$X\""),
-        "${localEnvv:HOME}"
-    );
-}
-
-#[test]
-fn bad_input_feature_cycle() {
-    require_docker();
-    let sandbox = Sandbox::new();
-    let folder = workspace(
-        &sandbox,
-        "container-features/feature-dependencies/installsAfter/invalid-circular",
-        "cycle",
-    );
-    expect_error(
-        &sandbox,
-        &folder,
-        &["\"features\"", "cycle (./a, ./b, ./c)"],
-    );
-}
-
-#[test]
-fn bad_input_failing_hook_names_file_hook_and_code() {
-    require_docker();
-    let sandbox = Sandbox::new();
-    let folder = inline_workspace(
-        &sandbox,
-        "failing-hook",
-        r#"{"image": "debian:bookworm", "onCreateCommand": "exit 3", "postCreateCommand": "touch /never"}"#,
-        &[],
-    );
-    expect_error(
-        &sandbox,
-        &folder,
-        &["onCreateCommand failed with exit code 3", "did not run"],
-    );
-    // The hook after it did not run: the container exists (stopped or running) without /never.
-    let container = skiff_tests::containers_with_label("skiff.workspace", "failing-hook");
-    assert_eq!(container.len(), 1, "one container was made");
-}
-
-#[test]
-fn bad_input_unsupported_run_arg_is_named() {
-    require_docker();
-    let sandbox = Sandbox::new();
-    let folder = inline_workspace(
-        &sandbox,
-        "bad-run-arg",
-        r#"{"image": "debian:bookworm", "runArgs": ["--cgroup-parent=/x"]}"#,
-        &[],
-    );
-    expect_error(
-        &sandbox,
-        &folder,
-        &["\"runArgs\"", "--cgroup-parent", "not supported"],
-    );
-}
-
-#[test]
-fn changed_config_warns_and_rebuild_applies_it() {
-    require_docker();
-    let sandbox = Sandbox::new();
-    let folder = inline_workspace(
-        &sandbox,
-        "changed",
-        r#"{"image": "debian:bookworm", "containerEnv": {"V": "one"}}"#,
-        &[],
-    );
-    up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("up failed: {stderr}"));
-    std::fs::write(
-        folder.join(".devcontainer/devcontainer.json"),
-        r#"{"image": "debian:bookworm", "containerEnv": {"V": "two"}}"#,
-    )
-    .expect("write");
-    let stderr =
-        up(&sandbox, &folder, &[], &[]).unwrap_or_else(|stderr| panic!("up failed: {stderr}"));
-    assert!(
-        stderr.contains("devcontainer.json changed") && stderr.contains("skiff up --rebuild"),
-        "{stderr}"
-    );
-    assert_eq!(
-        sh(&sandbox, "changed", "echo $V"),
-        "one",
-        "without --rebuild the container stays as it was"
-    );
-    up(&sandbox, &folder, &["--rebuild"], &[])
-        .unwrap_or_else(|stderr| panic!("up --rebuild failed: {stderr}"));
-    assert_eq!(sh(&sandbox, "changed", "echo $V"), "two");
-}
-
-// Features from a registry and a tarball URL, against a real registry server (Debian's docker-registry, the CNCF
-// distribution) and a tarball server in the test, both on 127.0.0.1.
-
-/// The registry server binary of Debian's `docker-registry` package.
-const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
-
-/// A registry on 127.0.0.1 with its storage and access log in a temporary folder; stopped when dropped.
-struct Registry {
-    port: u16,
-    log: PathBuf,
-    _folder: tempfile::TempDir,
-    _process: skiff_tests::Reaped,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        assert!(
-            Path::new(REGISTRY_BINARY).is_file(),
-            "{REGISTRY_BINARY} is missing: these tests need a registry server; install Debian's docker-registry package \
-             (`apt-get install docker-registry`; .ci/run does)"
-        );
-        let folder = tempfile::tempdir().expect("a temporary folder");
-        let port = skiff_tests::free_port();
-        let config = folder.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                folder.path().join("storage").display()
-            ),
-        )
-        .expect("writing the registry's configuration");
-        let log = folder.path().join("registry.log");
-        let output = std::fs::File::create(&log).expect("creating the registry's log");
-        let process = Command::new(REGISTRY_BINARY)
-            .arg("serve")
-            .arg(&config)
-            .stdout(output.try_clone().expect("a second handle"))
-            .stderr(output)
-            .spawn()
-            .expect("starting docker-registry");
-        let registry = Registry {
-            port,
-            log,
-            _folder: folder,
-            _process: skiff_tests::Reaped(process),
-        };
-        skiff_tests::wait_until(std::time::Duration::from_secs(20), || {
-            http(port, "GET", "/v2/", &[], &[]).is_ok_and(|response| response.status == 200)
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "the registry did not answer on 127.0.0.1:{port}; its log:\n{}",
-                registry.log_text()
-            )
-        });
-        registry
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Uploads a blob to `repository`; returns its descriptor's digest.
-    fn push_blob(&self, repository: &str, data: &[u8]) -> String {
-        let digest = format!("sha256:{}", sha256_hex(data));
-        let started = http(
-            self.port,
-            "POST",
-            &format!("/v2/{repository}/blobs/uploads/"),
+    /// A failing hook is named with the file and its exit code, the hooks after it do not run, and the one container
+    /// made stays.
+    bad_input_failing_hook_names_file_hook_and_code: Case {
+        source: Source::Inline(
+            r#"{"image": "debian:bookworm", "onCreateCommand": "exit 3", "postCreateCommand": "touch /never"}"#,
             &[],
+        ),
+        name: "failing-hook",
+        needs: Needs::Docker,
+        steps: &[
+            Step::UpFails(&["{config}", "onCreateCommand failed with exit code 3", "did not run"]),
+            Step::Containers(1),
+        ],
+    };
+
+    /// A `runArgs` flag skiff does not support is named.
+    bad_input_unsupported_run_arg_is_named: Case {
+        source: Source::Inline(
+            r#"{"image": "debian:bookworm", "runArgs": ["--cgroup-parent=/x"]}"#,
             &[],
-        )
-        .expect("starting an upload");
-        assert_eq!(started.status, 202, "starting an upload: {started:?}");
-        let location = started.header("location").expect("an upload location");
-        // The location may be absolute; the path and query are what this server needs.
-        let path = match location.find("/v2/") {
-            Some(start) => &location[start..],
-            None => location,
-        };
-        let separator = if path.contains('?') { '&' } else { '?' };
-        let put = http(
-            self.port,
-            "PUT",
-            &format!("{path}{separator}digest={digest}"),
-            &[("Content-Type", "application/octet-stream")],
-            data,
-        )
-        .expect("uploading a blob");
-        assert_eq!(put.status, 201, "uploading a blob: {put:?}");
-        digest
-    }
+        ),
+        name: "bad-run-arg",
+        needs: Needs::Docker,
+        steps: &[Step::UpFails(&["{config}", "\"runArgs\"", "--cgroup-parent", "not supported"])],
+    };
 
-    /// Pushes an artifact of one layer (of `layer_media_type`) with the devcontainers config media type as
-    /// `repository:tag`; returns the layer's digest.
-    fn push_artifact(
-        &self,
-        repository: &str,
-        tag: &str,
-        layer: &[u8],
-        layer_media_type: &str,
-    ) -> String {
-        let config = b"{}";
-        let config_digest = self.push_blob(repository, config);
-        let layer_digest = self.push_blob(repository, layer);
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.devcontainers", "digest": config_digest, "size": config.len()},
-            "layers": [{
-                "mediaType": layer_media_type,
-                "digest": layer_digest,
-                "size": layer.len(),
-                "annotations": {"org.opencontainers.image.title": format!("devcontainer-feature-{tag}.tgz")}
-            }]
-        });
-        let put = http(
-            self.port,
-            "PUT",
-            &format!("/v2/{repository}/manifests/{tag}"),
-            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
-            manifest.to_string().as_bytes(),
-        )
-        .expect("pushing a manifest");
-        assert_eq!(put.status, 201, "pushing a manifest: {put:?}");
-        layer_digest
-    }
+    /// A changed devcontainer.json: `up` warns and keeps the container as it was; `up --rebuild` applies the change.
+    changed_config_warns_and_rebuild_applies_it: Case {
+        source: Source::Inline(
+            r#"{"image": "debian:bookworm", "containerEnv": {"V": "one"}}"#,
+            &[],
+        ),
+        name: "changed",
+        needs: Needs::Docker,
+        steps: &[
+            UP,
+            Step::WriteConfig(r#"{"image": "debian:bookworm", "containerEnv": {"V": "two"}}"#),
+            Step::Up {
+                args: &[],
+                env: &[],
+                stderr: &["devcontainer.json changed", "skiff up --rebuild"],
+            },
+            Step::Sh {
+                script: "echo $V",
+                expect: Expect::Is("one"),
+                what: "without --rebuild the container stays as it was",
+            },
+            Step::Up {
+                args: &["--rebuild"],
+                env: &[],
+                stderr: &[],
+            },
+            Step::Sh {
+                script: "echo $V",
+                expect: Expect::Is("two"),
+                what: "after --rebuild",
+            },
+        ],
+    };
 }
 
-/// A response of [`http`].
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-}
+/// A compose file's top-level `name:` (Compose v2) names the project, not `<workspace>_devcontainer`.
+const COMPOSE_NAMED: &[Step] = &[
+    Step::Up {
+        args: &[],
+        env: &[("CUSTOM_NAME", "custom-name-from-env")],
+        stderr: &[],
+    },
+    Step::ComposeProject(Expect::NotEndingWith("_devcontainer")),
+];
 
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+/// The `hello` Feature's option values reached its install.sh.
+const HELLO_FEATURE: &[Step] = &[
+    UP,
+    Step::Sh {
+        script: "hello",
+        expect: Expect::Contains(&["Hello there", "!!!!"]),
+        what: "the Feature's option values did not reach install.sh",
+    },
+];
+
+/// The table keeps at least 30 reference fixtures that run on this machine, every fixture it names is there, and every
+/// fixture skiff does not run is there with its reason.
+#[test]
+fn reference_table_runs_at_least_30_fixtures() {
+    let root = reference_dir();
+    let mut runnable = std::collections::BTreeSet::new();
+    for (test, case) in CASES {
+        if let Source::Fixture(fixture) = case.source {
+            assert!(root.join(fixture).is_dir(), "{test}: no fixture {fixture}");
+            let here = match case.needs {
+                Needs::Arm64 => can_run_arm64(),
+                Needs::ComposeV2(_) => compose_v2(),
+                Needs::Nothing | Needs::Docker => true,
+            };
+            if here {
+                runnable.insert(fixture);
+            }
+        }
     }
-}
-
-/// One HTTP/1.1 request to 127.0.0.1:`port` (`Connection: close`); the status and headers of the response.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<Response> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
+    for (fixture, reason) in NOT_RUN {
+        assert!(root.join(fixture).is_dir(), "no fixture {fixture}");
+        eprintln!("conformance: not run: {fixture}: {reason}");
+    }
+    assert!(
+        runnable.len() >= 30,
+        "only {} reference fixtures run here; the table lost some",
+        runnable.len()
     );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
-    stream.write_all(body)?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect();
-    Ok(Response { status, headers })
 }
-
-fn sha256_hex(data: &[u8]) -> String {
-    let output = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(data)?;
-            child.wait_with_output()
-        })
-        .expect("running sha256sum");
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .expect("a digest")
-        .to_owned()
-}
-
 /// The Feature folder `tests/fixtures/features-oci/<name>` as a tar, files at the top as `devcontainer features
 /// package` makes them; gzip-compressed when `gzip`.
 fn feature_archive(name: &str, gzip: bool) -> Vec<u8> {
@@ -1281,107 +1376,6 @@ fn feature_archive(name: &str, gzip: bool) -> Vec<u8> {
     encoder.finish().expect("compressing")
 }
 
-/// Serves one file at `/<name>` on 127.0.0.1 with an `ETag`, answering `If-None-Match` with 304, and counts both
-/// answers; stops when dropped.
-struct TarballServer {
-    port: u16,
-    downloads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl TarballServer {
-    fn start(name: &'static str, content: Vec<u8>) -> TarballServer {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the tarball server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("an address").port();
-        let downloads = Arc::new(AtomicUsize::new(0));
-        let not_modified = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let etag = format!("\"{}\"", &sha256_hex(&content)[..16]);
-        let (counted, unchanged, stopping) =
-            (downloads.clone(), not_modified.clone(), stop.clone());
-        std::thread::spawn(move || {
-            use std::io::{BufRead, Write};
-            while !stopping.load(Ordering::Relaxed) {
-                let stream = match listener.accept() {
-                    Ok((stream, _)) => stream,
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                let _ = stream.set_nonblocking(false);
-                let mut reader = std::io::BufReader::new(stream);
-                let mut request = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    request.push(line.trim_end().to_owned());
-                }
-                let path_matches = request
-                    .first()
-                    .is_some_and(|line| line.starts_with(&format!("GET /{name} ")));
-                let fresh = request.iter().any(|line| {
-                    line.to_ascii_lowercase().starts_with("if-none-match:") && line.contains(&etag)
-                });
-                let mut stream = reader.into_inner();
-                let _ = if !path_matches {
-                    stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    )
-                } else if fresh {
-                    unchanged.fetch_add(1, Ordering::SeqCst);
-                    stream.write_all(
-                        format!(
-                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
-                        )
-                        .as_bytes(),
-                    )
-                } else {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    stream
-                        .write_all(
-                            format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
-                                 ETag: {etag}\r\nConnection: close\r\n\r\n",
-                                content.len()
-                            )
-                            .as_bytes(),
-                        )
-                        .and_then(|()| stream.write_all(&content))
-                };
-            }
-        });
-        TarballServer {
-            port,
-            downloads,
-            not_modified,
-            stop,
-        }
-    }
-
-    fn counts(&self) -> (usize, usize) {
-        use std::sync::atomic::Ordering;
-        (
-            self.downloads.load(Ordering::SeqCst),
-            self.not_modified.load(Ordering::SeqCst),
-        )
-    }
-}
-
-impl Drop for TarballServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// A Feature pushed to a real registry and a Feature served as a tarball install with their options through the same
 /// path as local Features, are listed in the image's metadata label, and a rebuild reuses both from the agent's cache:
 /// the registry serves the layer once, the tarball server answers the second time with 304.
@@ -1395,7 +1389,7 @@ fn features_from_a_registry_and_a_tarball_install_and_a_rebuild_reuses_them() {
         &feature_archive("hello", false),
         "application/vnd.devcontainers.layer.v1+tar",
     );
-    let tarball = TarballServer::start(
+    let tarball = FileServer::start(
         "devcontainer-feature-greeter.tgz",
         feature_archive("greeter", true),
     );

@@ -8,71 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rand::{Rng, RngCore, SeedableRng};
-use skiff::tls::Identity;
-use skiff_agent::config::AgentConfig;
-use skiff_client::agent_client::{AgentClient, ArchiveCompression, UploadHeader, UploadPart};
+use skiff_client::agent_client::{ArchiveCompression, UploadHeader, UploadPart};
 use skiff_client::files::{self, SyncOptions};
+use skiff_tests::agent::InProcessAgent;
 use skiff_tests::{Sandbox, require_docker};
-use tokio_util::sync::CancellationToken;
-
-/// An agent served in this process, reachable over as many connections as a test opens.
-struct Agent {
-    state: tempfile::TempDir,
-    identity: Identity,
-    address: std::net::SocketAddr,
-    certificate: String,
-    shutdown: CancellationToken,
-    serving: tokio::task::JoinHandle<anyhow::Result<skiff_agent::Exit>>,
-}
-
-impl Agent {
-    async fn start(name: &str) -> Self {
-        let state = tempfile::tempdir().unwrap();
-        let identity = Identity::generate("skiff-client").unwrap();
-        let mut config =
-            AgentConfig::new(name, &identity.certificate_pem, &state.path().join("agent"));
-        config.idle_timeout = None;
-        let agent = skiff_agent::Agent::bind(config).await.unwrap();
-        let address = agent.local_addr();
-        let certificate = agent.certificate_pem().to_owned();
-        let shutdown = CancellationToken::new();
-        let serving = tokio::spawn(agent.serve(shutdown.clone()));
-        Self {
-            state,
-            identity,
-            address,
-            certificate,
-            shutdown,
-            serving,
-        }
-    }
-
-    /// A client over a connection of its own.
-    async fn connect(&self) -> AgentClient {
-        let channel =
-            skiff_client::tunnel::tcp::connect(self.address, &self.identity, &self.certificate)
-                .await
-                .unwrap();
-        AgentClient::new(channel)
-    }
-
-    async fn clients(&self, count: usize) -> Vec<AgentClient> {
-        let mut clients = Vec::new();
-        for _ in 0..count {
-            clients.push(self.connect().await);
-        }
-        clients
-    }
-
-    fn files(&self) -> PathBuf {
-        self.state.path().join("agent").join("files")
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.serving.await.unwrap().unwrap();
-    }
-}
 
 fn write(folder: &Path, relative: &str, contents: impl AsRef<[u8]>) {
     let path = folder.join(relative);
@@ -195,7 +134,7 @@ fn project(folder: &Path, megabytes: usize, seed: u64) {
 async fn upload_honours_gitignore_and_keeps_git_links_and_modes() {
     let source = tempfile::tempdir().unwrap();
     project(source.path(), 1, 1);
-    let agent = Agent::start("files-pack").await;
+    let agent = InProcessAgent::start("files-pack").await;
     let mut clients = agent.clients(1).await;
     let outcome = files::upload(&mut clients, source.path(), &|_| {})
         .await
@@ -226,8 +165,8 @@ async fn upload_honours_gitignore_and_keeps_git_links_and_modes() {
 async fn four_connections_land_the_same_tree_as_one() {
     let source = tempfile::tempdir().unwrap();
     project(source.path(), 6, 2);
-    let single = Agent::start("files-single").await;
-    let pooled = Agent::start("files-pooled").await;
+    let single = InProcessAgent::start("files-single").await;
+    let pooled = InProcessAgent::start("files-pooled").await;
 
     let mut one = single.clients(1).await;
     let by_one = files::upload(&mut one, source.path(), &|_| {})
@@ -265,7 +204,7 @@ async fn four_connections_land_the_same_tree_as_one() {
 
 #[tokio::test]
 async fn a_part_that_never_comes_fails_cleanly() {
-    let agent = Agent::start("files-missing").await;
+    let agent = InProcessAgent::start("files-missing").await;
     let mut clients = agent.clients(2).await;
     let header = |part| UploadHeader {
         compression: ArchiveCompression::Zstd,
@@ -313,7 +252,7 @@ async fn sync_sends_only_changes_and_keeps_work_made_there() {
     write(folder, "touch.txt", "same content\n");
     write(folder, "both.txt", "original\n");
     write(folder, "gone/deep/file.txt", "in a folder deleted here\n");
-    let agent = Agent::start("files-sync").await;
+    let agent = InProcessAgent::start("files-sync").await;
     let mut clients = agent.clients(2).await;
     files::upload(&mut clients, folder, &|_| {})
         .await
@@ -415,7 +354,7 @@ fn gzip_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
 /// at that moment; the changed ones are kept as the instance has them and reported as conflicts.
 #[tokio::test]
 async fn work_done_there_during_a_sync_is_reported_not_lost() {
-    let agent = Agent::start("files-sync-race").await;
+    let agent = InProcessAgent::start("files-sync-race").await;
     let mut client = agent.connect().await;
     let archive = gzip_tar(&[
         ("edited.txt", b"v1\n"),
@@ -508,7 +447,7 @@ async fn clone_of_a_file_url_and_its_git_state() {
     let root = tempfile::tempdir().unwrap();
     let (bare, _) = bare_repository(root.path());
     let url = format!("file://{}", bare.display());
-    let agent = Agent::start("files-clone").await;
+    let agent = InProcessAgent::start("files-clone").await;
     let mut client = agent.connect().await;
 
     let cloned = files::clone_remote(&mut client, &url, &mut |_| {})
@@ -716,7 +655,7 @@ async fn fifty_megabytes_over_one_and_four_connections() {
     };
     let mut trees = Vec::new();
     for connections in [1, 4] {
-        let agent = Agent::start(&format!("files-bench-{connections}")).await;
+        let agent = InProcessAgent::start(&format!("files-bench-{connections}")).await;
         let mut clients = agent.clients(connections).await;
         let outcome = files::upload(&mut clients, &source, &|_| {})
             .await

@@ -16,7 +16,8 @@
 //! - `laptop`: values from images and repositories are data on the laptop: a label-injected `remoteUser` never
 //!   reaches ssh's configuration, an untrusted repository runs nothing here until trusted.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
-//! - `conformance`: the reference CLI's Dev Container fixtures end to end, the lifecycle order oracle, bad devcontainer.json input.
+//! - `conformance`: a table of rows, each its own test: the reference CLI's Dev Container fixtures end to end, the
+//!   lifecycle order oracle, bad devcontainer.json input; then Features from a registry and a tarball URL, `waitFor`.
 //! - `aws_e2e`: the whole system: `skiff up --provider aws` against moto and the gateway, the instance a container
 //!   running the user-data, then exec, ssh, forward, sync, status and delete through the warm tunnel.
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an

@@ -4,52 +4,23 @@ use std::sync::Arc;
 
 use skiff::tls::Identity;
 use skiff_agent::config::AgentConfig;
-use skiff_client::agent_client::AgentClient;
-use tokio_util::sync::CancellationToken;
+use skiff_tests::agent::InProcessAgent;
 
-struct RunningAgent {
-    address: std::net::SocketAddr,
-    certificate_pem: String,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<skiff_agent::Exit>>,
-    _state: tempfile::TempDir,
-}
-
-async fn start_agent(client: &Identity) -> RunningAgent {
+async fn start_agent(client: &Identity) -> InProcessAgent {
     start_agent_with(client, |_| {}).await
 }
 
 async fn start_agent_with(
     client: &Identity,
     adjust: impl FnOnce(&mut AgentConfig),
-) -> RunningAgent {
-    let state = tempfile::tempdir().unwrap();
-    let mut config = AgentConfig::new("mtls", &client.certificate_pem, &state.path().join("agent"));
-    config.idle_timeout = None;
-    adjust(&mut config);
-
-    let agent = skiff_agent::Agent::bind(config)
-        .await
-        .expect("binding the agent");
-    let address = agent.local_addr();
-    let certificate_pem = agent.certificate_pem().to_owned();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(agent.serve(shutdown.clone()));
-    RunningAgent {
-        address,
-        certificate_pem,
-        shutdown,
-        task,
-        _state: state,
-    }
+) -> InProcessAgent {
+    InProcessAgent::start_with("mtls", client, adjust).await
 }
 
-async fn version_with(agent: &RunningAgent, identity: &Identity) -> Result<String, String> {
-    let channel =
-        skiff_client::tunnel::tcp::connect(agent.address, identity, &agent.certificate_pem)
-            .await
-            .map_err(|error| error.to_string())?;
-    AgentClient::new(channel)
+async fn version_with(agent: &InProcessAgent, identity: &Identity) -> Result<String, String> {
+    agent
+        .connect_as(identity)
+        .await?
         .version()
         .await
         .map(|info| info.agent_version)
@@ -103,10 +74,7 @@ async fn only_the_workspace_client_certificate_is_accepted() {
 
     // A certificate dropped into the trust folder is accepted without a restart.
     std::fs::write(
-        agent
-            ._state
-            .path()
-            .join("agent/trusted-clients/second-laptop.pem"),
+        agent.agent_dir().join("trusted-clients/second-laptop.pem"),
         &stranger.certificate_pem,
     )
     .unwrap();
@@ -115,8 +83,7 @@ async fn only_the_workspace_client_certificate_is_accepted() {
         "an enrolled certificate is accepted"
     );
 
-    agent.shutdown.cancel();
-    agent.task.await.unwrap().unwrap();
+    agent.stop().await;
 }
 
 /// Whether the agent closed `stream` within `within`.
@@ -163,8 +130,7 @@ async fn a_client_that_never_speaks_is_dropped_after_the_handshake_timeout() {
         "a resumable connection that never did TLS kept its slot"
     );
     assert!(version_with(&agent, &owner).await.is_ok());
-    agent.shutdown.cancel();
-    agent.task.await.unwrap().unwrap();
+    agent.stop().await;
 }
 
 /// Attack (issue 13, pre-authentication exhaustion): many idle connections, plain and resumable, are opened to
@@ -203,8 +169,7 @@ async fn many_idle_connections_do_not_hold_the_agent() {
         version_with(&agent, &owner).await.is_ok(),
         "the owner is let in once the idle connections are gone"
     );
-    agent.shutdown.cancel();
-    agent.task.await.unwrap().unwrap();
+    agent.stop().await;
 }
 
 #[test]

@@ -1,10 +1,7 @@
 //! `Upload`: a gzip-compressed tar stream lands in the agent's files folder, and nothing lands outside it (not
 //! through `..`, nor through a link planted in the folder); setuid and setgid bits never land.
 
-use skiff::tls::Identity;
-use skiff_agent::config::AgentConfig;
-use skiff_client::agent_client::AgentClient;
-use tokio_util::sync::CancellationToken;
+use skiff_tests::agent::InProcessAgent;
 
 fn gzip_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let entries: Vec<(&str, &[u8], u32)> = entries
@@ -32,23 +29,8 @@ fn gzip_tar_with_modes(entries: &[(&str, &[u8], u32)]) -> Vec<u8> {
 
 #[tokio::test]
 async fn files_arrive_and_paths_outside_are_refused() {
-    let state = tempfile::tempdir().unwrap();
-    let client_identity = Identity::generate("skiff-client").unwrap();
-    let mut config = AgentConfig::new(
-        "upload",
-        &client_identity.certificate_pem,
-        &state.path().join("agent"),
-    );
-    config.idle_timeout = None;
-    let agent = skiff_agent::Agent::bind(config).await.unwrap();
-    let address = agent.local_addr();
-    let certificate = agent.certificate_pem().to_owned();
-    let shutdown = CancellationToken::new();
-    let serving = tokio::spawn(agent.serve(shutdown.clone()));
-    let channel = skiff_client::tunnel::tcp::connect(address, &client_identity, &certificate)
-        .await
-        .unwrap();
-    let mut client = AgentClient::new(channel);
+    let agent = InProcessAgent::start("upload").await;
+    let mut client = agent.connect().await;
 
     let big = vec![7u8; 3 * 1024 * 1024];
     let archive = gzip_tar(&[("src/main.rs", b"fn main() {}\n"), ("data/big.bin", &big)]);
@@ -95,7 +77,7 @@ async fn files_arrive_and_paths_outside_are_refused() {
     );
 
     // Attacks the instance through a link the dev container plants in the folder, pointing outside it.
-    let outside = state.path().join("outside");
+    let outside = agent.state.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, folder.join("planted")).unwrap();
     let through = gzip_tar(&[("planted/written.txt", b"nope")]);
@@ -107,6 +89,6 @@ async fn files_arrive_and_paths_outside_are_refused() {
         "an upload through a planted link writes nothing outside the folder"
     );
 
-    shutdown.cancel();
-    serving.await.unwrap().unwrap();
+    drop(client);
+    agent.stop().await;
 }

@@ -2,7 +2,16 @@
 //! copies of the fixture folders, and a check that the Docker engine and base images are there.
 //!
 //! Tests that need Docker fail (never skip) with a message naming what is missing.
+//!
+//! The rig beside `Sandbox`: `agent` (an agent served in the test's process), `aws` (a moto server and
+//! `Sandbox::aws`), `registry` (a real OCI registry on loopback), `file_server` (one file over HTTP with an ETag),
+//! `http` (a bare HTTP/1.1 request).
 
+pub mod agent;
+pub mod aws;
+pub mod file_server;
+pub mod http;
+pub mod registry;
 pub mod ssm_gateway;
 pub mod warm_tunnel;
 
@@ -69,6 +78,8 @@ pub fn fixtures_dir() -> PathBuf {
 pub struct Sandbox {
     /// The temporary folder holding the home and the workspace folders.
     pub root: tempfile::TempDir,
+    /// Variables every `skiff` of this sandbox gets beyond its home and agent: set, or removed when `None`.
+    env: Vec<(String, Option<std::ffi::OsString>)>,
 }
 
 impl Default for Sandbox {
@@ -85,7 +96,13 @@ impl Sandbox {
                 .prefix("skiff-test-")
                 .tempdir()
                 .expect("making a temporary folder"),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets variable `key` for every `skiff` of this sandbox (`None` removes it).
+    pub fn set_env(&mut self, key: &str, value: Option<std::ffi::OsString>) {
+        self.env.push((key.to_owned(), value));
     }
 
     /// The skiff home (`SKIFF_HOME`).
@@ -108,6 +125,12 @@ impl Sandbox {
             .env("SKIFF_AGENT_BINARY", binary("skiffd"))
             .env_remove("SKIFF_LOG")
             .stdin(Stdio::null());
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
         command
     }
 
@@ -116,8 +139,8 @@ impl Sandbox {
         self.skiff().args(args).output().expect("running skiff")
     }
 
-    /// Runs `skiff ARGS` and fails the test unless it succeeds; returns its standard output.
-    pub fn ok(&self, args: &[&str]) -> String {
+    /// Runs `skiff ARGS` and fails the test unless it succeeds; returns its output.
+    pub fn succeeds(&self, args: &[&str]) -> Output {
         let output = self.run(args);
         assert!(
             output.status.success(),
@@ -127,7 +150,35 @@ impl Sandbox {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
-        String::from_utf8(output.stdout).expect("utf-8 output")
+        output
+    }
+
+    /// Runs `skiff ARGS` and fails the test unless it succeeds; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        String::from_utf8(self.succeeds(args).stdout).expect("utf-8 output")
+    }
+
+    /// Runs `skiff ARGS` and fails the test unless it succeeds; returns its standard error (progress, summaries).
+    pub fn ok_stderr(&self, args: &[&str]) -> String {
+        String::from_utf8(self.succeeds(args).stderr).expect("utf-8 output")
+    }
+
+    /// Runs `skiff ARGS` and fails the test unless it fails; returns its standard error.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            !output.status.success(),
+            "skiff {} should have failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stderr).expect("utf-8 output")
+    }
+
+    /// The folder of workspace `name`'s record in this sandbox's home.
+    pub fn record(&self, name: &str) -> PathBuf {
+        self.home().join("workspaces").join(name)
     }
 
     /// Names of the workspaces in this sandbox's home.
@@ -273,4 +324,13 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("a bound listener has an address")
         .port()
+}
+
+/// The SHA-256 of `data`, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
