@@ -900,15 +900,22 @@ fn aws_policy_instance_boundary_caps_the_role() {
     }
 }
 
-/// Runs a program; its exit status and standard output, or a failure naming the missing tool and how to get it.
+/// Runs a program; its exit status and standard output, or a failure naming the missing tool (or the version found)
+/// and how to get the one `tests/fixtures/aws/requirements.txt` pins.
 fn tool(
     program: &str,
     version: &str,
     args: &[&str],
     stdin: Option<&std::path::Path>,
 ) -> (i32, String) {
+    assert_eq!(
+        version,
+        crate::aws::pinned(program),
+        "the version this test checks for differs from tests/fixtures/aws/requirements.txt"
+    );
     let install = format!(
-        "{program} {version} is needed for this test: `python3 -m pip install {program}=={version}` (.ci/run installs it)"
+        "{program} {version} is needed for this test: {}",
+        crate::aws::PYTHON_TOOLS_HINT
     );
     let reported = Command::new(program)
         .arg("--version")
