@@ -1101,7 +1101,9 @@ fn aws_policy_moto_enforcement_refuses_what_the_policy_leaves_out() {
         .expect("running python3");
     assert!(
         output.status.success(),
-        "iam_enforcement.py failed (needs moto 5.2.5: `pip install 'moto[server]==5.2.5'`): {}",
+        "iam_enforcement.py failed (needs moto {}: {}): {}",
+        crate::aws::pinned("moto"),
+        crate::aws::PYTHON_TOOLS_HINT,
         String::from_utf8_lossy(&output.stderr)
     );
     let results: BTreeMap<String, String> = serde_json::from_slice(&output.stdout).unwrap();

@@ -671,7 +671,7 @@ fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<(
     let listed = process::output(&mut skiff())?;
     let rows = listed.matches("\"instance_id\"").count();
     let described =
-        process::output(&mut cli()).context("the AWS CLI: install it with `pip install awscli`")?;
+        process::output(&mut cli()).context("the AWS CLI of the python tools' environment")?;
     let instances = described.matches("\"InstanceId\"").count();
     if rows != workspaces || instances != workspaces {
         bail!("skiff listed {rows} and the AWS CLI {instances} of {workspaces} workspaces");
