@@ -900,15 +900,22 @@ fn aws_policy_instance_boundary_caps_the_role() {
     }
 }
 
-/// Runs a program; its exit status and standard output, or a failure naming the missing tool and how to get it.
+/// Runs a program; its exit status and standard output, or a failure naming the missing tool (or the version found)
+/// and how to get the one `tests/fixtures/aws/requirements.txt` pins.
 fn tool(
     program: &str,
     version: &str,
     args: &[&str],
     stdin: Option<&std::path::Path>,
 ) -> (i32, String) {
+    assert_eq!(
+        version,
+        skiff_tests::aws::pinned(program),
+        "the version this test checks for differs from tests/fixtures/aws/requirements.txt"
+    );
     let install = format!(
-        "{program} {version} is needed for this test: `python3 -m pip install {program}=={version}` (.ci/run installs it)"
+        "{program} {version} is needed for this test: {}",
+        skiff_tests::aws::PYTHON_TOOLS_HINT
     );
     let reported = Command::new(program)
         .arg("--version")
@@ -1094,7 +1101,9 @@ fn aws_policy_moto_enforcement_refuses_what_the_policy_leaves_out() {
         .expect("running python3");
     assert!(
         output.status.success(),
-        "iam_enforcement.py failed (needs moto 5.2.5: `pip install 'moto[server]==5.2.5'`): {}",
+        "iam_enforcement.py failed (needs moto {}: {}): {}",
+        skiff_tests::aws::pinned("moto"),
+        skiff_tests::aws::PYTHON_TOOLS_HINT,
         String::from_utf8_lossy(&output.stderr)
     );
     let results: BTreeMap<String, String> = serde_json::from_slice(&output.stdout).unwrap();

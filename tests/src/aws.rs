@@ -31,7 +31,57 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(start_moto)
 }
 
+/// The version of python tool `name` that `tests/fixtures/aws/requirements.txt` pins (`cargo xtask test` installs
+/// those into `target/test-tools/venv` and puts its `bin` first on `PATH`).
+pub fn pinned(name: &str) -> String {
+    let requirements = fixtures_dir().join("aws/requirements.txt");
+    std::fs::read_to_string(&requirements)
+        .unwrap()
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .find_map(|line| {
+            let (tool, version) = line.split_once("==")?;
+            (tool.split('[').next() == Some(name)).then(|| version.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("{} pins no version of {name}", requirements.display()))
+}
+
+/// How a test run gets the python tools at their pinned versions, for failure messages.
+pub const PYTHON_TOOLS_HINT: &str = "run the tests with `cargo xtask test`, which installs the pinned versions \
+     into target/test-tools/venv and puts its bin first on PATH (or put target/test-tools/venv/bin first on PATH \
+     yourself after one `cargo xtask test`)";
+
+/// Fails naming what it found unless the `python3` on `PATH` has moto at the pinned version: other versions answer
+/// some of these tests' calls with HTTP 500, which would surface as an unreadable XML parse error.
+fn check_moto_version() {
+    let wanted = pinned("moto");
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; print(sys.executable); import moto; print(moto.__version__)",
+        ])
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("the AWS tests need python3 with moto {wanted}: {error}; {PYTHON_TOOLS_HINT}")
+        });
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    let python = lines.next().unwrap_or("python3").to_owned();
+    match lines.next() {
+        Some(found) if output.status.success() => assert!(
+            found.trim() == wanted,
+            "the AWS tests need moto {wanted}, and {python} has moto {found} (other versions answer some calls \
+             with HTTP 500); {PYTHON_TOOLS_HINT}"
+        ),
+        _ => panic!(
+            "the AWS tests need moto {wanted}, and {python} has none ({}); {PYTHON_TOOLS_HINT}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+    }
+}
+
 fn start_moto() -> Moto {
+    check_moto_version();
     let port = crate::free_port();
     // moto writes its request recording into its working folder: a fresh one per test binary.
     let folder = std::env::temp_dir().join(format!("skiff-moto-{}", std::process::id()));
@@ -70,8 +120,9 @@ fn start_moto() -> Moto {
     http_post(port, "/moto-api/recorder/start-recording");
     assert!(
         ready.is_some(),
-        "the moto server did not start on {endpoint}: {}; these tests need it: `pip install 'moto[server]==5.2.5'` (.ci/run does)",
-        std::fs::read_to_string(&log).unwrap_or_default().trim()
+        "the moto server did not start on {endpoint}: {}; these tests need moto[server] {}: {PYTHON_TOOLS_HINT}",
+        std::fs::read_to_string(&log).unwrap_or_default().trim(),
+        pinned("moto")
     );
     Moto { endpoint }
 }

@@ -18,8 +18,11 @@ pub mod warm_tunnel;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-/// The image the fixtures use; `cargo xtask images` builds it locally.
-pub const BASE_IMAGE: &str = "debian:bookworm";
+/// The Debian image the tests make their own containers and configs from: `cargo xtask images` builds it locally,
+/// with the packages the tests use (curl, sudo, procps, iproute2).
+/// It is named by its own `skiff-test/` name, not `debian:bookworm`, which on a machine with a registry (or the
+/// user's own images) is the real Debian image, without those packages.
+pub const BASE_IMAGE: &str = "skiff-test/debian:12";
 
 /// The folder holding the built `skiff` and `skiffd` (the test binary lives in `target/debug/deps`).
 pub fn binaries_dir() -> PathBuf {

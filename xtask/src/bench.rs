@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::process;
+use crate::{process, setup};
 
 /// `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
@@ -114,7 +114,7 @@ fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
     let profile = if debug { "debug" } else { "release" };
     if !debug {
         eprintln!("==> cargo build --release --bins -p skiff-client -p skiff-agent -p skiff-tests");
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        let status = process::cargo(&root)
             .args([
                 "build",
                 "--release",
@@ -126,7 +126,6 @@ fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
                 "-p",
                 "skiff-tests",
             ])
-            .current_dir(&root)
             .status()
             .context("running cargo build")?;
         if !status.success() {
@@ -526,6 +525,11 @@ fn up_restart(binaries: &Path, runs: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The program `name` of the python tools' environment (see [`setup::ensure_python_tools`]).
+fn python_tool(name: &str) -> PathBuf {
+    setup::venv_bin(&workspace_root()).join(name)
+}
+
 /// A moto server on a free loopback port, with the test AMIs; stopped when dropped.
 struct MotoServer {
     child: std::process::Child,
@@ -541,7 +545,7 @@ impl MotoServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new("python3")
+        let child = Command::new(python_tool("python3"))
             .args([
                 "-m",
                 "moto.server",
@@ -560,7 +564,7 @@ impl MotoServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("starting moto: install it with `pip install 'moto[server]==5.2.5'`")?;
+            .context("starting moto from the python tools' environment")?;
         let server = Self {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -605,6 +609,8 @@ fn aws_environment(command: &mut Command, endpoint: &str, region: &str, aws_conf
 fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<()> {
     const REGION: &str = "eu-west-1";
     const OWNER: &str = "arn:aws:sts::123456789012:user/moto";
+    // moto and the AWS CLI at the versions the tests pin, in their own environment.
+    setup::ensure_python_tools(&workspace_root(), false)?;
     let moto = MotoServer::start()?;
     let home = tempfile::Builder::new()
         .prefix("skiff-bench-aws-")
@@ -616,7 +622,7 @@ fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<(
         moto.endpoint
     );
     process::output(
-        Command::new("python3").args([
+        Command::new(python_tool("python3")).args([
             &workspace_root()
                 .join("tests/fixtures/aws/moto.py")
                 .display()
@@ -645,7 +651,7 @@ fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<(
         "Name=instance-state-name,Values=pending,running,stopping,stopped".to_owned(),
     ];
     let cli = || {
-        let mut command = Command::new("aws");
+        let mut command = Command::new(python_tool("aws"));
         command
             .args([
                 "ec2",
@@ -665,7 +671,7 @@ fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<(
     let listed = process::output(&mut skiff())?;
     let rows = listed.matches("\"instance_id\"").count();
     let described =
-        process::output(&mut cli()).context("the AWS CLI: install it with `pip install awscli`")?;
+        process::output(&mut cli()).context("the AWS CLI of the python tools' environment")?;
     let instances = described.matches("\"InstanceId\"").count();
     if rows != workspaces || instances != workspaces {
         bail!("skiff listed {rows} and the AWS CLI {instances} of {workspaces} workspaces");

@@ -98,9 +98,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
 fn build(root: &Path, target: &Target) -> anyhow::Result<()> {
     let triple_env = target.triple.replace('-', "_");
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let mut cargo = process::cargo(root);
     cargo
-        .current_dir(root)
         .args([
             "build",
             "--release",

@@ -4,24 +4,29 @@
 //! here: a Debian root filesystem made by `debootstrap` and turned into an image by `docker import`, and small
 //! images built `FROM` it (or `FROM scratch`) by Docker's classic builder, which never pulls an image it has.
 //! [`IMAGES`] is the table of them.
-//! Each row also tags its image with the ordinary names real configs use (`debian:12`,
-//! `mcr.microsoft.com/devcontainers/base:bookworm`), so examples and tests name images as usual.
+//! Each row's image is built under its own `skiff-test/` name, and stands in for the ordinary names real configs use
+//! (`debian:12`, `mcr.microsoft.com/devcontainers/base:bookworm`), so examples and tests name images as usual.
+//! A stand-in never takes a public name from an image that is not ours (every image built here carries the
+//! fingerprint label, and no other does): where the engine has no image under the name, `docker pull` is tried
+//! first (with a short timeout), and only when that fails does the stand-in get the name ([`choose_public`]).
+//! The host packages the builds need (`debootstrap`, `busybox-static`) are installed when missing, as root on
+//! Debian, else named with the command that installs them.
 //!
 //! Images are cached by tag: an image is rebuilt only with `--force`, when its tag is missing, when its row's recipe
 //! changed (every image carries a fingerprint of its recipe in a label), or when an image it is built `FROM` was
 //! rebuilt in the same run.
-//! Nothing here pulls or pushes, and the only images it removes are ones it built and then replaced.
+//! Nothing here pushes, and the only images it removes are ones it built and then replaced.
 
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 
-use crate::process;
+use crate::{process, setup};
 
 /// Arguments of `cargo xtask images`.
 #[derive(Debug, clap::Args)]
@@ -42,7 +47,8 @@ pub struct Args {
 pub struct ImageSpec {
     /// The name the image is built under and looked up by; the `skiff-test/` prefix marks it as ours.
     pub tag: &'static str,
-    /// The ordinary names real configs use, tagged onto the same image whenever this command runs.
+    /// The ordinary names real configs use, tagged onto the same image whenever this command runs, unless the engine
+    /// has (or can pull) the real image under that name.
     pub aliases: &'static [&'static str],
     /// How to build the image.
     pub recipe: Recipe,
@@ -245,27 +251,26 @@ const DEFAULT_DEBIAN_MIRROR: &str = "http://deb.debian.org/debian";
 const APT_SOURCES: &str = "/etc/apt/sources.list";
 const APT_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
 
-/// Builds (or finds up to date) every image in [`IMAGES`] and tags each with its aliases.
+/// Builds (or finds up to date) every image in [`IMAGES`] and tags each with the aliases [`choose_public`] leaves
+/// to it.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     process::output(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]))
         .context("could not reach the Docker engine with `docker version`; is it running?")?;
 
     let plan = plan(IMAGES, args.force, find_image);
-    let missing = missing_host_tools(&plan);
+    let missing = missing_host_packages(&plan);
+    setup::ensure_missing("these images", &missing, args.dry_run)?;
     if args.dry_run {
         for step in &plan {
             match &step.build {
                 Some(reason) => println!("images: {} would be built ({reason})", step.spec.tag),
                 None => println!("images: {} is up to date", step.spec.tag),
             }
-        }
-        if let Err(err) = missing {
-            println!("images: note: {err:#}");
+            name_publicly(step.spec, true)?;
         }
         return Ok(());
     }
-    missing?;
 
     let mut superseded = Vec::new();
     for step in &plan {
@@ -285,17 +290,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         } else {
             println!("images: {} is up to date", spec.tag);
         }
-        for alias in spec.aliases {
-            process::output(Command::new("docker").args(["tag", spec.tag, alias]))
-                .with_context(|| format!("{}: tagging it as {alias}", spec.tag))?;
-        }
-        if !spec.aliases.is_empty() {
-            println!(
-                "images: {} also named {}",
-                spec.tag,
-                spec.aliases.join(", ")
-            );
-        }
+        name_publicly(spec, false)?;
     }
     // Children first, so a replaced base image is no longer anyone's parent when its turn comes.
     for id in superseded.iter().rev() {
@@ -303,6 +298,121 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     println!("images: done in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// How long `docker pull` of a public name may take before the stand-in is used instead.
+const PULL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the engine has under a public name (an alias of a row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublicImage {
+    /// Nothing.
+    Absent,
+    /// One of our stand-ins: it carries [`FINGERPRINT_LABEL`], which every image this command builds has.
+    StandIn,
+    /// Any other image: the real one, or the user's own.
+    Real,
+}
+
+/// Which image ends up under a public name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PublicChoice {
+    /// The image already there, which is not ours, stays.
+    KeepReal,
+    /// The real image, just pulled.
+    Pulled,
+    /// Our stand-in, tagged under the name.
+    StandIn,
+}
+
+/// Decides what goes under a public name: an image that is not ours is never replaced; where the engine has none,
+/// the real one is pulled when `pull` can; only then does the stand-in take the name.
+/// A name our stand-in already holds keeps it (and follows a rebuilt stand-in) without trying the registry again.
+pub(crate) fn choose_public(found: PublicImage, pull: impl FnOnce() -> bool) -> PublicChoice {
+    match found {
+        PublicImage::Real => PublicChoice::KeepReal,
+        PublicImage::StandIn => PublicChoice::StandIn,
+        PublicImage::Absent if pull() => PublicChoice::Pulled,
+        PublicImage::Absent => PublicChoice::StandIn,
+    }
+}
+
+/// Gives `spec`'s image the public names of its aliases that [`choose_public`] leaves to it, and says what each
+/// name got; with `dry_run`, only says what it would do (without pulling).
+fn name_publicly(spec: &ImageSpec, dry_run: bool) -> anyhow::Result<()> {
+    let (mut stand_in, mut pulled, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    for alias in spec.aliases {
+        let found = find_public(alias);
+        if dry_run {
+            match found {
+                PublicImage::Real => kept.push(*alias),
+                PublicImage::StandIn => stand_in.push(*alias),
+                PublicImage::Absent => pulled.push(*alias),
+            }
+            continue;
+        }
+        match choose_public(found, || pull(alias)) {
+            PublicChoice::KeepReal => kept.push(*alias),
+            PublicChoice::Pulled => pulled.push(*alias),
+            PublicChoice::StandIn => {
+                process::output(Command::new("docker").args(["tag", spec.tag, alias]))
+                    .with_context(|| format!("{}: tagging it as {alias}", spec.tag))?;
+                stand_in.push(*alias);
+            }
+        }
+    }
+    let tag = spec.tag;
+    if !stand_in.is_empty() {
+        println!("images: {tag} also named {}", stand_in.join(", "));
+    }
+    if !pulled.is_empty() {
+        if dry_run {
+            println!(
+                "images: {tag} would be named {} unless `docker pull` gets the real one",
+                pulled.join(", ")
+            );
+        } else {
+            println!(
+                "images: pulled the real {} (no stand-in needed)",
+                pulled.join(", ")
+            );
+        }
+    }
+    if !kept.is_empty() {
+        println!(
+            "images: left the engine's own {} as they are (not stand-ins)",
+            kept.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// What the engine has under the public name `name`.
+fn find_public(name: &str) -> PublicImage {
+    let format = format!(r#"{{{{index .Config.Labels "{FINGERPRINT_LABEL}"}}}}"#);
+    let Ok(output) = process::output(
+        Command::new("docker").args(["image", "inspect", "--format", &format, name]),
+    ) else {
+        return PublicImage::Absent;
+    };
+    match output.trim() {
+        "" | "<no value>" => PublicImage::Real,
+        _ => PublicImage::StandIn,
+    }
+}
+
+/// `docker pull name` within [`PULL_TIMEOUT`]; whether it got the image.
+fn pull(name: &str) -> bool {
+    let mut docker = Command::new("docker");
+    docker
+        .args(["pull", "--quiet", name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    matches!(
+        process::status_within(&mut docker, PULL_TIMEOUT),
+        Ok(Some(status)) if status.success()
+    )
 }
 
 /// One row of the plan: an image and whether (and why) it must be built.
@@ -436,43 +546,33 @@ fn find_image(tag: &str) -> Option<Existing> {
     })
 }
 
-/// Checks the host has what the planned builds need; the error lists what is missing and how to install it.
-fn missing_host_tools(plan: &[Step]) -> anyhow::Result<()> {
-    let mut missing: Vec<(String, &str, &str)> = Vec::new();
+/// The host packages the planned builds need and the host lacks.
+fn missing_host_packages(plan: &[Step]) -> Vec<setup::Missing> {
+    let mut missing = Vec::new();
     for step in plan.iter().filter(|step| step.build.is_some()) {
         let tag = step.spec.tag;
         match &step.spec.recipe {
             Recipe::Debootstrap { .. } => {
-                if process::find_program("debootstrap").is_none() {
-                    missing.push(("debootstrap".to_owned(), "debootstrap", tag));
+                if !setup::is_present(setup::Probe::Programs(&["debootstrap"])) {
+                    missing.push(setup::Missing {
+                        package: "debootstrap",
+                        why: tag.to_owned(),
+                    });
                 }
             }
             Recipe::Dockerfile { context, .. } => {
                 for file in *context {
                     if let Err(err) = file.source() {
-                        missing.push((format!("{err:#}"), file.package(), tag));
+                        missing.push(setup::Missing {
+                            package: file.package(),
+                            why: format!("{tag}, which needs {err:#}"),
+                        });
                     }
                 }
             }
         }
     }
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let mut packages: Vec<&str> = missing.iter().map(|(_, package, _)| *package).collect();
-    packages.sort_unstable();
-    packages.dedup();
-    let mut message = String::from("the host lacks tools these images need:");
-    for (what, _, tag) in &missing {
-        write!(message, "\n  {what}, for {tag}").ok();
-    }
-    write!(
-        message,
-        "\ninstall them with: apt-get install -y --no-install-recommends {}",
-        packages.join(" ")
-    )
-    .ok();
-    bail!(message)
+    missing
 }
 
 /// Builds `spec` under its tag, labelled with its fingerprint.

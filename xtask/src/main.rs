@@ -3,13 +3,15 @@
 //! `main` only parses arguments and maps failure to an exit code.
 //! Each subcommand lives in its own module (`images`, `test`, `bench`, `dist`) with an `Args` struct and a `run` function;
 //! add a chore by adding a variant to [`Command`] and a module beside them.
-//! Helpers for running other programs live in `process`.
+//! Helpers for running other programs live in `process` (`process::cargo` is the cargo every subcommand runs, in
+//! the user's environment rather than `cargo run`'s); the host set-up the commands need lives in `setup`.
 
 mod bench;
 mod bench_forward;
 mod dist;
 mod images;
 mod process;
+mod setup;
 mod test;
 
 use std::process::ExitCode;

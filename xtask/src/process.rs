@@ -1,14 +1,16 @@
 //! Running other programs from xtask: finding them, showing a command the way a person would type it, and running
 //! one while keeping the end of its output for the error message.
 //!
-//! Nothing here knows about Docker or cargo; the subcommand modules build the `Command`s.
+//! Nothing here knows about Docker; the subcommand modules build the `Command`s.
+//! [`cargo`] gives the one cargo command every subcommand runs, in the user's own environment.
 
 use std::collections::VecDeque;
 use std::env;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -104,3 +106,141 @@ pub fn run_lines(command: &mut Command, mut on_line: impl FnMut(&str)) -> anyhow
     }
     Ok(())
 }
+
+/// The variables `cargo run` sets for the program it runs, which a cargo started from it must not see (cargo's
+/// "Environment variables Cargo sets for crates"); those starting with [`CARGO_RUN_PREFIXES`] too.
+const CARGO_RUN_VARIABLES: &[&str] = &[
+    "CARGO",
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+const CARGO_RUN_PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_BIN_EXE_"];
+
+/// The dynamic library search path, to which `cargo run` adds the target and toolchain folders.
+const LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
+
+/// How a variable of this process's environment differs in the user's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EnvChange {
+    Remove(OsString),
+    Set(OsString, OsString),
+}
+
+/// What undoes `cargo run`'s additions to `vars` (this process's environment): its variables go, and the folders
+/// under `cargo_dirs` (the target folder and the toolchain) leave the library path.
+///
+/// A cargo started with `cargo run`'s variables sees a build environment unlike the user's own: build scripts that
+/// declare `rerun-if-env-changed=CARGO_PKG_NAME` (ring does) rerun, and everything above them is recompiled, here
+/// and again in the user's next direct build.
+pub(crate) fn undo_cargo_run(
+    vars: &[(OsString, OsString)],
+    cargo_dirs: &[&Path],
+) -> Vec<EnvChange> {
+    let mut changes = Vec::new();
+    for (name, value) in vars {
+        let text = name.to_string_lossy();
+        if CARGO_RUN_VARIABLES.contains(&&*text)
+            || CARGO_RUN_PREFIXES
+                .iter()
+                .any(|prefix| text.starts_with(prefix))
+        {
+            changes.push(EnvChange::Remove(name.clone()));
+        } else if text == LIBRARY_PATH {
+            let kept: Vec<PathBuf> = env::split_paths(value)
+                .filter(|dir| {
+                    !cargo_dirs
+                        .iter()
+                        .any(|cargo_dir| dir.starts_with(cargo_dir))
+                })
+                .collect();
+            if kept.is_empty() {
+                changes.push(EnvChange::Remove(name.clone()));
+            } else if let Ok(joined) = env::join_paths(&kept)
+                && joined != *value
+            {
+                changes.push(EnvChange::Set(name.clone(), joined));
+            }
+        }
+    }
+    changes
+}
+
+/// A `cargo` command run from `root` in the user's environment, not the one `cargo run` gave xtask, so it shares
+/// every compiled unit with the user's own `cargo build`.
+pub fn cargo(root: &Path) -> Command {
+    // `cargo run` tells its child which cargo it is; the same one keeps toolchain overrides.
+    let program = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cargo_dirs = vec![target_dir(root)];
+    // The toolchain holding that cargo (`…/toolchains/NAME/bin/cargo`), whose libraries `cargo run` adds.
+    if let Some(toolchain) = Path::new(&program).parent().and_then(Path::parent)
+        && toolchain.parent().is_some()
+    {
+        cargo_dirs.push(toolchain.to_owned());
+    }
+    let dirs: Vec<&Path> = cargo_dirs.iter().map(PathBuf::as_path).collect();
+    let vars: Vec<(OsString, OsString)> = env::vars_os().collect();
+    let mut command = Command::new(program);
+    command.current_dir(root);
+    for change in undo_cargo_run(&vars, &dirs) {
+        match change {
+            EnvChange::Remove(name) => command.env_remove(name),
+            EnvChange::Set(name, value) => command.env(name, value),
+        };
+    }
+    command
+}
+
+/// The workspace's target folder: `CARGO_TARGET_DIR` when set, else `target` under `root`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
+}
+
+/// The workspace root, which holds this crate.
+pub fn workspace_root() -> &'static Path {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir)
+}
+
+/// Whether this process runs as root (its effective user id is 0), from `/proc/self/status`.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
+}
+
+/// Runs `command` (its output going where it says) and waits at most `limit`; `None` when it took longer and was
+/// killed.
+pub fn status_within(command: &mut Command, limit: Duration) -> anyhow::Result<Option<ExitStatus>> {
+    let mut child: Child = command
+        .spawn()
+        .with_context(|| format!("{}: could not start it", display(command)))?;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for a child")? {
+            return Ok(Some(status));
+        }
+        if started.elapsed() >= limit {
+            child.kill().ok();
+            child.wait().ok();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests;

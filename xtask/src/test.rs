@@ -1,24 +1,29 @@
 //! `cargo xtask test`: the project's one test command, run the same way on development machines and by `.ci/run`.
 //!
-//! It builds the local images (as `cargo xtask images` does), then `cargo build --workspace --bins` (the tests
-//! start the real binaries), then `cargo test --workspace` with whatever follows `--`; when that chooses packages
-//! with `-p`, `--workspace` is left out, because cargo would otherwise ignore the choice.
+//! It does its whole set-up itself, then builds and tests:
+//! the host packages the tests need (installed with apt-get when root on Debian, else named with the command),
+//! the python tools at pinned versions in a virtual environment of their own (see [`crate::setup`]),
+//! the local images (as `cargo xtask images` does), then `cargo build --workspace --bins` (the tests start the
+//! real binaries), then `cargo test --workspace` with whatever follows `--`, with the python tools first on `PATH`.
+//! When the test arguments choose packages with `-p`, `--workspace` is left out, because cargo would otherwise
+//! ignore the choice.
+//! Both cargo steps run in the user's environment, not `cargo run`'s, so they share every compiled unit with a
+//! direct `cargo build --workspace --bins`.
 //! It stops at the first failing step and exits with that step's code.
 
 use std::env;
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::{images, process};
+use crate::{images, process, setup};
 
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print the steps instead of running them (the images step still reports what it would build).
+    /// Print the steps instead of running them (the set-up and images steps still report what they would do).
     #[arg(long)]
     pub dry_run: bool,
     /// Arguments passed on to `cargo test --workspace`, after `--` (for example
@@ -30,10 +35,18 @@ pub struct Args {
 /// One step of the test run.
 #[derive(Debug)]
 pub(crate) enum Step {
+    /// The host packages of [`setup::TEST_PACKAGES`], installed when missing.
+    HostPackages,
+    /// The python tools' environment, made to match its requirements.
+    PythonTools,
     /// `cargo xtask images`, run in this process.
     Images,
-    /// A cargo command, run from the workspace root.
-    Cargo(Vec<OsString>),
+    /// A cargo command, run from the workspace root in the user's environment; with `tools_on_path`, the python
+    /// tools' environment comes first on `PATH`.
+    Cargo {
+        args: Vec<OsString>,
+        tools_on_path: bool,
+    },
 }
 
 /// The steps of `cargo xtask test` for `args`, in order.
@@ -44,13 +57,19 @@ pub(crate) fn steps(args: &Args) -> Vec<Step> {
     }
     test.extend(args.cargo_test_args.iter().cloned());
     vec![
+        Step::HostPackages,
+        Step::PythonTools,
         Step::Images,
-        Step::Cargo(
-            ["build", "--workspace", "--bins"]
+        Step::Cargo {
+            args: ["build", "--workspace", "--bins"]
                 .map(OsString::from)
                 .to_vec(),
-        ),
-        Step::Cargo(test),
+            tools_on_path: false,
+        },
+        Step::Cargo {
+            args: test,
+            tools_on_path: true,
+        },
     ]
 }
 
@@ -67,12 +86,18 @@ pub(crate) fn chooses_packages(cargo_test_args: &[OsString]) -> bool {
 /// Runs the steps in order; the exit code is the first failing step's.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    // `cargo run` tells its child which cargo it is; use the same one so toolchain overrides hold.
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let root = workspace_root();
+    let root = process::workspace_root();
     for step in steps(args) {
         let step_started = Instant::now();
         match step {
+            Step::HostPackages => {
+                println!("==> host packages");
+                setup::ensure_packages("the tests", setup::TEST_PACKAGES, args.dry_run)?;
+            }
+            Step::PythonTools => {
+                println!("==> python tools");
+                setup::ensure_python_tools(root, args.dry_run)?;
+            }
             Step::Images => {
                 println!("==> cargo xtask images");
                 images::run(&images::Args {
@@ -82,10 +107,25 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 })
                 .context("images")?;
             }
-            Step::Cargo(cargo_args) => {
-                let mut command = Command::new(&cargo);
-                command.args(&cargo_args).current_dir(root);
-                let shown = display_cargo(&command);
+            Step::Cargo {
+                args: cargo_args,
+                tools_on_path,
+            } => {
+                let mut command = process::cargo(root);
+                command.args(&cargo_args);
+                let mut shown = display_cargo(&command);
+                if tools_on_path {
+                    let tools = setup::venv_bin(root);
+                    let path = env::var_os("PATH").unwrap_or_default();
+                    let path = env::split_paths(&path);
+                    command.env(
+                        "PATH",
+                        env::join_paths(std::iter::once(tools.clone()).chain(path))
+                            .context("PATH holds a folder name with a colon")?,
+                    );
+                    let tools = tools.strip_prefix(root).unwrap_or(&tools);
+                    shown = format!("PATH={}:$PATH {shown}", tools.display());
+                }
                 println!("==> {shown}");
                 if args.dry_run {
                     continue;
@@ -119,10 +159,4 @@ fn display_cargo(command: &Command) -> String {
     let mut shown = Command::new("cargo");
     shown.args(command.get_args());
     process::display(&shown)
-}
-
-/// The workspace root, which holds this crate.
-fn workspace_root() -> &'static Path {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir)
 }

@@ -1,5 +1,6 @@
 //! Unit tests of xtask's command line: what each subcommand parses and which steps `test` runs.
-//! The image recipes' own tests live in `images/tests.rs`.
+//! The image recipes' own tests live in `images/tests.rs`, the host set-up's in `setup/tests.rs` and the
+//! environment nested cargo gets in `process/tests.rs`.
 
 use std::ffi::OsString;
 
@@ -14,8 +15,10 @@ fn parse(args: &[&str]) -> Cli {
 
 fn words(step: &Step) -> Vec<String> {
     match step {
+        Step::HostPackages => vec!["xtask".to_owned(), "host-packages".to_owned()],
+        Step::PythonTools => vec!["xtask".to_owned(), "python-tools".to_owned()],
         Step::Images => vec!["xtask".to_owned(), "images".to_owned()],
-        Step::Cargo(args) => std::iter::once("cargo".to_owned())
+        Step::Cargo { args, .. } => std::iter::once("cargo".to_owned())
             .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
             .collect(),
     }
@@ -27,7 +30,7 @@ fn cli_is_well_formed() {
 }
 
 #[test]
-fn test_runs_images_then_build_then_test() {
+fn test_sets_up_the_host_then_runs_images_then_build_then_test() {
     let Command::Test(args) = parse(&["test"]).command else {
         panic!("not the test subcommand");
     };
@@ -35,10 +38,34 @@ fn test_runs_images_then_build_then_test() {
     assert_eq!(
         steps,
         [
+            vec!["xtask", "host-packages"],
+            vec!["xtask", "python-tools"],
             vec!["xtask", "images"],
             vec!["cargo", "build", "--workspace", "--bins"],
             vec!["cargo", "test", "--workspace"],
         ]
+    );
+}
+
+#[test]
+fn test_puts_the_python_tools_on_path_for_cargo_test_only() {
+    let Command::Test(args) = parse(&["test", "--", "aws"]).command else {
+        panic!("not the test subcommand");
+    };
+    let on_path: Vec<(String, bool)> = steps(&args)
+        .iter()
+        .filter_map(|step| match step {
+            Step::Cargo {
+                args,
+                tools_on_path,
+            } => Some((args[0].to_string_lossy().into_owned(), *tools_on_path)),
+            _ => None,
+        })
+        .collect();
+    // The build's environment is the user's own, so a direct `cargo build` after it reuses every unit.
+    assert_eq!(
+        on_path,
+        [("build".to_owned(), false), ("test".to_owned(), true)]
     );
 }
 

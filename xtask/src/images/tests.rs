@@ -241,3 +241,43 @@ fn is_static_elf_looks_for_a_program_interpreter() {
     assert_eq!(is_static_elf(b"#!/bin/sh\n"), None);
     assert_eq!(is_static_elf(&elf64(PT_LOAD)[..0x30]), None);
 }
+
+#[test]
+fn choose_public_never_replaces_an_image_that_is_not_ours() {
+    let choice = choose_public(PublicImage::Real, || {
+        panic!("pulled over an existing image")
+    });
+    assert_eq!(choice, PublicChoice::KeepReal);
+}
+
+#[test]
+fn choose_public_pulls_the_real_image_before_using_a_stand_in() {
+    let mut tried = false;
+    let choice = choose_public(PublicImage::Absent, || {
+        tried = true;
+        true
+    });
+    assert!(tried);
+    assert_eq!(choice, PublicChoice::Pulled);
+    // With no registry (this machine), the stand-in takes the name.
+    assert_eq!(
+        choose_public(PublicImage::Absent, || false),
+        PublicChoice::StandIn
+    );
+}
+
+#[test]
+fn choose_public_keeps_a_name_our_stand_in_holds_without_pulling() {
+    let choice = choose_public(PublicImage::StandIn, || panic!("pulled over our stand-in"));
+    assert_eq!(choice, PublicChoice::StandIn);
+}
+
+#[test]
+fn every_alias_is_a_public_name_and_every_tag_ours() {
+    for spec in IMAGES {
+        assert!(spec.tag.starts_with("skiff-test/"), "{}", spec.tag);
+        for alias in spec.aliases {
+            assert!(!alias.starts_with("skiff-test/"), "{alias}");
+        }
+    }
+}
