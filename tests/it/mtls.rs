@@ -239,3 +239,64 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
             .supported_schemes()
     }
 }
+
+/// `tunnel::connect` pins on first use for every transport: the first agent's certificate is kept in the file,
+/// a later connection to it works, and another agent (another key) is refused without touching the file.
+#[tokio::test]
+async fn a_certificate_pinned_on_first_use_is_required_afterwards() {
+    use skiff_client::tunnel::connect::{Pin, connect};
+    use skiff_client::tunnel::tcp;
+    let client = Identity::generate("skiff-client").unwrap();
+    let first = start_agent(&client).await;
+    let impostor = start_agent(&client).await;
+    let folder = tempfile::tempdir().unwrap();
+    let pinned = skiff_client::tunnel::connect::first_use_file(folder.path());
+
+    let channel = connect(
+        tcp::dial(first.address),
+        &client,
+        Pin::FirstUse(&pinned),
+        "first",
+    )
+    .await
+    .expect("the first connection pins whatever the agent presents");
+    AgentClient::new(channel).version().await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pinned).unwrap(),
+        first.certificate_pem,
+        "the first agent's certificate is pinned"
+    );
+    let again = connect(
+        tcp::dial(first.address),
+        &client,
+        Pin::FirstUse(&pinned),
+        "again",
+    )
+    .await
+    .expect("the pinned agent is accepted again");
+    AgentClient::new(again).version().await.unwrap();
+
+    let refused = connect(
+        tcp::dial(impostor.address),
+        &client,
+        Pin::FirstUse(&pinned),
+        "impostor",
+    )
+    .await;
+    let error = refused.expect_err("another agent's certificate is refused once one is pinned");
+    assert!(error.to_string().contains("pinned"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(&pinned).unwrap(),
+        first.certificate_pem,
+        "a refused agent leaves the pin as it was"
+    );
+    assert_eq!(
+        skiff_client::tunnel::connect::pinned_certificate(folder.path()).as_deref(),
+        Some(first.certificate_pem.as_str())
+    );
+
+    for agent in [first, impostor] {
+        agent.shutdown.cancel();
+        agent.task.await.unwrap().unwrap();
+    }
+}

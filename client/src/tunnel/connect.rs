@@ -116,3 +116,6 @@ pub async fn channel(
     });
     Channel::connect(secured, route).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -165,7 +165,17 @@ pub async fn ensure_current(
         let mut client = crate::provider::aws::connect::wait_for_agent(workspace, tunnel, left)
             .await
             .map_err(|error| error.context("the replaced agent did not come back"))?;
-        let now = client.version().await?;
+        // The old agent may answer `wait_for_agent` and go away before this call: that is not yet the new one.
+        let now = match client.version().await {
+            Ok(now) => now,
+            Err(error) if std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %error, "the agent went away while it restarts");
+                drop(client);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
         if now.binary_sha256.as_deref() == Some(sha256.as_str()) {
             break (client, now);
         }
