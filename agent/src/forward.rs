@@ -136,73 +136,79 @@ async fn carry_inside(
         mut writer,
     } = connection;
     let _ = output.send(ForwardEvent::Opened(address.to_string())).await;
-    let upload_activity = Arc::clone(activity);
-    let upstream = tokio::spawn(async move {
-        while let Some(message) = input.next().await {
-            match message {
-                ForwardInput::Data(data) => {
-                    upload_activity.touch(idle::source::FORWARD);
-                    if write_frame(&mut writer, STDIN, &data).await.is_err() {
-                        return;
+    // The two directions run side by side in this task; the upstream one never ends the carrying.
+    let upstream = async move {
+        let sending = async {
+            while let Some(message) = input.next().await {
+                match message {
+                    ForwardInput::Data(data) => {
+                        activity.touch(idle::source::FORWARD);
+                        if write_frame(&mut writer, STDIN, &data).await.is_err() {
+                            return;
+                        }
                     }
+                    ForwardInput::Eof => break,
                 }
-                ForwardInput::Eof => break,
             }
-        }
-        // The client's end (or its hang-up) is passed on as a half-close.
-        let _ = write_frame(&mut writer, STDIN_EOF, &[]).await;
+            // The client's end (or its hang-up) is passed on as a half-close.
+            let _ = write_frame(&mut writer, STDIN_EOF, &[]).await;
+        };
+        sending.await;
         // The writer stays open until the answer has been read: dropping it would end the connection.
         std::future::pending::<()>().await;
-    });
-    let result = loop {
-        match read_frame(&mut reader).await {
-            Ok(Some((STDOUT, data))) => {
-                if output.send(ForwardEvent::Data(data)).await.is_err() {
-                    // Nobody reads any more: dropping both halves ends the connection.
-                    upstream.abort();
-                    return Ok(());
+    };
+    let downstream = async move {
+        let result = loop {
+            match read_frame(&mut reader).await {
+                Ok(Some((STDOUT, data))) => {
+                    if output.send(ForwardEvent::Data(data)).await.is_err() {
+                        // Nobody reads any more: dropping both halves ends the connection.
+                        return Ok(());
+                    }
+                }
+                Ok(Some((EXIT, _))) => {
+                    let _ = output.send(ForwardEvent::Eof).await;
+                    break Ok(());
+                }
+                // A reset is not an end: the client must see it as one, not as a clean, short stream.
+                Ok(Some((FAILED, reason))) => {
+                    break Err(ForwardError::Reset {
+                        address,
+                        reason: String::from_utf8_lossy(&reason).into_owned(),
+                    });
+                }
+                Ok(Some((kind, _))) => {
+                    break Err(ForwardError::Reset {
+                        address,
+                        reason: format!("the process server sent frame {kind:#x}"),
+                    });
+                }
+                Ok(None) => {
+                    break Err(ForwardError::Reset {
+                        address,
+                        reason: "the process server closed the connection".to_owned(),
+                    });
+                }
+                Err(error) => {
+                    break Err(ForwardError::Reset {
+                        address,
+                        reason: error.to_string(),
+                    });
                 }
             }
-            Ok(Some((EXIT, _))) => {
-                let _ = output.send(ForwardEvent::Eof).await;
-                break Ok(());
-            }
-            // A reset is not an end: the client must see it as one, not as a clean, short stream.
-            Ok(Some((FAILED, reason))) => {
-                break Err(ForwardError::Reset {
-                    address,
-                    reason: String::from_utf8_lossy(&reason).into_owned(),
-                });
-            }
-            Ok(Some((kind, _))) => {
-                break Err(ForwardError::Reset {
-                    address,
-                    reason: format!("the process server sent frame {kind:#x}"),
-                });
-            }
-            Ok(None) => {
-                break Err(ForwardError::Reset {
-                    address,
-                    reason: "the process server closed the connection".to_owned(),
-                });
-            }
-            Err(error) => {
-                break Err(ForwardError::Reset {
-                    address,
-                    reason: error.to_string(),
-                });
-            }
+        };
+        if result.is_err() {
+            return result;
         }
+        // The remote side has ended; the client may still be sending. The process server ends the connection
+        // once the client's end has reached it, which `reader` sees as the end of the stream.
+        let _ = read_frame(&mut reader).await;
+        result
     };
-    if result.is_err() {
-        upstream.abort();
-        return result;
+    tokio::select! {
+        result = downstream => result,
+        () = upstream => unreachable!("the upstream direction waits for the downstream one"),
     }
-    // The remote side has ended; the client may still be sending. The process server ends the connection
-    // once the client's end has reached it, which `reader` sees as the end of the stream.
-    let _ = read_frame(&mut reader).await;
-    upstream.abort();
-    result
 }
 
 /// Carries a connection the agent made itself (to the container's address) until both directions have ended.
@@ -220,12 +226,12 @@ async fn carry_outside(
     let _ = output.send(ForwardEvent::Opened(address.to_string())).await;
     let (mut reader, mut writer) = stream.into_split();
 
-    let upload_activity = Arc::clone(activity);
-    let upstream = tokio::spawn(async move {
+    // The two directions run side by side in this task.
+    let upstream = async move {
         while let Some(message) = input.next().await {
             match message {
                 ForwardInput::Data(data) => {
-                    upload_activity.touch(idle::source::FORWARD);
+                    activity.touch(idle::source::FORWARD);
                     if writer.write_all(&data).await.is_err() {
                         break;
                     }
@@ -235,40 +241,46 @@ async fn carry_outside(
         }
         // The client's end (or its hang-up) is passed on as a half-close.
         let _ = writer.shutdown().await;
-    });
-
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut reset = None;
-    loop {
-        match reader.read(&mut buffer).await {
-            Ok(0) => {
-                let _ = output.send(ForwardEvent::Eof).await;
-                break;
-            }
-            // A reset is not an end: the client must see it as one, not as a clean, short stream.
-            Err(error) => {
-                reset = Some(error);
-                break;
-            }
-            Ok(read) => {
-                if output
-                    .send(ForwardEvent::Data(buffer[..read].to_vec()))
-                    .await
-                    .is_err()
-                {
-                    break;
+    };
+    let downstream = async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) => {
+                    let _ = output.send(ForwardEvent::Eof).await;
+                    return None;
+                }
+                // A reset is not an end: the client must see it as one, not as a clean, short stream.
+                Err(error) => return Some(error),
+                Ok(read) => {
+                    if output
+                        .send(ForwardEvent::Data(buffer[..read].to_vec()))
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
                 }
             }
         }
-    }
+    };
+    tokio::pin!(upstream, downstream);
+    let mut sent = false;
+    let reset = loop {
+        tokio::select! {
+            reset = &mut downstream => break reset,
+            () = &mut upstream, if !sent => sent = true,
+        }
+    };
     if let Some(source) = reset {
-        upstream.abort();
         return Err(ForwardError::Reset {
             address,
             reason: source.to_string(),
         });
     }
-    let _ = upstream.await;
+    if !sent {
+        upstream.await;
+    }
     Ok(())
 }
 
