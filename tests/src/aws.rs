@@ -265,7 +265,8 @@ impl AwsSandbox {
     pub fn as_role(region: &str, account: &str, session: &str) -> Self {
         aws_setup();
         let mut sandbox = Self::bare(region);
-        let [key, secret, token] = assumed_role(account, session);
+        let credentials = assumed_role(account, session);
+        let [key, secret, token] = credentials.clone();
         sandbox
             .sandbox
             .set_env("AWS_ACCESS_KEY_ID", Some(key.into()));
@@ -275,6 +276,7 @@ impl AwsSandbox {
         sandbox
             .sandbox
             .set_env("AWS_SESSION_TOKEN", Some(token.into()));
+        sandbox.credentials = Some(credentials);
         sandbox
     }
 
