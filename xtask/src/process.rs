@@ -134,14 +134,14 @@ pub(crate) enum EnvChange {
 }
 
 /// What undoes `cargo run`'s additions to `vars` (this process's environment): its variables go, and the folders
-/// under `cargo_dirs` (the target folder and the toolchain) leave the library path.
+/// `added_by_cargo` recognises (the target folder's, the toolchain's libraries) leave the library path.
 ///
 /// A cargo started with `cargo run`'s variables sees a build environment unlike the user's own: build scripts that
-/// declare `rerun-if-env-changed=CARGO_PKG_NAME` (ring does) rerun, and everything above them is recompiled, here
+/// declare `rerun-if-env-changed=CARGO_MANIFEST_DIR` (ring does) rerun, and everything above them is recompiled, here
 /// and again in the user's next direct build.
 pub(crate) fn undo_cargo_run(
     vars: &[(OsString, OsString)],
-    cargo_dirs: &[&Path],
+    added_by_cargo: impl Fn(&Path) -> bool,
 ) -> Vec<EnvChange> {
     let mut changes = Vec::new();
     for (name, value) in vars {
@@ -154,11 +154,7 @@ pub(crate) fn undo_cargo_run(
             changes.push(EnvChange::Remove(name.clone()));
         } else if text == LIBRARY_PATH {
             let kept: Vec<PathBuf> = env::split_paths(value)
-                .filter(|dir| {
-                    !cargo_dirs
-                        .iter()
-                        .any(|cargo_dir| dir.starts_with(cargo_dir))
-                })
+                .filter(|dir| !added_by_cargo(dir))
                 .collect();
             if kept.is_empty() {
                 changes.push(EnvChange::Remove(name.clone()));
@@ -172,23 +168,31 @@ pub(crate) fn undo_cargo_run(
     changes
 }
 
+/// Whether `dir` is one of the library folders `cargo run` adds: under the `target` folder, the toolchain's
+/// `sysroot/lib`, or under its `sysroot/lib/rustlib`.
+pub(crate) fn is_cargo_library_dir(dir: &Path, target: &Path, sysroot: Option<&Path>) -> bool {
+    dir.starts_with(target)
+        || sysroot.is_some_and(|sysroot| {
+            dir == sysroot.join("lib") || dir.starts_with(sysroot.join("lib/rustlib"))
+        })
+}
+
 /// A `cargo` command run from `root` in the user's environment, not the one `cargo run` gave xtask, so it shares
 /// every compiled unit with the user's own `cargo build`.
 pub fn cargo(root: &Path) -> Command {
     // `cargo run` tells its child which cargo it is; the same one keeps toolchain overrides.
     let program = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let mut cargo_dirs = vec![target_dir(root)];
-    // The toolchain holding that cargo (`…/toolchains/NAME/bin/cargo`), whose libraries `cargo run` adds.
-    if let Some(toolchain) = Path::new(&program).parent().and_then(Path::parent)
-        && toolchain.parent().is_some()
-    {
-        cargo_dirs.push(toolchain.to_owned());
-    }
-    let dirs: Vec<&Path> = cargo_dirs.iter().map(PathBuf::as_path).collect();
+    let target = target_dir(root);
+    // The toolchain holding that cargo (`SYSROOT/bin/cargo`).
+    let sysroot = Path::new(&program)
+        .parent()
+        .and_then(Path::parent)
+        .filter(|sysroot| !sysroot.as_os_str().is_empty());
     let vars: Vec<(OsString, OsString)> = env::vars_os().collect();
-    let mut command = Command::new(program);
+    let changes = undo_cargo_run(&vars, |dir| is_cargo_library_dir(dir, &target, sysroot));
+    let mut command = Command::new(&program);
     command.current_dir(root);
-    for change in undo_cargo_run(&vars, &dirs) {
+    for change in changes {
         match change {
             EnvChange::Remove(name) => command.env_remove(name),
             EnvChange::Set(name, value) => command.env(name, value),

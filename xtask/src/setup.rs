@@ -326,8 +326,11 @@ pub fn ensure_python_tools(root: &Path, dry_run: bool) -> anyhow::Result<()> {
         .display()
         .to_string();
     note_system_tools(&tools, &shown);
-    let problems = match installed_versions(&python, &tools) {
+    let found = installed_versions(&python, &tools);
+    let usable = found.is_some();
+    let problems = match found {
         Some(found) => version_problems(&tools, &found),
+        None if python.exists() => vec![format!("{shown}/bin/python3 does not run")],
         None => vec![format!("{shown} does not exist yet")],
     };
     if problems.is_empty() {
@@ -343,10 +346,16 @@ pub fn ensure_python_tools(root: &Path, dry_run: bool) -> anyhow::Result<()> {
     let by_hand = format!(
         "python3 -m venv {shown} && {shown}/bin/python3 -m pip install -r {REQUIREMENTS_FILE}"
     );
-    if !python.exists() {
-        process::output(Command::new("python3").arg("-m").arg("venv").arg(&venv)).with_context(
-            || format!("could not create the virtual environment {shown}; by hand: {by_hand}"),
-        )?;
+    if !usable {
+        // `--clear` replaces an environment whose python is gone (a removed pyenv version, say).
+        process::output(
+            Command::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv),
+        )
+        .with_context(|| {
+            format!("could not create the virtual environment {shown}; by hand: {by_hand}")
+        })?;
     }
     let mut pip = Command::new(&python);
     pip.args([

@@ -137,3 +137,25 @@ fn images_takes_force_and_a_mirror() {
     assert!(args.force);
     assert_eq!(args.mirror.as_deref(), Some("http://mirror.example/debian"));
 }
+
+/// `cargo xtask` must resolve features over the same packages as `cargo build --workspace --bins`, or it compiles
+/// its own copies of shared dependencies (clap, rustix, libc…) beside the workspace's: `--package xtask` would.
+#[test]
+fn cargo_xtask_shares_the_workspace_build() {
+    let root = crate::process::workspace_root();
+    let config = std::fs::read_to_string(root.join(".cargo/config.toml")).unwrap();
+    let alias = config
+        .lines()
+        .find(|line| line.starts_with("xtask ="))
+        .expect("the xtask alias");
+    assert!(
+        alias.contains("--bin xtask") && !alias.contains("--package") && !alias.contains(" -p"),
+        "{alias}"
+    );
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members = manifest
+        .lines()
+        .find(|line| line.starts_with("default-members"))
+        .expect("default-members");
+    assert!(members.contains("\"xtask\""), "{members}");
+}

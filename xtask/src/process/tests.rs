@@ -14,10 +14,13 @@ fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
 
 #[test]
 fn undo_cargo_run_removes_what_cargo_run_set() {
-    let dirs = [
-        Path::new("/src/skiff/target"),
-        Path::new("/root/.rustup/toolchains/stable"),
-    ];
+    let added = |dir: &Path| {
+        is_cargo_library_dir(
+            dir,
+            Path::new("/src/skiff/target"),
+            Some(Path::new("/root/.rustup/toolchains/stable")),
+        )
+    };
     let changes = undo_cargo_run(
         &vars(&[
             ("CARGO", "/root/.rustup/toolchains/stable/bin/cargo"),
@@ -31,7 +34,8 @@ fn undo_cargo_run_removes_what_cargo_run_set() {
             (
                 "LD_LIBRARY_PATH",
                 "/src/skiff/target/debug/deps:/src/skiff/target/debug:\
-                 /root/.rustup/toolchains/stable/lib/rustlib/x86_64-unknown-linux-gnu/lib:/opt/user/lib",
+                 /root/.rustup/toolchains/stable/lib/rustlib/x86_64-unknown-linux-gnu/lib:\
+                 /root/.rustup/toolchains/stable/lib:/opt/user/lib:/root/.rustup/toolchains/stable/share",
             ),
             // The user's own settings stay.
             ("CARGO_HOME", "/root/.cargo"),
@@ -39,7 +43,7 @@ fn undo_cargo_run_removes_what_cargo_run_set() {
             ("RUSTFLAGS", "-Cdebuginfo=0"),
             ("PATH", "/usr/bin"),
         ]),
-        &dirs,
+        added,
     );
     let removed: Vec<String> = changes
         .iter()
@@ -63,25 +67,26 @@ fn undo_cargo_run_removes_what_cargo_run_set() {
     );
     assert!(changes.contains(&EnvChange::Set(
         OsString::from("LD_LIBRARY_PATH"),
-        OsString::from("/opt/user/lib")
+        OsString::from("/opt/user/lib:/root/.rustup/toolchains/stable/share")
     )));
     assert_eq!(changes.len(), removed.len() + 1);
 }
 
 #[test]
 fn undo_cargo_run_drops_a_library_path_cargo_made_alone() {
+    let added = |dir: &Path| is_cargo_library_dir(dir, Path::new("/src/skiff/target"), None);
     let changes = undo_cargo_run(
         &vars(&[("LD_LIBRARY_PATH", "/src/skiff/target/debug/deps")]),
-        &[Path::new("/src/skiff/target")],
+        added,
     );
     assert_eq!(
         changes,
         [EnvChange::Remove(OsString::from("LD_LIBRARY_PATH"))]
     );
     // A user's library path that cargo did not touch is left as it is.
-    let untouched = undo_cargo_run(
-        &vars(&[("LD_LIBRARY_PATH", "/opt/a:/opt/b")]),
-        &[Path::new("/src/skiff/target")],
-    );
+    let untouched = undo_cargo_run(&vars(&[("LD_LIBRARY_PATH", "/opt/a:/usr/lib/x")]), |dir| {
+        // Debian's own cargo has the sysroot `/usr`: only `/usr/lib` itself is cargo's.
+        is_cargo_library_dir(dir, Path::new("/src/skiff/target"), Some(Path::new("/usr")))
+    });
     assert!(untouched.is_empty(), "{untouched:?}");
 }
