@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the project's one test command, run the same way on development machines and by `.ci/run`.
 //!
 //! It builds the local images (as `cargo xtask images` does), then `cargo build --workspace --bins` (the tests
-//! start the real binaries), then `cargo test --workspace` with whatever follows `--`; when that chooses packages
+//! start the real binaries) and the static process server (as `cargo xtask static-procd` does), then
+//! `cargo test --workspace` with whatever follows `--`; when that chooses packages
 //! with `-p`, `--workspace` is left out, because cargo would otherwise ignore the choice.
 //! It stops at the first failing step and exits with that step's code.
 
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::{images, process};
+use crate::{images, process, static_procd};
 
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -34,6 +35,9 @@ pub(crate) enum Step {
     Images,
     /// A cargo command, run from the workspace root.
     Cargo(Vec<OsString>),
+    /// `cargo xtask static-procd`, run in this process: the process server the tests' agents copy into
+    /// containers, static so it runs in every image.
+    StaticProcd,
 }
 
 /// The steps of `cargo xtask test` for `args`, in order.
@@ -50,6 +54,7 @@ pub(crate) fn steps(args: &Args) -> Vec<Step> {
                 .map(OsString::from)
                 .to_vec(),
         ),
+        Step::StaticProcd,
         Step::Cargo(test),
     ]
 }
@@ -81,6 +86,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     mirror: None,
                 })
                 .context("images")?;
+            }
+            Step::StaticProcd => {
+                println!("==> cargo xtask static-procd");
+                if !args.dry_run {
+                    static_procd::build(root, false).context("static-procd")?;
+                }
             }
             Step::Cargo(cargo_args) => {
                 let mut command = Command::new(&cargo);
