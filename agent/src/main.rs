@@ -29,7 +29,13 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
+    // Two workers whatever the machine, as the client and the process server have: the agent serves one
+    // workspace, and each worker brings its own stack and allocator arena, resident while the agent idles.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

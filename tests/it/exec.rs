@@ -269,3 +269,58 @@ fn another_container_on_the_network_cannot_reach_the_process_server() {
         );
     }
 }
+
+/// The process server runs in an image with no C library at all (the static busybox with account files), not
+/// only in glibc ones: `cargo xtask static-procd` links it statically, and the agent copies that build in.
+/// Before, the glibc-linked one failed there ("no such file or directory": no loader) and every command went
+/// through `docker exec`. A forward to a name from the container's `/etc/hosts` resolves there too, with no
+/// NSS library to load.
+#[test]
+fn the_process_server_runs_in_an_image_without_a_c_library() {
+    require_docker();
+    let static_build = skiff_tests::binaries_dir().join("skiff-procd-static");
+    assert!(
+        static_build.is_file(),
+        "{} is missing: build it with `cargo xtask static-procd` (`cargo xtask test` does)",
+        static_build.display()
+    );
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "exec-libc-less");
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        r#"{"image": "skiff-test/alpine:stand-in", "remoteUser": "root"}"#,
+    )
+    .unwrap();
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    let container = sandbox.container_of("exec-libc-less");
+    let libraries = std::process::Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "sh",
+            "-c",
+            "ls /lib /lib64 /usr/lib 2>/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let libraries = String::from_utf8_lossy(&libraries.stdout);
+    assert!(
+        !libraries.contains("libc") && !libraries.contains("ld-"),
+        "the image has a C library after all: {libraries}"
+    );
+    let output = sandbox.ok(&["exec", "exec-libc-less", "--", "echo", "started"]);
+    assert_eq!(output.trim(), "started");
+    let top = std::process::Command::new("docker")
+        .args(["top", &container])
+        .output()
+        .unwrap();
+    let top = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.contains("/.skiff/skiff-procd"),
+        "the process server does not run in the libc-less dev container (the agent fell back to docker exec): {top}"
+    );
+    assert!(
+        !listening_ports(&sandbox, "exec-libc-less").is_empty(),
+        "the process server is not listening in the libc-less dev container"
+    );
+}

@@ -372,3 +372,40 @@ fn a_forward_to_loopback_reaches_the_container_not_the_host() {
         );
     }
 }
+
+/// A forward to a name resolves inside an image with no C library (the busybox stand-in for alpine): the
+/// process server is static glibc, which reads `/etc/hosts` and `/etc/resolv.conf` itself and loads no NSS
+/// library, and the name is one only the container's `/etc/hosts` knows.
+#[test]
+fn a_forward_to_a_name_resolves_in_an_image_without_a_c_library() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "forward-libc-less");
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        r#"{"image": "skiff-test/alpine:stand-in", "remoteUser": "root"}"#,
+    )
+    .unwrap();
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    let port = free_port();
+    start_in_container(
+        &sandbox,
+        "forward-libc-less",
+        &format!(
+            "echo 127.0.0.1 skiff-only-here >> /etc/hosts && mkdir -p /tmp/www && echo the-name-resolved > /tmp/www/index.html && httpd -f -p 127.0.0.1:{port} -h /tmp/www"
+        ),
+    );
+    let mut answer = String::new();
+    let mut said = String::new();
+    let reached = wait_until(Duration::from_secs(15), || {
+        let (bytes, complaint) =
+            forward_once(&sandbox, "forward-libc-less", "skiff-only-here", port);
+        answer = String::from_utf8_lossy(&bytes).into_owned();
+        said = complaint;
+        answer.contains("the-name-resolved")
+    });
+    assert!(
+        reached.is_some(),
+        "skiff-only-here:{port} did not answer through the forward: {answer} {said}"
+    );
+}

@@ -3,7 +3,8 @@
 //! Every benchmark drives the release binaries (built first unless `--debug`) in a throwaway skiff home,
 //! on the example workspace `examples/hello`, against the real Docker engine, and prints a table.
 //!
-//! - `exec`: `skiff exec NAME true` against `docker exec CTR true` on the same container, alternating.
+//! - `exec`: `skiff exec NAME true` against `docker exec CTR true` on the same container, alternating, in a Debian
+//!   (glibc), an Alpine-style (musl) and a busybox (no C library) dev container.
 //! - `footprint`: the release binaries' sizes and `skiffd`'s resident memory when idle.
 //! - `idle-stop`: how late after the idle timeout the workspace stops.
 //! - `soak`: simulated use with random gaps shorter than the timeout; counts false stops and watches RSS.
@@ -108,30 +109,20 @@ fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
-/// Builds (unless `debug`) and finds the binaries.
+/// Builds (unless `debug`) and finds the binaries, with the static process server beside the agent.
 fn binaries(debug: bool) -> anyhow::Result<PathBuf> {
     let root = workspace_root();
     let profile = if debug { "debug" } else { "release" };
     if !debug {
-        eprintln!("==> cargo build --release --bins -p skiff-client -p skiff-agent -p skiff-tests");
-        let status = process::cargo(&root)
-            .args([
-                "build",
-                "--release",
-                "--bins",
-                "-p",
-                "skiff-client",
-                "-p",
-                "skiff-agent",
-                "-p",
-                "skiff-tests",
-            ])
-            .status()
-            .context("running cargo build")?;
+        let mut cargo = process::cargo(&root);
+        cargo.args(["build", "--release", "--workspace", "--bins"]);
+        eprintln!("==> {}", process::display(&cargo));
+        let status = cargo.status().context("running cargo build")?;
         if !status.success() {
             bail!("the release build failed");
         }
     }
+    crate::static_procd::build(&root, !debug)?;
     let folder = root.join("target").join(profile);
     for name in ["skiff", "skiffd"] {
         if !folder.join(name).is_file() {
@@ -246,50 +237,168 @@ fn milliseconds(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// The images `bench exec` runs in: one per kind of C library a dev container may have, since the process
+/// server has to run in each (a glibc-linked one fails where glibc's loader is missing, and every command then
+/// falls back to `docker exec`).
+const EXEC_IMAGES: &[(&str, &str)] = &[
+    ("Debian (glibc)", "debian:bookworm"),
+    ("Alpine-style (musl)", MUSL_IMAGE),
+    ("busybox (no libc)", BUSYBOX_IMAGE),
+];
+
+/// busybox with musl's dynamic loader and a program linked against it, laid out as Alpine has them; made by
+/// [`bench_images`].
+const MUSL_IMAGE: &str = "skiff-bench/musl:1";
+/// The static busybox and no C library at all, with the account files `remoteUser: root` needs.
+const BUSYBOX_IMAGE: &str = "skiff-bench/busybox:1";
+
+/// Builds [`MUSL_IMAGE`] and [`BUSYBOX_IMAGE`] from `cargo xtask images`' busybox image (Docker's cache makes
+/// a rebuild of an unchanged one instant). The musl side needs Debian's `musl-tools`: its `musl-gcc` links the
+/// image's musl program, and its `musl` dependency brings the loader.
+fn bench_images() -> anyhow::Result<()> {
+    const ACCOUNTS: &str = "RUN mkdir -p /etc /root /tmp && chmod 1777 /tmp && echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd && echo 'root:x:0:' > /etc/group\n";
+    let arch = std::env::consts::ARCH;
+    let loader = format!("ld-musl-{arch}.so.1");
+    let musl_gcc = process::find_program("musl-gcc").context(
+        "bench exec's musl image needs musl-gcc and musl's loader: `apt-get install -y musl-tools`",
+    )?;
+    let loader_path = Path::new("/lib").join(&loader);
+    if !loader_path.is_file() {
+        bail!(
+            "{} is missing: `apt-get install -y musl`",
+            loader_path.display()
+        );
+    }
+    let context = tempfile::Builder::new()
+        .prefix("skiff-bench-images-")
+        .tempdir()?;
+    std::fs::write(
+        context.path().join("true.c"),
+        "int main(void) { return 0; }\n",
+    )?;
+    process::output(Command::new(musl_gcc).current_dir(context.path()).args([
+        "-O2",
+        "-o",
+        "musl-true",
+        "true.c",
+    ]))?;
+    std::fs::copy(&loader_path, context.path().join(&loader))?;
+    let dockerfiles = [
+        (
+            BUSYBOX_IMAGE,
+            format!("FROM skiff-test/busybox:1\n{ACCOUNTS}"),
+        ),
+        (
+            MUSL_IMAGE,
+            format!(
+                "FROM skiff-test/busybox:1\n{ACCOUNTS}COPY {loader} /lib/{loader}\n\
+                 RUN [\"/bin/busybox\", \"ln\", \"-s\", \"{loader}\", \"/lib/libc.musl-{arch}.so.1\"]\n\
+                 COPY musl-true /usr/bin/musl-true\n\
+                 RUN [\"/usr/bin/musl-true\"]\n"
+            ),
+        ),
+    ];
+    for (tag, dockerfile) in dockerfiles {
+        std::fs::write(context.path().join("Dockerfile"), dockerfile)?;
+        process::output(
+            Command::new("docker")
+                .env("DOCKER_BUILDKIT", "0")
+                .args(["build", "--force-rm", "--tag", tag])
+                .arg(context.path()),
+        )
+        .with_context(|| {
+            format!(
+                "building {tag} (it starts from skiff-test/busybox:1: run `cargo xtask images`)"
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A project whose dev container is `image`, as root.
+fn image_project(binaries: &Path, name: &str, image: &str) -> anyhow::Result<Bench> {
+    let home = tempfile::Builder::new().prefix("skiff-bench-").tempdir()?;
+    let project = home.path().join(name);
+    std::fs::create_dir_all(project.join(".devcontainer"))?;
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        format!(r#"{{"image": "{image}", "remoteUser": "root"}}"#),
+    )?;
+    let bench = Bench {
+        home,
+        binaries: binaries.to_owned(),
+        name: name.to_owned(),
+        project,
+    };
+    let project = bench.project.display().to_string();
+    process::output(&mut bench.skiff(&["up", &project]))
+        .with_context(|| format!("skiff up of a dev container of {image}"))?;
+    Ok(bench)
+}
+
+/// Whether the process server runs in `container` (else every command went through `docker exec`).
+fn process_server_runs(container: &str) -> anyhow::Result<bool> {
+    let top = process::output(Command::new("docker").args(["top", container]))?;
+    Ok(top.contains("/.skiff/skiff-procd"))
+}
+
 fn exec(binaries: &Path, runs: usize) -> anyhow::Result<()> {
-    let bench = Bench::new(binaries, "bench-exec", &[])?;
-    let container = bench.container()?;
-    let mut skiff_times = Vec::new();
-    let mut docker_times = Vec::new();
-    // Warm both paths (the agent's connection to Docker, the page cache) before measuring.
-    for _ in 0..3 {
-        time(&mut bench.skiff(&["exec", &bench.name, "--", "true"]))?;
-        time(Command::new("docker").args(["exec", &container, "true"]))?;
-    }
-    for _ in 0..runs {
-        skiff_times.push(time(&mut bench.skiff(&[
-            "exec",
-            &bench.name,
-            "--",
-            "true",
-        ]))?);
-        docker_times.push(time(
-            Command::new("docker").args(["exec", &container, "true"]),
-        )?);
-    }
-    skiff_times.sort();
-    docker_times.sort();
-    let (skiff_p50, skiff_p95) = (percentile(&skiff_times, 50), percentile(&skiff_times, 95));
-    let (docker_p50, docker_p95) = (percentile(&docker_times, 50), percentile(&docker_times, 95));
+    bench_images()?;
     println!("exec of `true`, {runs} runs each, alternating, same container");
-    println!("{:<28} {:>10} {:>10}", "", "p50 ms", "p95 ms");
     println!(
-        "{:<28} {:>10.1} {:>10.1}",
-        "skiff exec NAME true",
-        milliseconds(skiff_p50),
-        milliseconds(skiff_p95)
+        "{:<22} {:>7} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7}",
+        "image",
+        "procd",
+        "skiff p50",
+        "skiff p95",
+        "docker p50",
+        "docker p95",
+        "ratio50",
+        "ratio95"
     );
+    for (index, (label, image)) in EXEC_IMAGES.iter().enumerate() {
+        let bench = image_project(binaries, &format!("bench-exec-{index}"), image)?;
+        let container = bench.container()?;
+        let mut skiff_times = Vec::new();
+        let mut docker_times = Vec::new();
+        // Warm both paths (the agent's connection to Docker, the page cache) before measuring.
+        for _ in 0..3 {
+            time(&mut bench.skiff(&["exec", &bench.name, "--", "true"]))?;
+            time(Command::new("docker").args(["exec", &container, "true"]))?;
+        }
+        for _ in 0..runs {
+            skiff_times.push(time(&mut bench.skiff(&[
+                "exec",
+                &bench.name,
+                "--",
+                "true",
+            ]))?);
+            docker_times.push(time(
+                Command::new("docker").args(["exec", &container, "true"]),
+            )?);
+        }
+        let procd = if process_server_runs(&container)? {
+            "yes"
+        } else {
+            "no"
+        };
+        skiff_times.sort();
+        docker_times.sort();
+        let (skiff_p50, skiff_p95) = (percentile(&skiff_times, 50), percentile(&skiff_times, 95));
+        let (docker_p50, docker_p95) =
+            (percentile(&docker_times, 50), percentile(&docker_times, 95));
+        println!(
+            "{label:<22} {procd:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7.2} {:>7.2}",
+            milliseconds(skiff_p50),
+            milliseconds(skiff_p95),
+            milliseconds(docker_p50),
+            milliseconds(docker_p95),
+            skiff_p50.as_secs_f64() / docker_p50.as_secs_f64(),
+            skiff_p95.as_secs_f64() / docker_p95.as_secs_f64()
+        );
+    }
     println!(
-        "{:<28} {:>10.1} {:>10.1}",
-        "docker exec CTR true",
-        milliseconds(docker_p50),
-        milliseconds(docker_p95)
-    );
-    println!(
-        "{:<28} {:>10.2} {:>10.2}",
-        "ratio skiff/docker",
-        skiff_p50.as_secs_f64() / docker_p50.as_secs_f64(),
-        skiff_p95.as_secs_f64() / docker_p95.as_secs_f64()
+        "(skiff exec NAME true against docker exec CTR true; procd: the process server ran in the container)"
     );
     Ok(())
 }
@@ -322,6 +431,7 @@ fn footprint(binaries: &Path) -> anyhow::Result<()> {
         binaries.join("skiffd").display(),
         size("skiffd")?
     );
+    crate_breakdown()?;
     let bench = Bench::new(binaries, "bench-footprint", &[])?;
     let pid = bench.agent_pid()?;
     let after_up = rss_kib(pid)?;
@@ -336,6 +446,97 @@ fn footprint(binaries: &Path) -> anyhow::Result<()> {
         idle as f64 / 1024.0
     );
     Ok(())
+}
+
+/// How many of the largest crates [`crate_breakdown`] lists per binary.
+const BREAKDOWN_ROWS: usize = 14;
+
+/// Where each binary's bytes are, by crate: the release binaries are stripped, so this reads the symbol table of
+/// the debug ones (`nm`); their code is less optimised, so the shares are a guide to what weighs, not release
+/// figures. Skipped (with a note) when the debug binaries are missing.
+fn crate_breakdown() -> anyhow::Result<()> {
+    let folder = workspace_root().join("target/debug");
+    for name in ["skiff", "skiffd"] {
+        let binary = folder.join(name);
+        if !binary.is_file() {
+            println!(
+                "(no per-crate breakdown: {} is missing; `cargo build --workspace --bins` makes it)",
+                binary.display()
+            );
+            return Ok(());
+        }
+        let symbols = process::output(
+            Command::new("nm")
+                .args(["--print-size", "--radix=d", "--demangle"])
+                .arg(&binary),
+        )
+        .context("nm (binutils) lists the symbols")?;
+        let mut by_crate = std::collections::BTreeMap::<String, u64>::new();
+        let mut total = 0;
+        for line in symbols.lines() {
+            // VALUE SIZE TYPE NAME; only symbols with a size, in the code or data sections.
+            let mut fields = line.splitn(4, ' ');
+            let (Some(_), Some(size), Some(kind), Some(symbol)) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let Ok(size) = size.parse::<u64>() else {
+                continue;
+            };
+            if !matches!(
+                kind,
+                "t" | "T" | "r" | "R" | "d" | "D" | "b" | "B" | "W" | "V"
+            ) {
+                continue;
+            }
+            *by_crate.entry(crate_of(symbol)).or_default() += size;
+            total += size;
+        }
+        let mut rows: Vec<(String, u64)> = by_crate.into_iter().collect();
+        rows.sort_by(|a, b| b.1.cmp(&a.1));
+        println!(
+            "{} by crate (symbols of the debug build, {:.1} MiB in all):",
+            name,
+            mebibytes(total)
+        );
+        for (krate, size) in rows.iter().take(BREAKDOWN_ROWS) {
+            println!("  {krate:<30} {:>6.2} MiB", mebibytes(*size));
+        }
+    }
+    Ok(())
+}
+
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "binary sizes fit f64 exactly enough for MiB"
+)]
+fn mebibytes(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// The crate a demangled symbol belongs to: its path's first segment, looking through `<T as Trait>`, `&`,
+/// `dyn` and the standard library's generic shells (`drop_in_place<T>`) to the type they are for; symbols
+/// without a path (C code: ring's and zstd's, the C library) are `[C]`.
+pub(crate) fn crate_of(symbol: &str) -> String {
+    let mut rest = symbol.trim();
+    loop {
+        let before = rest;
+        for prefix in ["<", "&", "mut ", "dyn ", "core::ptr::drop_in_place<"] {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest);
+        }
+        if rest == before {
+            break;
+        }
+    }
+    match rest.split_once("::") {
+        Some((head, _))
+            if !head.is_empty() && head.chars().all(|c| c.is_alphanumeric() || c == '_') =>
+        {
+            head.to_owned()
+        }
+        _ => "[C]".to_owned(),
+    }
 }
 
 fn is_running(container: &str) -> bool {

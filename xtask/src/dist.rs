@@ -146,7 +146,7 @@ fn build(root: &Path, target: &Target) -> anyhow::Result<()> {
 }
 
 /// Checks that `elf` is a 64-bit little-endian ELF for `machine` with no program interpreter (statically linked).
-fn check_static(elf: &[u8], machine: u16) -> anyhow::Result<()> {
+pub(crate) fn check_static(elf: &[u8], machine: u16) -> anyhow::Result<()> {
     let u16_at = |at: usize| {
         elf.get(at..at + 2)
             .map(|b| u16::from_le_bytes([b[0], b[1]]))

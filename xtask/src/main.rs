@@ -1,7 +1,7 @@
 //! `cargo xtask`: dev chores for skiff, written in Rust so they run the same on every machine and in CI.
 //!
 //! `main` only parses arguments and maps failure to an exit code.
-//! Each subcommand lives in its own module (`images`, `test`, `bench`, `dist`) with an `Args` struct and a `run` function;
+//! Each subcommand lives in its own module (`images`, `test`, `bench`, `dist`, `static_procd`) with an `Args` struct and a `run` function;
 //! add a chore by adding a variant to [`Command`] and a module beside them.
 //! Helpers for running other programs live in `process` (`process::cargo` is the cargo every subcommand runs, in
 //! the user's environment rather than `cargo run`'s); the host set-up the commands need lives in `setup`.
@@ -12,6 +12,7 @@ mod dist;
 mod images;
 mod process;
 mod setup;
+mod static_procd;
 mod test;
 
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Bench(bench::Args),
     /// Build static (musl) skiffd and skiff-procd for x86_64 and aarch64 instances into target/dist.
     Dist(dist::Args),
+    /// Build a static skiff-procd beside the local agent, so the process server runs in every image.
+    StaticProcd(static_procd::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Dist(args) => dist::run(args).map(|()| ExitCode::SUCCESS),
+        Command::StaticProcd(args) => static_procd::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -9,6 +9,8 @@
 //! ignore the choice.
 //! Both cargo steps run in the user's environment, not `cargo run`'s, so they share every compiled unit with a
 //! direct `cargo build --workspace --bins`.
+//! After the binaries it builds the static process server (as `cargo xtask static-procd` does), which the tests'
+//! agents copy into containers so it runs in every image.
 //! It stops at the first failing step and exits with that step's code.
 
 use std::env;
@@ -18,7 +20,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::{images, process, setup};
+use crate::{images, process, setup, static_procd};
 
 /// Arguments of `cargo xtask test`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +49,9 @@ pub(crate) enum Step {
         args: Vec<OsString>,
         tools_on_path: bool,
     },
+    /// `cargo xtask static-procd`, run in this process: the process server the tests' agents copy into
+    /// containers, static so it runs in every image.
+    StaticProcd,
 }
 
 /// The steps of `cargo xtask test` for `args`, in order.
@@ -66,6 +71,7 @@ pub(crate) fn steps(args: &Args) -> Vec<Step> {
                 .to_vec(),
             tools_on_path: false,
         },
+        Step::StaticProcd,
         Step::Cargo {
             args: test,
             tools_on_path: true,
@@ -106,6 +112,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     mirror: None,
                 })
                 .context("images")?;
+            }
+            Step::StaticProcd => {
+                println!("==> cargo xtask static-procd");
+                if !args.dry_run {
+                    static_procd::build(root, false).context("static-procd")?;
+                }
             }
             Step::Cargo {
                 args: cargo_args,

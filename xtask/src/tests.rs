@@ -18,6 +18,7 @@ fn words(step: &Step) -> Vec<String> {
         Step::HostPackages => vec!["xtask".to_owned(), "host-packages".to_owned()],
         Step::PythonTools => vec!["xtask".to_owned(), "python-tools".to_owned()],
         Step::Images => vec!["xtask".to_owned(), "images".to_owned()],
+        Step::StaticProcd => vec!["xtask".to_owned(), "static-procd".to_owned()],
         Step::Cargo { args, .. } => std::iter::once("cargo".to_owned())
             .chain(args.iter().map(|arg| arg.to_string_lossy().into_owned()))
             .collect(),
@@ -42,6 +43,7 @@ fn test_sets_up_the_host_then_runs_images_then_build_then_test() {
             vec!["xtask", "python-tools"],
             vec!["xtask", "images"],
             vec!["cargo", "build", "--workspace", "--bins"],
+            vec!["xtask", "static-procd"],
             vec!["cargo", "test", "--workspace"],
         ]
     );
@@ -158,4 +160,24 @@ fn cargo_xtask_shares_the_workspace_build() {
         .find(|line| line.starts_with("default-members"))
         .expect("default-members");
     assert!(members.contains("\"xtask\""), "{members}");
+}
+
+#[test]
+fn a_symbol_is_counted_for_the_crate_it_is_about() {
+    use crate::bench::crate_of;
+    assert_eq!(
+        crate_of("aws_sdk_ec2::operation::run_instances::x"),
+        "aws_sdk_ec2"
+    );
+    assert_eq!(
+        crate_of("<bollard::Docker as core::clone::Clone>::clone"),
+        "bollard"
+    );
+    assert_eq!(crate_of("core::ptr::drop_in_place<tonic::Status>"), "tonic");
+    assert_eq!(
+        crate_of("<&mut serde_json::de::Deserializer<R>>::f"),
+        "serde_json"
+    );
+    assert_eq!(crate_of("ring_core_0_17_14__aes_hw_encrypt"), "[C]");
+    assert_eq!(crate_of("ZSTD_compress"), "[C]");
 }

@@ -54,14 +54,44 @@ pub enum ProcdError {
     Io(#[from] std::io::Error),
 }
 
-/// The `skiff-procd` binary beside the running agent.
+/// The name of the statically linked process server that `cargo xtask` places beside a development build of
+/// the agent; it runs in every image (musl, libc-less), where the `skiff-procd` cargo links against glibc does not.
+pub const STATIC_NAME: &str = "skiff-procd-static";
+
+/// The `skiff-procd` binary beside the running agent (see [`choose_binary`]).
 pub fn binary_beside_agent() -> Result<PathBuf, ProcdError> {
     let exe = std::env::current_exe().map_err(ProcdError::Io)?;
-    let path = exe.with_file_name("skiff-procd");
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(ProcdError::NoBinary(path))
+    choose_binary(
+        &exe.with_file_name(STATIC_NAME),
+        &exe.with_file_name("skiff-procd"),
+    )
+}
+
+/// The process server to copy into containers: `static_build` when it exists and is at least as new as `plain`
+/// (a `skiff-procd` rebuilt since, by a plain `cargo build`, wins over a stale static one), else `plain`.
+/// An installed agent has only `plain` (`cargo xtask dist` makes it static).
+pub fn choose_binary(static_build: &Path, plain: &Path) -> Result<PathBuf, ProcdError> {
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|metadata| metadata.modified().ok())
+    };
+    match (modified(static_build), modified(plain)) {
+        (Some(static_time), Some(plain_time)) if static_time >= plain_time => {
+            Ok(static_build.to_owned())
+        }
+        (Some(_), None) => Ok(static_build.to_owned()),
+        (Some(_), Some(_)) => {
+            tracing::debug!(
+                "{} is older than {}; using the latter (`cargo xtask static-procd` rebuilds it)",
+                static_build.display(),
+                plain.display()
+            );
+            Ok(plain.to_owned())
+        }
+        (None, Some(_)) => Ok(plain.to_owned()),
+        (None, None) => Err(ProcdError::NoBinary(plain.to_owned())),
     }
 }
 

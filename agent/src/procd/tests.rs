@@ -281,3 +281,33 @@ async fn a_wrong_token_line_is_refused_and_closed() {
         .unwrap();
     assert!(closed_within(&mut stream, std::time::Duration::from_secs(5)).await);
 }
+
+#[test]
+fn the_static_server_is_chosen_only_while_it_is_not_older_than_the_plain_one() {
+    use std::time::{Duration, SystemTime};
+    let folder = tempfile::tempdir().unwrap();
+    let static_build = folder.path().join(super::client::STATIC_NAME);
+    let plain = folder.path().join("skiff-procd");
+    let choose = || super::client::choose_binary(&static_build, &plain);
+    assert!(matches!(choose(), Err(super::client::ProcdError::NoBinary(path)) if path == plain));
+    std::fs::write(&plain, b"plain").unwrap();
+    assert_eq!(choose().unwrap(), plain);
+    std::fs::write(&static_build, b"static").unwrap();
+    let now = SystemTime::now();
+    let set = |path: &std::path::Path, time: SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    };
+    set(&plain, now - Duration::from_secs(60));
+    set(&static_build, now);
+    assert_eq!(choose().unwrap(), static_build);
+    // A plain `cargo build` that relinked `skiff-procd` after the static one was made: the static one is stale.
+    set(&plain, now + Duration::from_secs(60));
+    assert_eq!(choose().unwrap(), plain);
+    std::fs::remove_file(&plain).unwrap();
+    assert_eq!(choose().unwrap(), static_build);
+}

@@ -136,6 +136,7 @@ impl Gateway {
     /// aws-config pointed at this gateway: fake credentials, us-east-1.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(skiff_client::provider::aws::http_client())
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_ssm::config::Credentials::new(
                 "AKIDGATEWAYTEST",

@@ -94,6 +94,17 @@ pub struct Caller {
     pub account: String,
 }
 
+/// The HTTP client of every AWS SDK configuration: rustls with ring, the one crypto stack of the workspace.
+/// No SDK crate brings its default client (rustls with aws-lc-rs), so a configuration built without this one
+/// has none and its first call fails.
+pub fn http_client() -> aws_sdk_sts::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}
+
 /// Why a region name was refused before any call.
 fn check_region_name(region: &str) -> anyhow::Result<()> {
     let well_formed = region.split('-').count() >= 3
@@ -116,6 +127,7 @@ impl Aws {
     pub async fn connect(region: &str, profile: Option<&str>) -> anyhow::Result<Self> {
         check_region_name(region)?;
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http_client())
             .region(aws_config::Region::new(region.to_owned()))
             // Three attempts in all: enough for throttling, and an emulator's HTML 500s fail fast.
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
