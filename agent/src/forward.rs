@@ -197,13 +197,11 @@ async fn carry_inside(
                 }
             }
         };
-        if result.is_err() {
-            return result;
-        }
+        result?;
         // The remote side has ended; the client may still be sending. The process server ends the connection
         // once the client's end has reached it, which `reader` sees as the end of the stream.
         let _ = read_frame(&mut reader).await;
-        result
+        Ok(())
     };
     tokio::select! {
         result = downstream => result,

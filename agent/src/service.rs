@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
-use futures::{FutureExt as _, StreamExt};
 use skiff::api::{self, capability};
 use skiff::proto::{self, v1};
 use tokio::sync::{mpsc, oneshot};
@@ -160,16 +160,17 @@ type Stream<T> = BoxStream<'static, Result<T, Status>>;
 
 /// A call's answer: `work` runs on a task of the service's own and sends into a channel, and what it sends
 /// is converted as it passes (no task relays it), followed by the status of `work`'s error if it failed.
-fn answer<Item, Response, Error>(
+fn answer<Item, Response, Error, Work>(
     tasks: &Tasks,
     capacity: usize,
-    work: impl FnOnce(mpsc::Sender<Item>) -> futures::future::BoxFuture<'static, Result<(), Error>>,
+    work: impl FnOnce(mpsc::Sender<Item>) -> Work,
     status: fn(Error) -> Status,
 ) -> Stream<Response>
 where
     Item: Send + 'static,
     Response: From<Item> + Send + 'static,
     Error: Send + 'static,
+    Work: std::future::Future<Output = Result<(), Error>> + Send + 'static,
 {
     let (sender, receiver) = mpsc::channel(capacity);
     let (failed, failure) = oneshot::channel();
@@ -288,7 +289,6 @@ impl v1::agent_server::Agent for AgentService {
                     }
                     result
                 }
-                .boxed()
             },
             status_of_engine,
         );
@@ -319,19 +319,16 @@ impl v1::agent_server::Agent for AgentService {
         let responses = answer(
             &self.tasks,
             64,
-            move |outputs: mpsc::Sender<api::ExecOutput>| {
-                async move {
-                    crate::exec::run(
-                        &engine,
-                        &activity,
-                        crate::exec::Busy::WhileRunning,
-                        spec,
-                        Box::pin(input),
-                        outputs,
-                    )
-                    .await
-                }
-                .boxed()
+            move |outputs: mpsc::Sender<api::ExecOutput>| async move {
+                crate::exec::run(
+                    &engine,
+                    &activity,
+                    crate::exec::Busy::WhileRunning,
+                    spec,
+                    Box::pin(input),
+                    outputs,
+                )
+                .await
             },
             status_of_engine,
         );
@@ -362,11 +359,8 @@ impl v1::agent_server::Agent for AgentService {
         let responses = answer(
             &self.tasks,
             16,
-            move |events: mpsc::Sender<api::ForwardEvent>| {
-                async move {
-                    forward::run(&engine, &activity, target, Box::pin(input), events).await
-                }
-                .boxed()
+            move |events: mpsc::Sender<api::ForwardEvent>| async move {
+                forward::run(&engine, &activity, target, Box::pin(input), events).await
             },
             status_of_forward,
         );

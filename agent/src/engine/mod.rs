@@ -98,6 +98,9 @@ impl EngineError {
     }
 }
 
+/// The dev container's output, chunk by chunk, tagged with the stream it came from.
+pub type Logs = BoxStream<'static, Result<(OutputStream, Bytes), EngineError>>;
+
 /// Where `Up` sends its events.
 pub type Events = mpsc::Sender<UpEvent>;
 
@@ -174,12 +177,7 @@ impl Engine {
     }
 
     /// The dev container's output, from the start or the last `tail` lines, following new output if asked.
-    pub fn logs(
-        &self,
-        target: &Target,
-        follow: bool,
-        tail: u32,
-    ) -> Result<BoxStream<'static, Result<(OutputStream, Bytes), EngineError>>, EngineError> {
+    pub fn logs(&self, target: &Target, follow: bool, tail: u32) -> Result<Logs, EngineError> {
         let logs = self.docker.logs(&target.container.id, follow, tail)?;
         Ok(logs.map(|item| item.map_err(EngineError::from)).boxed())
     }
