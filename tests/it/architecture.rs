@@ -69,7 +69,12 @@ const RULES: &[Rule] = &[
     Rule {
         stated: "In the agent, only `agent::server` and `agent::service` name tonic",
         needles: &["tonic"],
-        allowed: &["agent/src/server.rs", "agent/src/service.rs", "src/", "client/"],
+        allowed: &[
+            "agent/src/server.rs",
+            "agent/src/service.rs",
+            "src/",
+            "client/",
+        ],
     },
     Rule {
         stated: "Only `agent::service` turns an error into a `tonic::Status`",
