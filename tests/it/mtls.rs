@@ -244,6 +244,7 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnything {
 /// a later connection to it works, and another agent (another key) is refused without touching the file.
 #[tokio::test]
 async fn a_certificate_pinned_on_first_use_is_required_afterwards() {
+    use skiff_client::agent_client::AgentClient;
     use skiff_client::tunnel::connect::{Pin, connect};
     use skiff_client::tunnel::tcp;
     let client = Identity::generate("skiff-client").unwrap();
@@ -296,7 +297,6 @@ async fn a_certificate_pinned_on_first_use_is_required_afterwards() {
     );
 
     for agent in [first, impostor] {
-        agent.shutdown.cancel();
-        agent.task.await.unwrap().unwrap();
+        agent.stop().await;
     }
 }
