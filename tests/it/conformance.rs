@@ -441,7 +441,7 @@ fn run(test: &str, case: &Case) {
             } => expect.check(
                 &sh(&sandbox, case.name, script),
                 &format!("{test}: {what}"),
-                &fill,
+                fill,
             ),
             Step::Env(variables) => {
                 let env = sandbox.ok(&["exec", case.name, "--", "env"]);
@@ -470,7 +470,7 @@ fn run(test: &str, case: &Case) {
             Step::ComposeProject(expect) => expect.check(
                 &compose_project(&sandbox, case.name),
                 &format!("{test}: the Compose project name"),
-                &fill,
+                fill,
             ),
             Step::Containers(count) => assert_eq!(
                 skiff_tests::containers_with_label("skiff.workspace", case.name).len(),
@@ -484,7 +484,7 @@ fn run(test: &str, case: &Case) {
             } => expect.check(
                 &docker_inspect(format, &labelled()),
                 &format!("{test}: {what}"),
-                &fill,
+                fill,
             ),
             Step::MetadataIds(expected) => {
                 let label = docker_inspect(

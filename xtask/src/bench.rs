@@ -494,7 +494,7 @@ fn crate_breakdown() -> anyhow::Result<()> {
             total += size;
         }
         let mut rows: Vec<(String, u64)> = by_crate.into_iter().collect();
-        rows.sort_by(|a, b| b.1.cmp(&a.1));
+        rows.sort_by_key(|row| std::cmp::Reverse(row.1));
         println!(
             "{} by crate (symbols of the debug build, {:.1} MiB in all):",
             name,
