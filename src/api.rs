@@ -357,6 +357,21 @@ pub enum FileKind {
     Symlink,
 }
 
+impl FileKind {
+    /// The kind a file type's three tests give (std's and cap-std's `FileType` alike); `None` for anything else.
+    pub fn from_type(is_file: bool, is_dir: bool, is_symlink: bool) -> Option<FileKind> {
+        if is_file {
+            Some(FileKind::File)
+        } else if is_dir {
+            Some(FileKind::Directory)
+        } else if is_symlink {
+            Some(FileKind::Symlink)
+        } else {
+            None
+        }
+    }
+}
+
 /// What identifies a version of a path without reading it; equal stamps mean "unchanged".
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileStamp {
@@ -404,15 +419,11 @@ pub trait StampSource {
 impl StampSource for std::fs::Metadata {
     fn kind(&self) -> Option<FileKind> {
         let file_type = self.file_type();
-        if file_type.is_file() {
-            Some(FileKind::File)
-        } else if file_type.is_dir() {
-            Some(FileKind::Directory)
-        } else if file_type.is_symlink() {
-            Some(FileKind::Symlink)
-        } else {
-            None
-        }
+        FileKind::from_type(
+            file_type.is_file(),
+            file_type.is_dir(),
+            file_type.is_symlink(),
+        )
     }
 
     fn size(&self) -> u64 {

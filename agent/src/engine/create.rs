@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use skiff::api::{UpEvent, UpPhase, UpSpec};
+use skiff::api::{UpPhase, UpSpec};
 use skiff::devcontainer::{self, ConfigKind, DevContainer, PortSpec};
 
 use super::images::{
@@ -14,7 +14,7 @@ use super::mounts::{parse_mount, relocate};
 use super::up::{LABEL_CONFIG_HASH, substitute_entries};
 use super::{
     BuildSpec, ContainerInfo, ContainerSpec, Engine, EngineError, Events, LABEL_WORKSPACE, Mount,
-    emit, features, metadata, progress, run_args,
+    features, label_entries, metadata, progress, run_args,
 };
 
 impl Engine {
@@ -91,22 +91,8 @@ impl Engine {
                     "image {base_image} is not on this machine after pulling or building it"
                 ))
             })?;
-        let mut entries = match metadata::entries_from_label(
-            base_info
-                .labels
-                .get(devcontainer::LABEL_METADATA)
-                .map(String::as_str),
-        ) {
-            Ok(entries) => entries,
-            Err(problem) => {
-                emit(
-                    events,
-                    UpEvent::Warning(format!("image {base_image}: {problem}; ignoring it")),
-                )
-                .await;
-                Vec::new()
-            }
-        };
+        let mut entries =
+            label_entries(&base_info.labels, &format!("image {base_image}"), events).await;
         for feature in &features {
             entries.push(metadata::feature_entry(&feature.user_id, &feature.manifest));
         }

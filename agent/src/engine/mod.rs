@@ -109,6 +109,30 @@ async fn emit(events: &Events, event: UpEvent) {
     let _ = events.send(event).await;
 }
 
+/// The `devcontainer.metadata` entries in `labels` (an image's or a container's, named by `what`); a label that does
+/// not parse is a warning and counts as none, as the reference CLI does.
+async fn label_entries(
+    labels: &BTreeMap<String, String>,
+    what: &str,
+    events: &Events,
+) -> Vec<metadata::Entry> {
+    match metadata::entries_from_label(
+        labels
+            .get(skiff::devcontainer::LABEL_METADATA)
+            .map(String::as_str),
+    ) {
+        Ok(entries) => entries,
+        Err(problem) => {
+            emit(
+                events,
+                UpEvent::Warning(format!("{what}: {problem}; ignoring it")),
+            )
+            .await;
+            Vec::new()
+        }
+    }
+}
+
 async fn progress(events: &Events, phase: UpPhase, message: impl Into<String>) {
     let message = message.into();
     tracing::info!(?phase, "{message}");

@@ -12,8 +12,8 @@ use skiff::devcontainer::{self, ConfigKind, DevContainer, UserEnvProbe};
 
 use super::lifecycle::split_at_wait_for;
 use super::{
-    ContainerInfo, Engine, EngineError, Events, Target, compose, emit, metadata, progress,
-    run_args, short,
+    ContainerInfo, Engine, EngineError, Events, Target, compose, emit, label_entries, metadata,
+    progress, run_args, short,
 };
 use crate::idle;
 use crate::state::WorkspaceRecord;
@@ -276,25 +276,12 @@ pub(super) async fn reused_entries(
     config: &DevContainer,
     events: &Events,
 ) -> Vec<metadata::Entry> {
-    let mut entries = match metadata::entries_from_label(
-        container
-            .labels
-            .get(devcontainer::LABEL_METADATA)
-            .map(String::as_str),
-    ) {
-        Ok(entries) => entries,
-        Err(problem) => {
-            emit(
-                events,
-                UpEvent::Warning(format!(
-                    "container {}: {problem}; ignoring it",
-                    short(&container.id)
-                )),
-            )
-            .await;
-            Vec::new()
-        }
-    };
+    let mut entries = label_entries(
+        &container.labels,
+        &format!("container {}", short(&container.id)),
+        events,
+    )
+    .await;
     entries.push(metadata::updatable_entry(config));
     entries
 }

@@ -190,15 +190,11 @@ struct Seen(cap_std::fs::Metadata);
 impl StampSource for Seen {
     fn kind(&self) -> Option<FileKind> {
         let file_type = self.0.file_type();
-        if file_type.is_file() {
-            Some(FileKind::File)
-        } else if file_type.is_dir() {
-            Some(FileKind::Directory)
-        } else if file_type.is_symlink() {
-            Some(FileKind::Symlink)
-        } else {
-            None
-        }
+        FileKind::from_type(
+            file_type.is_file(),
+            file_type.is_dir(),
+            file_type.is_symlink(),
+        )
     }
 
     fn size(&self) -> u64 {
