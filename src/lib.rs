@@ -1,9 +1,12 @@
 //! What the skiff client and the skiffd agent share: the wire contract (`proto`) and our own types for it
 //! (`api`), the devcontainer.json model and parser (`devcontainer`), mutual TLS by pinning (`tls`), the SSH keys
-//! inside its certificates (`ssh`), and connections that outlive a broken transport (`resume`).
+//! inside its certificates (`ssh`), connections that outlive a broken transport (`resume`), files replaced in
+//! one step (`atomic`) and locks one process holds at a time (`lock`).
 
 pub mod api;
+pub mod atomic;
 pub mod devcontainer;
+pub mod lock;
 pub mod proto;
 pub mod resume;
 pub mod ssh;

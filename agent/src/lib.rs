@@ -45,6 +45,8 @@ pub struct Agent {
     state: StateDir,
     certificate_pem: String,
     ssh: Arc<ssh::SshServer>,
+    /// One agent per state folder: two would make two key pairs and two dev containers.
+    _serving: skiff::lock::Lock,
 }
 
 impl Agent {
@@ -52,6 +54,14 @@ impl Agent {
     pub async fn bind(config: AgentConfig) -> anyhow::Result<Self> {
         let state = StateDir::open(&config.state_dir)
             .with_context(|| format!("opening state folder {}", config.state_dir.display()))?;
+        let serving = skiff::lock::try_lock(&config.state_dir.join("agent.lock"))
+            .with_context(|| format!("locking state folder {}", config.state_dir.display()))?
+            .with_context(|| {
+                format!(
+                    "another skiffd is serving the state folder {}: one agent runs per workspace; stop it (`skiff stop NAME`) or wait for it to exit",
+                    config.state_dir.display()
+                )
+            })?;
         let identity = state.identity().with_context(|| {
             format!(
                 "loading the agent's key from {}",
@@ -103,6 +113,7 @@ impl Agent {
             state,
             certificate_pem: identity.certificate_pem,
             ssh,
+            _serving: serving,
         })
     }
 
@@ -135,6 +146,25 @@ impl Agent {
         .with_ssh(Arc::clone(&self.ssh));
         let replacement = service.replacement();
         let tasks = service.tasks();
+        // An upload cut short by a crash or a reboot left temporary files beside the files it was writing.
+        let files = self.state.files_dir();
+        tasks.spawn_blocking(move || {
+            if !files.is_dir() {
+                return;
+            }
+            match files::beneath::Folder::open(&files)
+                .and_then(|folder| folder.remove_stale_uploads())
+            {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(removed, "removed the temporary files of uploads cut short")
+                }
+                Err(error) => tracing::warn!(
+                    "looking for uploads cut short in {}: {error}",
+                    files.display()
+                ),
+            }
+        });
         let watchers = CancellationToken::new();
         let idle_watch = {
             let activity = Arc::clone(&self.activity);

@@ -127,6 +127,7 @@ fn status_of_forward(error: ForwardError) -> Status {
 fn status_of_upload(error: UploadError) -> Status {
     match error {
         UploadError::Parts { .. } => Status::aborted(error.to_string()),
+        UploadError::DiskFull { .. } => Status::resource_exhausted(error.to_string()),
         UploadError::Unpack { .. } | UploadError::Invalid(_) => {
             Status::invalid_argument(error.to_string())
         }
@@ -465,6 +466,8 @@ impl v1::agent_server::Agent for AgentService {
         request: Request<v1::StopRequest>,
     ) -> Result<Response<v1::StopResponse>, Status> {
         let request = request.into_inner();
+        // An idle stop does not race the client's own.
+        let _held = self.activity.hold(idle::source::CALL);
         let was_running = self.engine.stop().await.map_err(status_of_engine)?;
         if request.exit_agent {
             self.exit_soon();
@@ -477,6 +480,8 @@ impl v1::agent_server::Agent for AgentService {
         request: Request<v1::DeleteRequest>,
     ) -> Result<Response<v1::DeleteResponse>, Status> {
         let request = request.into_inner();
+        // An idle stop (which would exit the agent) does not cut a delete short.
+        let _held = self.activity.hold(idle::source::CALL);
         let (removed_containers, removed_images) =
             self.engine.delete(None).await.map_err(status_of_engine)?;
         if request.exit_agent {

@@ -1,8 +1,7 @@
 //! The agent's state folder: its TLS identity, the address it listens on, the client certificates it
 //! trusts, and its record of the workspace's dev container. Everything here survives an agent restart.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use skiff::tls::Identity;
@@ -69,8 +68,12 @@ impl StateDir {
         }
         let identity = Identity::generate(skiff::tls::AGENT_SERVER_NAME)
             .map_err(|error| std::io::Error::other(error.to_string()))?;
-        write_private(&key_path, identity.private_key_pem.as_bytes())?;
-        write_atomically(&certificate_path, identity.certificate_pem.as_bytes())?;
+        skiff::atomic::write(&key_path, identity.private_key_pem.as_bytes(), 0o600)?;
+        skiff::atomic::write(
+            &certificate_path,
+            identity.certificate_pem.as_bytes(),
+            0o644,
+        )?;
         tracing::info!(path = %certificate_path.display(), "made the agent's key pair");
         Ok(identity)
     }
@@ -82,7 +85,11 @@ impl StateDir {
 
     /// Records the address the agent listens on, for a client on the same machine.
     pub fn write_listen_address(&self, address: std::net::SocketAddr) -> std::io::Result<()> {
-        write_atomically(&self.listen_address_path(), address.to_string().as_bytes())
+        skiff::atomic::write(
+            &self.listen_address_path(),
+            address.to_string().as_bytes(),
+            0o644,
+        )
     }
 
     /// Where the listen address is recorded.
@@ -121,7 +128,7 @@ impl StateDir {
     /// Keeps settings changed at run time.
     pub fn save_settings(&self, settings: &Settings) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(settings).map_err(std::io::Error::other)?;
-        write_atomically(&self.root.join("settings.json"), &text)
+        skiff::atomic::write(&self.root.join("settings.json"), &text, 0o600)
     }
 
     /// The workspace record, if `Up` has written one.
@@ -139,7 +146,7 @@ impl StateDir {
     /// Writes the workspace record.
     pub fn save_record(&self, record: &WorkspaceRecord) -> std::io::Result<()> {
         let text = serde_json::to_vec_pretty(record).map_err(std::io::Error::other)?;
-        write_atomically(&self.root.join("workspace.json"), &text)
+        skiff::atomic::write(&self.root.join("workspace.json"), &text, 0o600)
     }
 
     /// Removes the workspace record.
@@ -149,25 +156,4 @@ impl StateDir {
             _ => Ok(()),
         }
     }
-}
-
-/// Writes a file readable by its owner only.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-}
-
-/// Writes a file so that a reader sees either the old or the new contents, never half.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    std::fs::write(&temporary, contents)?;
-    std::fs::rename(&temporary, path)
 }

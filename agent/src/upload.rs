@@ -48,6 +48,24 @@ pub enum UploadError {
     /// An upload in parts could not be completed; the parts that came were removed.
     #[error("upload {upload_id}: {reason}")]
     Parts { upload_id: String, reason: String },
+    /// The disk under the folder filled up; the file being written was removed, the ones before it stay.
+    #[error(
+        "{}; the files written before it stay and the one being written was removed: free space there and run the command again",
+        disk_full_message(folder)
+    )]
+    DiskFull { folder: PathBuf },
+}
+
+/// "the disk holding FOLDER is full (N MiB free)", with the free space as the file system reports it now.
+pub fn disk_full_message(folder: &Path) -> String {
+    let free = nix::sys::statvfs::statvfs(folder).map_or_else(
+        |_| "its free space unknown".to_owned(),
+        |stats| {
+            let bytes = u64::from(stats.blocks_available()) * u64::from(stats.fragment_size());
+            format!("{:.1} MiB free", bytes as f64 / (1024.0 * 1024.0))
+        },
+    );
+    format!("the disk holding {} is full ({free})", folder.display())
 }
 
 /// Where an upload goes: the files folder and the record of what uploads wrote.
@@ -187,9 +205,16 @@ pub fn unpack_reader(
                 conflicts.push(path);
                 continue;
             }
-            let entry_error = |source: std::io::Error| UploadError::Unpack {
-                folder: folder.to_owned(),
-                source: std::io::Error::new(source.kind(), format!("{path}: {source}")),
+            let entry_error = |source: std::io::Error| {
+                if source.kind() == std::io::ErrorKind::StorageFull {
+                    return UploadError::DiskFull {
+                        folder: folder.to_owned(),
+                    };
+                }
+                UploadError::Unpack {
+                    folder: folder.to_owned(),
+                    source: std::io::Error::new(source.kind(), format!("{path}: {source}")),
+                }
             };
             match stamp.kind {
                 FileKind::File => {

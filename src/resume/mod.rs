@@ -92,6 +92,10 @@ pub enum OpenError {
     /// The agent answered with something else: it is older than resumable connections.
     #[error("the agent does not support resumable connections: {0}")]
     Unsupported(String),
+    /// The far end closed the connection at the hello without a byte: nothing listens on the agent's port
+    /// yet (a tunnel's far end accepts and closes), or an agent older than resumable connections closed it.
+    #[error("the agent's port closed the connection at once, without answering")]
+    ClosedAtOnce,
     /// The transport failed.
     #[error("opening a resumable connection: {0}")]
     Io(#[from] io::Error),
@@ -122,9 +126,7 @@ impl Client {
                     ))));
                 }
                 Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(OpenError::Unsupported(
-                        "it closed the connection at the hello".into(),
-                    ));
+                    return Err(OpenError::ClosedAtOnce);
                 }
                 Err(error) if error.kind() == io::ErrorKind::InvalidData => {
                     return Err(OpenError::Unsupported(error.to_string()));
@@ -228,9 +230,27 @@ async fn resume<A: AsyncRead + AsyncWrite + Send + 'static>(
     Err(format!("gave up after {RESUME_FOR:?}: {last_error}"))
 }
 
+/// Reads the agent's welcome. An end of file before any byte is `UnexpectedEof`; one after some bytes is
+/// `InvalidData` (something answered, and not with a welcome).
 async fn read_welcome(transport: &mut Transport, timeout: Duration) -> io::Result<Welcome> {
     let mut bytes = [0; WELCOME_LEN];
-    tokio::time::timeout(timeout, transport.read_exact(&mut bytes))
+    let read = async {
+        let mut filled = 0;
+        while filled < WELCOME_LEN {
+            match transport.read(&mut bytes[filled..]).await? {
+                0 if filled == 0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{filled} bytes and an end of file instead of a welcome"),
+                    ));
+                }
+                count => filled += count,
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no welcome from the agent"))??;
     Welcome::decode(&bytes).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))

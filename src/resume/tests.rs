@@ -422,22 +422,42 @@ async fn an_agent_that_forgot_the_connection_makes_it_an_error() {
     assert!(sink.len() < 4 << 20);
 }
 
-#[tokio::test]
-async fn an_agent_that_does_not_speak_it_is_unsupported() {
-    // An older agent reads the hello as a broken TLS handshake and closes.
-    let dial: Dial = Arc::new(|_redial| {
-        Box::pin(async {
+/// A dial whose far end reads the hello, answers `answer` and closes.
+fn answering(answer: &'static [u8]) -> Dial {
+    Arc::new(move |_redial| {
+        Box::pin(async move {
             let (client, mut agent) = tokio::io::duplex(1024);
             tokio::spawn(async move {
                 let mut hello = [0; HELLO_LEN];
                 let _ = agent.read_exact(&mut hello).await;
+                let _ = agent.write_all(answer).await;
                 drop(agent);
             });
             Ok(Box::new(client) as Transport)
         })
-    });
-    let error = Client::open(dial, true).await.err().expect("refused");
+    })
+}
+
+#[tokio::test]
+async fn an_agent_that_does_not_speak_it_is_unsupported() {
+    // An older agent reads the hello as a broken TLS handshake, sends a fatal alert (decode_error) and closes.
+    let alert: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+    let error = Client::open(answering(alert), true)
+        .await
+        .err()
+        .expect("refused");
     assert!(matches!(error, OpenError::Unsupported(_)), "{error}");
+}
+
+/// The log said "the agent is older than resumable connections" for every dial while the agent was not listening
+/// yet: a tunnel's far end accepts and closes at once, without a byte, and that is told apart now.
+#[tokio::test]
+async fn a_port_that_closes_without_a_byte_is_not_called_an_old_agent() {
+    let error = Client::open(answering(b""), true)
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(error, OpenError::ClosedAtOnce), "{error}");
 }
 
 #[tokio::test]

@@ -3,7 +3,8 @@
 //!
 //! The stand-in runs the user-data the client generated, on the host's network (so the gateway's dial to
 //! 127.0.0.1:portNumber reaches what listens in it, and nothing leaves loopback), with the host's Docker socket
-//! (so the agent's dev container is a sibling container). `skiffd` reaches it by the push path: the client
+//! (so the agent's dev container is a sibling container) and in the host's process namespace (so, as on a real
+//! instance, the agent and its dev containers' processes share one, and signals reach remote commands). `skiffd` reaches it by the push path: the client
 //! sends it through a Session Manager session to user-data's receiver. The agent's state, and so the
 //! workspace's files, live in a Docker named volume mounted in the stand-in at the path the host's engine
 //! keeps it at, so the folder the agent asks the engine to bind-mount into the dev container is the same
@@ -150,7 +151,8 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
             "--agent-binary",
             skiffd.to_str().unwrap(),
         ],
-        &[],
+        // One process namespace for the agent and its dev containers, as on a real instance.
+        &["--pid".to_owned(), "host".to_owned()],
     );
     let instance = &booted.instance;
     assert_eq!(booted.stdout.trim(), name);
@@ -185,6 +187,43 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         .output()
         .unwrap();
     assert_eq!(failed.status.code(), Some(7));
+
+    // A signal to the laptop's `skiff exec` reaches the command on the instance, through the tunnel.
+    let mut interrupted = skiff(&[
+        "exec",
+        "-T",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut interrupted_out = interrupted.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 64];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let read = interrupted_out.read(&mut buffer).unwrap();
+        assert!(read > 0, "the command ended before it was ready");
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(interrupted.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    interrupted_out.read_to_end(&mut seen).unwrap();
+    let interrupted_status = interrupted.wait().unwrap();
+    assert!(
+        String::from_utf8_lossy(&seen).contains("got-int"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert_eq!(interrupted_status.code(), Some(42));
 
     // status asks the agent through the tunnel: the instance and the dev container both run.
     let status: serde_json::Value =

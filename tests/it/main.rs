@@ -3,6 +3,8 @@
 //!
 //! - `local`: `skiff up`, `exec`, `ssh`, `stop`, `delete` on the real Docker engine through the local provider.
 //! - `mtls`: the agent accepts only the workspace's client certificate, and binds only loopback.
+//! - `interrupted`: the agent killed at each step of `up`, and two `up`s at once: the next `up` converges on one
+//!   container.
 //! - `idle`: idle auto-shutdown with a short timeout, each activity source alone.
 //! - `poweroff`: the AWS idle path, skiffd in a container standing in for the instance.
 //! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
@@ -15,6 +17,8 @@
 //! - `architecture`: the invariants of ARCHITECTURE.md, checked against the source.
 //! - `laptop`: values from images and repositories are data on the laptop: a label-injected `remoteUser` never
 //!   reaches ssh's configuration, an untrusted repository runs nothing here until trusted.
+//! - `states`: every command on a workspace stopped, idle-stopped or with its agent killed works or says what to do,
+//!   and `delete` removes everything in each.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.
 //! - `conformance`: a table of rows, each its own test: the reference CLI's Dev Container fixtures end to end, the
 //!   lifecycle order oracle, bad devcontainer.json input; then Features from a registry and a tarball URL, `waitFor`.
@@ -36,9 +40,11 @@ mod exec;
 mod files;
 mod forward;
 mod idle;
+mod interrupted;
 mod laptop;
 mod local;
 mod mtls;
 mod poweroff;
 mod sshd;
+mod states;
 mod upload;

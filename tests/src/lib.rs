@@ -11,6 +11,7 @@ pub mod agent;
 pub mod aws;
 pub mod file_server;
 pub mod http;
+mod leaks;
 pub mod registry;
 pub mod ssm_gateway;
 pub mod warm_tunnel;
@@ -76,7 +77,7 @@ pub fn fixtures_dir() -> PathBuf {
 }
 
 /// A skiff home of its own, with copies of fixtures as workspace folders. Dropping it deletes every
-/// workspace it made, so no container outlives its test.
+/// workspace it made and fails the test if anything those made is left on the engine (`leaks`).
 #[derive(Debug)]
 pub struct Sandbox {
     /// The temporary folder holding the home and the workspace folders.
@@ -196,10 +197,49 @@ impl Sandbox {
 }
 
 impl Drop for Sandbox {
+    /// Deletes every workspace with `skiff delete --yes`, then checks that nothing the sandbox's local workspaces
+    /// made is left on the Docker engine (containers, images, volumes, networks) and that each delete succeeded:
+    /// a leak fails the test that made it (unless it is failing already), after removing what was left.
     fn drop(&mut self) {
+        let store = skiff_client::workspace::Store::at(self.home());
+        let local: Vec<_> = store
+            .all()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|workspace| {
+                workspace.record.provider == skiff_client::workspace::ProviderKind::Local
+            })
+            .collect();
+        let folders: Vec<PathBuf> = local
+            .iter()
+            .map(|workspace| workspace.record.local_folder.clone())
+            .collect();
+        let made = (!local.is_empty()).then(|| leaks::Made::find(self.root.path(), &folders));
+        let mut failed = Vec::new();
         for name in self.workspaces() {
-            let _ = self.run(&["delete", "--yes", &name]);
+            let output = self.run(&["delete", "--yes", &name]);
+            let is_local = local.iter().any(|workspace| workspace.name() == name);
+            if is_local && !output.status.success() {
+                failed.push(format!(
+                    "`skiff delete --yes {name}` failed: {}",
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
         }
+        let Some(made) = made else { return };
+        let left = made.left();
+        leaks::Made::remove(&left);
+        if std::thread::panicking() || (failed.is_empty() && left.is_empty()) {
+            return;
+        }
+        panic!(
+            "the sandbox's workspaces were not cleanly deleted:\n{}",
+            failed
+                .into_iter()
+                .chain(left)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }
 

@@ -29,6 +29,10 @@ pub struct Args {
     /// Use the debug binaries instead of building release ones.
     #[arg(long, global = true)]
     debug: bool,
+    /// A folder of an earlier build's binaries (`skiff`, `skiffd`, and its `skiff-procd`) measured in the same run
+    /// beside this one's, for `exec` and `footprint`: e.g. `target/release` of a worktree at the baseline commit.
+    #[arg(long, global = true, value_name = "DIR")]
+    baseline: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -88,13 +92,24 @@ enum Which {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let binaries = binaries(args.debug)?;
+    let baseline = args.baseline.as_deref();
+    if let Some(baseline) = baseline {
+        for name in ["skiff", "skiffd"] {
+            if !baseline.join(name).is_file() {
+                bail!(
+                    "--baseline {}: {name} is not there; build the baseline commit (`cargo build --release --workspace --bins` in a worktree of it) and pass its target/release",
+                    baseline.display()
+                );
+            }
+        }
+    }
     match &args.which {
-        Which::Exec { runs } => exec(&binaries, *runs),
+        Which::Exec { runs } => exec(&binaries, *runs, baseline),
         Which::Forward {
             mebibytes,
             connections,
         } => crate::bench_forward::run(&binaries, *mebibytes, *connections),
-        Which::Footprint => footprint(&binaries),
+        Which::Footprint => footprint(&binaries, baseline),
         Which::IdleStop { runs, timeout } => idle_stop(&binaries, *runs, *timeout),
         Which::Soak { minutes, timeout } => soak(&binaries, *minutes, *timeout),
         Which::AwsList { runs, workspaces } => aws_list(&binaries, *runs, *workspaces),
@@ -342,11 +357,11 @@ fn process_server_runs(container: &str) -> anyhow::Result<bool> {
     Ok(top.contains("/.skiff/skiff-procd"))
 }
 
-fn exec(binaries: &Path, runs: usize) -> anyhow::Result<()> {
+fn exec(binaries: &Path, runs: usize, baseline: Option<&Path>) -> anyhow::Result<()> {
     bench_images()?;
     println!("exec of `true`, {runs} runs each, alternating, same container");
     println!(
-        "{:<22} {:>7} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7}",
+        "{:<33} {:>7} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7}",
         "image",
         "procd",
         "skiff p50",
@@ -356,8 +371,20 @@ fn exec(binaries: &Path, runs: usize) -> anyhow::Result<()> {
         "ratio50",
         "ratio95"
     );
-    for (index, (label, image)) in EXEC_IMAGES.iter().enumerate() {
-        let bench = image_project(binaries, &format!("bench-exec-{index}"), image)?;
+    let builds: Vec<(&str, &Path)> = std::iter::once(("", binaries))
+        .chain(baseline.map(|baseline| (" (baseline)", baseline)))
+        .collect();
+    for ((index, (label, image)), (build, binaries)) in EXEC_IMAGES
+        .iter()
+        .enumerate()
+        .flat_map(|image| builds.iter().map(move |build| (image, *build)))
+    {
+        let label = format!("{label}{build}");
+        let bench = image_project(
+            binaries,
+            &format!("bench-exec-{index}{}", build.len()),
+            image,
+        )?;
         let container = bench.container()?;
         let mut skiff_times = Vec::new();
         let mut docker_times = Vec::new();
@@ -388,7 +415,7 @@ fn exec(binaries: &Path, runs: usize) -> anyhow::Result<()> {
         let (docker_p50, docker_p95) =
             (percentile(&docker_times, 50), percentile(&docker_times, 95));
         println!(
-            "{label:<22} {procd:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7.2} {:>7.2}",
+            "{label:<33} {procd:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7.2} {:>7.2}",
             milliseconds(skiff_p50),
             milliseconds(skiff_p95),
             milliseconds(docker_p50),
@@ -412,7 +439,15 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS in /proc/PID/status")
 }
 
-fn footprint(binaries: &Path) -> anyhow::Result<()> {
+/// One build's footprint: binary sizes (MiB) and `skiffd`'s resident memory (MiB) after `up` and when idle.
+struct Footprint {
+    skiff: f64,
+    skiffd: f64,
+    rss_after_up: f64,
+    rss_idle: f64,
+}
+
+fn measure_footprint(binaries: &Path, name: &str) -> anyhow::Result<Footprint> {
     let size = |name: &str| -> anyhow::Result<f64> {
         #[expect(
             clippy::cast_precision_loss,
@@ -420,19 +455,7 @@ fn footprint(binaries: &Path) -> anyhow::Result<()> {
         )]
         Ok(std::fs::metadata(binaries.join(name))?.len() as f64 / (1024.0 * 1024.0))
     };
-    println!("{:<32} {:>10}", "binary", "MiB");
-    println!(
-        "{:<32} {:>10.1}",
-        binaries.join("skiff").display(),
-        size("skiff")?
-    );
-    println!(
-        "{:<32} {:>10.1}",
-        binaries.join("skiffd").display(),
-        size("skiffd")?
-    );
-    crate_breakdown()?;
-    let bench = Bench::new(binaries, "bench-footprint", &[])?;
+    let bench = Bench::new(binaries, name, &[])?;
     let pid = bench.agent_pid()?;
     let after_up = rss_kib(pid)?;
     for _ in 0..20 {
@@ -440,12 +463,55 @@ fn footprint(binaries: &Path) -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_secs(5));
     let idle = rss_kib(pid)?;
+    Ok(Footprint {
+        skiff: size("skiff")?,
+        skiffd: size("skiffd")?,
+        rss_after_up: after_up as f64 / 1024.0,
+        rss_idle: idle as f64 / 1024.0,
+    })
+}
+
+fn footprint(binaries: &Path, baseline: Option<&Path>) -> anyhow::Result<()> {
+    let this = measure_footprint(binaries, "bench-footprint")?;
+    let before = baseline
+        .map(|baseline| measure_footprint(baseline, "bench-footprint-baseline"))
+        .transpose()?;
+    println!("this build: {}", binaries.display());
+    if let Some(baseline) = baseline {
+        println!("baseline:   {}", baseline.display());
+    }
     println!(
-        "skiffd RSS after up: {:.1} MiB; idle after 20 execs and 5 s: {:.1} MiB",
-        after_up as f64 / 1024.0,
-        idle as f64 / 1024.0
+        "{:<34} {:>10} {:>10} {:>7}",
+        "MiB", "this", "baseline", "ratio"
     );
-    Ok(())
+    let rows = [
+        ("skiff (file)", this.skiff, before.as_ref().map(|b| b.skiff)),
+        (
+            "skiffd (file)",
+            this.skiffd,
+            before.as_ref().map(|b| b.skiffd),
+        ),
+        (
+            "skiffd RSS after up",
+            this.rss_after_up,
+            before.as_ref().map(|b| b.rss_after_up),
+        ),
+        (
+            "skiffd RSS idle (20 execs, 5 s)",
+            this.rss_idle,
+            before.as_ref().map(|b| b.rss_idle),
+        ),
+    ];
+    for (label, value, baseline) in rows {
+        match baseline {
+            Some(baseline) => println!(
+                "{label:<34} {value:>10.1} {baseline:>10.1} {:>7.2}",
+                value / baseline
+            ),
+            None => println!("{label:<34} {value:>10.1} {:>10} {:>7}", "-", "-"),
+        }
+    }
+    crate_breakdown()
 }
 
 /// How many of the largest crates [`crate_breakdown`] lists per binary.

@@ -14,9 +14,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, InspectContainerOptions,
-    ListContainersOptions, LogsOptions, RemoveContainerOptions, RemoveImageOptions,
-    ResizeExecOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    ListContainersOptions, ListVolumesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, RemoveVolumeOptions, ResizeExecOptions, StartContainerOptions,
+    StatsOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -1100,6 +1100,38 @@ impl Docker {
             config.entrypoint.unwrap_or_default(),
             config.cmd.unwrap_or_default(),
         ))
+    }
+
+    /// Removes every volume carrying label `key=value` (a compose project's named volumes); returns their names.
+    /// A volume that went meanwhile is not an error.
+    pub async fn remove_volumes_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{key}={value}")])]);
+        let listed = self
+            .client()?
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|error| self.classify(error, format!("listing the volumes of {value}")))?;
+        let mut removed = Vec::new();
+        for volume in listed.volumes.unwrap_or_default() {
+            match self
+                .client()?
+                .remove_volume(&volume.name, None::<RemoveVolumeOptions>)
+                .await
+            {
+                Ok(()) => removed.push(volume.name),
+                Err(error) if is_not_found(&error) => {}
+                Err(error) => {
+                    return Err(self.classify(error, format!("removing volume {}", volume.name)));
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes a network; a missing one is not an error.

@@ -193,7 +193,7 @@ impl Engine {
 }
 
 /// The tag of an image built for a workspace, as the reference CLI names it.
-pub(super) fn image_tag(local_folder: &Path) -> String {
+pub fn image_tag(local_folder: &Path) -> String {
     let basename: String = local_folder
         .file_name()
         .map(|name| name.to_string_lossy().to_lowercase())

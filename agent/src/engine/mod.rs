@@ -33,6 +33,8 @@ use futures::stream::BoxStream;
 use skiff::api::{ContainerState, OutputStream, UpEvent, UpPhase};
 use tokio::sync::{Mutex, mpsc};
 
+pub use self::compose::LABEL_PROJECT as LABEL_COMPOSE_PROJECT;
+pub use self::images::image_tag;
 pub use self::mounts::parse_mount;
 pub use self::process::{Control, Process, ProcessSpec, remote_env};
 use self::servers::ProcServers;
@@ -290,7 +292,8 @@ impl Engine {
         Ok(was_running)
     }
 
-    /// Removes the dev container, the image built for it, and the agent's record.
+    /// Removes the dev container, the image built for it (with a compose project: its containers, network, built
+    /// images and named volumes), and the agent's record.
     pub async fn delete(
         &self,
         local_labels: Option<&BTreeMap<String, String>>,
@@ -319,6 +322,15 @@ impl Engine {
                 self.docker
                     .remove_network(&format!("{project}_default"))
                     .await?;
+                // The project's named volumes (compose labels the ones it made; an `external` one is the user's and
+                // stays): a deleted workspace leaves no data behind that nothing refers to.
+                let volumes = self
+                    .docker
+                    .remove_volumes_labelled(compose::LABEL_PROJECT, &project)
+                    .await?;
+                if !volumes.is_empty() {
+                    tracing::info!(?volumes, "removed the compose project's volumes");
+                }
                 // An image compose built for the service (named after the project) goes too; pulled images stay.
                 if (image.starts_with(&format!("{project}_"))
                     || image.starts_with(&format!("{project}-")))

@@ -20,6 +20,9 @@ use skiff::api::{FileKind, FileStamp, StampSource};
 /// The bits of a mode an upload keeps: read, write and execute for owner, group and others.
 pub const MODE_BITS: u32 = 0o777;
 
+/// What the name of a file being written by an upload holds, before the writer's process id: `.NAME` then this.
+const UPLOAD_MARK: &str = ".skiff-upload-";
+
 /// The files folder, opened once; every path given to it is relative to it.
 #[derive(Debug)]
 pub struct Folder {
@@ -68,7 +71,7 @@ impl Folder {
             .file_name()
             .ok_or_else(|| std::io::Error::other("a file needs a name"))?;
         let temporary = parent.join(format!(
-            ".{}.skiff-upload-{}",
+            ".{}{UPLOAD_MARK}{}",
             name.to_string_lossy(),
             unique()
         ));
@@ -162,6 +165,38 @@ impl Folder {
             return Err(std::io::Error::other("not a regular file"));
         }
         Ok(file)
+    }
+
+    /// Removes the temporary files of uploads that another process was writing (an agent killed, or a machine
+    /// rebooted, in the middle of an upload): their final names were never touched, so only these are left.
+    /// Walks the folder without following links, at most `MAX_DEPTH` deep; returns how many it removed.
+    pub fn remove_stale_uploads(&self) -> std::io::Result<usize> {
+        const MAX_DEPTH: usize = 64;
+        let own = format!("{}{}-", UPLOAD_MARK, std::process::id());
+        let mut removed = 0;
+        let mut pending = vec![(self.dir.try_clone()?, 0)];
+        while let Some((dir, depth)) = pending.pop() {
+            for entry in dir.entries()? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if kind.is_dir() && depth < MAX_DEPTH {
+                    // A folder swapped for a link since is refused by `open_dir` (it stays beneath `dir`).
+                    if let Ok(child) = entry.open_dir() {
+                        pending.push((child, depth + 1));
+                    }
+                } else if kind.is_file()
+                    && name.starts_with('.')
+                    && name.contains(UPLOAD_MARK)
+                    && !name.contains(&own)
+                    && entry.remove_file().is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Makes the folder `relative` sits in; returns its path (empty for the top).

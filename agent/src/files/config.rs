@@ -125,9 +125,7 @@ pub fn read_pinned(
     };
     let bytes =
         serde_json::to_vec(&pinned).map_err(|error| write_error(std::io::Error::other(error)))?;
-    let partial = pin.with_extension("json.partial");
-    std::fs::write(&partial, bytes).map_err(write_error)?;
-    std::fs::rename(&partial, pin).map_err(write_error)?;
+    skiff::atomic::write(pin, &bytes, 0o600).map_err(write_error)?;
     Ok(config)
 }
 

@@ -321,9 +321,15 @@ async fn write_part(
     chunks: impl Stream<Item = Result<Vec<u8>, String>>,
 ) -> Result<(), String> {
     let path = assembly.part_file(part);
-    let file = tokio::fs::File::create(&path)
-        .await
-        .map_err(|error| format!("writing {}: {error}", path.display()))?;
+    let write_error = |error: std::io::Error| {
+        if error.kind() == std::io::ErrorKind::StorageFull {
+            let folder = path.parent().unwrap_or(&path);
+            format!("{} while receiving it", upload::disk_full_message(folder))
+        } else {
+            format!("writing {}: {error}", path.display())
+        }
+    };
+    let file = tokio::fs::File::create(&path).await.map_err(write_error)?;
     let mut file = tokio::io::BufWriter::with_capacity(256 * 1024, file);
     let mut chunks = std::pin::pin!(chunks);
     while let Some(chunk) = chunks.next().await {
@@ -331,14 +337,10 @@ async fn write_part(
             return Err("the upload already ended".into());
         }
         let chunk = chunk?;
-        file.write_all(&chunk)
-            .await
-            .map_err(|error| format!("writing {}: {error}", path.display()))?;
+        file.write_all(&chunk).await.map_err(write_error)?;
         assembly.touch();
     }
-    file.flush()
-        .await
-        .map_err(|error| format!("writing {}: {error}", path.display()))?;
+    file.flush().await.map_err(write_error)?;
     Ok(())
 }
 

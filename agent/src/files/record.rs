@@ -32,12 +32,10 @@ impl Record {
         }
     }
 
-    /// Writes the record to `file` (through a temporary file and a rename).
+    /// Writes the record to `file`, replaced in one step.
     pub fn save(&self, file: &Path) -> std::io::Result<()> {
         let text = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        let temporary = file.with_extension("json.tmp");
-        std::fs::write(&temporary, text)?;
-        std::fs::rename(&temporary, file)
+        skiff::atomic::write(file, &text, 0o600)
     }
 
     /// Notes that an upload left `path` as `stamp`.

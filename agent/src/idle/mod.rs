@@ -43,7 +43,15 @@ pub mod source {
     pub const CPU: &str = "cpu busy";
     /// Input in a Session Manager shell opened by other means than skiff.
     pub const SESSION_MANAGER: &str = "session manager shell";
+    /// A client's `stop` or `delete` in progress (held, not counted as use).
+    pub const CALL: &str = "call in progress";
 }
+
+/// How long a freshly started agent waits before an idle stop that was already due (or the timeout, if shorter):
+/// the client that started it (for `delete`, `logs`, `status`…) connects within it, rather than finding the agent
+/// gone. It adds no
+/// activity, so a restarted agent still stops on the countdown it restored.
+pub const STARTUP_GRACE: Duration = Duration::from_secs(2);
 
 /// How long before stopping attached clients are warned: five minutes, or a fifth of a shorter timeout.
 pub fn warning_lead(timeout: Duration) -> Duration {
@@ -92,6 +100,8 @@ pub struct Activity {
     notices: broadcast::Sender<String>,
     /// Where the last activity is saved, with the boot id it belongs to.
     saved: Option<(PathBuf, String)>,
+    /// When the agent started counting, for [`STARTUP_GRACE`].
+    started: Instant,
 }
 
 fn unix_ms(time: SystemTime) -> i64 {
@@ -184,6 +194,7 @@ impl Activity {
             changed: Notify::new(),
             notices: broadcast::channel(8).0,
             saved,
+            started: Instant::now(),
         })
     }
 
@@ -213,7 +224,7 @@ impl Activity {
             pinned_until_unix_ms: state.pinned_until.map(unix_ms),
         };
         let text = serde_json::to_vec(&saved).expect("the activity record serialises");
-        if let Err(error) = crate::state::write_atomically(path, &text) {
+        if let Err(error) = skiff::atomic::write(path, &text, 0o600) {
             tracing::warn!("saving the last activity to {}: {error}", path.display());
         }
     }
@@ -255,6 +266,18 @@ impl Activity {
         BusyGuard {
             activity: Arc::clone(self),
             source,
+            is_use: true,
+        }
+    }
+
+    /// Holds off an idle stop while the guard lives, without counting as use: neither taking nor dropping it
+    /// restarts the countdown (a client's `delete` in progress is not a reason to keep the workspace up after).
+    pub fn hold(self: &Arc<Self>, source: &'static str) -> BusyGuard {
+        *self.lock().busy.entry(source).or_default() += 1;
+        BusyGuard {
+            activity: Arc::clone(self),
+            source,
+            is_use: false,
         }
     }
 
@@ -353,7 +376,13 @@ impl Activity {
                         let counted = now
                             .duration_since(state.countdown_start())
                             .unwrap_or_default();
-                        if counted >= timeout {
+                        let grace_left = STARTUP_GRACE
+                            .min(timeout)
+                            .saturating_sub(self.started.elapsed());
+                        let warn_at = timeout - warning_lead(timeout);
+                        if counted >= timeout && !grace_left.is_zero() {
+                            Some(grace_left)
+                        } else if counted >= timeout {
                             tracing::info!(
                                 idle_seconds = now.duration_since(state.last).unwrap_or_default().as_secs(),
                                 last_activity = %state.last_source,
@@ -361,9 +390,7 @@ impl Activity {
                                 "idle for the timeout"
                             );
                             return;
-                        }
-                        let warn_at = timeout - warning_lead(timeout);
-                        if counted >= warn_at {
+                        } else if counted >= warn_at {
                             let start = state.countdown_start();
                             if state.warned_for != Some(start) {
                                 state.warned_for = Some(start);
@@ -403,6 +430,8 @@ impl Activity {
 pub struct BusyGuard {
     activity: Arc<Activity>,
     source: &'static str,
+    /// Whether its end counts as use (a busy period) or not (a hold).
+    is_use: bool,
 }
 
 impl Drop for BusyGuard {
@@ -415,8 +444,12 @@ impl Drop for BusyGuard {
             }
         }
         drop(state);
-        // The end of a busy period is when the idle countdown starts.
-        self.activity.touch(self.source);
+        if self.is_use {
+            // The end of a busy period is when the idle countdown starts.
+            self.activity.touch(self.source);
+        } else {
+            self.activity.changed.notify_waiters();
+        }
     }
 }
 

@@ -172,3 +172,62 @@ fn session_manager_shells_are_found_by_their_parent_and_terminal() {
         "no worker, no session"
     );
 }
+
+/// Bug: `skiff delete` of an idle-stopped workspace started an agent that restored the expired countdown, stopped
+/// at once and exited before the client connected ("Connection refused"); the stop now waits a short grace.
+#[test]
+fn a_restored_countdown_that_is_due_waits_the_startup_grace() {
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join("activity.json");
+    let long_ago = SystemTime::now() - Duration::from_secs(600);
+    std::fs::write(
+        &path,
+        serde_json::json!({
+            "last_activity_unix_ms": unix_ms(long_ago),
+            "source": "exec",
+            "boot_id": "boot-1",
+            "pinned_until_unix_ms": null,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let timeout = Duration::from_secs(5);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let activity = Activity::restore(path, "boot-1".into(), Some(timeout));
+        let elapsed = idle_within(&activity, Duration::from_secs(5))
+            .await
+            .expect("it still stops");
+        assert!(
+            elapsed >= STARTUP_GRACE - Duration::from_millis(50),
+            "not before the grace: {elapsed:?}"
+        );
+        assert!(
+            elapsed < STARTUP_GRACE + Duration::from_millis(500),
+            "the grace is not a fresh countdown: {elapsed:?}"
+        );
+        assert_eq!(activity.status().last_activity_source, "exec");
+    });
+}
+
+#[tokio::test]
+async fn a_hold_keeps_it_up_without_counting_as_use() {
+    let activity = Activity::new(source::AGENT_START, Some(TIMEOUT));
+    tokio::time::sleep(TIMEOUT / 2).await;
+    let held = activity.hold(source::CALL);
+    assert!(
+        idle_within(&activity, TIMEOUT).await.is_none(),
+        "held is never idle"
+    );
+    assert_eq!(
+        activity.status().busy_sources,
+        vec![source::CALL.to_owned()]
+    );
+    drop(held);
+    // The countdown from the agent's start is long over: the stop comes at once, not a timeout later.
+    let elapsed = idle_within(&activity, Duration::from_secs(2))
+        .await
+        .expect("idle once released");
+    assert!(elapsed < TIMEOUT / 2, "{elapsed:?}");
+    assert_eq!(activity.status().last_activity_source, source::AGENT_START);
+}

@@ -9,6 +9,7 @@ use skiff::api::ForwardTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::agent_client::{AgentClient, ForwardEvent, ForwardInput};
@@ -93,9 +94,11 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<i32> {
     for rule in rules {
         listeners.push((bind_local(rule.local).await?, rule));
     }
+    // The forwards live as long as this command: dropping the set at the end ends them.
+    let mut forwards = JoinSet::new();
     for (listener, rule) in listeners {
         eprintln!("forwarding {rule}");
-        tokio::spawn(serve(listener, rule.target, client.clone()));
+        forwards.spawn(serve(listener, rule.target, client.clone()));
     }
     tokio::signal::ctrl_c()
         .await
@@ -126,16 +129,20 @@ pub async fn bind_local(port: u16) -> anyhow::Result<TcpListener> {
     }
 }
 
-/// Accepts connections on `listener` and forwards each until the listener's task is dropped.
+/// Accepts connections on `listener` and forwards each until this future is dropped, which ends the connections
+/// it carries too.
 pub async fn serve(listener: TcpListener, target: ForwardTarget, client: AgentClient) {
+    let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        // Finished connections leave the set as new ones come.
+        while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let target = target.clone();
         let mut client = client.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(error) = forward_connection(&mut client, stream, target).await {
                 eprintln!("skiff: forward: {error:#}");
             }
@@ -154,7 +161,9 @@ pub async fn forward_connection(
     let mut events = client
         .forward(target, ReceiverStream::new(input_receiver))
         .await?;
-    let upstream = tokio::spawn(async move {
+    // The local-to-remote direction, ended with this connection however it ends (the set aborts it when dropped).
+    let mut upstream = JoinSet::new();
+    upstream.spawn(async move {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
             match reader.read(&mut buffer).await {
@@ -196,11 +205,9 @@ pub async fn forward_connection(
         // The remote side failed or reset: reset the local connection too rather than end it cleanly,
         // so the application can tell a broken stream from a finished one.
         let _ = socket2::SockRef::from(writer.as_ref()).set_linger(Some(std::time::Duration::ZERO));
-        upstream.abort();
         return result;
     }
     let _ = writer.shutdown().await;
-    upstream.abort();
     result
 }
 

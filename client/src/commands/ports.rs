@@ -10,6 +10,7 @@ use futures::StreamExt;
 use skiff::api::ForwardTarget;
 use skiff::devcontainer::{DevContainer, ForwardPort, OnAutoForward, PortAttributes, PortSpec};
 use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 
 use crate::agent_client::AgentClient;
 
@@ -114,8 +115,8 @@ impl PortPlan {
 /// The targets already forwarded (host, port), so each is forwarded and announced once.
 type Forwarded = Mutex<BTreeSet<(Option<String>, u16)>>;
 
-/// Forwards the plan's ports and then every port that starts listening, until the task is dropped.
-/// `announce` receives one line per port, once.
+/// Forwards the plan's ports and then every port that starts listening, until this future is dropped, which
+/// ends every forward it started. `announce` receives one line per port, once.
 pub async fn forward_while_attached(
     client: AgentClient,
     plan: PortPlan,
@@ -123,26 +124,31 @@ pub async fn forward_while_attached(
 ) {
     let announce = Arc::new(announce);
     let forwarded: Arc<Forwarded> = Arc::default();
+    let mut forwards = JoinSet::new();
     for target in plan.configured.clone() {
-        start(&client, &plan, target, &forwarded, &announce).await;
+        start(&client, &plan, target, &forwarded, &announce, &mut forwards).await;
     }
     let mut watcher = client.clone();
-    let Ok(mut changes) = watcher.watch_ports().await else {
-        return;
-    };
-    while let Some(Ok((port, listening, _loopback_only))) = changes.next().await {
-        if !listening || plan.ignores(port) {
-            continue;
+    // An agent without `WatchPorts` still gets the configured ports forwarded.
+    if let Ok(mut changes) = watcher.watch_ports().await {
+        while let Some(Ok((port, listening, _loopback_only))) = changes.next().await {
+            if !listening || plan.ignores(port) {
+                continue;
+            }
+            start(
+                &client,
+                &plan,
+                ForwardTarget { host: None, port },
+                &forwarded,
+                &announce,
+                &mut forwards,
+            )
+            .await;
         }
-        start(
-            &client,
-            &plan,
-            ForwardTarget { host: None, port },
-            &forwarded,
-            &announce,
-        )
-        .await;
     }
+    // The forwards go on until the caller drops this future.
+    while forwards.join_next().await.is_some() {}
+    std::future::pending::<()>().await;
 }
 
 async fn start(
@@ -151,6 +157,7 @@ async fn start(
     target: ForwardTarget,
     forwarded: &Forwarded,
     announce: &Arc<impl Fn(String) + Send + Sync + 'static>,
+    forwards: &mut JoinSet<()>,
 ) {
     if !forwarded
         .lock()
@@ -183,7 +190,7 @@ async fn start(
         .map(|address| address.port())
         .unwrap_or(target.port);
     announce(plan.describe(&target, local));
-    tokio::spawn(super::forward::serve(listener, target, client.clone()));
+    forwards.spawn(super::forward::serve(listener, target, client.clone()));
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<i32> {
     // name); the certificate the TLS connection pins is the truth, so ssh checks against it.
     super::ssh_config::write_known_hosts(&workspace)?;
     let (sender, receiver) = mpsc::channel::<Vec<u8>>(16);
-    tokio::spawn(async move {
+    // Standard input's reader lives as long as the call (the set ends it when dropped).
+    let mut input = tokio::task::JoinSet::new();
+    input.spawn(async move {
         let mut stdin = tokio::io::stdin();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {

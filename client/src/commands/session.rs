@@ -15,10 +15,12 @@ use crate::terminal;
 pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<i32> {
     let tty = spec.tty;
     let (input, input_receiver) = mpsc::channel::<ExecInput>(16);
+    // The readers of standard input, window sizes and signals live as long as the session: the set ends them.
+    let mut feeders = tokio::task::JoinSet::new();
 
     if spec.stdin {
         let stdin_input = input.clone();
-        tokio::spawn(async move {
+        feeders.spawn(async move {
             let mut stdin = tokio::io::stdin();
             let mut buffer = vec![0u8; 256 * 1024];
             loop {
@@ -43,7 +45,7 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
     if tty {
         if let Ok(resizes) = terminal::resizes() {
             let resize_input = input.clone();
-            tokio::spawn(async move {
+            feeders.spawn(async move {
                 let mut resizes = Box::pin(resizes);
                 while let Some(size) = resizes.next().await {
                     if resize_input.send(ExecInput::Resize(size)).await.is_err() {
@@ -62,7 +64,7 @@ pub async fn attach(client: &mut AgentClient, spec: ExecSpec) -> anyhow::Result<
                 continue;
             };
             let signal_input = input.clone();
-            tokio::spawn(async move {
+            feeders.spawn(async move {
                 while signal.recv().await.is_some() {
                     if signal_input
                         .send(ExecInput::Signal(kind.as_raw_value()))

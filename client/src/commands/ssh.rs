@@ -9,13 +9,15 @@ use crate::terminal;
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::agent(&workspace, &args.agent).await?;
-    // While the shell runs, the configuration's ports and ports that start listening are forwarded.
+    // While the shell runs, the configuration's ports and ports that start listening are forwarded: the set ends
+    // the forwards when the shell ends.
+    let mut forwards = tokio::task::JoinSet::new();
     if let Ok(loaded) = skiff::devcontainer::load(
         &workspace.record.local_folder,
         Some(&workspace.record.config_file),
     ) {
         let plan = super::ports::PortPlan::from_config(&loaded.config);
-        tokio::spawn(super::ports::forward_while_attached(
+        forwards.spawn(super::ports::forward_while_attached(
             client.clone(),
             plan,
             |line| {
@@ -36,5 +38,7 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         })),
         stdin: true,
     };
-    super::session::attach(&mut client, spec).await
+    let code = super::session::attach(&mut client, spec).await;
+    drop(forwards);
+    code
 }

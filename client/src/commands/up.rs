@@ -253,6 +253,8 @@ async fn drive(
 ) -> anyhow::Result<i32> {
     let mut events = Box::pin(client.up(spec).await?);
     let mut ready = false;
+    // `--forward`'s forwards, ended when `up` returns.
+    let mut forwards = tokio::task::JoinSet::new();
     while let Some(event) = events.next().await {
         let event = event?;
         if ready {
@@ -288,7 +290,7 @@ async fn drive(
                 println!("{}", workspace.name());
                 if args.forward {
                     let plan = super::ports::PortPlan::from_config(config);
-                    tokio::spawn(super::ports::forward_while_attached(
+                    forwards.spawn(super::ports::forward_while_attached(
                         client.clone(),
                         plan,
                         |line| eprintln!("{line}"),

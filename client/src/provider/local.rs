@@ -50,6 +50,13 @@ pub enum LocalError {
         #[source]
         source: std::io::Error,
     },
+    /// Another command was starting the agent and did not finish.
+    #[error("waiting for another skiff command to start the agent ({path}): {source}")]
+    StartLock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How the local provider runs agents.
@@ -108,6 +115,17 @@ impl LocalProvider {
 
     /// A client of the workspace's agent, starting the agent first if it is not running.
     pub async fn ensure_agent(&self, workspace: &Workspace) -> Result<AgentClient, LocalError> {
+        if let Some(client) = self.connect_running(workspace).await? {
+            return Ok(client);
+        }
+        // One command starts the agent; another at the same moment waits for it and uses that agent.
+        let lock_path = workspace.folder.join("agent-start.lock");
+        let _starting = skiff::lock::lock(&lock_path, Duration::from_secs(30))
+            .await
+            .map_err(|source| LocalError::StartLock {
+                path: lock_path.clone(),
+                source,
+            })?;
         if let Some(client) = self.connect_running(workspace).await? {
             return Ok(client);
         }
@@ -261,14 +279,28 @@ impl LocalProvider {
                     .name
                     .clone()
                     .unwrap_or_else(|| workspace::name_from_folder(folder));
-                store.create(WorkspaceRecord {
+                let created = store.create(WorkspaceRecord {
                     name,
                     provider: ProviderKind::Local,
                     local_folder: folder.to_owned(),
                     config_file: placement.config_file.to_owned(),
                     idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                     aws: None,
-                })?
+                });
+                match created {
+                    // Another `up` of this folder made it at the same moment: use that one.
+                    Err(workspace::WorkspaceError::NameTaken { existing, .. })
+                        if existing == folder =>
+                    {
+                        store.find_by_folder(folder)?.ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "workspace for {} vanished while it was made",
+                                folder.display()
+                            )
+                        })?
+                    }
+                    created => created?,
+                }
             }
         };
         let mut changed = false;

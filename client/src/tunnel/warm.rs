@@ -34,6 +34,7 @@ use skiff::resume;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 
 use super::BoxIo;
 
@@ -79,6 +80,8 @@ struct Lanes {
     opened: AtomicU64,
     /// The agent answered a resumable connection: later ones need not wait for its welcome.
     resumable: AtomicBool,
+    /// Carriers being closed after they were replaced; `close` waits for them.
+    closing: std::sync::Mutex<JoinSet<()>>,
 }
 
 /// A lane's carrier and its number.
@@ -108,7 +111,12 @@ impl Lanes {
                 );
                 let stuck = Arc::clone(&current.carrier);
                 // Its other streams fail with it, and their connections resume on the new one.
-                tokio::spawn(async move { stuck.close().await });
+                let mut closing = self
+                    .closing
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                while closing.try_join_next().is_some() {}
+                closing.spawn(async move { stuck.close().await });
             } else if let Some(ended) = current.carrier.ended() {
                 tracing::info!(lane, %ended, "the lane's session ended; opening a new one");
             } else {
@@ -152,6 +160,13 @@ impl Lanes {
                 slot.carrier.close().await;
             }
         }
+        let mut closing = std::mem::take(
+            &mut *self
+                .closing
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        while closing.join_next().await.is_some() {}
     }
 }
 
@@ -169,6 +184,7 @@ pub async fn serve(
         carriers: (0..=POOL).map(|_| Mutex::new(None)).collect(),
         opened: AtomicU64::new(1),
         resumable: AtomicBool::new(false),
+        closing: std::sync::Mutex::new(JoinSet::new()),
     });
     *lanes.carriers[0].lock().await = Some(Slot {
         number: 0,
@@ -177,6 +193,8 @@ pub async fn serve(
     let (activity, mut activity_rx) = tokio::sync::watch::channel(0usize);
     let activity = Arc::new(activity);
     let shutdown = Arc::new(tokio::sync::Notify::new());
+    // Each command's connection, carried until it ends or the daemon does (the set ends those still open).
+    let mut connections = JoinSet::new();
     loop {
         let idle_wait = async {
             loop {
@@ -204,7 +222,8 @@ pub async fn serve(
                 let lanes = Arc::clone(&lanes);
                 let activity = Arc::clone(&activity);
                 let shutdown = Arc::clone(&shutdown);
-                tokio::spawn(async move {
+                while connections.try_join_next().is_some() {}
+                connections.spawn(async move {
                     activity.send_modify(|open| *open += 1);
                     if let Err(error) = relay(connection, &lanes, &shutdown).await {
                         tracing::debug!(%error, "a tunnel connection ended with an error");
@@ -236,8 +255,15 @@ async fn relay(
             connection.write_u8(0).await?;
             return client.carry(connection).await.map_err(io::Error::other);
         }
-        Err(resume::OpenError::Unsupported(reason)) => {
-            tracing::info!(%reason, "the agent is older than resumable connections; using a plain stream");
+        Err(error @ (resume::OpenError::Unsupported(_) | resume::OpenError::ClosedAtOnce)) => {
+            if matches!(error, resume::OpenError::ClosedAtOnce) {
+                // Most often the agent is not listening yet (starting, restarting); an old agent does the same.
+                tracing::debug!(
+                    "the agent's port closed the connection at the hello: not listening yet, or an agent older than resumable connections; trying a plain stream"
+                );
+            } else {
+                tracing::info!(%error, "the agent is older than resumable connections; using a plain stream");
+            }
             match lanes.carrier(lane, None).await {
                 Ok((_, carrier)) => carrier.open_stream().await,
                 Err(error) => Err(io::Error::other(format!("{error:#}"))),

@@ -6,8 +6,7 @@
 //! `client.crt` (the workspace's client identity), `agent.crt` (the pinned agent certificate), and
 //! whatever the provider keeps beside them.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use skiff::tls::Identity;
@@ -182,6 +181,8 @@ impl Store {
             .filter_map(Result::ok)
             .filter(|entry| entry.path().join("workspace.toml").is_file())
             .filter_map(|entry| entry.file_name().into_string().ok())
+            // A workspace being made (`.NAME.partial-…`) is not one yet.
+            .filter(|name| valid_name(name))
             .collect();
         names.sort();
         names
@@ -231,24 +232,52 @@ impl Store {
                 requested: record.local_folder,
             });
         }
-        let folder = self.folder_for(&record.name);
-        std::fs::create_dir_all(&folder).map_err(io_error("creating", &folder))?;
-        std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_error("protecting", &folder))?;
-        let workspace = Workspace { folder, record };
+        // Made whole in a folder of its own, then renamed into place in one step: of two commands creating the
+        // same workspace at once one wins, and nobody ever sees one's key beside the other's certificate.
+        let workspaces = self.workspaces_dir();
+        std::fs::create_dir_all(&workspaces).map_err(io_error("creating", &workspaces))?;
+        let partial = tempfile::Builder::new()
+            .prefix(&format!(".{}.partial-", record.name))
+            .tempdir_in(&workspaces)
+            .map_err(io_error("creating", &workspaces))?;
+        std::fs::set_permissions(partial.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(io_error("protecting", partial.path()))?;
+        let staged = Workspace {
+            folder: partial.path().to_owned(),
+            record,
+        };
         let identity = Identity::generate("skiff-client")?;
         write_file(
-            &workspace.folder.join("client.key"),
+            &staged.folder.join("client.key"),
             identity.private_key_pem.as_bytes(),
             0o600,
         )?;
         write_file(
-            &workspace.folder.join("client.crt"),
+            &staged.folder.join("client.crt"),
             identity.certificate_pem.as_bytes(),
             0o644,
         )?;
-        workspace.save()?;
-        Ok(workspace)
+        staged.save()?;
+        let folder = self.folder_for(&staged.record.name);
+        match std::fs::rename(partial.path(), &folder) {
+            Ok(()) => {
+                // Renamed away: nothing is left for the temporary folder to remove.
+                let _ = partial.keep();
+                Ok(Workspace {
+                    folder,
+                    record: staged.record,
+                })
+            }
+            Err(_) if folder.join("workspace.toml").is_file() => {
+                let existing = self.get(&staged.record.name)?;
+                Err(WorkspaceError::NameTaken {
+                    name: staged.record.name,
+                    existing: existing.record.local_folder,
+                    requested: staged.record.local_folder,
+                })
+            }
+            Err(error) => Err(io_error("creating", &folder)(error)),
+        }
     }
 }
 
@@ -325,19 +354,7 @@ impl Workspace {
 
 /// Writes a file with the given permissions, replacing it whole.
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), WorkspaceError> {
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&temporary)
-        .map_err(io_error("writing", &temporary))?;
-    file.write_all(contents)
-        .map_err(io_error("writing", &temporary))?;
-    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(mode))
-        .map_err(io_error("protecting", &temporary))?;
-    std::fs::rename(&temporary, path).map_err(io_error("writing", path))
+    skiff::atomic::write(path, contents, mode).map_err(io_error("writing", path))
 }
 
 #[cfg(test)]

@@ -65,3 +65,54 @@ fn names_from_folders() {
     assert!(!valid_name("../x"));
     assert!(valid_name("app-2.x"));
 }
+
+/// Whether an identity's key belongs to its certificate (rustls checks, building a configuration with them).
+fn is_one_pair(identity: &Identity) -> bool {
+    let trusted = std::sync::Arc::new(skiff::tls::TrustedClients::new(Vec::new(), None));
+    skiff::tls::server_config(identity, trusted).is_ok()
+}
+
+#[test]
+fn the_pair_check_tells_a_mixed_identity() {
+    let one = Identity::generate("skiff-client").unwrap();
+    let other = Identity::generate("skiff-client").unwrap();
+    assert!(is_one_pair(&one));
+    let mixed = Identity {
+        certificate_pem: one.certificate_pem,
+        private_key_pem: other.private_key_pem,
+    };
+    assert!(!is_one_pair(&mixed));
+}
+
+/// Bug: two `skiff up`s of one folder at once both made the workspace, each writing its own key and certificate
+/// into the one folder; the agent then trusted a certificate whose key neither command held.
+#[test]
+fn commands_creating_one_workspace_at_once_end_with_one_whole_identity() {
+    let home = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::at(home.path().to_owned()));
+    for round in 0..20 {
+        let name = format!("race-{round}");
+        let racers: Vec<_> = (0..4)
+            .map(|_| {
+                let store = std::sync::Arc::clone(&store);
+                let name = name.clone();
+                std::thread::spawn(move || store.create(record(&name, "/src/race")))
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|racer| racer.join().unwrap()).collect();
+        let made = results.iter().filter(|result| result.is_ok()).count();
+        assert_eq!(made, 1, "one command makes it: {results:?}");
+        for result in &results {
+            if let Err(error) = result {
+                assert!(
+                    matches!(error, WorkspaceError::NameTaken { .. }),
+                    "the others find it taken: {error}"
+                );
+            }
+        }
+        let workspace = store.get(&name).unwrap();
+        let identity = workspace.identity().unwrap();
+        assert!(is_one_pair(&identity), "the key and the certificate are one pair");
+    }
+    assert_eq!(store.names().len(), 20, "no half-made workspace is listed");
+}

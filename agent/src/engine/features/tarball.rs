@@ -200,9 +200,7 @@ fn remember(path: &Path, memory: &Remembered) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, serde_json::to_vec_pretty(memory)?)?;
-    std::fs::rename(&partial, path)
+    skiff::atomic::write(path, &serde_json::to_vec_pretty(memory)?, 0o600)
 }
 
 #[cfg(test)]

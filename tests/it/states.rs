@@ -1,0 +1,135 @@
+//! Every command on a local workspace in every state it can be left in: stopped by `skiff stop`, stopped by its
+//! idle timeout, and with its agent killed. Each command either works or fails with a message that says what to
+//! do, and `delete` removes everything in each state (the sandbox checks, when it drops, that nothing is left).
+
+use std::time::Duration;
+
+use skiff_tests::{Sandbox, add_busybox, is_running, require_docker, wait_until};
+
+/// The states a workspace is left in before the commands run.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Stopped,
+    IdleStopped,
+    AgentKilled,
+}
+
+/// Brings up workspace `name` and leaves it in `state`; returns its container.
+fn leave_in(sandbox: &Sandbox, name: &str, state: State) -> String {
+    let project = sandbox.project("image", name);
+    add_busybox(&project);
+    let idle_timeout = match state {
+        State::IdleStopped => "3s",
+        State::Stopped | State::AgentKilled => "30m",
+    };
+    sandbox.ok(&[
+        "up",
+        "--idle-timeout",
+        idle_timeout,
+        project.to_str().unwrap(),
+    ]);
+    let container = sandbox.container_of(name);
+    match state {
+        State::Stopped => {
+            sandbox.ok(&["stop", name]);
+        }
+        State::IdleStopped => {
+            wait_until(Duration::from_secs(10), || !is_running(&container))
+                .expect("the idle timeout stops it");
+            // The agent exits right after stopping the container.
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        State::AgentKilled => {
+            let config = sandbox.record(name).join("skiffd.toml");
+            let killed = std::process::Command::new("pkill")
+                .args([
+                    "-KILL",
+                    "-f",
+                    &format!("skiffd --config {}", config.display()),
+                ])
+                .status()
+                .unwrap();
+            assert!(killed.success(), "the agent was running");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    container
+}
+
+/// The commands a user runs on a workspace they come back to, in this order, each of which must work or say what
+/// to do; `delete` last.
+fn every_command_works_or_says_what_to_do(state: State, name: &str) {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let container = leave_in(&sandbox, name, state);
+    let expected_running = matches!(state, State::AgentKilled);
+    assert_eq!(is_running(&container), expected_running, "{state:?}");
+
+    let listed = sandbox.ok(&["list"]);
+    assert!(listed.contains(name), "{listed}");
+    let status = sandbox.ok(&["status", name]);
+    assert!(status.contains(name), "{status}");
+    sandbox.ok(&["logs", name]);
+    let exec = sandbox.run(&["exec", name, "--", "echo", "here"]);
+    if exec.status.success() {
+        assert_eq!(String::from_utf8_lossy(&exec.stdout), "here\n");
+    } else {
+        let stderr = String::from_utf8_lossy(&exec.stderr);
+        assert!(
+            stderr.contains("skiff up"),
+            "{state:?}: a failing exec says to run `skiff up`: {stderr}"
+        );
+    }
+    sandbox.ok(&["keepalive", name, "--for", "1m"]);
+    sandbox.ok(&["stop", name]);
+    assert!(!is_running(&container), "{state:?}: stopped");
+    let deleted = sandbox.ok_stderr(&["delete", name, "--yes"]);
+    assert!(!deleted.contains("error"), "{deleted}");
+    let left = std::process::Command::new("docker")
+        .args(["inspect", &container])
+        .output()
+        .unwrap();
+    assert!(
+        !left.status.success(),
+        "{state:?}: delete removed the container"
+    );
+    assert!(
+        sandbox.workspaces().is_empty(),
+        "{state:?}: the record went"
+    );
+}
+
+#[test]
+fn a_stopped_workspace_answers_every_command() {
+    every_command_works_or_says_what_to_do(State::Stopped, "state-stopped");
+}
+
+/// Bug: `skiff delete` after an idle stop answered "could not reach the agent at 127.0.0.1:…: Connection refused"
+/// and left the exited dev container behind.
+#[test]
+fn an_idle_stopped_workspace_answers_every_command() {
+    every_command_works_or_says_what_to_do(State::IdleStopped, "state-idle");
+}
+
+#[test]
+fn a_workspace_whose_agent_was_killed_answers_every_command() {
+    every_command_works_or_says_what_to_do(State::AgentKilled, "state-killed");
+}
+
+/// The narrowest form of the idle-stop bug: nothing between the idle stop and the delete.
+#[test]
+fn delete_right_after_an_idle_stop_removes_the_container() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let container = leave_in(&sandbox, "state-idle-delete", State::IdleStopped);
+    sandbox.ok(&["delete", "state-idle-delete", "--yes"]);
+    assert!(
+        !std::process::Command::new("docker")
+            .args(["inspect", &container])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "the exited dev container is gone"
+    );
+}
