@@ -737,18 +737,28 @@ impl Docker {
 
     /// Turns a connection failure into [`DockerError::Unreachable`], and anything else into an API error.
     fn classify(&self, error: bollard::errors::Error, action: impl Into<String>) -> DockerError {
-        use bollard::errors::Error;
-        match error {
-            Error::HyperResponseError { .. }
-            | Error::IOError { .. }
-            | Error::SocketNotFoundError(_)
-            | Error::RequestTimeoutError => unreachable(&self.endpoint, &error.to_string()),
-            source => DockerError::Api {
-                action: action.into(),
-                source,
-            },
+        if is_connection_error(&error) {
+            return unreachable(&self.endpoint, &error.to_string());
+        }
+        DockerError::Api {
+            action: action.into(),
+            source: error,
         }
     }
+}
+
+/// Whether `error` is the connection to the engine failing (it stopped, restarted, or is not there) rather than an
+/// answer.
+fn is_connection_error(error: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error;
+    matches!(
+        error,
+        Error::HyperResponseError { .. }
+            | Error::HyperLegacyError { .. }
+            | Error::IOError { .. }
+            | Error::SocketNotFoundError(_)
+            | Error::RequestTimeoutError
+    )
 }
 
 fn unreachable(endpoint: &str, detail: &str) -> DockerError {
@@ -1057,11 +1067,26 @@ impl Docker {
             Some(bollard::body_full(Bytes::from(archive))),
         );
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|error| DockerError::Build {
-                tag: spec.tag.clone(),
-                detail: error.to_string(),
+            let info = item.map_err(|error| {
+                // The engine going away mid-build (a restart) is not the Dockerfile's fault: say so.
+                if is_connection_error(&error) {
+                    unreachable(
+                        &self.endpoint,
+                        &format!("building image {}: {error}", spec.tag),
+                    )
+                } else {
+                    DockerError::Build {
+                        tag: spec.tag.clone(),
+                        detail: error.to_string(),
+                    }
+                }
             })?;
             if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
+                // A daemon shutting down fails the step it kills (exit 137) and has already stopped answering.
+                if let Err(unanswered) = self.version().await {
+                    tracing::warn!("building image {}: {detail}", spec.tag);
+                    return Err(unanswered);
+                }
                 return Err(DockerError::Build {
                     tag: spec.tag.clone(),
                     detail,

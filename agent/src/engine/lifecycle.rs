@@ -33,56 +33,94 @@ impl Engine {
             if commands.is_empty() {
                 continue;
             }
+            // A hook cut short by its container stopping runs again, though its marker says it ran.
+            let cut_short = self
+                .interrupted_hooks_lock()
+                .contains(&(target.container.id.clone(), hook));
             if let Some(marker) = marker
                 && !self.claim_marker(target, hook, marker).await?
+                && !cut_short
             {
                 tracing::debug!(hook, "already ran for this container");
                 continue;
             }
             let _busy = self.activity.busy(idle::source::LIFECYCLE);
-            for HookCommand { origin, command } in commands {
-                let from = if origin == "devcontainer.json" {
-                    String::new()
-                } else {
-                    format!(" from Feature {origin}")
-                };
-                progress(events, UpPhase::Lifecycle, format!("running {hook}{from}")).await;
-                let runs: Vec<(Option<String>, Vec<String>)> = match command {
-                    LifecycleCommand::Shell(shell) => vec![(None, shell_command(shell))],
-                    LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],
-                    LifecycleCommand::Parallel(named) => named
-                        .iter()
-                        .map(|(name, command)| {
-                            let argv = match command {
-                                SimpleCommand::Shell(shell) => shell_command(shell),
-                                SimpleCommand::Exec(argv) => argv.clone(),
-                            };
-                            (Some(name.clone()), argv)
-                        })
-                        .filter(|(_, argv)| !argv.is_empty())
-                        .collect(),
-                };
-                let runs = runs.into_iter().map(|(name, argv)| {
-                    let events = events.clone();
-                    async move {
-                        let code = self.run_hook_command(target, argv, &events).await?;
-                        Ok::<_, EngineError>((name, code))
-                    }
-                });
-                for result in futures::future::join_all(runs).await {
-                    let (name, code) = result?;
-                    if code != 0 {
-                        let mut detail = name
-                            .map(|name| format!(" (command \"{name}\")"))
-                            .unwrap_or_default();
-                        detail.push_str(&from);
-                        return Err(EngineError::Hook {
-                            file: config_file.to_owned(),
-                            hook,
-                            code,
-                            detail,
-                        });
-                    }
+            let result = self
+                .run_hook(commands, target, config_file, hook, events)
+                .await;
+            let key = (target.container.id.clone(), hook);
+            if let Err(error) = &result
+                && self.stopped_since(target).await
+            {
+                self.interrupted_hooks_lock().insert(key);
+                return Err(self.stopped_under(&format!("its {hook} ran"), error));
+            }
+            self.interrupted_hooks_lock().remove(&key);
+            result?;
+        }
+        Ok(())
+    }
+
+    fn interrupted_hooks_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<(String, &'static str)>> {
+        self.interrupted_hooks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs one hook's commands (each a command, or a set of named commands run side by side) in order; a command
+    /// that fails ends the hook.
+    async fn run_hook(
+        &self,
+        commands: &[HookCommand],
+        target: &Target,
+        config_file: &str,
+        hook: &'static str,
+        events: &Events,
+    ) -> Result<(), EngineError> {
+        for HookCommand { origin, command } in commands {
+            let from = if origin == "devcontainer.json" {
+                String::new()
+            } else {
+                format!(" from Feature {origin}")
+            };
+            progress(events, UpPhase::Lifecycle, format!("running {hook}{from}")).await;
+            let runs: Vec<(Option<String>, Vec<String>)> = match command {
+                LifecycleCommand::Shell(shell) => vec![(None, shell_command(shell))],
+                LifecycleCommand::Exec(argv) => vec![(None, argv.clone())],
+                LifecycleCommand::Parallel(named) => named
+                    .iter()
+                    .map(|(name, command)| {
+                        let argv = match command {
+                            SimpleCommand::Shell(shell) => shell_command(shell),
+                            SimpleCommand::Exec(argv) => argv.clone(),
+                        };
+                        (Some(name.clone()), argv)
+                    })
+                    .filter(|(_, argv)| !argv.is_empty())
+                    .collect(),
+            };
+            let runs = runs.into_iter().map(|(name, argv)| {
+                let events = events.clone();
+                async move {
+                    let code = self.run_hook_command(target, argv, &events).await?;
+                    Ok::<_, EngineError>((name, code))
+                }
+            });
+            for result in futures::future::join_all(runs).await {
+                let (name, code) = result?;
+                if code != 0 {
+                    let mut detail = name
+                        .map(|name| format!(" (command \"{name}\")"))
+                        .unwrap_or_default();
+                    detail.push_str(&from);
+                    return Err(EngineError::Hook {
+                        file: config_file.to_owned(),
+                        hook,
+                        code,
+                        detail,
+                    });
                 }
             }
         }
