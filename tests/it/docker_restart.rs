@@ -72,6 +72,14 @@ fn processes(dockerd: &Dockerd, container: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The error skiff ended with (its progress lines before it may name Docker on their own, as a build's do).
+fn error_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .rfind(|line| line.starts_with("skiff: "))
+        .unwrap_or_default()
+}
+
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -223,8 +231,8 @@ fn an_up_cut_by_a_docker_restart_during_a_lifecycle_command_fails_clearly_and_th
         "an up cut short cannot succeed:\n{stderr}"
     );
     assert!(
-        stderr.contains("Docker"),
-        "the error names Docker:\n{stderr}"
+        error_line(&stderr).contains("stopped while its postCreateCommand ran: Docker restarted"),
+        "the error says the container stopped under the hook and names Docker:\n{stderr}"
     );
 
     let again = sandbox.run(&["up", folder.to_str().unwrap()]);
@@ -298,8 +306,9 @@ fn an_up_cut_by_a_docker_restart_during_the_build_fails_clearly_and_the_next_up_
         "an up cut short cannot succeed:\n{stderr}"
     );
     assert!(
-        stderr.contains("Docker"),
-        "the error names Docker:\n{stderr}"
+        error_line(&stderr).contains("docker engine unreachable")
+            && error_line(&stderr).contains("building image"),
+        "the error says Docker went away during the build:\n{stderr}"
     );
 
     let again = sandbox.run(&["up", folder.to_str().unwrap()]);

@@ -1067,26 +1067,25 @@ impl Docker {
             Some(bollard::body_full(Bytes::from(archive))),
         );
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|error| {
-                // The engine going away mid-build (a restart) is not the Dockerfile's fault: say so.
-                if is_connection_error(&error) {
-                    unreachable(
+            let info = match item {
+                Ok(info) => info,
+                // The engine going away mid-build (a restart) is not the Dockerfile's fault: say so. A daemon shutting
+                // down fails the step it kills (exit 137, which bollard gives as a stream error) once it has already
+                // stopped answering.
+                Err(error) if is_connection_error(&error) || self.version().await.is_err() => {
+                    return Err(unreachable(
                         &self.endpoint,
                         &format!("building image {}: {error}", spec.tag),
-                    )
-                } else {
-                    DockerError::Build {
+                    ));
+                }
+                Err(error) => {
+                    return Err(DockerError::Build {
                         tag: spec.tag.clone(),
                         detail: error.to_string(),
-                    }
+                    });
                 }
-            })?;
+            };
             if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
-                // A daemon shutting down fails the step it kills (exit 137) and has already stopped answering.
-                if let Err(unanswered) = self.version().await {
-                    tracing::warn!("building image {}: {detail}", spec.tag);
-                    return Err(unanswered);
-                }
                 return Err(DockerError::Build {
                     tag: spec.tag.clone(),
                     detail,
