@@ -46,6 +46,11 @@ pub async fn run(
     } else {
         spec.command.clone()
     };
+    let during = if spec.command.is_empty() {
+        "a shell ran".to_owned()
+    } else {
+        format!("`{}` ran", spec.command.join(" "))
+    };
     let mut process_spec = engine.process_spec(&target, command);
     process_spec.tty = spec.tty;
     process_spec.window = spec.window;
@@ -95,6 +100,12 @@ pub async fn run(
             }
         };
         match event {
+            // A death by signal may be the container stopping under the command (Docker restarted): say so.
+            Some(Ok(ExecOutput::Exit(code)))
+                if code > 128 && engine.stopped_since(&target).await =>
+            {
+                return Err(engine.stopped_under(&during, &format!("it ended with {code}")));
+            }
             Some(Ok(ExecOutput::Exit(code))) => {
                 let _ = output.send(ExecOutput::Exit(code)).await;
                 return Ok(());
@@ -105,6 +116,9 @@ pub async fn run(
                     control.send(ExecInput::Signal(libc::SIGHUP)).await;
                     return Ok(());
                 }
+            }
+            Some(Err(error)) if engine.stopped_since(&target).await => {
+                return Err(engine.stopped_under(&during, &error));
             }
             Some(Err(EngineError::Process { reason, .. })) => {
                 tracing::warn!(error = %reason, "a command's process server connection failed; it ends with 126");

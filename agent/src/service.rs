@@ -101,7 +101,7 @@ fn status_of_engine(error: EngineError) -> Status {
         _ if error.docker_unreachable() => Status::unavailable(message),
         _ if error.image_refused() => Status::failed_precondition(message),
         EngineError::Config { .. } => Status::invalid_argument(message),
-        EngineError::Hook { .. } => Status::aborted(message),
+        EngineError::Hook { .. } | EngineError::Stopped { .. } => Status::aborted(message),
         EngineError::NoContainer { .. } | EngineError::NotRunning { .. } => {
             Status::failed_precondition(message)
         }

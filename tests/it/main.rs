@@ -10,6 +10,8 @@
 //! - `upload`: workspace files arrive through `Upload`, and a hostile archive cannot escape.
 //! - `files`: packing as git sees a folder, four connections landing the same tree as one, a part that never comes,
 //!   `sync`, cloning a `file://` URL, the git state `delete` checks, and `skiff up GIT_URL` end to end.
+//! - `docker_restart`: the Docker daemon restarted (a private one) during `exec` and `up`: clear errors, then the next
+//!   command converges; status and the idle countdown after a restart.
 //! - `exec`: signal deaths, signals, 100 MiB through stdin, 50 at once, terminal resizes.
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
@@ -36,6 +38,7 @@ mod aws_e2e;
 mod aws_policy;
 mod bad_input;
 mod conformance;
+mod docker_restart;
 mod exec;
 mod files;
 mod forward;

@@ -737,18 +737,28 @@ impl Docker {
 
     /// Turns a connection failure into [`DockerError::Unreachable`], and anything else into an API error.
     fn classify(&self, error: bollard::errors::Error, action: impl Into<String>) -> DockerError {
-        use bollard::errors::Error;
-        match error {
-            Error::HyperResponseError { .. }
-            | Error::IOError { .. }
-            | Error::SocketNotFoundError(_)
-            | Error::RequestTimeoutError => unreachable(&self.endpoint, &error.to_string()),
-            source => DockerError::Api {
-                action: action.into(),
-                source,
-            },
+        if is_connection_error(&error) {
+            return unreachable(&self.endpoint, &error.to_string());
+        }
+        DockerError::Api {
+            action: action.into(),
+            source: error,
         }
     }
+}
+
+/// Whether `error` is the connection to the engine failing (it stopped, restarted, or is not there) rather than an
+/// answer.
+fn is_connection_error(error: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error;
+    matches!(
+        error,
+        Error::HyperResponseError { .. }
+            | Error::HyperLegacyError { .. }
+            | Error::IOError { .. }
+            | Error::SocketNotFoundError(_)
+            | Error::RequestTimeoutError
+    )
 }
 
 fn unreachable(endpoint: &str, detail: &str) -> DockerError {
@@ -1057,10 +1067,24 @@ impl Docker {
             Some(bollard::body_full(Bytes::from(archive))),
         );
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|error| DockerError::Build {
-                tag: spec.tag.clone(),
-                detail: error.to_string(),
-            })?;
+            let info = match item {
+                Ok(info) => info,
+                // The engine going away mid-build (a restart) is not the Dockerfile's fault: say so. A daemon shutting
+                // down fails the step it kills (exit 137, which bollard gives as a stream error) once it has already
+                // stopped answering.
+                Err(error) if is_connection_error(&error) || self.version().await.is_err() => {
+                    return Err(unreachable(
+                        &self.endpoint,
+                        &format!("building image {}: {error}", spec.tag),
+                    ));
+                }
+                Err(error) => {
+                    return Err(DockerError::Build {
+                        tag: spec.tag.clone(),
+                        detail: error.to_string(),
+                    });
+                }
+            };
             if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
                 return Err(DockerError::Build {
                     tag: spec.tag.clone(),

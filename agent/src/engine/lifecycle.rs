@@ -44,7 +44,7 @@ impl Engine {
                         progress(
                             events,
                             UpPhase::Lifecycle,
-                            format!("{hook} was cut short last time (the agent stopped while it ran); running it again"),
+                            format!("{hook} was cut short last time (the agent or its container stopped while it ran); running it again"),
                         )
                         .await;
                     }
@@ -54,6 +54,13 @@ impl Engine {
             let ran = self
                 .run_hook(target, hook, commands, config_file, events)
                 .await;
+            if let Err(error) = &ran
+                && self.stopped_since(target).await
+            {
+                // The container stopped under the hook (Docker restarted): its Running marker stays, so the next
+                // `up` runs it again.
+                return Err(self.stopped_under(&format!("its {hook} ran"), error));
+            }
             if marker.is_some() {
                 // Finished, well or not: only a run the agent did not see to its end is run again.
                 self.release_marker(target, hook).await?;

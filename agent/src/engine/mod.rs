@@ -83,6 +83,12 @@ pub enum EngineError {
     /// A command started in the dev container, then the process server carrying it failed.
     #[error("running `{command}` in the dev container: {reason}")]
     Process { command: String, reason: String },
+    /// The dev container stopped under a command (or `up`'s step) that ran in it, without the agent stopping it.
+    #[error(
+        "the dev container of workspace {workspace} stopped while {during}: Docker restarted, or something else stopped \
+         it; the next `skiff exec` or `skiff up {workspace}` starts it again"
+    )]
+    Stopped { workspace: String, during: String },
 }
 
 impl EngineError {
@@ -164,6 +170,9 @@ pub struct Engine {
     lifecycle: Arc<Mutex<()>>,
     /// The process server of the dev container, through which processes start (see `process`).
     servers: Arc<ProcServers>,
+    /// The container this agent last saw running and did not stop itself: when it is found stopped (Docker restarted,
+    /// which stops every container), the next use starts it again (`up::start_again`).
+    seen_running: std::sync::Mutex<Option<String>>,
 }
 
 impl Engine {
@@ -188,6 +197,7 @@ impl Engine {
             record: Mutex::new(record),
             lifecycle: Arc::new(Mutex::new(())),
             servers: Arc::default(),
+            seen_running: std::sync::Mutex::default(),
         }
     }
 
@@ -250,7 +260,8 @@ impl Engine {
         Ok(container.map(|container| Target { container, record }))
     }
 
-    /// The running container, or an error that says what to do.
+    /// The running container, or an error that says what to do. A container this agent saw running that stopped
+    /// without the agent stopping it (Docker restarted) is started again, as the user would by `skiff up`.
     pub async fn running(&self) -> Result<Target, EngineError> {
         let target = self
             .current()
@@ -258,19 +269,68 @@ impl Engine {
             .ok_or_else(|| EngineError::NoContainer {
                 workspace: self.workspace.clone(),
             })?;
-        if target.container.state != ContainerState::Running {
-            return Err(EngineError::NotRunning {
-                workspace: self.workspace.clone(),
-                state: target.container.state,
-            });
+        if target.container.state == ContainerState::Running {
+            self.saw_running(&target.container.id);
+            return Ok(target);
         }
-        Ok(target)
+        if target.container.state == ContainerState::Stopped
+            && self.was_seen_running(&target.container.id)
+        {
+            return self.start_again(target).await;
+        }
+        Err(EngineError::NotRunning {
+            workspace: self.workspace.clone(),
+            state: target.container.state,
+        })
+    }
+
+    fn saw_running(&self, container_id: &str) {
+        *self
+            .seen_running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(container_id.to_owned());
+    }
+
+    fn was_seen_running(&self, container_id: &str) -> bool {
+        self.seen_running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_deref()
+            == Some(container_id)
+    }
+
+    /// Whether `target`'s container stopped since `target` was read (or started again since): Docker restarted, or
+    /// something else stopped it. An engine that does not answer counts as stopped, since it takes its containers
+    /// with it when it goes.
+    pub async fn stopped_since(&self, target: &Target) -> bool {
+        match self.docker.inspect_container(&target.container.id).await {
+            Ok(Some(container)) => {
+                container.state != ContainerState::Running
+                    || container.started_at != target.container.started_at
+            }
+            Ok(None) | Err(_) => true,
+        }
+    }
+
+    /// The error for a command or step (`during`) cut short by the container stopping under it (see
+    /// [`Engine::stopped_since`]); `cause` is how it showed, for the log.
+    pub fn stopped_under(&self, during: &str, cause: &dyn std::fmt::Display) -> EngineError {
+        tracing::warn!("the dev container stopped while {during}: {cause}");
+        EngineError::Stopped {
+            workspace: self.workspace.clone(),
+            during: during.to_owned(),
+        }
     }
 
     /// Stops the dev container (if running); its files stay.
     pub async fn stop(&self) -> Result<bool, EngineError> {
         let _slot = self.record.lock().await;
         drop(_slot);
+        // Stopped by the agent: not a container to start again on the next use.
+        *self
+            .seen_running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         let Some(target) = self.current().await? else {
             return Ok(false);
         };

@@ -157,6 +157,8 @@ impl Engine {
                 })?
         };
 
+        self.saw_running(&container.id);
+
         let merged = metadata::merge(&substitute_entries(
             &entries,
             &devcontainer_id,
@@ -232,6 +234,103 @@ impl Engine {
             events,
         )
         .await
+    }
+}
+
+impl Engine {
+    /// Starts again the dev container this agent saw running and that stopped without the agent stopping it (a restart
+    /// of Docker stops every container), and runs its `postStartCommand` for the new start as `up` would, from the
+    /// container's metadata label; the process server is placed again on the first command.
+    /// A compose configuration's container is left to `skiff up`, which brings its other services back too.
+    pub(super) async fn start_again(&self, target: Target) -> Result<Target, EngineError> {
+        let record_slot = self.record.lock().await;
+        let not_running = |state| EngineError::NotRunning {
+            workspace: self.workspace.clone(),
+            state,
+        };
+        let container = self
+            .docker
+            .inspect_container(&target.container.id)
+            .await?
+            .ok_or_else(|| EngineError::NoContainer {
+                workspace: self.workspace.clone(),
+            })?;
+        if container.state == ContainerState::Running {
+            // Another call started it while this one waited.
+            return Ok(Target {
+                container,
+                record: target.record,
+            });
+        }
+        if container.state != ContainerState::Stopped
+            || container.labels.contains_key(compose::LABEL_PROJECT)
+        {
+            return Err(not_running(container.state));
+        }
+        tracing::info!(
+            container = short(&container.id),
+            "starting the dev container again: it stopped without the agent stopping it"
+        );
+        self.docker.start_container(&container.id).await?;
+        let container = self
+            .docker
+            .inspect_container(&container.id)
+            .await?
+            .ok_or_else(|| EngineError::NoContainer {
+                workspace: self.workspace.clone(),
+            })?;
+        drop(record_slot);
+        if container.state != ContainerState::Running {
+            return Err(not_running(container.state));
+        }
+        let target = Target {
+            container,
+            record: target.record,
+        };
+
+        // Nobody reads these events: the command that asked for the container only wants it running.
+        let (events, _) = tokio::sync::mpsc::channel(1);
+        let labels = &target.container.labels;
+        let entries = label_entries(
+            labels,
+            &format!("container {}", short(&target.container.id)),
+            &events,
+        )
+        .await;
+        let id_labels: BTreeMap<String, String> = labels
+            .iter()
+            .filter(|(key, _)| {
+                [
+                    devcontainer::LABEL_LOCAL_FOLDER,
+                    devcontainer::LABEL_CONFIG_FILE,
+                ]
+                .contains(&key.as_str())
+            })
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let merged = metadata::merge(&substitute_entries(
+            &entries,
+            &devcontainer::devcontainer_id(&id_labels),
+            Some(&target.container.env),
+        ));
+        let config_file = labels
+            .get(devcontainer::LABEL_CONFIG_FILE)
+            .cloned()
+            .unwrap_or_default();
+        let _lifecycle = self.lifecycle.lock().await;
+        if let Err(error) = self
+            .run_lifecycle(
+                &merged,
+                &target,
+                &config_file,
+                &["postStartCommand"],
+                &events,
+            )
+            .await
+        {
+            tracing::warn!("postStartCommand of the dev container started again: {error}");
+        }
+        Ok(target)
     }
 }
 
