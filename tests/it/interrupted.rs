@@ -61,7 +61,9 @@ fn up_killed_at(sandbox: &Sandbox, folder: &Path, name: &str, marker: &str) {
     loop {
         let Some(Ok(line)) = lines.next() else {
             let _ = up.kill();
-            panic!("`up` ended before it reported {marker:?}:\n{seen}");
+            let log =
+                std::fs::read_to_string(sandbox.record(name).join("agent.log")).unwrap_or_default();
+            panic!("`up` ended before it reported {marker:?}:\n{seen}\nthe agent's log:\n{log}");
         };
         seen.push_str(&line);
         seen.push('\n');

@@ -99,7 +99,10 @@ fn commands_creating_one_workspace_at_once_end_with_one_whole_identity() {
                 std::thread::spawn(move || store.create(record(&name, "/src/race")))
             })
             .collect();
-        let results: Vec<_> = racers.into_iter().map(|racer| racer.join().unwrap()).collect();
+        let results: Vec<_> = racers
+            .into_iter()
+            .map(|racer| racer.join().unwrap())
+            .collect();
         let made = results.iter().filter(|result| result.is_ok()).count();
         assert_eq!(made, 1, "one command makes it: {results:?}");
         for result in &results {
@@ -112,7 +115,10 @@ fn commands_creating_one_workspace_at_once_end_with_one_whole_identity() {
         }
         let workspace = store.get(&name).unwrap();
         let identity = workspace.identity().unwrap();
-        assert!(is_one_pair(&identity), "the key and the certificate are one pair");
+        assert!(
+            is_one_pair(&identity),
+            "the key and the certificate are one pair"
+        );
     }
     assert_eq!(store.names().len(), 20, "no half-made workspace is listed");
 }
