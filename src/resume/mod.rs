@@ -417,4 +417,6 @@ async fn serve(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
