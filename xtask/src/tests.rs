@@ -183,13 +183,13 @@ fn a_symbol_is_counted_for_the_crate_it_is_about() {
 }
 
 #[test]
-fn fuzz_runs_one_round_of_ten_thousand_cases_by_default() {
+fn fuzz_runs_one_round_of_two_thousand_cases_by_default() {
     let Command::Fuzz(args) = parse(&["fuzz"]).command else {
         panic!("not the fuzz subcommand");
     };
     assert_eq!(
         (args.cases, args.minutes, args.dry_run),
-        (10_000, None, false)
+        (2_000, None, false)
     );
     let Command::Fuzz(args) = parse(&["fuzz", "--cases", "500", "--minutes", "2"]).command else {
         panic!("not the fuzz subcommand");
@@ -227,4 +227,32 @@ fn fuzz_counts_the_property_tests_and_failures_of_a_round() {
             failed: vec!["procd::props::prop_read_line_keeps_to_its_limit".to_owned()],
         }
     );
+}
+
+#[test]
+fn fuzz_reports_the_failure_seeds_proptest_wrote_during_the_round() {
+    use crate::fuzz::regressions_written;
+    let root = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let header = "# Seeds for failure cases proptest has generated in the past.\n";
+    write(
+        "agent/proptest-regressions/procd/props.txt",
+        &format!("{header}cc 01ab # shrinks to input = []\n"),
+    );
+    // Only the workspace's own files count, not a build's.
+    write("target/proptest-regressions/x.txt", "cc ffff\n");
+    let since = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    assert_eq!(
+        regressions_written(root.path(), since),
+        [(
+            std::path::PathBuf::from("agent/proptest-regressions/procd/props.txt"),
+            vec!["cc 01ab # shrinks to input = []".to_owned()]
+        )]
+    );
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    assert!(regressions_written(root.path(), later).is_empty());
 }
