@@ -1,7 +1,8 @@
 //! Property tests of the resumable connection's wire and link, with arbitrary bytes, mutated valid encodings and
 //! frames a hostile peer could checksum correctly: nothing panics, no data frame is bigger than
 //! [`MAX_PAYLOAD`], damaged units are refused rather than taken for others, valid frames round-trip whole or split
-//! anywhere, and a link fed anything detaches with a reason, having delivered exactly the bytes in order.
+//! anywhere, a link fed anything detaches with a reason, having delivered exactly the bytes in order, and the
+//! agent's registry refuses a transport that does not open with a hello.
 //! `cargo xtask fuzz` runs them (every test under a `props` module) with many more cases.
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use super::Registry;
 use super::link::{Detach, Link, Policy};
 use super::wire::{Frame, HELLO_LEN, Hello, MAX_PAYLOAD, WELCOME_LEN, Welcome, WireError};
 
@@ -413,6 +415,40 @@ proptest! {
             "{:?}", outcome
         );
         prop_assert_eq!(delivered, expected);
+    }
+
+    /// The agent's door: a transport that does not open with a hello (arbitrary bytes, or a hello with a burst of
+    /// damage in it) is refused with an error, and the registry holds nothing for it.
+    #[test]
+    fn prop_the_registry_refuses_what_is_not_a_hello(
+        garbage in proptest::collection::vec(any::<u8>(), 0..64),
+        id in proptest::array::uniform16(any::<u8>()),
+        received in any::<u64>(),
+        damaged in proptest::option::of((any::<bool>(), any::<Index>(), 1..=u32::MAX)),
+    ) {
+        let input = match damaged {
+            None => garbage,
+            Some((resume, position, burst)) => {
+                let hello = if resume { Hello::Resume { id, received } } else { Hello::New { id } };
+                let mut bytes = hello.encode();
+                let at = position.index(HELLO_LEN - 3);
+                for (byte, damage) in bytes[at..at + 4].iter_mut().zip(burst.to_be_bytes()) {
+                    *byte ^= damage;
+                }
+                bytes.to_vec()
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (refused, held) = runtime.block_on(async {
+            let registry = Registry::new();
+            let (mut client, agent) = tokio::io::duplex(1024);
+            client.write_all(&input).await.unwrap();
+            drop(client);
+            let accepted = tokio::time::timeout(Duration::from_secs(10), registry.accept(Box::new(agent))).await;
+            (matches!(accepted, Ok(Err(_))), registry.len())
+        });
+        prop_assert!(refused, "a transport without a hello was not refused");
+        prop_assert_eq!(held, 0);
     }
 
     /// A link fed mutated frames never panics and detaches with a reason.
