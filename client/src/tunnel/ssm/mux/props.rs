@@ -148,13 +148,19 @@ fn chunks(bytes: &[u8], cuts: &[Index]) -> Vec<Bytes> {
         .collect()
 }
 
+/// What a multiplexer run gave.
+struct MuxRun {
+    /// Each stream's read to its end: its bytes or its error, `None` for one that neither ended nor failed.
+    outcomes: Vec<Option<io::Result<Vec<u8>>>>,
+    /// Why the multiplexer ended, once the session did.
+    ended: Option<String>,
+    /// Whether a stream could still be opened after the end.
+    opens_after_end: bool,
+}
+
 /// Runs a multiplexer with `streams` open streams over a session that delivers `chunks` and then ends as
-/// `end` says; gives each stream's outcome (`None` for one that hung) and the multiplexer.
-fn run_mux(
-    streams: usize,
-    chunks: Vec<Bytes>,
-    end: End,
-) -> (Vec<Option<io::Result<Vec<u8>>>>, Option<String>, bool) {
+/// `end` says.
+fn run_mux(streams: usize, chunks: Vec<Bytes>, end: End) -> MuxRun {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -178,9 +184,11 @@ fn run_mux(
         for stream in &mut opened {
             outcomes.push(read_all(stream).await);
         }
-        let ended = mux.ended();
-        let opens_after_end = mux.open().is_ok();
-        (outcomes, ended, opens_after_end)
+        MuxRun {
+            outcomes,
+            ended: mux.ended(),
+            opens_after_end: mux.open().is_ok(),
+        }
     })
 }
 
@@ -262,7 +270,7 @@ proptest! {
                 _ => {}
             }
         }
-        let (outcomes, ended, opens_after_end) = run_mux(streams, chunks(&bytes, &cuts), end);
+        let MuxRun { outcomes, ended, opens_after_end } = run_mux(streams, chunks(&bytes, &cuts), end);
         for (index, (outcome, (data, finished))) in outcomes.into_iter().zip(expected).enumerate() {
             let Some(outcome) = outcome else {
                 return Err(TestCaseError::fail(format!("stream {index} neither ended nor failed")));
@@ -297,7 +305,7 @@ proptest! {
             mutate(&mut bytes, &mutations);
             bytes
         };
-        let (outcomes, ended, opens_after_end) = run_mux(streams, chunks(&bytes, &cuts), end);
+        let MuxRun { outcomes, ended, opens_after_end } = run_mux(streams, chunks(&bytes, &cuts), end);
         for (index, outcome) in outcomes.into_iter().enumerate() {
             prop_assert!(outcome.is_some(), "stream {} neither ended nor failed", index);
         }
