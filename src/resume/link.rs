@@ -275,7 +275,13 @@ async fn read_side<A: AsyncWrite>(
                         let state = lock();
                         (state.received, state.peer_fin, state.app_gone)
                     };
-                    let end = offset + payload.len() as u64;
+                    // A checksummed frame can still claim any offset: one that runs past the end of any
+                    // stream is the peer breaking the protocol, not an overflow here.
+                    let Some(end) = offset.checked_add(payload.len() as u64) else {
+                        return Detach::Failed(format!(
+                            "the peer sent data at offset {offset}, past the end of any stream"
+                        ));
+                    };
                     if peer_fin && end > received {
                         return Detach::Failed("the peer sent data after its end".into());
                     }

@@ -437,4 +437,6 @@ async fn serve(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! The resumable connection over in-memory transports that break, lose bytes or belong to an agent that does
-//! not speak it, with an echo server standing in for TLS on the agent's side; and the frame decoder fuzzed.
+//! not speak it, with an echo server standing in for TLS on the agent's side. The wire and the link fed
+//! arbitrary and mutated input are property tests in `props.rs`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,13 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use proptest::prelude::*;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{
     AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, DuplexStream, ReadBuf,
 };
 
-use super::wire::{Frame, HELLO_LEN, Hello, MAX_PAYLOAD, WELCOME_LEN, Welcome, WireError};
+use super::wire::{Frame, HELLO_LEN, Hello, WELCOME_LEN, Welcome, WireError};
 use super::*;
 
 /// What a transport does to the bytes the client writes into it.
@@ -527,46 +527,6 @@ fn a_frame_split_anywhere_decodes_once_whole() {
         }
         assert_eq!(decoded, frames, "split at {split}");
         assert!(buffer.is_empty());
-    }
-}
-
-proptest! {
-    /// Arbitrary bytes never panic the decoder, and it never takes more than it was given.
-    #[test]
-    fn the_decoder_survives_arbitrary_bytes(input in proptest::collection::vec(any::<u8>(), 0..200)) {
-        let mut buffer = BytesMut::from(&input[..]);
-        while let Ok(Some(_)) = Frame::decode(&mut buffer) {}
-        let mut hello = [0; HELLO_LEN];
-        let length = input.len().min(HELLO_LEN);
-        hello[..length].copy_from_slice(&input[..length]);
-        let _ = Hello::decode(&hello);
-    }
-
-    /// Any one byte changed in a valid frame is an error, or (in a length) a wait for more, never a
-    /// different frame.
-    #[test]
-    fn a_damaged_frame_is_never_taken_for_another(
-        payload in proptest::collection::vec(any::<u8>(), 0..300),
-        offset in any::<u64>(),
-        position in any::<prop::sample::Index>(),
-        flip in 1..=255u8,
-    ) {
-        let frame = Frame::Data { offset, payload: payload.into() };
-        let mut encoded = BytesMut::new();
-        frame.encode(&mut encoded);
-        let index = position.index(encoded.len());
-        encoded[index] ^= flip;
-        let decoded = Frame::decode(&mut encoded);
-        prop_assert!(!matches!(decoded, Ok(Some(_))), "damaged frame decoded as {decoded:?}");
-    }
-
-    #[test]
-    fn data_frames_round_trip(payload in proptest::collection::vec(any::<u8>(), 0..MAX_PAYLOAD.min(4096)), offset in any::<u64>()) {
-        let frame = Frame::Data { offset, payload: payload.into() };
-        let mut encoded = BytesMut::new();
-        frame.encode(&mut encoded);
-        prop_assert_eq!(Frame::decode(&mut encoded), Ok(Some(frame)));
-        prop_assert!(encoded.is_empty());
     }
 }
 

@@ -1,7 +1,7 @@
 //! `cargo xtask`: dev chores for skiff, written in Rust so they run the same on every machine and in CI.
 //!
 //! `main` only parses arguments and maps failure to an exit code.
-//! Each subcommand lives in its own module (`images`, `test`, `bench`, `dist`, `static_procd`) with an `Args` struct and a `run` function;
+//! Each subcommand lives in its own module (`images`, `test`, `bench`, `dist`, `static_procd`, `fuzz`) with an `Args` struct and a `run` function;
 //! add a chore by adding a variant to [`Command`] and a module beside them.
 //! Helpers for running other programs live in `process` (`process::cargo` is the cargo every subcommand runs, in
 //! the user's environment rather than `cargo run`'s); the host set-up the commands need lives in `setup`.
@@ -9,6 +9,7 @@
 mod bench;
 mod bench_forward;
 mod dist;
+mod fuzz;
 mod images;
 mod process;
 mod setup;
@@ -39,6 +40,8 @@ enum Command {
     Dist(dist::Args),
     /// Build a static skiff-procd beside the local agent, so the process server runs in every image.
     StaticProcd(static_procd::Args),
+    /// Run the wire decoders' property tests (every test under a `props` module) with many more cases.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Dist(args) => dist::run(args).map(|()| ExitCode::SUCCESS),
         Command::StaticProcd(args) => static_procd::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(code) => code,

@@ -181,3 +181,78 @@ fn a_symbol_is_counted_for_the_crate_it_is_about() {
     assert_eq!(crate_of("ring_core_0_17_14__aes_hw_encrypt"), "[C]");
     assert_eq!(crate_of("ZSTD_compress"), "[C]");
 }
+
+#[test]
+fn fuzz_runs_one_round_of_two_thousand_cases_by_default() {
+    let Command::Fuzz(args) = parse(&["fuzz"]).command else {
+        panic!("not the fuzz subcommand");
+    };
+    assert_eq!(
+        (args.cases, args.minutes, args.dry_run),
+        (2_000, None, false)
+    );
+    let Command::Fuzz(args) = parse(&["fuzz", "--cases", "500", "--minutes", "2"]).command else {
+        panic!("not the fuzz subcommand");
+    };
+    assert_eq!((args.cases, args.minutes), (500, Some(2)));
+    assert!(Cli::try_parse_from(["xtask", "fuzz", "--cases", "0"]).is_err());
+    assert!(Cli::try_parse_from(["xtask", "fuzz", "--minutes", "0"]).is_err());
+    assert!(Cli::try_parse_from(["xtask", "fuzz", "--minutes", "soon"]).is_err());
+    assert_eq!(
+        crate::fuzz::cargo_args(),
+        ["test", "--workspace", "--", "props::"].map(OsString::from)
+    );
+}
+
+#[test]
+fn fuzz_counts_the_property_tests_and_failures_of_a_round() {
+    use crate::fuzz::Round;
+    let mut round = Round::default();
+    for line in [
+        "running 3 tests",
+        "test tunnel::ssm::mux::props::prop_decode_survives_arbitrary_bytes ... ok",
+        "test resume::props::a_data_frame_claiming_4_gib_is_an_error_without_allocating ... ok",
+        "test procd::props::prop_read_line_keeps_to_its_limit ... FAILED",
+        "test procd::tests::frames_round_trip_and_oversized_ones_are_refused ... ok",
+        "test resume::props::prop_link_survives_arbitrary_bytes ... ok",
+        "test result: FAILED. 3 passed; 1 failed; 0 ignored",
+    ] {
+        round.count(line);
+    }
+    assert_eq!(
+        round,
+        Round {
+            properties: 2,
+            fixed: 1,
+            failed: vec!["procd::props::prop_read_line_keeps_to_its_limit".to_owned()],
+        }
+    );
+}
+
+#[test]
+fn fuzz_reports_the_failure_seeds_proptest_wrote_during_the_round() {
+    use crate::fuzz::regressions_written;
+    let root = tempfile::tempdir().unwrap();
+    let write = |path: &str, text: &str| {
+        let path = root.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let header = "# Seeds for failure cases proptest has generated in the past.\n";
+    write(
+        "agent/proptest-regressions/procd/props.txt",
+        &format!("{header}cc 01ab # shrinks to input = []\n"),
+    );
+    // Only the workspace's own files count, not a build's.
+    write("target/proptest-regressions/x.txt", "cc ffff\n");
+    let since = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    assert_eq!(
+        regressions_written(root.path(), since),
+        [(
+            std::path::PathBuf::from("agent/proptest-regressions/procd/props.txt"),
+            vec!["cc 01ab # shrinks to input = []".to_owned()]
+        )]
+    );
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    assert!(regressions_written(root.path(), later).is_empty());
+}

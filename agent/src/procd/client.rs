@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use skiff::api::{ExecInput, ExecOutput};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
@@ -180,9 +180,9 @@ impl std::fmt::Debug for Process {
 }
 
 /// The next event of a process from its connection's frames; `None` once the last has been read.
-async fn next_event(
-    reader: Option<OwnedReadHalf>,
-) -> Option<(Result<ExecOutput, ProcdError>, Option<OwnedReadHalf>)> {
+pub(super) async fn next_event<R: AsyncRead + Unpin>(
+    reader: Option<R>,
+) -> Option<(Result<ExecOutput, ProcdError>, Option<R>)> {
     let mut reader = reader?;
     let event = match read_frame(&mut reader).await {
         Ok(Some((STDOUT, data))) => Ok(ExecOutput::Stdout(data)),

@@ -167,4 +167,6 @@ pub async fn read_frame(
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -460,4 +460,6 @@ impl russh_sftp::server::Handler for Server {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

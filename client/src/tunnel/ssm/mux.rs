@@ -492,4 +492,6 @@ impl Drop for MuxStream {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
