@@ -61,7 +61,7 @@ pub fn disk_full_message(folder: &Path) -> String {
     let free = nix::sys::statvfs::statvfs(folder).map_or_else(
         |_| "its free space unknown".to_owned(),
         |stats| {
-            let bytes = u64::from(stats.blocks_available()) * u64::from(stats.fragment_size());
+            let bytes = stats.blocks_available() * stats.fragment_size();
             format!("{:.1} MiB free", bytes as f64 / (1024.0 * 1024.0))
         },
     );

@@ -163,7 +163,7 @@ fn an_exec_cut_by_a_docker_restart_fails_clearly_and_the_next_exec_brings_the_co
         container,
         "the same dev container, started again"
     );
-    assert_eq!(containers(&dockerd), [container.clone()]);
+    assert_eq!(containers(&dockerd), std::slice::from_ref(&container));
     assert_eq!(
         lines(&folder, "post-start.log").len(),
         2,
@@ -258,10 +258,8 @@ fn an_up_cut_by_a_docker_restart_during_the_build_fails_clearly_and_the_next_up_
         &[
             (
                 "devcontainer.json",
-                &format!(
-                    r#"{{ "build": {{ "dockerfile": "Dockerfile" }},
-                         "postCreateCommand": "cat /etc/built >> /workspaces/restart-build/hooks.log" }}"#
-                ),
+                r#"{ "build": { "dockerfile": "Dockerfile" },
+                         "postCreateCommand": "cat /etc/built >> /workspaces/restart-build/hooks.log" }"#,
             ),
             (
                 "Dockerfile",
