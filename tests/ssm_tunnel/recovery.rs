@@ -122,6 +122,11 @@ fn cut_after(gateway: &std::sync::Arc<Gateway>, bytes: u64) -> tokio::task::Join
     })
 }
 
+/// Each cut upload is compared with the median of the test's 10 undisturbed ones: a single undisturbed upload
+/// of about 0.1 s varies by half its time on a loaded machine, which a per-run pair would read as the cut's cost
+/// (seen: 79 ms undisturbed against 81 ms with a cut in one run, 84 ms against 149 ms in the next).
+/// The resume itself takes 1–5 ms (the channel logs it); on two loaded, shared cores a cut upload still lands
+/// above 1.5 times the median now and then (1 to 3 runs of 10 in 3 test runs of 5), when a load spike hits it.
 #[test]
 fn a_tcp_cut_in_the_middle_of_a_20_mib_upload_costs_at_most_half_its_time_again_in_10_runs() {
     runtime().block_on(async {
@@ -129,7 +134,8 @@ fn a_tcp_cut_in_the_middle_of_a_20_mib_upload_costs_at_most_half_its_time_again_
         let gateway = std::sync::Arc::new(gateway);
         let sink = sink().await;
         let body = body(UPLOAD);
-        let mut failures = Vec::new();
+        let mut undisturbed_times = Vec::new();
+        let mut cut_times = Vec::new();
         for run in 1..=10 {
             let tunnel = open(&sdk, sink.port()).await;
             let session = tunnel.session_id().to_owned();
@@ -141,10 +147,7 @@ fn a_tcp_cut_in_the_middle_of_a_20_mib_upload_costs_at_most_half_its_time_again_
             let cut = upload(&tunnel, &body).await;
             cutter.await.unwrap();
             let after = gateway.stats();
-            let ratio = cut.as_secs_f64() / undisturbed.as_secs_f64();
-            eprintln!(
-                "run {run}: 20 MiB undisturbed {undisturbed:?}, with a TCP cut {cut:?} ({ratio:.2}x)"
-            );
+            eprintln!("run {run}: 20 MiB undisturbed {undisturbed:?}, with a TCP cut {cut:?}");
             assert_eq!(after.websockets_dropped, before.websockets_dropped + 1);
             assert!(
                 after.sessions_resumed > before.sessions_resumed,
@@ -155,16 +158,29 @@ fn a_tcp_cut_in_the_middle_of_a_20_mib_upload_costs_at_most_half_its_time_again_
                 "run {run}: resumed, not replaced"
             );
             assert_eq!(tunnel.session_id(), session);
-            if ratio > SLOWDOWN {
-                failures.push(format!(
-                    "run {run}: {cut:?} with the cut against {undisturbed:?} without ({ratio:.2}x)"
-                ));
-            }
+            undisturbed_times.push(undisturbed);
+            cut_times.push(cut);
             tunnel.close().await;
         }
+        let mut sorted = undisturbed_times.clone();
+        sorted.sort();
+        let median = (sorted[4] + sorted[5]) / 2;
+        let failures: Vec<String> = cut_times
+            .iter()
+            .enumerate()
+            .filter(|(_, cut)| cut.as_secs_f64() > SLOWDOWN * median.as_secs_f64())
+            .map(|(index, cut)| {
+                format!(
+                    "run {}: {cut:?} with the cut ({:.2}x)",
+                    index + 1,
+                    cut.as_secs_f64() / median.as_secs_f64()
+                )
+            })
+            .collect();
+        eprintln!("undisturbed median {median:?}; with a cut {cut_times:?}");
         assert!(
             failures.is_empty(),
-            "a TCP cut made a 20 MiB upload more than {SLOWDOWN}x slower:\n{}",
+            "a TCP cut made a 20 MiB upload more than {SLOWDOWN}x slower than the undisturbed median {median:?}:\n{}",
             failures.join("\n")
         );
     });
@@ -301,7 +317,10 @@ fn a_clean_close_without_channel_closed_is_resumed_not_replaced() {
         assert_eq!(&echoed, b"after!");
         let stats = gateway.stats();
         assert_eq!(stats.websockets_closed, 1, "{stats:?}");
-        assert_eq!(stats.sessions_resumed, 1, "ResumeSession was called: {stats:?}");
+        assert_eq!(
+            stats.sessions_resumed, 1,
+            "ResumeSession was called: {stats:?}"
+        );
         assert_eq!(stats.sessions_started, 1, "no new session: {stats:?}");
         assert_eq!(stats.sessions_terminated, 0, "{stats:?}");
         assert_eq!(tunnel.session_id(), session);

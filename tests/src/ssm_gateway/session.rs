@@ -468,12 +468,15 @@ impl Session {
         }
         if self.dice.roll(Direction::FromClient, faults.repeat) {
             self.shared.counters.add_message_repeated();
+            self.process(message.clone()).await?;
+            // The second copy is the repetition: an ack in it is no re-ack of the client's.
             self.repeating = true;
-            let repeated = self.process(message.clone()).await;
+            let repeated = self.process(message).await;
             self.repeating = false;
             repeated?;
+        } else {
+            self.process(message).await?;
         }
-        self.process(message).await?;
         if let Some((held, _)) = self.held_in.take() {
             self.process(held).await?;
         }
@@ -764,7 +767,8 @@ impl Session {
             Kind::Ack => faults.ack_loss,
         };
         let lost = self.dice.roll(Direction::ToClient, loss);
-        let nth = matches!(kind, Kind::Data) && self.dice.nth(Direction::ToClient, faults.drop_every);
+        let nth =
+            matches!(kind, Kind::Data) && self.dice.nth(Direction::ToClient, faults.drop_every);
         if lost || nth {
             self.shared.counters.add_message_lost();
             if matches!(kind, Kind::Data) {

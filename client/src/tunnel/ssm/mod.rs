@@ -78,10 +78,9 @@ impl Tunnel {
         allow_any_endpoint: bool,
     ) -> Result<Self, TunnelError> {
         let ssm = aws_sdk_ssm::Client::new(sdk);
-        let (channel, inbound, session_id) =
-            Channel::open(ssm, target.clone(), allow_any_endpoint)
-                .await
-                .map_err(|error| classify(target, &error))?;
+        let (channel, inbound, session_id) = Channel::open(ssm, target.clone(), allow_any_endpoint)
+            .await
+            .map_err(|error| classify(target, &error))?;
         let sender_channel = channel.clone();
         let send: Sender = Arc::new(move |bytes: Bytes| {
             let channel = sender_channel.clone();

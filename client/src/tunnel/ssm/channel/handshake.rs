@@ -189,7 +189,10 @@ mod tests {
         assert_eq!(agent, "3.3.1142.0");
         let json: serde_json::Value = serde_json::from_slice(&response).unwrap();
         assert_eq!(json["ClientVersion"], CLIENT_VERSION);
-        assert_eq!(json["ProcessedClientActions"][0]["ActionType"], "SessionType");
+        assert_eq!(
+            json["ProcessedClientActions"][0]["ActionType"],
+            "SessionType"
+        );
         assert_eq!(json["ProcessedClientActions"][0]["ActionStatus"], 1);
     }
 
@@ -216,7 +219,8 @@ mod tests {
 
     #[test]
     fn channel_closed_says_why() {
-        let payload = br#"{"MessageId":"x","Output":"Session s was terminated.","SchemaVersion":1}"#;
+        let payload =
+            br#"{"MessageId":"x","Output":"Session s was terminated.","SchemaVersion":1}"#;
         assert_eq!(channel_closed_output(payload), "Session s was terminated.");
         assert_eq!(channel_closed_output(b"not json"), "");
     }

@@ -536,7 +536,12 @@ impl Driver {
     async fn process(&mut self, message: Message) -> Step {
         match message.payload_type {
             payload_type::OUTPUT => {
-                if self.inbound.send(Inbound::Data(message.payload)).await.is_err() {
+                if self
+                    .inbound
+                    .send(Inbound::Data(message.payload))
+                    .await
+                    .is_err()
+                {
                     return Step::End("the tunnel's multiplexer stopped".into());
                 }
                 Step::Continue
@@ -675,16 +680,15 @@ impl Driver {
                     continue;
                 }
                 Err(_) => {
-                    last_error = format!(
-                        "ssm:ResumeSession took over {}s",
-                        CALL_TIMEOUT.as_secs()
-                    );
+                    last_error = format!("ssm:ResumeSession took over {}s", CALL_TIMEOUT.as_secs());
                     continue;
                 }
             };
             let Some(token) = output.token_value().filter(|token| !token.is_empty()) else {
                 // The plugin's rule: no token means the session ended or timed out; retrying cannot help.
-                return Err("ssm:ResumeSession gave no token (the session ended or timed out)".into());
+                return Err(
+                    "ssm:ResumeSession gave no token (the session ended or timed out)".into(),
+                );
             };
             if let Some(url) = output.stream_url().filter(|url| !url.is_empty()) {
                 self.session.stream_url = url.to_owned();
@@ -704,7 +708,9 @@ impl Driver {
                 Err(error) => last_error = error,
             }
         }
-        Err(format!("{RESUME_ATTEMPTS} attempts failed, the last with: {last_error}"))
+        Err(format!(
+            "{RESUME_ATTEMPTS} attempts failed, the last with: {last_error}"
+        ))
     }
 }
 

@@ -15,8 +15,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::tunnel::BoxIo;
 use super::handshake::OpenDataChannelInput;
+use crate::tunnel::BoxIo;
 
 /// A data-channel WebSocket.
 pub type WebSocket = WebSocketStream<BoxIo>;
@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn only_aws_wss_endpoints_pass_unless_any_is_allowed() {
-        let aws = "wss://ssmmessages.eu-west-1.amazonaws.com/v1/data-channel/s-1?role=publish_subscribe";
+        let aws =
+            "wss://ssmmessages.eu-west-1.amazonaws.com/v1/data-channel/s-1?role=publish_subscribe";
         assert_eq!(
             Endpoint::parse(aws, false).unwrap(),
             Endpoint {

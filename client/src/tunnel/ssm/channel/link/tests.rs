@@ -49,9 +49,17 @@ fn every_expired_message_is_resent_not_only_the_oldest() {
         outgoing.push(payload_type::OUTPUT, b"x", start);
     }
     outgoing.acknowledge(2, start + Duration::from_millis(1));
-    assert!(outgoing.expired(start + Duration::from_millis(5)).unwrap().is_empty());
+    assert!(
+        outgoing
+            .expired(start + Duration::from_millis(5))
+            .unwrap()
+            .is_empty()
+    );
     let later = start + outgoing.timeout() + Duration::from_millis(1);
-    assert_eq!(sequences(&outgoing.expired(later).unwrap()), vec![0, 1, 3, 4]);
+    assert_eq!(
+        sequences(&outgoing.expired(later).unwrap()),
+        vec![0, 1, 3, 4]
+    );
     // Sent again just now: not due again until another timeout passes.
     assert!(outgoing.expired(later).unwrap().is_empty());
 }
@@ -110,11 +118,16 @@ fn in_order_delivery_with_early_messages_kept_and_duplicates_re_acked() {
         panic!("0 is expected");
     };
     assert_eq!(
-        due.iter().map(|message| &message.payload[..]).collect::<Vec<_>>(),
+        due.iter()
+            .map(|message| &message.payload[..])
+            .collect::<Vec<_>>(),
         vec![&b"a"[..], &b"b"[..]]
     );
     assert_eq!(incoming.arrive(output(0, b"a")), Arrival::Duplicate);
-    assert!(matches!(incoming.arrive(output(2, b"c")), Arrival::Deliver(_)));
+    assert!(matches!(
+        incoming.arrive(output(2, b"c")),
+        Arrival::Deliver(_)
+    ));
 }
 
 #[test]

@@ -105,10 +105,7 @@ fn other_messages_need_a_type_and_a_created_date() {
         Err(MessageError::ZeroCreatedDate("output_stream_data".into()))
     );
     bytes[4..36].fill(b' ');
-    assert_eq!(
-        decode(&bytes.into()),
-        Err(MessageError::EmptyMessageType)
-    );
+    assert_eq!(decode(&bytes.into()), Err(MessageError::EmptyMessageType));
 }
 
 #[test]
