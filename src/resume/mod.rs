@@ -2,9 +2,9 @@
 //! bytes (a Session Manager tunnel): the two ends we own keep what they sent until the other acknowledges it,
 //! and when a transport fails the client dials another and both carry on from where the other stopped.
 //!
-//! Why a layer of our own: the Session Manager data channel is AWS's protocol between our client library and
-//! AWS's agent on the instance, and `aws-ssm-bridge` can lose the bytes still queued in it when its WebSocket
-//! drops (it resumes the session, but drops its unsent queue), which also corrupts the smux stream on top. No
+//! Why a layer of our own: the Session Manager data channel is AWS's protocol between our client and AWS's
+//! agent on the instance, and a session can still be lost (it may not resume, and a new one starts a new smux
+//! stream) or go silent, which the data channel alone cannot repair for the bytes in flight. No
 //! library resumes a byte stream across transports with both ends' state (reconnecting wrappers such as
 //! stubborn-io dial again but lose what was in flight), and only the client and `skiffd` see the whole stream.
 //!

@@ -50,12 +50,9 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
-        stated: "Only two places contain `unsafe`",
+        stated: "Only one place contains `unsafe`",
         needles: &["unsafe"],
-        allowed: &[
-            "agent/src/procd/server.rs",
-            "client/src/tunnel/ssm/nodelay.rs",
-        ],
+        allowed: &["agent/src/procd/server.rs"],
     },
     Rule {
         stated: "Only `skiff::proto`, `agent::server`, `agent::service` and `client::agent_client` name generated protobuf types",
@@ -129,9 +126,14 @@ const RULES: &[Rule] = &[
         allowed: &["client/src/provider/aws/setup.rs"],
     },
     Rule {
-        stated: "Only `client::tunnel::ssm` names `aws-ssm-bridge`",
-        needles: &["aws_ssm_bridge"],
-        allowed: &["client/src/tunnel/ssm/"],
+        stated: "Only `client::tunnel::ssm::channel` speaks the Session Manager data channel",
+        needles: &[
+            "input_stream_data",
+            "output_stream_data",
+            "tokio_tungstenite",
+            "aws_ssm_bridge",
+        ],
+        allowed: &["client/src/tunnel/ssm/channel/"],
     },
     Rule {
         stated: "Only `client::provider` names `provider::aws`",
@@ -160,7 +162,12 @@ const RULES: &[Rule] = &[
             "client_config",
             "client_config_first_use",
         ],
-        allowed: &["src/", "agent/", "client/src/tunnel/connect.rs"],
+        allowed: &[
+            "src/",
+            "agent/",
+            "client/src/tunnel/connect.rs",
+            "client/src/tunnel/ssm/channel/socket.rs",
+        ],
     },
     Rule {
         stated: "A task is detached with `tokio::spawn` only where it ends with the connection or channel it serves",

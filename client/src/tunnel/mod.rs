@@ -4,7 +4,7 @@
 //! - `connect`: that common end, TLS and pinning for every transport.
 //! - `tcp`: a TCP connection; the local provider's agent on loopback.
 //! - `ssm`: a stream of a Session Manager port-forwarding session to the instance's agent port, spoken
-//!   natively (the `aws-ssm-bridge` data channel, resumed by our own layer when its WebSocket drops).
+//!   natively by our own data channel client, which resumes the session when its WebSocket breaks.
 //! - `plugin`: the fallback, AWS's `session-manager-plugin` forwarding a local ephemeral port.
 //! - `warm`: the background `skiff` process that holds a workspace's sessions so every command shares them
 //!   over a local socket, as SSH's ControlMaster does; AWS workspaces are always reached through it.

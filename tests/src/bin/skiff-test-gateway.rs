@@ -47,6 +47,9 @@ struct Arguments {
     /// Drop each WebSocket after this many stream-data bytes.
     #[arg(long)]
     drop_after_bytes: Option<u64>,
+    /// Lose every Nth stream-data message of each direction.
+    #[arg(long)]
+    drop_every: Option<u64>,
     /// Pace like the real service (1 KiB reads with 1 ms sleeps; ~1000 input messages a second).
     #[arg(long)]
     pace: bool,
@@ -101,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             reorder: arguments.reorder,
             ack_delay: Duration::from_millis(arguments.ack_delay_ms),
             drop_after_bytes: arguments.drop_after_bytes,
+            drop_every: arguments.drop_every,
             pace: arguments.pace,
             seed: arguments.seed,
         },

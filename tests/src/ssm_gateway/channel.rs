@@ -34,6 +34,8 @@ pub(crate) struct Outgoing {
     round_trip: f64,
     round_trip_variation: f64,
     timeout: Duration,
+    /// The most resends of one message after the client could have had it (see `Stats`).
+    pub(crate) most_resends_after_delivery: u32,
 }
 
 #[derive(Debug)]
@@ -42,6 +44,8 @@ struct Unacked {
     wire: Vec<u8>,
     last_sent: Instant,
     attempts: u32,
+    /// The first transmission was lost on purpose, so the first resend is the first copy the client can have.
+    first_lost: bool,
 }
 
 /// What the resend scheduler decided on one tick.
@@ -63,6 +67,7 @@ impl Default for Outgoing {
             round_trip: INITIAL_ROUND_TRIP,
             round_trip_variation: 0.0,
             timeout: INITIAL_TIMEOUT,
+            most_resends_after_delivery: 0,
         }
     }
 }
@@ -87,8 +92,16 @@ impl Outgoing {
             wire: wire.clone(),
             last_sent: now,
             attempts: 0,
+            first_lost: false,
         });
         wire
+    }
+
+    /// Records that the first transmission of the newest message was lost on purpose.
+    pub(crate) fn lost_first(&mut self) {
+        if let Some(newest) = self.unacked.back_mut() {
+            newest.first_lost = true;
+        }
     }
 
     /// Retires `sequence` and folds its round trip into the RTO; false for an unknown or already acked one.
@@ -126,6 +139,9 @@ impl Outgoing {
         }
         oldest.attempts += 1;
         oldest.last_sent = now;
+        self.most_resends_after_delivery = self
+            .most_resends_after_delivery
+            .max(oldest.attempts - u32::from(oldest.first_lost));
         Resend::Send(oldest.wire.clone())
     }
 

@@ -29,6 +29,10 @@ pub struct Faults {
     pub ack_delay: Duration,
     /// Drop each WebSocket once this many stream-data payload bytes (both directions) crossed it.
     pub drop_after_bytes: Option<u64>,
+    /// Lose every Nth stream-data message of each direction, deterministically: the Nth, 2Nth, … message the
+    /// gateway receives from the client, and the Nth, 2Nth, … first transmission it makes to the client
+    /// (retransmissions always go out), as [`Faults::loss`] does at random.
+    pub drop_every: Option<u64>,
     /// Pace like the real service: the agent sends at most one Output message per read of at most 1 KiB and
     /// sleeps at least 1 ms after each; the gateway takes in at most ~1000 `input_stream_data` messages a
     /// second per session.
@@ -49,6 +53,7 @@ impl Default for Faults {
             reorder: 0.0,
             ack_delay: Duration::ZERO,
             drop_after_bytes: None,
+            drop_every: None,
             pace: false,
             seed: 1,
         }
@@ -78,6 +83,9 @@ pub(crate) struct Dice {
     ordinal: u64,
     to_client: StdRng,
     from_client: StdRng,
+    /// Stream-data messages counted for [`Faults::drop_every`], per direction.
+    counted_to_client: u64,
+    counted_from_client: u64,
 }
 
 /// Which way a message travels.
@@ -95,6 +103,8 @@ impl Dice {
             ordinal,
             to_client: StdRng::seed_from_u64(mixed),
             from_client: StdRng::seed_from_u64(mixed.rotate_left(32) ^ 0x5555_5555_5555_5555),
+            counted_to_client: 0,
+            counted_from_client: 0,
         }
     }
 
@@ -103,6 +113,19 @@ impl Dice {
         if seed != self.seed {
             *self = Self::new(seed, self.ordinal);
         }
+    }
+
+    /// Counts one stream-data message of `direction`; true when it is an Nth one and `every` is `Some(N)`.
+    pub(crate) fn nth(&mut self, direction: Direction, every: Option<u64>) -> bool {
+        let Some(every) = every.filter(|every| *every > 0) else {
+            return false;
+        };
+        let count = match direction {
+            Direction::ToClient => &mut self.counted_to_client,
+            Direction::FromClient => &mut self.counted_from_client,
+        };
+        *count += 1;
+        *count % every == 0
     }
 
     /// True with probability `probability` (0 never rolls, so fault-free runs use no randomness).

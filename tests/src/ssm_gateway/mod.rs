@@ -181,6 +181,14 @@ impl Gateway {
         }
     }
 
+    /// Closes every open data-channel WebSocket with a normal Close frame but no `channel_closed` first, as the
+    /// service may when it moves a connection; the sessions stay resumable.
+    pub fn close_websockets(&self) {
+        for session in lock(&self.shared.sessions).values() {
+            session.close_socket();
+        }
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()

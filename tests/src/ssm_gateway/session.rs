@@ -57,6 +57,8 @@ pub(crate) enum SessionCommand {
     },
     /// Forget the WebSocket of this generation, which [`SessionHandle::drop_socket`] already dropped.
     SocketDropped { generation: u64 },
+    /// Close the current WebSocket with a Close frame but no `channel_closed`; the session stays resumable.
+    CloseSocket,
     /// End the session (TerminateSession).
     Terminate { output: String },
 }
@@ -150,6 +152,11 @@ impl SessionHandle {
         }
     }
 
+    /// Closes the current WebSocket with a Close frame and no `channel_closed`; the session stays resumable.
+    pub(crate) fn close_socket(&self) {
+        self.command(SessionCommand::CloseSocket);
+    }
+
     pub(crate) fn command(&self, command: SessionCommand) {
         let _ = self.commands.send(command);
     }
@@ -200,6 +207,7 @@ pub(crate) fn start(shared: &Arc<Shared>, info: SessionInfo) -> (Arc<SessionHand
         held_out: None,
         held_in: None,
         delayed_acks: VecDeque::new(),
+        repeating: false,
     };
     shared.tasks.spawn(session.run());
     (handle, first_token)
@@ -261,6 +269,8 @@ struct Session {
     held_in: Option<(ClientMessage, Instant)>,
     /// Acks waiting out [`Faults::ack_delay`], in order.
     delayed_acks: VecDeque<(Instant, Vec<u8>)>,
+    /// A client message is being handled a second time on purpose ([`Faults::repeat`]).
+    repeating: bool,
 }
 
 impl Session {
@@ -292,6 +302,14 @@ impl Session {
                     Some(SessionCommand::SocketDropped { generation }) => {
                         if generation == self.generation {
                             self.socket = None;
+                        }
+                        Ok(())
+                    }
+                    Some(SessionCommand::CloseSocket) => {
+                        if let Some(socket) = self.forget_socket() {
+                            tracing::debug!(session = %self.info.id, generation = socket.generation, "ssm gateway: closing the WebSocket without channel_closed");
+                            self.shared.counters.add_websocket_closed();
+                            socket.close("going away").await;
                         }
                         Ok(())
                     }
@@ -436,7 +454,10 @@ impl Session {
             message_type::ACKNOWLEDGE => faults.ack_loss,
             _ => 0.0,
         };
-        if self.dice.roll(Direction::FromClient, loss) {
+        let lost = self.dice.roll(Direction::FromClient, loss);
+        let nth = message.message_type == message_type::INPUT_STREAM_DATA
+            && self.dice.nth(Direction::FromClient, faults.drop_every);
+        if lost || nth {
             self.shared.counters.add_message_lost();
             return Ok(());
         }
@@ -448,8 +469,14 @@ impl Session {
         if self.dice.roll(Direction::FromClient, faults.repeat) {
             self.shared.counters.add_message_repeated();
             self.process(message.clone()).await?;
+            // The second copy is the repetition: an ack in it is no re-ack of the client's.
+            self.repeating = true;
+            let repeated = self.process(message).await;
+            self.repeating = false;
+            repeated?;
+        } else {
+            self.process(message).await?;
         }
-        self.process(message).await?;
         if let Some((held, _)) = self.held_in.take() {
             self.process(held).await?;
         }
@@ -462,8 +489,12 @@ impl Session {
             message_type::ACKNOWLEDGE => {
                 match serde_json::from_slice::<AcknowledgeContent>(&message.payload) {
                     Ok(content) => {
-                        self.outgoing
+                        let fresh = self
+                            .outgoing
                             .acknowledge(content.sequence_number, std::time::Instant::now());
+                        if !fresh && !self.repeating {
+                            self.shared.counters.add_re_ack();
+                        }
                     }
                     Err(error) => {
                         self.shared.counters.add_bad_frame();
@@ -677,6 +708,9 @@ impl Session {
                 Resend::Nothing => {}
                 Resend::Send(wire) => {
                     self.shared.counters.add_retransmission();
+                    self.shared.counters.note_resends_after_delivery(u64::from(
+                        self.outgoing.most_resends_after_delivery,
+                    ));
                     self.write(wire).await;
                 }
                 Resend::GiveUp(sequence) => {
@@ -732,8 +766,14 @@ impl Session {
             Kind::Data => faults.loss,
             Kind::Ack => faults.ack_loss,
         };
-        if self.dice.roll(Direction::ToClient, loss) {
+        let lost = self.dice.roll(Direction::ToClient, loss);
+        let nth =
+            matches!(kind, Kind::Data) && self.dice.nth(Direction::ToClient, faults.drop_every);
+        if lost || nth {
             self.shared.counters.add_message_lost();
+            if matches!(kind, Kind::Data) {
+                self.outgoing.lost_first();
+            }
             return;
         }
         if self.held_out.is_none() && self.dice.roll(Direction::ToClient, faults.reorder) {
@@ -743,6 +783,9 @@ impl Session {
         }
         if self.dice.roll(Direction::ToClient, faults.repeat) {
             self.shared.counters.add_message_repeated();
+            if matches!(kind, Kind::Data) {
+                self.shared.counters.add_output_repeated();
+            }
             self.write(wire.clone()).await;
         }
         self.write(wire).await;

@@ -15,16 +15,26 @@ pub struct Stats {
     pub websockets_opened: u64,
     /// WebSockets the gateway dropped on purpose (`drop_websockets`, `drop_after_bytes`).
     pub websockets_dropped: u64,
+    /// WebSockets the gateway closed with a Close frame but no `channel_closed` (`close_websockets`).
+    pub websockets_closed: u64,
     /// WebSockets closed because their first frame or its token was wrong (bad, superseded or reused).
     pub tokens_rejected: u64,
     /// Messages lost on purpose, both directions.
     pub messages_lost: u64,
     /// Messages repeated on purpose, both directions.
     pub messages_repeated: u64,
+    /// Of those, `output_stream_data` the gateway sent twice.
+    pub outputs_repeated: u64,
+    /// Acks of output messages already acknowledged (a client acknowledging a duplicate), not counting the
+    /// gateway's own repetition of a client's ack.
+    pub re_acks_received: u64,
     /// Messages reordered on purpose, both directions.
     pub messages_reordered: u64,
     /// Output messages the gateway sent again because no ack came in time.
     pub retransmissions_sent: u64,
+    /// The most times one output message was sent again after a transmission of it had gone out on a socket
+    /// (so after the client could have it): a client that acknowledges duplicates keeps this small.
+    pub most_resends_after_delivery: u64,
     /// `input_stream_data` messages that arrived again, after being delivered or kept early (each acked again).
     pub duplicates_received: u64,
     /// Stream payload bytes delivered to the agent side, in order (client to target).
@@ -42,12 +52,17 @@ pub struct Stats {
 }
 
 macro_rules! counters {
-    (events { $($event:ident => $add_event:ident),* $(,)? } sums { $($sum:ident => $add_sum:ident),* $(,)? }) => {
+    (
+        events { $($event:ident => $add_event:ident),* $(,)? }
+        sums { $($sum:ident => $add_sum:ident),* $(,)? }
+        maxima { $($maximum:ident => $note_maximum:ident),* $(,)? }
+    ) => {
         /// The live counters, one atomic per [`Stats`] field.
         #[derive(Debug, Default)]
         pub(crate) struct Counters {
             $($event: AtomicU64,)*
             $($sum: AtomicU64,)*
+            $($maximum: AtomicU64,)*
         }
 
         impl Counters {
@@ -63,10 +78,17 @@ macro_rules! counters {
                 }
             )*
 
+            $(
+                pub(crate) fn $note_maximum(&self, value: u64) {
+                    self.$maximum.fetch_max(value, Ordering::Relaxed);
+                }
+            )*
+
             pub(crate) fn snapshot(&self) -> Stats {
                 Stats {
                     $($event: self.$event.load(Ordering::Relaxed),)*
                     $($sum: self.$sum.load(Ordering::Relaxed),)*
+                    $($maximum: self.$maximum.load(Ordering::Relaxed),)*
                 }
             }
         }
@@ -80,9 +102,12 @@ counters! {
         sessions_terminated => add_session_terminated,
         websockets_opened => add_websocket_opened,
         websockets_dropped => add_websocket_dropped,
+        websockets_closed => add_websocket_closed,
         tokens_rejected => add_token_rejected,
         messages_lost => add_message_lost,
         messages_repeated => add_message_repeated,
+        outputs_repeated => add_output_repeated,
+        re_acks_received => add_re_ack,
         messages_reordered => add_message_reordered,
         retransmissions_sent => add_retransmission,
         duplicates_received => add_duplicate,
@@ -94,5 +119,8 @@ counters! {
     sums {
         bytes_to_agent => add_bytes_to_agent,
         bytes_to_client => add_bytes_to_client,
+    }
+    maxima {
+        most_resends_after_delivery => note_resends_after_delivery,
     }
 }

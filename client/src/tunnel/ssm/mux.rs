@@ -1,10 +1,8 @@
 //! An smux v1 client over a byte channel that survives a resumed Session Manager WebSocket.
 //!
-//! Why ours and not `aws_ssm_bridge::SmuxSession`: the library's multiplexer runs only on a plain `Session`,
-//! which does not resume when its WebSocket drops, and then its streams read as a clean, short end of file
-//! (PROTOCOL.md §10). The library's `ReconnectingSession` does resume (same session, sequence state and
-//! unacknowledged messages carried over), but exposes only a byte channel. This module is the multiplexer
-//! on that byte channel, with two promises the library's does not make:
+//! The data channel below (`channel`) gives an ordered byte stream that goes on across resumed WebSockets,
+//! and says when the session was replaced or ended. This module is the multiplexer on that byte stream, with
+//! two promises:
 //!
 //! - A stream ends cleanly only when the agent sent FIN for it. If the session below ends, or is replaced by
 //!   a new session (which starts a new smux byte stream, so every open stream's bytes are gone), every open
