@@ -189,41 +189,9 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     assert_eq!(failed.status.code(), Some(7));
 
     // A signal to the laptop's `skiff exec` reaches the command on the instance, through the tunnel.
-    let mut interrupted = skiff(&[
-        "exec",
-        "-T",
-        name,
-        "--",
-        "sh",
-        "-c",
-        "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut interrupted_out = interrupted.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buffer = [0u8; 64];
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        let read = interrupted_out.read(&mut buffer).unwrap();
-        assert!(read > 0, "the command ended before it was ready");
-        seen.extend_from_slice(&buffer[..read]);
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(interrupted.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    interrupted_out.read_to_end(&mut seen).unwrap();
-    let interrupted_status = interrupted.wait().unwrap();
-    assert!(
-        String::from_utf8_lossy(&seen).contains("got-int"),
-        "{}",
-        String::from_utf8_lossy(&seen)
-    );
-    assert_eq!(interrupted_status.code(), Some(42));
+    let mut interrupted = skiff(&["exec", "-T", name, "--"]);
+    interrupted.args(skiff_tests::INTERRUPTIBLE);
+    skiff_tests::interrupt_reaches_the_remote_command(interrupted);
 
     // status asks the agent through the tunnel: the instance and the dev container both run.
     let status: serde_json::Value =

@@ -1,7 +1,7 @@
 //! `skiff exec` beyond the basics: signal deaths, signals from the client, large streams, many at once,
 //! and a terminal that follows resizes.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -42,42 +42,10 @@ fn a_signal_death_exits_with_128_plus_the_signal() {
 #[test]
 fn sigint_on_the_client_reaches_the_remote_process() {
     let sandbox = sandbox_with("exec-sigint");
-    let mut child = sandbox
-        .skiff()
-        .args([
-            "exec",
-            "-T",
-            "exec-sigint",
-            "--",
-            "sh",
-            "-c",
-            "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut buffer = [0u8; 64];
-    while !String::from_utf8_lossy(&seen).contains("ready") {
-        let read = stdout.read(&mut buffer).unwrap();
-        assert!(read > 0, "the command ended before it was ready");
-        seen.extend_from_slice(&buffer[..read]);
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    stdout.read_to_end(&mut seen).unwrap();
-    let status = child.wait().unwrap();
-    assert!(
-        String::from_utf8_lossy(&seen).contains("got-int"),
-        "{}",
-        String::from_utf8_lossy(&seen)
-    );
-    assert_eq!(status.code(), Some(42));
+    let mut exec = sandbox.skiff();
+    exec.args(["exec", "-T", "exec-sigint", "--"])
+        .args(skiff_tests::INTERRUPTIBLE);
+    skiff_tests::interrupt_reaches_the_remote_command(exec);
 }
 
 #[test]

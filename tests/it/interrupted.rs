@@ -34,19 +34,6 @@ fn slow_project(sandbox: &Sandbox, name: &str) -> std::path::PathBuf {
     folder
 }
 
-fn kill_agent(sandbox: &Sandbox, name: &str) {
-    let config = sandbox.record(name).join("skiffd.toml");
-    let killed = std::process::Command::new("pkill")
-        .args([
-            "-KILL",
-            "-f",
-            &format!("skiffd --config {}", config.display()),
-        ])
-        .status()
-        .unwrap();
-    assert!(killed.success(), "the agent of {name} was running");
-}
-
 /// Starts `skiff up FOLDER`, kills the agent once `up` reports `marker`, and lets `up` end.
 fn up_killed_at(sandbox: &Sandbox, folder: &Path, name: &str, marker: &str) {
     let mut up = sandbox
@@ -71,7 +58,7 @@ fn up_killed_at(sandbox: &Sandbox, folder: &Path, name: &str, marker: &str) {
             break;
         }
     }
-    kill_agent(sandbox, name);
+    sandbox.kill_agent(name);
     let status = up.wait().unwrap();
     assert!(
         !status.success(),

@@ -40,16 +40,7 @@ fn leave_in(sandbox: &Sandbox, name: &str, state: State) -> String {
             std::thread::sleep(Duration::from_millis(500));
         }
         State::AgentKilled => {
-            let config = sandbox.record(name).join("skiffd.toml");
-            let killed = std::process::Command::new("pkill")
-                .args([
-                    "-KILL",
-                    "-f",
-                    &format!("skiffd --config {}", config.display()),
-                ])
-                .status()
-                .unwrap();
-            assert!(killed.success(), "the agent was running");
+            sandbox.kill_agent(name);
             std::thread::sleep(Duration::from_millis(200));
         }
     }

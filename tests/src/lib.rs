@@ -186,6 +186,21 @@ impl Sandbox {
         self.home().join("workspaces").join(name)
     }
 
+    /// SIGKILLs the agent of workspace `name`, as a crash or the kernel's OOM killer would; fails the test if
+    /// it was not running.
+    pub fn kill_agent(&self, name: &str) {
+        let config = self.record(name).join("skiffd.toml");
+        let killed = Command::new("pkill")
+            .args([
+                "-KILL",
+                "-f",
+                &format!("skiffd --config {}", config.display()),
+            ])
+            .status()
+            .expect("running pkill");
+        assert!(killed.success(), "the agent of {name} was running");
+    }
+
     /// Names of the workspaces in this sandbox's home.
     pub fn workspaces(&self) -> Vec<String> {
         std::fs::read_dir(self.home().join("workspaces"))
@@ -341,6 +356,51 @@ impl Sandbox {
             .expect("a container id")
             .to_owned()
     }
+}
+
+/// The command `skiff exec -T NAME --` runs to show that SIGINT reaches it: it prints `ready`, then on SIGINT
+/// prints `got-int` and exits 42.
+pub const INTERRUPTIBLE: &[&str] = &[
+    "sh",
+    "-c",
+    "trap 'echo got-int; exit 42' INT; echo ready; while :; do sleep 0.1; done",
+];
+
+/// Runs `exec` (a `skiff exec -T NAME -- INTERRUPTIBLE…`), sends SIGINT to it once the remote command is ready, and
+/// fails the test unless the remote command saw the signal and its exit code came back.
+pub fn interrupt_reaches_the_remote_command(mut exec: Command) {
+    use std::io::Read as _;
+    let mut child = exec
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting skiff exec");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 64];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let read = stdout
+            .read(&mut buffer)
+            .expect("reading skiff exec's output");
+        assert!(read > 0, "the command ended before it was ready");
+        seen.extend_from_slice(&buffer[..read]);
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("sending SIGINT");
+    stdout
+        .read_to_end(&mut seen)
+        .expect("reading skiff exec's output");
+    let status = child.wait().expect("waiting for skiff exec");
+    assert!(
+        String::from_utf8_lossy(&seen).contains("got-int"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    assert_eq!(status.code(), Some(42));
 }
 
 /// Copies the test echo server (`skiff-test-echo`, built with the workspace's binaries) into `folder`,

@@ -221,7 +221,35 @@ async fn cat_through(
     )
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// One test of this binary at a time: they time transfers, and two at once on two cores would time each other.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A test's runtime, holding [`ALONE`] until the test ends (the runtime is shut down first).
+struct Serial {
+    runtime: tokio::runtime::Runtime,
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for Serial {
+    type Target = tokio::runtime::Runtime;
+
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+}
+
+fn runtime() -> Serial {
+    // A test that failed while holding it poisons it; the next still runs alone.
+    let alone = ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Serial {
+        runtime: build_runtime(),
+        _alone: alone,
+    }
+}
+
+fn build_runtime() -> tokio::runtime::Runtime {
     // `SKIFF_TEST_LOG=info` (an env filter) shows what the tunnel, the library and the gateway did.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
