@@ -20,7 +20,7 @@ use super::client::next_event;
 use super::*;
 
 #[path = "../../../support/props.rs"]
-mod support;
+pub(super) mod support;
 
 use support::{config, mutate, mutations};
 

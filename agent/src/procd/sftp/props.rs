@@ -17,10 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
 
-#[path = "../../../../support/props.rs"]
-mod support;
-
-use support::{config, mutate, mutations};
+use crate::procd::props::support::{config, mutate, mutations};
 
 fn attributes() -> impl Strategy<Value = FileAttributes> {
     (

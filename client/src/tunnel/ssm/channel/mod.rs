@@ -363,10 +363,7 @@ impl Driver {
         tokio::select! {
             biased;
             command = self.commands.recv() => {
-                let done = match command {
-                    Some(Command::Terminate(done)) => Some(done),
-                    None => None,
-                };
+                let done = command.map(|Command::Terminate(done)| done);
                 let reason = self.terminate().await;
                 if let Some(done) = done {
                     let _ = done.send(());
