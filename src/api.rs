@@ -34,6 +34,8 @@ pub mod capability {
     pub const GIT_STATE: &str = "files.git-state";
     /// `ReplaceAgent`, for an upgraded client to upgrade the agent.
     pub const REPLACE_AGENT: &str = "agent.replace";
+    /// `Start`, for a command that connects to a stopped workspace to start it.
+    pub const START: &str = "start";
 }
 
 /// The state of a dev container.

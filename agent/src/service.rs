@@ -220,6 +220,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::CLONE,
                 capability::GIT_STATE,
                 capability::REPLACE_AGENT,
+                capability::START,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -473,6 +474,15 @@ impl v1::agent_server::Agent for AgentService {
             self.exit_soon();
         }
         Ok(Response::new(v1::StopResponse { was_running }))
+    }
+
+    async fn start(
+        &self,
+        _request: Request<v1::StartRequest>,
+    ) -> Result<Response<v1::StartResponse>, Status> {
+        // The engine counts the start as use, so an idle stop does not race it.
+        let started = self.engine.start_if_stopped().await.map_err(status_of_engine)?;
+        Ok(Response::new(v1::StartResponse { started }))
     }
 
     async fn delete(

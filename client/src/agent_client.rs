@@ -439,6 +439,16 @@ impl AgentClient {
         Ok(response.into_inner().path)
     }
 
+    /// Makes sure the dev container runs, starting a stopped one as it was made; true when this call started it.
+    pub async fn start(&mut self) -> Result<bool, AgentError> {
+        let response = self
+            .inner
+            .start(v1::StartRequest {})
+            .await
+            .map_err(|status| AgentError::from_status("start", status))?;
+        Ok(response.into_inner().started)
+    }
+
     /// Stops the dev container; with `exit_agent` the agent exits afterwards.
     pub async fn stop(&mut self, exit_agent: bool) -> Result<bool, AgentError> {
         let response = self

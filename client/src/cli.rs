@@ -43,7 +43,7 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Keep a workspace up for a while, whatever its activity.
     Keepalive(KeepaliveArgs),
-    /// Change a workspace's settings: idle-timeout=DURATION, busy-cpu=PERCENT.
+    /// Change a workspace's settings: idle-timeout=DURATION, busy-cpu=PERCENT, auto-start=on|off.
     Config(ConfigArgs),
     /// Save a provider's defaults, such as `skiff provider aws --region eu-west-1`.
     Provider(ProviderArgs),
@@ -73,6 +73,8 @@ pub struct ForwardArgs {
     #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
     pub ports: Vec<String>,
     #[command(flatten)]
+    pub start: StartOptions,
+    #[command(flatten)]
     pub agent: AgentOptions,
 }
 
@@ -94,9 +96,18 @@ pub struct KeepaliveArgs {
 pub struct ConfigArgs {
     /// The workspace.
     pub name: String,
-    /// Settings as KEY=VALUE: idle-timeout (30m, 2h, off) and busy-cpu (20%, off).
+    /// Settings as KEY=VALUE: idle-timeout (30m, 2h, off), busy-cpu (20%, off), and auto-start (on, off: whether
+    /// exec, ssh, proxy, forward, code, sync and logs -f start the workspace when it is stopped).
     #[arg(required = true, value_name = "KEY=VALUE")]
     pub settings: Vec<String>,
+}
+
+/// What a command that uses a workspace's dev container does when the workspace is stopped.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StartOptions {
+    /// Fail instead of starting the workspace when it is stopped (`skiff config NAME auto-start=off` saves this).
+    #[arg(long)]
+    pub no_start: bool,
 }
 
 /// Options that pick the agent binary for the local provider.
@@ -310,6 +321,8 @@ pub struct ExecArgs {
     )]
     pub command: Vec<String>,
     #[command(flatten)]
+    pub start: StartOptions,
+    #[command(flatten)]
     pub agent: AgentOptions,
 }
 
@@ -321,6 +334,8 @@ pub struct SshArgs {
     /// Log in as this user instead of the workspace's remote user.
     #[arg(short, long)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub start: StartOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
@@ -344,6 +359,8 @@ pub struct SyncArgs {
     /// Send this machine's version of files changed on both sides (and remove those deleted here but changed there).
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub start: StartOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
 }
@@ -379,6 +396,8 @@ pub struct LogsArgs {
     #[arg(long)]
     pub boot: bool,
     #[command(flatten)]
+    pub start: StartOptions,
+    #[command(flatten)]
     pub agent: AgentOptions,
 }
 
@@ -404,6 +423,8 @@ pub struct ProxyArgs {
     /// The workspace.
     pub name: String,
     #[command(flatten)]
+    pub start: StartOptions,
+    #[command(flatten)]
     pub agent: AgentOptions,
 }
 
@@ -412,6 +433,8 @@ pub struct ProxyArgs {
 pub struct CodeArgs {
     /// The workspace.
     pub name: String,
+    #[command(flatten)]
+    pub start: StartOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

@@ -1219,3 +1219,54 @@ fn user_data_receives_a_pushed_skiffd_on_loopback_and_checks_it() {
         env!("CARGO_PKG_VERSION")
     );
 }
+
+/// Start on connect on AWS: a command that needs the agent of a workspace whose instance is stopped (by `skiff
+/// stop`, as the idle stop leaves it) starts the instance, saying so on standard error, then waits for its agent;
+/// `--no-start` leaves it stopped and says how to start it. (The agent's side, the dev container started again,
+/// is the same `Start` the local tests drive.)
+#[test]
+fn a_command_on_a_stopped_instance_starts_it_unless_told_not_to() {
+    let region = "sa-east-1";
+    let sandbox = AwsSandbox::new(region);
+    let project = sandbox.project("sleepy");
+    let skiffd = binary("skiffd");
+    let (project_text, skiffd_text) = (project.display().to_string(), skiffd.display().to_string());
+    sandbox.ok(&up_args(&project_text, &skiffd_text, &[]));
+    sandbox.ok(&["stop", "sleepy"]);
+    let state = || live_instances(region, "sleepy")[0]["State"]["Name"].clone();
+    assert_eq!(state(), "stopped");
+
+    let refused = sandbox.fails(&["exec", "--no-start", "sleepy", "--", "true"]);
+    assert!(
+        refused.contains("workspace sleepy is stopped") && refused.contains("--no-start"),
+        "{refused}"
+    );
+    assert!(refused.contains("skiff up"), "{refused}");
+    assert_eq!(state(), "stopped", "--no-start left it stopped");
+    let requests = recorded(region);
+    assert!(recorded_actions(&requests, "StartInstances").is_empty());
+
+    let mut exec = skiff_tests::Reaped(
+        sandbox
+            .skiff()
+            .args(["exec", "sleepy", "--", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let running = wait_until(Duration::from_secs(60), || state() == "running");
+    let _ = exec.0.kill();
+    let _ = exec.0.wait();
+    let mut stderr = String::new();
+    let _ = std::io::Read::read_to_string(&mut exec.0.stderr.take().unwrap(), &mut stderr);
+    assert!(running.is_some(), "exec started the instance: {stderr}");
+    assert!(
+        stderr.contains("workspace sleepy is stopped; starting it"),
+        "{stderr}"
+    );
+    let requests = recorded(region);
+    assert_eq!(recorded_actions(&requests, "StartInstances").len(), 1);
+    sandbox.ok(&["delete", "sleepy", "--yes"]);
+    assert!(live_instances(region, "sleepy").is_empty());
+}

@@ -16,6 +16,8 @@
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
 //!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
+//! - `start_on_connect`: `exec`, `skiff ssh`, OpenSSH through `skiff proxy`, `forward` and `logs -f` start a stopped
+//!   workspace once however many connect at once; `--no-start` and `auto-start=off` leave it stopped.
 //! - `architecture`: the invariants of ARCHITECTURE.md, checked against the source.
 //! - `laptop`: values from images and repositories are data on the laptop: a label-injected `remoteUser` never
 //!   reaches ssh's configuration, an untrusted repository runs nothing here until trusted.
@@ -49,5 +51,6 @@ mod local;
 mod mtls;
 mod poweroff;
 mod sshd;
+mod start_on_connect;
 mod states;
 mod upload;

@@ -11,6 +11,7 @@
 //! - `aws-list`: `skiff list` over 300 AWS workspaces against `aws ec2 describe-instances` with the same filter, on a
 //!   moto server on 127.0.0.1; and the client's cold start, `skiff --version`.
 //! - `up-restart`: `skiff up` of a built, stopped workspace against `docker start` plus `docker exec` of its postStartCommand.
+//! - `start-on-connect`: a command on a stopped workspace (which starts it) against `skiff up` then the command.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,6 +83,12 @@ enum Which {
         #[arg(long, default_value_t = 20)]
         timeout: u64,
     },
+    /// `skiff exec NAME true` on a stopped workspace (start on connect) against `skiff up` then `skiff exec`.
+    StartOnConnect {
+        /// Starts of each.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// `skiff up` of a built, stopped workspace against `docker start` + `docker exec` of its postStartCommand.
     UpRestart {
         /// Restarts of each.
@@ -114,6 +121,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::Soak { minutes, timeout } => soak(&binaries, *minutes, *timeout),
         Which::AwsList { runs, workspaces } => aws_list(&binaries, *runs, *workspaces),
         Which::UpRestart { runs } => up_restart(&binaries, *runs),
+        Which::StartOnConnect { runs } => start_on_connect(&binaries, *runs),
     }
 }
 
@@ -788,6 +796,82 @@ fn up_restart(binaries: &Path, runs: usize) -> anyhow::Result<()> {
         "ratio skiff/docker",
         skiff_p50.as_secs_f64() / docker_p50.as_secs_f64(),
         skiff_p95.as_secs_f64() / docker_p95.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A stopped workspace, as `skiff stop` and the idle stop both leave a local one (its dev container stopped and its
+/// agent ended), brought back by the command that uses it, against the two commands a user ran before start on
+/// connect: `skiff up PATH` then the command. The command is `skiff exec NAME true`, the same connection and
+/// start as `skiff ssh` up to its prompt, without a terminal to drive.
+fn start_on_connect(binaries: &Path, runs: usize) -> anyhow::Result<()> {
+    let home = tempfile::Builder::new().prefix("skiff-bench-").tempdir()?;
+    let name = "bench-start-on-connect".to_owned();
+    let project = home.path().join(&name);
+    std::fs::create_dir_all(project.join(".devcontainer"))?;
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        format!(
+            r#"{{"image": "debian:bookworm", "remoteUser": "root", "postStartCommand": "{UP_RESTART_POST_START}"}}"#
+        ),
+    )?;
+    let bench = Bench {
+        home,
+        binaries: binaries.to_owned(),
+        name,
+        project,
+    };
+    let project_arg = bench.project.display().to_string();
+    process::output(&mut bench.skiff(&["up", &project_arg])).context("the first skiff up")?;
+    let stop = || -> anyhow::Result<()> {
+        process::output(&mut bench.skiff(&["stop", &bench.name]))?;
+        Ok(())
+    };
+    let exec = || bench.skiff(&["exec", &bench.name, "--", "true"]);
+    let up_then_exec = || -> anyhow::Result<Duration> {
+        Ok(time(&mut bench.skiff(&["up", &project_arg]))? + time(&mut exec())?)
+    };
+    // One warm-up of each.
+    stop()?;
+    time(&mut exec())?;
+    stop()?;
+    up_then_exec()?;
+    let mut connect_times = Vec::new();
+    let mut up_times = Vec::new();
+    for _ in 0..runs {
+        stop()?;
+        connect_times.push(time(&mut exec())?);
+        stop()?;
+        up_times.push(up_then_exec()?);
+    }
+    connect_times.sort();
+    up_times.sort();
+    let (connect_p50, connect_p95) = (
+        percentile(&connect_times, 50),
+        percentile(&connect_times, 95),
+    );
+    let (up_p50, up_p95) = (percentile(&up_times, 50), percentile(&up_times, 95));
+    println!(
+        "a stopped local workspace to its first command, {runs} runs each, alternating, same container"
+    );
+    println!("{:<40} {:>10} {:>10}", "", "p50 ms", "p95 ms");
+    println!(
+        "{:<40} {:>10.1} {:>10.1}",
+        "skiff exec (starts it)",
+        milliseconds(connect_p50),
+        milliseconds(connect_p95)
+    );
+    println!(
+        "{:<40} {:>10.1} {:>10.1}",
+        "skiff up, then skiff exec",
+        milliseconds(up_p50),
+        milliseconds(up_p95)
+    );
+    println!(
+        "{:<40} {:>10.2} {:>10.2}",
+        "ratio start-on-connect/up+exec",
+        connect_p50.as_secs_f64() / up_p50.as_secs_f64(),
+        connect_p95.as_secs_f64() / up_p95.as_secs_f64()
     );
     Ok(())
 }

@@ -241,8 +241,56 @@ impl Engine {
     /// Starts again the dev container this agent saw running and that stopped without the agent stopping it (a restart
     /// of Docker stops every container), and runs its `postStartCommand` for the new start as `up` would, from the
     /// container's metadata label; the process server is placed again on the first command.
-    /// A compose configuration's container is left to `skiff up`, which brings its other services back too.
     pub(super) async fn start_again(&self, target: Target) -> Result<Target, EngineError> {
+        tracing::info!(
+            container = short(&target.container.id),
+            "starting the dev container again: it stopped without the agent stopping it"
+        );
+        Ok(self.start_stopped(target).await?.0)
+    }
+
+    /// Makes sure the dev container runs, for a command that connects to a stopped workspace: one stopped by
+    /// `skiff stop`, by its idle timeout, or by a restart of its machine or of Docker is started as `skiff up` of a
+    /// stopped workspace starts it (a compose configuration's other services first), and its `postStartCommand`
+    /// runs. Starting what was made before, not reading the configuration again, is what the command asked for:
+    /// the dev container it left. `Ok(false)` when it was running already (or another command started it first).
+    pub async fn start_if_stopped(&self) -> Result<bool, EngineError> {
+        // Known running (seen running, not stopped by this agent since): answered without asking Docker, so a
+        // command that connects pays nothing for the question. Should Docker have stopped it meanwhile, the
+        // command's own `running` starts it again.
+        let known = self
+            .record
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|record| self.was_seen_running(&record.container_id));
+        if known {
+            return Ok(false);
+        }
+        let _busy = self.activity.busy(idle::source::UP);
+        let target = self
+            .current()
+            .await?
+            .ok_or_else(|| EngineError::NoContainer {
+                workspace: self.workspace.clone(),
+            })?;
+        if target.container.state == ContainerState::Running {
+            self.saw_running(&target.container.id);
+            return Ok(false);
+        }
+        tracing::info!(
+            container = short(&target.container.id),
+            "starting the stopped dev container for a command that connected"
+        );
+        let (target, started) = self.start_stopped(target).await?;
+        self.saw_running(&target.container.id);
+        Ok(started)
+    }
+
+    /// Starts `target`'s stopped container (with a compose project's other containers first) and runs its
+    /// `postStartCommand` from the container's metadata label, as `up` would for the new start; the process server
+    /// is placed again on the first command. The bool is false when another call had started it meanwhile.
+    async fn start_stopped(&self, target: Target) -> Result<(Target, bool), EngineError> {
         let record_slot = self.record.lock().await;
         let not_running = |state| EngineError::NotRunning {
             workspace: self.workspace.clone(),
@@ -257,20 +305,34 @@ impl Engine {
             })?;
         if container.state == ContainerState::Running {
             // Another call started it while this one waited.
-            return Ok(Target {
-                container,
-                record: target.record,
-            });
+            return Ok((
+                Target {
+                    container,
+                    record: target.record,
+                },
+                false,
+            ));
         }
-        if container.state != ContainerState::Stopped
-            || container.labels.contains_key(compose::LABEL_PROJECT)
-        {
+        if !matches!(
+            container.state,
+            ContainerState::Stopped | ContainerState::Created
+        ) {
             return Err(not_running(container.state));
         }
-        tracing::info!(
-            container = short(&container.id),
-            "starting the dev container again: it stopped without the agent stopping it"
-        );
+        // A compose configuration's other services (a database, say) come up before the dev container that uses
+        // them, as `docker compose start` brings them.
+        if let Some(project) = container.labels.get(compose::LABEL_PROJECT) {
+            let labels = BTreeMap::from([(compose::LABEL_PROJECT.to_owned(), project.clone())]);
+            for id in self.docker.find_containers_ext(&labels).await? {
+                if id == container.id {
+                    continue;
+                }
+                let service = self.docker.inspect_container(&id).await?;
+                if service.is_some_and(|service| service.state != ContainerState::Running) {
+                    self.docker.start_container(&id).await?;
+                }
+            }
+        }
         self.docker.start_container(&container.id).await?;
         let container = self
             .docker
@@ -330,7 +392,7 @@ impl Engine {
         {
             tracing::warn!("postStartCommand of the dev container started again: {error}");
         }
-        Ok(target)
+        Ok((target, true))
     }
 }
 

@@ -9,6 +9,9 @@ use crate::workspace::Store;
 pub async fn run(args: CodeArgs) -> anyhow::Result<i32> {
     let store = Store::open_default()?;
     let workspace = store.get(&args.name)?;
+    // The editor connects through `skiff proxy`, which would start a stopped workspace too; starting it here shows
+    // the start where the user looks, and lets the entry ask the agent.
+    super::connect(&workspace, &args.agent, &args.start).await?;
     let made = super::ssh_config::entry(&workspace, &args.agent).await?;
     let folder = made.workspace_folder.clone().with_context(|| {
         format!(

@@ -1,5 +1,6 @@
-//! `skiff config NAME KEY=VALUE…`: changes a running workspace's settings; the agent keeps them across
-//! restarts, and the local record keeps the idle timeout for the next start.
+//! `skiff config NAME KEY=VALUE…`: changes a workspace's settings. The agent's (idle timeout, busy CPU) are sent to
+//! it, which keeps them across restarts, and the local record keeps the idle timeout for the next start;
+//! `auto-start` is this machine's alone and is only recorded.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use crate::cli::ConfigArgs;
 pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
     let mut idle_timeout = None;
     let mut busy_cpu = None;
+    let mut auto_start = None;
     for setting in &args.settings {
         let (key, value) = setting.split_once('=').ok_or_else(|| {
             anyhow::anyhow!("{setting:?}: write KEY=VALUE, such as idle-timeout=2h")
@@ -18,12 +20,25 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
                 idle_timeout = Some(value.trim().to_owned());
             }
             "busy-cpu" | "busy_cpu" => busy_cpu = Some(super::parse_percent(value)?),
+            "auto-start" | "auto_start" => auto_start = Some(parse_on_off(key, value)?),
             other => anyhow::bail!(
-                "unknown setting {other:?}; the settings are idle-timeout and busy-cpu"
+                "unknown setting {other:?}; the settings are idle-timeout, busy-cpu and auto-start"
             ),
         }
     }
     let mut workspace = super::find_workspace(&args.name)?;
+    if let Some(auto_start) = auto_start {
+        workspace.record.auto_start = auto_start;
+        workspace.save()?;
+        eprintln!(
+            "workspace {}: auto-start {}",
+            workspace.name(),
+            if auto_start { "on" } else { "off" }
+        );
+        if idle_timeout.is_none() && busy_cpu.is_none() {
+            return Ok(0);
+        }
+    }
     let mut client = super::agent(&workspace, &Default::default()).await?;
     let (timeout_seconds, percent) = client.configure(idle_timeout.clone(), busy_cpu).await?;
     if let Some(timeout) = idle_timeout {
@@ -45,4 +60,13 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
         workspace.name()
     );
     Ok(0)
+}
+
+/// `on` or `off` (also `true`/`false`, `yes`/`no`) for setting `key`.
+fn parse_on_off(key: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => anyhow::bail!("{key}={value:?}: write {key}=on or {key}=off"),
+    }
 }

@@ -17,7 +17,7 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
         env.insert(key.to_owned(), value.to_owned());
     }
     let workspace = super::find_workspace(&args.name)?;
-    let mut client = super::agent(&workspace, &args.agent).await?;
+    let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     let tty = args.tty || (!args.no_tty && terminal::is_interactive());
     let spec = ExecSpec {
         command: args.command,

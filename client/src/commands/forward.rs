@@ -89,7 +89,7 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<i32> {
         .map(|text| parse_rule(text))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let workspace = super::find_workspace(&args.name)?;
-    let client = super::agent(&workspace, &args.agent).await?;
+    let client = super::connect(&workspace, &args.agent, &args.start).await?;
     let mut listeners = Vec::new();
     for rule in rules {
         listeners.push((bind_local(rule.local).await?, rule));

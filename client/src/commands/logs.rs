@@ -5,7 +5,7 @@ use skiff::api::OutputStream;
 use tokio::io::AsyncWriteExt;
 
 use crate::cli::LogsArgs;
-use crate::provider::Provider;
+use crate::provider::{OnStopped, Provider};
 
 pub async fn run(args: LogsArgs) -> anyhow::Result<i32> {
     if args.boot {
@@ -15,11 +15,16 @@ pub async fn run(args: LogsArgs) -> anyhow::Result<i32> {
             .await;
     }
     let workspace = super::find_workspace(&args.name)?;
-    // Reading logs is not using the workspace: it must not restart an idle countdown.
-    let mut client = Provider::of(&workspace, &args.agent)
-        .without_activity()
-        .agent(&workspace)
-        .await?;
+    let provider = Provider::of(&workspace, &args.agent);
+    let mut client = if args.follow {
+        // Following is waiting for the dev container's output: a stopped workspace is started.
+        provider
+            .connect(&workspace, OnStopped::of(&workspace, args.start.no_start))
+            .await?
+    } else {
+        // Reading logs is not using the workspace: it must not restart an idle countdown.
+        provider.without_activity().agent(&workspace).await?
+    };
     let mut logs = Box::pin(client.logs(args.follow, args.tail).await?);
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();

@@ -22,8 +22,8 @@ pub(crate) mod trust;
 pub(crate) mod up;
 
 use crate::agent_client::AgentClient;
-use crate::cli::AgentOptions;
-use crate::provider::Provider;
+use crate::cli::{AgentOptions, StartOptions};
+use crate::provider::{OnStopped, Provider};
 use crate::workspace::{Store, Workspace};
 
 /// The workspace called `name`, from this machine's records.
@@ -34,6 +34,18 @@ fn find_workspace(name: &str) -> anyhow::Result<Workspace> {
 /// A client of the workspace's agent, starting the agent (or the way to it) if needed.
 async fn agent(workspace: &Workspace, options: &AgentOptions) -> anyhow::Result<AgentClient> {
     Provider::of(workspace, options).agent(workspace).await
+}
+
+/// A client of the workspace's agent for a command that uses its dev container: a stopped workspace is started
+/// first, unless `--no-start` or its saved setting (`auto-start=off`) says to fail instead.
+async fn connect(
+    workspace: &Workspace,
+    options: &AgentOptions,
+    start: &StartOptions,
+) -> anyhow::Result<AgentClient> {
+    Provider::of(workspace, options)
+        .connect(workspace, OnStopped::of(workspace, start.no_start))
+        .await
 }
 
 /// Parses a percentage as people write it: `20%`, `20`, `off`.

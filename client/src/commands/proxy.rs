@@ -12,7 +12,7 @@ use crate::cli::ProxyArgs;
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<i32> {
     let workspace = super::find_workspace(&args.name)?;
-    let mut client = super::agent(&workspace, &args.agent).await?;
+    let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     // The agent's host key may have changed since `skiff ssh-config` (a workspace made again under the same
     // name); the certificate the TLS connection pins is the truth, so ssh checks against it.
     super::ssh_config::write_known_hosts(&workspace)?;

@@ -8,7 +8,7 @@ use crate::terminal;
 
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     let workspace = super::find_workspace(&args.name)?;
-    let mut client = super::agent(&workspace, &args.agent).await?;
+    let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     // While the shell runs, the configuration's ports and ports that start listening are forwarded: the set ends
     // the forwards when the shell ends.
     let mut forwards = tokio::task::JoinSet::new();

@@ -30,8 +30,14 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<i32> {
             workspace.name()
         );
     }
-    // The provider's bulk clients (on AWS the warm tunnel's bulk lanes, one Session Manager session each)
-    // carry a sync faster.
+    // A stopped workspace is started first; then the provider's bulk clients (on AWS the warm tunnel's bulk lanes,
+    // one Session Manager session each) carry a sync faster.
+    provider
+        .connect(
+            &workspace,
+            crate::provider::OnStopped::of(&workspace, args.start.no_start),
+        )
+        .await?;
     let mut clients = provider.bulk_agents(&workspace).await?;
     sync_with(
         &mut clients,

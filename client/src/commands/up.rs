@@ -411,6 +411,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
                 config_file: std::path::PathBuf::new(),
                 idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                 aws: None,
+                auto_start: true,
             })?;
             // Until the clone is in place the workspace's files are its folder in the store, which is the agent's.
             created.record.local_folder = created.folder.clone();

@@ -139,6 +139,52 @@ impl LocalProvider {
             })
     }
 
+    /// A client of the workspace's agent with its dev container running (see `Provider::connect`). `skiff stop`
+    /// and the idle stop both end a local workspace's agent, so a command that finds no agent starts it and asks it
+    /// the container's state; one that finds the agent running (started by `logs` or `ssh-config`, which only look)
+    /// asks it to `Start`, which the agent answers from memory while it knows its container runs.
+    pub async fn connect(
+        &self,
+        workspace: &Workspace,
+        on_stopped: super::OnStopped,
+    ) -> anyhow::Result<AgentClient> {
+        let stopped = |state| {
+            matches!(
+                state,
+                skiff::api::ContainerState::Stopped | skiff::api::ContainerState::Created
+            )
+        };
+        if let Some(mut client) = self.connect_running(workspace).await? {
+            match on_stopped {
+                super::OnStopped::Start => {
+                    if super::start_dev_container(&mut client, workspace).await? {
+                        eprintln!(
+                            "skiff: workspace {} was stopped; started it (--no-start leaves it stopped)",
+                            workspace.name()
+                        );
+                    }
+                }
+                super::OnStopped::Refuse => {
+                    if stopped(client.status().await?.container_state) {
+                        return Err(super::OnStopped::refused(workspace));
+                    }
+                }
+            }
+            return Ok(client);
+        }
+        let mut client = self.ensure_agent(workspace).await?;
+        if !stopped(client.status().await?.container_state) {
+            // Running (only the agent had ended), or never made: the command says what to do then.
+            return Ok(client);
+        }
+        if on_stopped == super::OnStopped::Refuse {
+            return Err(super::OnStopped::refused(workspace));
+        }
+        super::OnStopped::announce(workspace);
+        super::start_dev_container(&mut client, workspace).await?;
+        Ok(client)
+    }
+
     /// Waits up to `timeout` for the agent to exit (after `Stop` or `Delete` asked it to).
     pub async fn wait_for_exit(&self, workspace: &Workspace, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -286,6 +332,7 @@ impl LocalProvider {
                     config_file: placement.config_file.to_owned(),
                     idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                     aws: None,
+                    auto_start: true,
                 });
                 match created {
                     // Another `up` of this folder made it at the same moment: use that one.

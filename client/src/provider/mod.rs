@@ -47,6 +47,48 @@ pub struct Placement<'a> {
     pub host_requirements: Option<&'a HostRequirements>,
 }
 
+/// What a command that connects does with a stopped workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStopped {
+    /// Starts it (its machine, its agent and its dev container), saying so in one line on standard error.
+    Start,
+    /// Fails, saying how to start it.
+    Refuse,
+}
+
+impl OnStopped {
+    /// The choice for `workspace`: `--no-start` for this command, else the workspace's saved setting.
+    pub fn of(workspace: &Workspace, no_start: bool) -> Self {
+        if no_start || !workspace.record.auto_start {
+            Self::Refuse
+        } else {
+            Self::Start
+        }
+    }
+
+    /// The error of a command that found `workspace` stopped and did not start it.
+    pub(crate) fn refused(workspace: &Workspace) -> anyhow::Error {
+        let name = workspace.name();
+        let why = if workspace.record.auto_start {
+            "--no-start"
+        } else {
+            "its setting auto-start=off"
+        };
+        anyhow::anyhow!(
+            "workspace {name} is stopped and {why} leaves it so; `skiff up {}` starts it",
+            workspace.record.local_folder.display()
+        )
+    }
+
+    /// The line a command shows when it starts a stopped workspace.
+    pub(crate) fn announce(workspace: &Workspace) {
+        eprintln!(
+            "skiff: workspace {} is stopped; starting it (--no-start leaves it stopped)",
+            workspace.name()
+        );
+    }
+}
+
 /// One workspace in `skiff list`.
 #[derive(Debug, serde::Serialize)]
 pub struct ListRow {
@@ -126,6 +168,21 @@ impl Provider {
         match self {
             Self::Local(local) => Ok(local.ensure_agent(workspace).await?),
             Self::Aws(aws) => aws.agent(workspace).await,
+        }
+    }
+
+    /// A client of the workspace's agent for a command that uses the dev container: a stopped workspace is started
+    /// first (its machine, its agent, then its dev container as it was made), or refused, as `on_stopped` says. Two
+    /// commands that start one workspace at once start it once: one of them starts the agent or the machine, and the
+    /// agent starts the dev container for the first `Start` and finds it running for the second.
+    pub async fn connect(
+        &self,
+        workspace: &Workspace,
+        on_stopped: OnStopped,
+    ) -> anyhow::Result<AgentClient> {
+        match self {
+            Self::Local(local) => local.connect(workspace, on_stopped).await,
+            Self::Aws(aws) => aws.connect(workspace, on_stopped).await,
         }
     }
 
@@ -247,6 +304,22 @@ impl Provider {
             ),
             Self::Aws(aws) => aws.boot_log(name).await,
         }
+    }
+}
+
+/// Has a workspace's agent start its dev container as it was made, if it is stopped; true when this call started
+/// it. An agent older than `Start` is left as it is: the command then says, as before, that `skiff up` starts it.
+pub(crate) async fn start_dev_container(
+    client: &mut AgentClient,
+    workspace: &Workspace,
+) -> anyhow::Result<bool> {
+    match client.start().await {
+        Ok(started) => Ok(started),
+        Err(error) if error.code() == Some(crate::agent_client::Code::Unimplemented) => Ok(false),
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "starting the dev container of workspace {}",
+            workspace.name()
+        ))),
     }
 }
 

@@ -49,6 +49,22 @@ pub struct WorkspaceRecord {
     /// Where an AWS workspace lives; absent for other providers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<AwsPlacement>,
+    /// Whether a command that connects (`exec`, `ssh`, `proxy`…) starts the workspace when it is stopped
+    /// (`skiff config NAME auto-start=off` turns it off; `--no-start` for one command).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub auto_start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 /// The AWS side of a workspace's record. AWS's tags are the truth; this remembers where to look.

@@ -10,6 +10,7 @@ fn record(name: &str, folder: &str) -> WorkspaceRecord {
         config_file: format!("{folder}/.devcontainer.json").into(),
         idle_timeout: "30m".into(),
         aws: None,
+        auto_start: true,
     }
 }
 

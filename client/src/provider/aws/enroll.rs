@@ -148,6 +148,7 @@ pub async fn command(args: &crate::cli::EnrollArgs) -> anyhow::Result<i32> {
             profile: settings.profile.clone(),
             files_folder: None,
         }),
+        auto_start: true,
     })?;
     let certificate = workspace.identity()?.certificate_pem;
     let result = async {

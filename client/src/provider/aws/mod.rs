@@ -350,6 +350,61 @@ impl AwsProvider {
         connect::agent(workspace, self.tunnel).await
     }
 
+    /// A client of the workspace's agent with its dev container running (see `Provider::connect`). An instance
+    /// stopped by its idle stop or `skiff stop` is started, its agent waited for, and its dev container started.
+    /// EC2 is asked for the instance's state only when no warm tunnel runs (the tunnel's start costs more than the
+    /// question) or the tunnel fails, so a command on a running workspace pays nothing for this.
+    pub(crate) async fn connect(
+        &self,
+        workspace: &crate::workspace::Workspace,
+        on_stopped: crate::provider::OnStopped,
+    ) -> anyhow::Result<crate::agent_client::AgentClient> {
+        if crate::tunnel::warm::socket_path(&workspace.folder).exists() {
+            match self.agent(workspace).await {
+                Ok(client) => return Ok(client),
+                Err(error) => tracing::debug!(
+                    error = %format!("{error:#}"),
+                    "the warm tunnel did not reach the agent; asking EC2 for the instance's state"
+                ),
+            }
+        }
+        let located = locate::locate(workspace.name()).await?.with_context(|| {
+            format!(
+                "workspace {} is not on AWS in its region any more; `skiff list` shows what is",
+                workspace.name()
+            )
+        })?;
+        let instance = located.instance.with_context(|| {
+            format!(
+                "workspace {} has no instance; `skiff up {}` makes one",
+                workspace.name(),
+                workspace.record.local_folder.display()
+            )
+        })?;
+        if !matches!(instance.state.as_str(), "stopped" | "stopping") {
+            return self.agent(workspace).await;
+        }
+        if on_stopped == crate::provider::OnStopped::Refuse {
+            return Err(crate::provider::OnStopped::refused(workspace));
+        }
+        crate::provider::OnStopped::announce(workspace);
+        let progress = crate::progress::Progress::new();
+        located.aws.start(&instance, &progress).await?;
+        progress.step(&format!(
+            "waiting for the agent of workspace {}",
+            workspace.name()
+        ));
+        let mut client =
+            connect::wait_for_agent(workspace, self.tunnel, place::AGENT_TIMEOUT).await?;
+        progress.step(&format!(
+            "starting the dev container of workspace {}",
+            workspace.name()
+        ));
+        crate::provider::start_dev_container(&mut client, workspace).await?;
+        progress.finish();
+        Ok(client)
+    }
+
     /// Clients of the workspace's agent over the warm tunnel's bulk lanes.
     pub(crate) async fn bulk_agents(
         &self,

@@ -88,6 +88,7 @@ pub(crate) async fn place(
                     profile: profile.clone(),
                     files_folder: None,
                 }),
+                auto_start: true,
             };
             (store.create(record)?, true)
         }
@@ -188,7 +189,7 @@ fn agent_binary(args: &UpArgs) -> Option<std::path::PathBuf> {
 }
 
 /// How long `up` waits for an instance's agent to answer once the instance is online.
-const AGENT_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const AGENT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Waits for an AWS workspace's agent and puts this client's `skiffd` in its place if it is older (or another
 /// build was asked for).
