@@ -481,7 +481,11 @@ impl v1::agent_server::Agent for AgentService {
         _request: Request<v1::StartRequest>,
     ) -> Result<Response<v1::StartResponse>, Status> {
         // The engine counts the start as use, so an idle stop does not race it.
-        let started = self.engine.start_if_stopped().await.map_err(status_of_engine)?;
+        let started = self
+            .engine
+            .start_if_stopped()
+            .await
+            .map_err(status_of_engine)?;
         Ok(Response::new(v1::StartResponse { started }))
     }
 

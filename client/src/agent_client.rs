@@ -168,6 +168,17 @@ pub use skiff::api::{
     UploadReply,
 };
 
+/// A command run to its end by [`AgentClient::output`].
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Its exit code; `None` when the call ended without one.
+    pub code: Option<i32>,
+    /// Its standard output.
+    pub stdout: Vec<u8>,
+    /// Its standard error.
+    pub stderr: Vec<u8>,
+}
+
 /// A client of one agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
@@ -255,6 +266,33 @@ impl AgentClient {
                 })
             })
             .boxed())
+    }
+
+    /// Runs `command` (no terminal, no input) as the remote user to its end; its exit code, stdout and stderr.
+    pub async fn output(&mut self, command: Vec<String>) -> Result<Finished, AgentError> {
+        let spec = api::ExecSpec {
+            command,
+            tty: false,
+            user: None,
+            working_dir: None,
+            env: Default::default(),
+            window: None,
+            stdin: false,
+        };
+        let mut outputs = self.exec(spec, futures::stream::empty()).await?;
+        let mut finished = Finished::default();
+        while let Some(output) = outputs.next().await {
+            match output? {
+                api::ExecOutput::Stdout(data) => finished.stdout.extend_from_slice(&data),
+                api::ExecOutput::Stderr(data) => finished.stderr.extend_from_slice(&data),
+                api::ExecOutput::Notice(_) => {}
+                api::ExecOutput::Exit(code) => {
+                    finished.code = Some(code);
+                    break;
+                }
+            }
+        }
+        Ok(finished)
     }
 
     /// Opens a forwarded connection; the first event is `Opened` (or the stream fails with why it could not).

@@ -5,6 +5,7 @@ pub mod agent_client;
 pub mod cli;
 pub mod commands;
 pub mod files;
+pub mod git_identity;
 pub mod progress;
 pub mod provider;
 pub mod terminal;

@@ -86,10 +86,12 @@ pub const IMAGES: &[ImageSpec] = &[
         recipe: Recipe::Debootstrap {
             suite: "bookworm",
             // `curl` because generated user-data fetches `skiffd` over HTTP; `sudo` for the devcontainers stand-in
-            // below, whose Dockerfile should not depend on reaching a Debian mirror.
+            // below, whose Dockerfile should not depend on reaching a Debian mirror; `git` for what a developer
+            // does with git in a dev container (identity, credentials, signing).
             include: &[
                 "ca-certificates",
                 "curl",
+                "git",
                 "iproute2",
                 "passwd",
                 "procps",

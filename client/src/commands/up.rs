@@ -278,6 +278,10 @@ async fn drive(
             UpEvent::Output { stream, data } => progress.output(stream, &data),
             UpEvent::Warning(warning) => progress.warn(&warning),
             UpEvent::Ready(result) => {
+                // The commits made in the dev container are signed with the same name as this machine's.
+                if let Err(warning) = crate::git_identity::apply(&mut client.clone()).await {
+                    progress.warn(&warning);
+                }
                 progress.finish();
                 eprintln!(
                     "workspace {} is ready: container {} ({}), {} as {}",
