@@ -187,16 +187,21 @@ fn a_tcp_cut_in_the_middle_of_a_20_mib_upload_costs_at_most_half_its_time_again_
     });
 }
 
+/// Losing every 50th message costs an upload at most half its time again: the medians of seven lossy and seven
+/// undisturbed uploads, alternating, compared (one pair alone is at the mercy of the machine's other work at the
+/// scale of 100 ms).
 #[test]
 fn with_every_50th_message_lost_a_20_mib_upload_costs_at_most_half_its_time_again() {
+    const RUNS: usize = 7;
     runtime().block_on(async {
         let (gateway, sdk) = gateway(GatewayConfig::default()).await;
         let sink = sink().await;
         let body = body(UPLOAD);
         let tunnel = open(&sdk, sink.port()).await;
         upload(&tunnel, &body[..1 << 20]).await;
-        let mut failures = Vec::new();
-        for run in 1..=3 {
+        let mut undisturbed_times = Vec::new();
+        let mut lossy_times = Vec::new();
+        for run in 1..=RUNS {
             gateway.set_faults(Faults::none());
             let undisturbed = upload(&tunnel, &body).await;
             let before = gateway.stats();
@@ -206,24 +211,25 @@ fn with_every_50th_message_lost_a_20_mib_upload_costs_at_most_half_its_time_agai
             });
             let lossy = upload(&tunnel, &body).await;
             let after = gateway.stats();
-            let ratio = lossy.as_secs_f64() / undisturbed.as_secs_f64();
             eprintln!(
-                "run {run}: 20 MiB undisturbed {undisturbed:?}, every 50th message lost {lossy:?} ({ratio:.2}x, {} lost)",
+                "run {run}: 20 MiB undisturbed {undisturbed:?}, every 50th message lost {lossy:?} ({:.2}x, {} lost)",
+                lossy.as_secs_f64() / undisturbed.as_secs_f64(),
                 after.messages_lost - before.messages_lost
             );
             assert!(after.messages_lost > before.messages_lost, "{after:?}");
-            if ratio > SLOWDOWN {
-                failures.push(format!(
-                    "run {run}: {lossy:?} with every 50th message lost against {undisturbed:?} without ({ratio:.2}x)"
-                ));
-            }
+            undisturbed_times.push(undisturbed);
+            lossy_times.push(lossy);
         }
         gateway.set_faults(Faults::none());
         tunnel.close().await;
+        undisturbed_times.sort();
+        lossy_times.sort();
+        let (undisturbed, lossy) = (undisturbed_times[RUNS / 2], lossy_times[RUNS / 2]);
+        let ratio = lossy.as_secs_f64() / undisturbed.as_secs_f64();
+        eprintln!("medians: undisturbed {undisturbed:?}, every 50th message lost {lossy:?} ({ratio:.2}x)");
         assert!(
-            failures.is_empty(),
-            "losing every 50th message made a 20 MiB upload more than {SLOWDOWN}x slower:\n{}",
-            failures.join("\n")
+            ratio <= SLOWDOWN,
+            "losing every 50th message made a 20 MiB upload more than {SLOWDOWN}x slower: median {lossy:?} against {undisturbed:?} ({ratio:.2}x); runs {lossy_times:?} against {undisturbed_times:?}"
         );
     });
 }
