@@ -43,7 +43,7 @@ pub enum Command {
     Forward(ForwardArgs),
     /// Keep a workspace up for a while, whatever its activity.
     Keepalive(KeepaliveArgs),
-    /// Change a workspace's settings: idle-timeout=DURATION, busy-cpu=PERCENT, auto-start=on|off.
+    /// Change a workspace's settings (idle-timeout, busy-cpu, auto-start), or with --global every workspace's (dotfiles).
     Config(ConfigArgs),
     /// Save a provider's defaults, such as `skiff provider aws --region eu-west-1`.
     Provider(ProviderArgs),
@@ -94,11 +94,13 @@ pub struct KeepaliveArgs {
 /// `skiff config`.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// The workspace.
-    pub name: String,
-    /// Settings as KEY=VALUE: idle-timeout (30m, 2h, off), busy-cpu (20%, off), and auto-start (on, off: whether
-    /// exec, ssh, proxy, forward, code, sync and logs -f start the workspace when it is stopped).
-    #[arg(required = true, value_name = "KEY=VALUE")]
+    /// Change the settings of every workspace instead of one: dotfiles (a repository URL, or none).
+    #[arg(long)]
+    pub global: bool,
+    /// The workspace (not with --global), then settings as KEY=VALUE: idle-timeout (30m, 2h, off), busy-cpu (20%,
+    /// off), and auto-start (on, off: whether exec, ssh, proxy, forward, code, sync and logs -f start the workspace
+    /// when it is stopped).
+    #[arg(required = true, value_name = "NAME KEY=VALUE")]
     pub settings: Vec<String>,
 }
 
@@ -183,6 +185,10 @@ pub struct UpArgs {
     /// Where the workspace runs: local or aws [default: the workspace's, else aws once configured, else local].
     #[arg(long, value_name = "PROVIDER")]
     pub provider: Option<crate::workspace::ProviderKind>,
+    /// A dotfiles repository to clone in the dev container (once per container) and install; kept for the
+    /// workspace's later starts [default: the workspace's, else `skiff config --global dotfiles=URL`].
+    #[arg(long, value_name = "URL")]
+    pub dotfiles: Option<String>,
     /// With --provider aws: return once the instance runs, without waiting for its agent.
     #[arg(long)]
     pub no_wait: bool,

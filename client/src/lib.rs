@@ -4,6 +4,7 @@
 pub mod agent_client;
 pub mod cli;
 pub mod commands;
+pub mod dotfiles;
 pub mod files;
 pub mod git_identity;
 pub mod progress;

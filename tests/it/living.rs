@@ -1,5 +1,10 @@
 //! Living in a workspace: what travels from the laptop into the dev container. The laptop's git identity is set
-//! for the remote user where the container has none, and a hostile identity stays data.
+//! for the remote user where the container has none, and a hostile identity stays data; dotfiles install once per
+//! container (an install script, else links), from `--dotfiles` or the global setting, and a bad URL is a warning
+//! or, when it is not a URL at all, an error before anything is made.
+
+use std::path::Path;
+use std::process::Command;
 
 use skiff_tests::{Sandbox, require_docker};
 
@@ -82,4 +87,139 @@ fn an_identity_the_container_already_has_is_kept() {
         "what the container lacks comes from the laptop"
     );
     sandbox.ok(&["delete", "--yes", "identity-kept"]);
+}
+
+/// Makes a git repository `dotfiles` inside `project` holding `files`, and returns its URL as the dev container sees
+/// it (the project is mounted at /workspaces/FOLDER): a local repository, as a test's traffic stays on this machine.
+fn dotfiles_repository(project: &Path, files: &[(&str, &str)]) -> String {
+    let repository = project.join("dotfiles");
+    std::fs::create_dir_all(&repository).unwrap();
+    for (name, text) in files {
+        let path = repository.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+    }
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+            .args(args)
+            .current_dir(&repository)
+            .output()
+            .expect("running git");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "--all"]);
+    git(&["commit", "--quiet", "-m", "dotfiles"]);
+    format!(
+        "file:///workspaces/{}/dotfiles",
+        project.file_name().unwrap().to_str().unwrap()
+    )
+}
+
+fn in_container(sandbox: &Sandbox, name: &str, script: &str) -> String {
+    sandbox.ok(&["exec", name, "--", "sh", "-c", script])
+}
+
+#[test]
+fn dotfiles_install_once_per_container_and_again_in_a_rebuilt_one() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "dotfiles-once");
+    let url = dotfiles_repository(
+        &project,
+        &[(
+            "install.sh",
+            "#!/bin/sh\necho installing from \"$(pwd)\"\necho installed >> \"$HOME/dotfiles-ran.log\"\n",
+        )],
+    );
+    let project = project.to_str().unwrap();
+    let first = sandbox.ok_stderr(&["up", "--dotfiles", &url, project]);
+    assert!(
+        first.contains("installing from /root/dotfiles"),
+        "the install's output is shown: {first}"
+    );
+    let count = "grep -c installed $HOME/dotfiles-ran.log";
+    assert_eq!(in_container(&sandbox, "dotfiles-once", count), "1\n");
+    let container = sandbox.container_of("dotfiles-once");
+
+    // The record remembers the URL; the container has them already.
+    let second = sandbox.ok_stderr(&["up", project]);
+    assert!(!second.contains("installing from"), "{second}");
+    assert_eq!(
+        in_container(&sandbox, "dotfiles-once", count),
+        "1\n",
+        "once per container"
+    );
+
+    sandbox.ok(&["up", "--rebuild", project]);
+    assert_ne!(
+        sandbox.container_of("dotfiles-once"),
+        container,
+        "a new container"
+    );
+    assert_eq!(
+        in_container(&sandbox, "dotfiles-once", count),
+        "1\n",
+        "the rebuilt container ran them too"
+    );
+    sandbox.ok(&["delete", "--yes", "dotfiles-once"]);
+}
+
+#[test]
+fn dotfiles_without_an_install_script_are_linked_from_the_global_setting() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "dotfiles-linked");
+    let url = dotfiles_repository(
+        &project,
+        &[
+            (".aliases", "alias ll='ls -l'\n"),
+            (".profile", "# from the dotfiles\n"),
+            ("README.md", "not a dotfile\n"),
+        ],
+    );
+    let saved = sandbox.ok_stderr(&["config", "--global", &format!("dotfiles={url}")]);
+    assert!(saved.contains(&url), "{saved}");
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    assert_eq!(
+        in_container(&sandbox, "dotfiles-linked", "readlink $HOME/.aliases"),
+        "/root/dotfiles/.aliases\n"
+    );
+    assert_eq!(
+        in_container(&sandbox, "dotfiles-linked", "cat $HOME/.profile"),
+        "# from the dotfiles\n"
+    );
+    assert_eq!(
+        in_container(
+            &sandbox,
+            "dotfiles-linked",
+            "test -e $HOME/.profile.before-dotfiles && echo kept; test -e $HOME/README.md || echo only-dotfiles"
+        ),
+        "kept\nonly-dotfiles\n",
+        "the image's own .profile is kept aside, and only dotfiles are linked"
+    );
+    sandbox.ok(&["delete", "--yes", "dotfiles-linked"]);
+}
+
+#[test]
+fn dotfiles_that_cannot_be_cloned_are_a_warning_and_a_url_that_is_not_one_is_refused() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "dotfiles-bad");
+    let project = project.to_str().unwrap();
+    // A value clap would take as a flag, given as clap takes it: skiff's own check refuses it.
+    let refused = sandbox.fails(&["up", "--dotfiles=--upload-pack=touch /tmp/pwned", project]);
+    assert!(refused.contains("is not a repository URL"), "{refused}");
+    assert!(
+        !sandbox.ok(&["list"]).contains("dotfiles-bad"),
+        "nothing was made for a refused URL"
+    );
+    let up = sandbox.ok_stderr(&["up", "--dotfiles", "file:///nowhere/dotfiles", project]);
+    assert!(
+        up.contains("file:///nowhere/dotfiles could not be cloned"),
+        "a warning names the URL: {up}"
+    );
+    assert!(up.contains("is ready"), "the workspace came up: {up}");
+    sandbox.ok(&["delete", "--yes", "dotfiles-bad"]);
 }

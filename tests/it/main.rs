@@ -21,7 +21,8 @@
 //! - `architecture`: the invariants of ARCHITECTURE.md, checked against the source.
 //! - `laptop`: values from images and repositories are data on the laptop: a label-injected `remoteUser` never
 //!   reaches ssh's configuration, an untrusted repository runs nothing here until trusted.
-//! - `living`: the laptop's git identity in the dev container, kept where the container has its own, and data.
+//! - `living`: the laptop's git identity in the dev container, kept where the container has its own, and data;
+//!   dotfiles installed once per container, linked without an install script, a bad URL a warning.
 //! - `states`: every command on a workspace stopped, idle-stopped or with its agent killed works or says what to do,
 //!   and `delete` removes everything in each.
 //! - `bad_input`: broken configurations, unknown workspaces and an unreachable Docker give clear errors.

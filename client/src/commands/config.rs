@@ -1,16 +1,34 @@
 //! `skiff config NAME KEY=VALUE…`: changes a workspace's settings. The agent's (idle timeout, busy CPU) are sent to
 //! it, which keeps them across restarts, and the local record keeps the idle timeout for the next start;
-//! `auto-start` is this machine's alone and is only recorded.
+//! `auto-start` is this machine's alone and is only recorded. `skiff config --global KEY=VALUE…` changes the settings
+//! of every workspace (`dotfiles`), kept in `$SKIFF_HOME/settings.toml`.
 
 use std::time::Duration;
 
 use crate::cli::ConfigArgs;
+use crate::dotfiles::GlobalSettings;
+use crate::workspace::Store;
 
 pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
+    if args.global {
+        return global(&args.settings);
+    }
+    let (name, settings) = args
+        .settings
+        .split_first()
+        .expect("clap requires at least one value");
+    if name.contains('=') {
+        anyhow::bail!(
+            "{name:?}: name the workspace first (`skiff config NAME {name}`), or pass --global for a setting of every workspace"
+        );
+    }
+    if settings.is_empty() {
+        anyhow::bail!("no setting for workspace {name}; write KEY=VALUE, such as idle-timeout=2h");
+    }
     let mut idle_timeout = None;
     let mut busy_cpu = None;
     let mut auto_start = None;
-    for setting in &args.settings {
+    for setting in settings {
         let (key, value) = setting.split_once('=').ok_or_else(|| {
             anyhow::anyhow!("{setting:?}: write KEY=VALUE, such as idle-timeout=2h")
         })?;
@@ -26,7 +44,7 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
             ),
         }
     }
-    let mut workspace = super::find_workspace(&args.name)?;
+    let mut workspace = super::find_workspace(name)?;
     if let Some(auto_start) = auto_start {
         workspace.record.auto_start = auto_start;
         workspace.save()?;
@@ -69,4 +87,37 @@ fn parse_on_off(key: &str, value: &str) -> anyhow::Result<bool> {
         "off" | "false" | "no" => Ok(false),
         _ => anyhow::bail!("{key}={value:?}: write {key}=on or {key}=off"),
     }
+}
+
+/// `skiff config --global KEY=VALUE…`.
+fn global(settings: &[String]) -> anyhow::Result<i32> {
+    let store = Store::open_default()?;
+    let mut saved = GlobalSettings::load(store.root())?;
+    for setting in settings {
+        let (key, value) = setting.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "{setting:?}: write KEY=VALUE, such as dotfiles=https://github.com/you/dotfiles"
+            )
+        })?;
+        match key.trim() {
+            "dotfiles" => {
+                let value = value.trim();
+                if value.is_empty() || value == "none" {
+                    saved.dotfiles = None;
+                } else {
+                    crate::dotfiles::check_url(value)?;
+                    saved.dotfiles = Some(value.to_owned());
+                }
+            }
+            other => {
+                anyhow::bail!("unknown global setting {other:?}; the global setting is dotfiles")
+            }
+        }
+    }
+    saved.save(store.root())?;
+    eprintln!(
+        "every workspace: dotfiles {}",
+        saved.dotfiles.as_deref().unwrap_or("none")
+    );
+    Ok(0)
 }

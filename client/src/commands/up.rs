@@ -14,6 +14,10 @@ use crate::provider::{Placement, Provider};
 use crate::workspace::{ProviderKind, Store, WorkspaceRecord};
 
 pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
+    // Checked before anything is made.
+    if let Some(url) = &args.dotfiles {
+        crate::dotfiles::check_url(url)?;
+    }
     if let Some(url) = crate::files::git_url(&args.path) {
         return up_from_repository(args, url).await;
     }
@@ -100,6 +104,7 @@ async fn up_folder(args: UpArgs, cloned_from: Option<Cloned<'_>>) -> anyhow::Res
     let Some(mut workspace) = provider.place(&placement, &progress).await? else {
         return Ok(0);
     };
+    let dotfiles = dotfiles_for(&mut workspace, &args)?;
     // A provider may have shown steps of its own; the rest of `up` shows its steps anew.
     drop(progress);
     let progress = Progress::new();
@@ -123,7 +128,27 @@ async fn up_folder(args: UpArgs, cloned_from: Option<Cloned<'_>>) -> anyhow::Res
         files_folder,
         rebuild: args.rebuild,
     };
-    drive(&args, &workspace, &config, client, spec, progress).await
+    drive(&args, &workspace, &config, client, spec, progress, dotfiles).await
+}
+
+/// The dotfiles to install for `workspace`: `--dotfiles` (remembered in its record for later `up`s), else the
+/// record's, else the global setting.
+fn dotfiles_for(
+    workspace: &mut crate::workspace::Workspace,
+    args: &UpArgs,
+) -> anyhow::Result<Option<String>> {
+    if let Some(url) = &args.dotfiles {
+        if workspace.record.dotfiles.as_ref() != Some(url) {
+            workspace.record.dotfiles = Some(url.clone());
+            workspace.save()?;
+        }
+        return Ok(Some(url.clone()));
+    }
+    if let Some(url) = &workspace.record.dotfiles {
+        return Ok(Some(url.clone()));
+    }
+    let store = Store::open_default()?;
+    Ok(crate::dotfiles::GlobalSettings::load(store.root())?.dotfiles)
 }
 
 /// `skiff up GIT_URL` for a workspace whose agent runs on another machine: the machine is placed as for a
@@ -161,6 +186,7 @@ async fn up_repository_remote(
     let Some(mut workspace) = provider.place(&placement, &Progress::new()).await? else {
         return Ok(0);
     };
+    let dotfiles = dotfiles_for(&mut workspace, &args)?;
     let progress = Progress::new();
     let mut client = provider.ready_agent(&workspace, &args, &progress).await?;
     if provider.remote_files_folder(&workspace).is_none() {
@@ -218,7 +244,7 @@ async fn up_repository_remote(
         files_folder,
         rebuild: args.rebuild,
     };
-    drive(&args, &workspace, &config, client, spec, progress).await
+    drive(&args, &workspace, &config, client, spec, progress, dotfiles).await
 }
 
 /// The devcontainer.json of a repository the agent cloned: `--config` (a path inside the clone) or the one
@@ -241,8 +267,8 @@ async fn repository_config(
         .with_context(|| format!("reading the devcontainer.json of {url}"))
 }
 
-/// Has the agent build (or reuse) and start the container, showing its progress; `Ok(0)` once ready (or, with
-/// `--forward`, after Ctrl-C).
+/// Has the agent build (or reuse) and start the container, showing its progress, then sets the git identity and
+/// installs `dotfiles` there; `Ok(0)` once ready (or, with `--forward`, after Ctrl-C).
 async fn drive(
     args: &UpArgs,
     workspace: &crate::workspace::Workspace,
@@ -250,6 +276,7 @@ async fn drive(
     mut client: crate::agent_client::AgentClient,
     spec: UpSpec,
     progress: Progress,
+    dotfiles: Option<String>,
 ) -> anyhow::Result<i32> {
     let mut events = Box::pin(client.up(spec).await?);
     let mut ready = false;
@@ -278,9 +305,19 @@ async fn drive(
             UpEvent::Output { stream, data } => progress.output(stream, &data),
             UpEvent::Warning(warning) => progress.warn(&warning),
             UpEvent::Ready(result) => {
-                // The commits made in the dev container are signed with the same name as this machine's.
+                // Commits made in the dev container carry the same author as this machine's.
                 if let Err(warning) = crate::git_identity::apply(&mut client.clone()).await {
                     progress.warn(&warning);
+                }
+                if let Some(url) = &dotfiles {
+                    progress.step(&format!("installing dotfiles from {url}"));
+                    let mut show =
+                        |data: &[u8]| progress.output(skiff::api::OutputStream::Stderr, data);
+                    if let Err(warning) =
+                        crate::dotfiles::install(&mut client.clone(), url, &mut show).await
+                    {
+                        progress.warn(&warning);
+                    }
                 }
                 progress.finish();
                 eprintln!(
@@ -416,6 +453,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
                 idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                 aws: None,
                 auto_start: true,
+                dotfiles: None,
             })?;
             // Until the clone is in place the workspace's files are its folder in the store, which is the agent's.
             created.record.local_folder = created.folder.clone();

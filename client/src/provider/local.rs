@@ -333,6 +333,7 @@ impl LocalProvider {
                     idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                     aws: None,
                     auto_start: true,
+                    dotfiles: None,
                 });
                 match created {
                     // Another `up` of this folder made it at the same moment: use that one.

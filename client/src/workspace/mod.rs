@@ -53,6 +53,9 @@ pub struct WorkspaceRecord {
     /// (`skiff config NAME auto-start=off` turns it off; `--no-start` for one command).
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub auto_start: bool,
+    /// The dotfiles repository `up --dotfiles` last named, installed in each new dev container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dotfiles: Option<String>,
 }
 
 fn yes() -> bool {
