@@ -34,6 +34,8 @@ pub mod capability {
     pub const GIT_STATE: &str = "files.git-state";
     /// `ReplaceAgent`, for an upgraded client to upgrade the agent.
     pub const REPLACE_AGENT: &str = "agent.replace";
+    /// `CloneRepositoryRequest.branch`, for `skiff up URL@BRANCH`.
+    pub const CLONE_BRANCH: &str = "files.clone-branch";
     /// `Start`, for a command that connects to a stopped workspace to start it.
     pub const START: &str = "start";
 }

@@ -139,7 +139,9 @@ fn status_of_git(error: GitError) -> Status {
         GitError::Missing | GitError::NotEmpty { .. } | GitError::Unreadable { .. } => {
             Status::failed_precondition(error.to_string())
         }
-        GitError::BadUrl { .. } => Status::invalid_argument(error.to_string()),
+        GitError::BadUrl { .. } | GitError::BadBranch { .. } => {
+            Status::invalid_argument(error.to_string())
+        }
         GitError::Failed { .. } => Status::aborted(error.to_string()),
         GitError::Io(_) => Status::internal(error.to_string()),
     }
@@ -221,6 +223,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::GIT_STATE,
                 capability::REPLACE_AGENT,
                 capability::START,
+                capability::CLONE_BRANCH,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -695,8 +698,13 @@ impl v1::agent_server::Agent for AgentService {
         &self,
         request: Request<v1::CloneRepositoryRequest>,
     ) -> Result<Response<Self::CloneRepositoryStream>, Status> {
-        let url = request.into_inner().url;
+        let request = request.into_inner();
+        let url = request.url;
         crate::git::check_url(&url).map_err(status_of_git)?;
+        let branch = (!request.branch.is_empty()).then_some(request.branch);
+        if let Some(branch) = &branch {
+            crate::git::check_branch(branch).map_err(status_of_git)?;
+        }
         let busy = self.activity.busy(idle::source::UPLOAD);
         let folder = self.state.files_dir();
         let record = Record::file_in(self.state.path());
@@ -705,7 +713,7 @@ impl v1::agent_server::Agent for AgentService {
         self.tasks.spawn(async move {
             let _busy = busy;
             let output = responses.clone();
-            let result = crate::git::clone(&url, &folder, |data| {
+            let result = crate::git::clone(&url, branch.as_deref(), &folder, |data| {
                 // Progress output is best effort: a full channel drops a line rather than stalling git.
                 let _ = output.try_send(Ok(api::CloneEvent::Output(data).into()));
             })

@@ -394,11 +394,13 @@ impl AgentClient {
     pub async fn clone_repository(
         &mut self,
         url: &str,
+        branch: Option<&str>,
     ) -> Result<BoxStream<'static, Result<api::CloneEvent, AgentError>>, AgentError> {
         let response = self
             .inner
             .clone_repository(v1::CloneRepositoryRequest {
                 url: url.to_owned(),
+                branch: branch.unwrap_or_default().to_owned(),
             })
             .await
             .map_err(|status| AgentError::from_status("clone", status))?;

@@ -442,6 +442,11 @@ fn bare_repository(root: &Path) -> (PathBuf, PathBuf) {
     (bare, work)
 }
 
+/// The repository `skiff up` would clone for `text`.
+fn repository(text: &str) -> files::Repository {
+    files::Repository::parse(text).unwrap()
+}
+
 #[tokio::test]
 async fn clone_of_a_file_url_and_its_git_state() {
     let root = tempfile::tempdir().unwrap();
@@ -450,7 +455,7 @@ async fn clone_of_a_file_url_and_its_git_state() {
     let agent = InProcessAgent::start("files-clone").await;
     let mut client = agent.connect().await;
 
-    let cloned = files::clone_remote(&mut client, &url, &mut |_| {})
+    let cloned = files::clone_remote(&mut client, &repository(&url), &mut |_| {})
         .await
         .expect("clone");
     assert!(cloned.cloned);
@@ -519,13 +524,17 @@ async fn clone_of_a_file_url_and_its_git_state() {
     );
 
     // The same URL again keeps the clone; another URL is refused.
-    let again = files::clone_remote(&mut client, &url, &mut |_| {})
+    let again = files::clone_remote(&mut client, &repository(&url), &mut |_| {})
         .await
         .expect("clone again");
     assert!(!again.cloned);
-    let other = files::clone_remote(&mut client, "file:///nonexistent/other.git", &mut |_| {})
-        .await
-        .expect_err("a second repository");
+    let other = files::clone_remote(
+        &mut client,
+        &repository("file:///nonexistent/other.git"),
+        &mut |_| {},
+    )
+    .await
+    .expect_err("a second repository");
     assert!(other.to_string().contains("already holds files"), "{other}");
 
     // Git state: clean, then an uncommitted file, then an unpushed commit, then clean after the push.
@@ -720,4 +729,67 @@ fn programs_planted_in_the_clone_from_the_container_never_run_on_delete() {
     );
     sandbox.ok(&["delete", "--yes", "planted"]);
     assert!(!marker.exists(), "a planted program ran during the delete");
+}
+
+/// `skiff up URL@BRANCH#PATH`: the agent clones that branch, the devcontainer.json of that folder is used, and that
+/// folder is the workspace mounted in the dev container (a monorepo's project).
+#[test]
+fn up_of_a_branch_and_a_folder_of_a_repository() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let (bare, work) = bare_repository(sandbox.root.path());
+    git(&work, &["checkout", "-q", "-b", "feature"]);
+    write(
+        &work,
+        "services/api/.devcontainer/devcontainer.json",
+        format!(
+            "{{ \"image\": \"{}\", \"remoteUser\": \"root\", \"containerEnv\": {{ \"MARKER\": \"feature-api\" }} }}\n",
+            skiff_tests::BASE_IMAGE
+        ),
+    );
+    write(&work, "services/api/api.txt", "the api service\n");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "the api service"]);
+    git(&work, &["push", "-q", "origin", "feature"]);
+
+    let url = format!("file://{}@feature#services/api", bare.display());
+    let up = sandbox.ok(&["up", &url]);
+    assert_eq!(up.trim(), "api", "named after the folder");
+    assert_eq!(
+        sandbox.ok(&[
+            "exec",
+            "api",
+            "--",
+            "sh",
+            "-c",
+            "echo $MARKER; pwd; cat api.txt"
+        ]),
+        "feature-api\n/workspaces/api\nthe api service\n",
+        "that folder's devcontainer.json, that folder as the workspace, that branch's files"
+    );
+
+    // A branch that does not exist is git's error, named; a folder without a devcontainer.json says where it looked.
+    let missing = sandbox.fails(&[
+        "up",
+        &format!("file://{}@nope", bare.display()),
+        "--name",
+        "nope",
+    ]);
+    assert!(missing.contains("nope"), "{missing}");
+    let no_config = sandbox.fails(&[
+        "up",
+        &format!("file://{}#src", bare.display()),
+        "--name",
+        "no-config",
+    ]);
+    assert!(
+        no_config.contains("src/.devcontainer/devcontainer.json"),
+        "{no_config}"
+    );
+    assert_eq!(
+        sandbox.workspaces(),
+        ["api"],
+        "the failed ups left no workspace behind"
+    );
+    sandbox.ok(&["delete", "--yes", "api"]);
 }

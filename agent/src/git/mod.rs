@@ -31,6 +31,12 @@ pub enum GitError {
     /// The URL cannot be a repository's.
     #[error("{url:?} is not a git URL: {reason}")]
     BadUrl { url: String, reason: &'static str },
+    /// The branch cannot be a branch's or tag's name.
+    #[error("{branch:?} is not a branch or tag name: {reason}")]
+    BadBranch {
+        branch: String,
+        reason: &'static str,
+    },
     /// The files folder holds something other than a clone of this URL.
     #[error(
         "the workspace's files folder {folder} already holds files{}; delete the workspace to clone another repository into it",
@@ -130,10 +136,20 @@ pub fn check_url(url: &str) -> Result<(), GitError> {
     Ok(())
 }
 
-/// Clones `url` into `folder` (absent or empty), handing git's progress output to `output` as it comes.
-/// A folder that already holds a clone of `url` is kept as it is.
+/// Checks a branch or tag name before it reaches `git clone --branch` (it is also a separate argument after
+/// `--branch`, so it can never be an option).
+pub fn check_branch(branch: &str) -> Result<(), GitError> {
+    skiff::git_ref::check(branch).map_err(|reason| GitError::BadBranch {
+        branch: branch.to_owned(),
+        reason,
+    })
+}
+
+/// Clones `url` into `folder` (absent or empty), at `branch` when given, handing git's progress output to `output`
+/// as it comes. A folder that already holds a clone of `url` is kept as it is.
 pub async fn clone(
     url: &str,
+    branch: Option<&str>,
     folder: &Path,
     mut output: impl FnMut(Vec<u8>),
 ) -> Result<Cloned, GitError> {
@@ -165,8 +181,13 @@ pub async fn clone(
     if let Some(parent) = folder.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let mut child = git()
-        .args(["clone", "--progress", "--"])
+    let mut command = git();
+    command.args(["clone", "--progress"]);
+    if let Some(branch) = branch {
+        command.arg("--branch").arg(branch);
+    }
+    let mut child = command
+        .arg("--")
         .arg(url)
         .arg(folder)
         .stdout(Stdio::null())

@@ -106,7 +106,7 @@ async fn upstreams_and_remotes_are_read_through_the_view() {
 }
 
 async fn clone_into_existing(url: &str, folder: &Path) -> Cloned {
-    super::clone(url, folder, |_| {}).await.unwrap()
+    super::clone(url, None, folder, |_| {}).await.unwrap()
 }
 
 /// Attack (issue 13, item 4): the dev container writes the files folder, so it can set programs in
@@ -179,7 +179,7 @@ async fn programs_set_in_the_repository_config_never_run() {
     assert!(state.repository);
     assert_eq!(state.stashes, 1, "{state:?}");
     let url = "https://example.invalid/never-fetched.git";
-    let refused = super::clone(url, path, |_| {}).await.unwrap_err();
+    let refused = super::clone(url, None, path, |_| {}).await.unwrap_err();
     assert!(matches!(refused, GitError::NotEmpty { .. }), "{refused}");
     assert!(
         !marker.exists(),
@@ -223,4 +223,44 @@ filter.lfs.clean\ngit-lfs clean\0branch.main.remote\norigin\0branch.a\"b.merge\n
         "{config}"
     );
     assert!(config.contains("bare = \"false\""), "{config}");
+}
+
+#[test]
+fn a_branch_that_is_not_one_is_refused_with_its_name() {
+    let error = check_branch("--upload-pack=x").unwrap_err().to_string();
+    assert!(
+        error.contains("\"--upload-pack=x\" is not a branch or tag name"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_clone_at_a_branch_checks_that_branch_out() {
+    let source = repository();
+    git_in(source.path(), &["checkout", "-q", "-b", "feature"]);
+    std::fs::write(source.path().join("feature.txt"), "only here\n").unwrap();
+    git_in(source.path(), &["add", "feature.txt"]);
+    git_in(source.path(), &["commit", "-q", "-m", "feature"]);
+    git_in(source.path(), &["checkout", "-q", "main"]);
+    let url = format!("file://{}", source.path().display());
+    let target = tempfile::tempdir().unwrap();
+    let folder = target.path().join("files");
+    super::clone(&url, Some("feature"), &folder, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(folder.join("feature.txt")).unwrap(),
+        "only here\n"
+    );
+    let other = target.path().join("default");
+    super::clone(&url, None, &other, |_| {}).await.unwrap();
+    assert!(
+        !other.join("feature.txt").exists(),
+        "the default branch has no feature.txt"
+    );
+    let missing = super::clone(&url, Some("nope"), &target.path().join("missing"), |_| {})
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("nope"), "{missing}");
 }

@@ -18,8 +18,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     if let Some(url) = &args.dotfiles {
         crate::dotfiles::check_url(url)?;
     }
-    if let Some(url) = crate::files::git_url(&args.path) {
-        return up_from_repository(args, url).await;
+    if let Some(text) = crate::files::git_url(&args.path) {
+        let repository = crate::files::Repository::parse(&text)?;
+        return up_from_repository(args, repository).await;
     }
     up_folder(args, None).await
 }
@@ -157,7 +158,7 @@ fn dotfiles_for(
 /// machine; its record is keyed by its folder in skiff's store, as a local clone's is.
 async fn up_repository_remote(
     args: UpArgs,
-    url: &str,
+    repository: &crate::files::Repository,
     name: String,
     store: &Store,
     provider: &Provider,
@@ -189,16 +190,23 @@ async fn up_repository_remote(
     let dotfiles = dotfiles_for(&mut workspace, &args)?;
     let progress = Progress::new();
     let mut client = provider.ready_agent(&workspace, &args, &progress).await?;
+    let url = repository.url.as_str();
     if provider.remote_files_folder(&workspace).is_none() {
         progress.step(&format!("cloning {url} on the instance"));
-        let cloned = crate::files::clone_remote(&mut client, url, &mut |data: &[u8]| {
+        let cloned = crate::files::clone_remote(&mut client, repository, &mut |data: &[u8]| {
             progress.output(skiff::api::OutputStream::Stderr, data)
         })
         .await
         .with_context(|| format!("cloning {url} for workspace {name}"))?;
         provider.keep_remote_files_folder(&mut workspace, cloned.files_folder)?;
     }
-    let loaded = repository_config(&mut client, args.config.as_deref(), url, args.rebuild).await?;
+    let loaded = repository_config(
+        &mut client,
+        args.config.as_deref(),
+        repository,
+        args.rebuild,
+    )
+    .await?;
     for warning in &loaded.warnings {
         progress.warn(&format!("{}: {warning}", loaded.config_file.display()));
     }
@@ -214,8 +222,12 @@ async fn up_repository_remote(
             &workspace.folder,
         )
     })?;
-    // What the configuration calls the local folder is the clone: there is no other copy.
-    let context = LocalContext::from_process_env(&loaded.workspace_folder, &loaded.config_file);
+    // What the configuration calls the local folder is the clone (its subfolder, for URL#PATH): there is no other copy.
+    let workspace_folder = match &repository.subfolder {
+        Some(subfolder) => loaded.workspace_folder.join(subfolder),
+        None => loaded.workspace_folder.clone(),
+    };
+    let context = LocalContext::from_process_env(&workspace_folder, &loaded.config_file);
     for unknown in devcontainer::substitute_local(&mut config, &context)? {
         progress.warn(&format!(
             "{}: unknown variable {unknown} is left as written",
@@ -236,7 +248,7 @@ async fn up_repository_remote(
         workspace.record.config_file = loaded.config_file.clone();
         workspace.save()?;
     }
-    let files_folder = loaded.workspace_folder.display().to_string();
+    let files_folder = workspace_folder.display().to_string();
     let spec = UpSpec {
         config_json: serde_json::to_string(&config)?,
         config_file: loaded.config_file.display().to_string(),
@@ -247,24 +259,53 @@ async fn up_repository_remote(
     drive(&args, &workspace, &config, client, spec, progress, dotfiles).await
 }
 
-/// The devcontainer.json of a repository the agent cloned: `--config` (a path inside the clone) or the one
-/// discovery finds there; the copy the agent pinned at clone time unless `rebuild` asks for the clone's own.
+/// The devcontainer.json of a repository the agent cloned: `--config` (a path inside the clone, or inside its
+/// subfolder for URL#PATH) or the one discovery finds there; the copy the agent pinned at clone time unless
+/// `rebuild` asks for the clone's own.
 async fn repository_config(
     client: &mut crate::agent_client::AgentClient,
     config: Option<&Path>,
-    url: &str,
+    repository: &crate::files::Repository,
     rebuild: bool,
 ) -> anyhow::Result<devcontainer::LoadedConfig> {
-    let config_path = match config {
-        Some(path) => Some(
-            path.to_str()
-                .ok_or_else(|| anyhow::anyhow!("--config {}: not UTF-8", path.display()))?,
-        ),
-        None => None,
+    let url = &repository.url;
+    let text = |path: &Path| -> anyhow::Result<String> {
+        path.to_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{}: not UTF-8", path.display()))
     };
-    crate::files::fetch_config(client, config_path, rebuild)
-        .await
-        .with_context(|| format!("reading the devcontainer.json of {url}"))
+    let Some(subfolder) = &repository.subfolder else {
+        let config_path = config.map(text).transpose()?;
+        return crate::files::fetch_config(client, config_path.as_deref(), rebuild)
+            .await
+            .with_context(|| format!("reading the devcontainer.json of {url}"));
+    };
+    // In a subfolder, discovery looks where it would at the top: .devcontainer/devcontainer.json, then
+    // .devcontainer.json.
+    let candidates = match config {
+        Some(path) => vec![subfolder.join(path)],
+        None => vec![
+            subfolder.join(".devcontainer/devcontainer.json"),
+            subfolder.join(".devcontainer.json"),
+        ],
+    };
+    let mut last = None;
+    for candidate in &candidates {
+        match crate::files::fetch_config(client, Some(&text(candidate)?), rebuild).await {
+            Ok(loaded) => return Ok(loaded),
+            Err(error) => last = Some(error),
+        }
+    }
+    let error = last.expect("at least one candidate");
+    Err(anyhow::Error::new(error).context(format!(
+        "reading the devcontainer.json of {url} in its folder {} (looked for {})",
+        subfolder.display(),
+        candidates
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    )))
 }
 
 /// Has the agent build (or reuse) and start the container, showing its progress, then sets the git identity and
@@ -417,12 +458,13 @@ async fn run_initialize_command(
 /// inside the workspace's folder of the store), the devcontainer.json is read through the agent, and the clone
 /// then comes up as a local folder does. A workspace whose agent is on another machine clones there instead
 /// (`up_repository_remote`).
-async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
+async fn up_from_repository(
+    args: UpArgs,
+    repository: crate::files::Repository,
+) -> anyhow::Result<i32> {
     let store = Store::open_default()?;
-    let name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| crate::files::name_from_url(&url));
+    let url = repository.url.clone();
+    let name = args.name.clone().unwrap_or_else(|| repository.name());
     let existing = store.get(&name).ok();
     let kind = match (args.provider, &existing) {
         (Some(asked), _) => asked,
@@ -431,8 +473,9 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     };
     let provider = Provider::new(kind, &args.agent);
     if provider.is_remote() {
-        return up_repository_remote(args, &url, name, &store, &provider).await;
+        return up_repository_remote(args, &repository, name, &store, &provider).await;
     }
+    let made_now = existing.is_none();
     let mut workspace = match existing {
         Some(existing)
             if existing.record.provider == ProviderKind::Local
@@ -465,16 +508,40 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     progress.step(&format!("starting the agent of workspace {name}"));
     let mut client = provider.agent(&workspace).await?;
     progress.step(&format!("cloning {url}"));
-    let cloned = crate::files::clone_remote(&mut client, &url, &mut |data: &[u8]| {
-        progress.output(skiff::api::OutputStream::Stderr, data)
-    })
-    .await
-    .with_context(|| format!("cloning {url} for workspace {name}"))?;
-    let loaded = repository_config(&mut client, args.config.as_deref(), &url, args.rebuild).await?;
+    let cloned = async {
+        let cloned = crate::files::clone_remote(&mut client, &repository, &mut |data: &[u8]| {
+            progress.output(skiff::api::OutputStream::Stderr, data)
+        })
+        .await
+        .with_context(|| format!("cloning {url} for workspace {name}"))?;
+        let loaded = repository_config(
+            &mut client,
+            args.config.as_deref(),
+            &repository,
+            args.rebuild,
+        )
+        .await?;
+        anyhow::Ok((cloned, loaded))
+    }
+    .await;
     progress.finish();
+    let (cloned, loaded) = match cloned {
+        Ok(cloned) => cloned,
+        Err(error) if made_now => {
+            // Nothing but the record and its agent was made for this workspace: neither is left behind.
+            provider.discard(workspace, client).await;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     let files_folder = std::fs::canonicalize(&cloned.files_folder)
         .with_context(|| format!("the clone of {url} at {}", cloned.files_folder))?;
-    workspace.record.local_folder = files_folder.clone();
+    // For URL#PATH the workspace is that folder of the clone; the configuration is still found from the top.
+    let workspace_folder = match &repository.subfolder {
+        Some(subfolder) => files_folder.join(subfolder),
+        None => files_folder.clone(),
+    };
+    workspace.record.local_folder = workspace_folder.clone();
     workspace.record.config_file = files_folder.join(
         loaded
             .config_file
@@ -486,7 +553,7 @@ async fn up_from_repository(args: UpArgs, url: String) -> anyhow::Result<i32> {
     // On this machine the clone is a local folder: the rest is a local folder's `up`, once the user trusts it.
     Box::pin(up_folder(
         UpArgs {
-            path: files_folder,
+            path: workspace_folder,
             name: Some(name),
             config: Some(config),
             provider: Some(ProviderKind::Local),

@@ -16,7 +16,7 @@ mod walk;
 mod tests;
 
 pub use pack::{Packed, pack};
-pub use remote::{clone_remote, fetch_config, git_url, name_from_url};
+pub use remote::{Repository, clone_remote, fetch_config, git_url, name_from_url};
 pub use sync::{SyncOptions, SyncOutcome, SyncPlan, plan_sync, sync};
 pub use unsaved::{DeleteDecision, check_before_delete, describe_unsaved};
 pub use upload::{STRIPE_SIZE, Transfer, UploadOutcome, upload};

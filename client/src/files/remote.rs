@@ -4,6 +4,10 @@
 //! What counts as a git URL: `https://`, `http://`, `ssh://`, `git://`, `git+ssh://`, `ssh+git://` and `file://`
 //! URLs, and scp-like `user@host:path` (as `git@github.com:org/repo.git`) unless a local path of that name exists.
 //! Everything else is a local folder, so `skiff up host:folder` or `skiff up ./a:b` stay folders.
+//!
+//! A URL may end in `@BRANCH` (the first `@` of its path, so the user of `git@host:repo` is not read as one) to check out that
+//! branch or tag, and in `#PATH` to use that folder of the repository (a monorepo's project) as the workspace: its
+//! devcontainer.json is found there, and it is the folder mounted in the dev container.
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +45,80 @@ pub fn git_url(argument: &Path) -> Option<String> {
     None
 }
 
+/// A repository `skiff up` clones: `URL[@BRANCH][#PATH]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// The URL, as git takes it.
+    pub url: String,
+    /// The branch or tag to check out; the default branch when `None`.
+    pub branch: Option<String>,
+    /// The folder of the repository that is the workspace; its top when `None`.
+    pub subfolder: Option<PathBuf>,
+}
+
+impl Repository {
+    /// Splits a git URL argument into the URL, `@BRANCH` and `#PATH`, checking the last two.
+    pub fn parse(text: &str) -> Result<Self, FilesError> {
+        let bad = |reason: String| FilesError::Other(format!("{text}: {reason}"));
+        let (rest, subfolder) = match text.rsplit_once('#') {
+            Some((rest, path)) => {
+                let path = Path::new(path);
+                let plain = !path.as_os_str().is_empty()
+                    && path
+                        .components()
+                        .all(|part| matches!(part, std::path::Component::Normal(_)));
+                if !plain {
+                    return Err(bad(format!(
+                        "#{} is not a folder inside the repository; write a relative path such as #services/api",
+                        path.display()
+                    )));
+                }
+                (rest, Some(path.to_owned()))
+            }
+            None => (text, None),
+        };
+        // The branch follows the first `@` of the path: after the host of a URL (whose user may hold an `@`), after
+        // the `:` of an scp-like `user@host:path`. A branch may hold `/` (release/2026); a repository path an `@`
+        // rarely does.
+        let path_start = match rest.find("://") {
+            Some(scheme_end) => {
+                let authority = scheme_end + 3;
+                rest[authority..]
+                    .find('/')
+                    .map_or(rest.len(), |slash| authority + slash)
+            }
+            None => rest.find(':').map_or(0, |colon| colon + 1),
+        };
+        let (url, branch) = match rest[path_start..].find('@') {
+            Some(at) => {
+                let at = path_start + at;
+                let branch = &rest[at + 1..];
+                if branch.is_empty() {
+                    return Err(bad("nothing follows @; write URL@BRANCH".to_owned()));
+                }
+                skiff::git_ref::check(branch).map_err(|reason| {
+                    bad(format!("@{branch} is not a branch or tag name: {reason}"))
+                })?;
+                (&rest[..at], Some(branch.to_owned()))
+            }
+            None => (rest, None),
+        };
+        Ok(Self {
+            url: url.to_owned(),
+            branch,
+            subfolder,
+        })
+    }
+
+    /// The workspace's default name: the subfolder's last part, else the repository's.
+    pub fn name(&self) -> String {
+        match self.subfolder.as_ref().and_then(|path| path.file_name()) {
+            Some(last) => crate::workspace::name_from_folder(Path::new(last)),
+            None => name_from_url(&self.url),
+        }
+    }
+}
+
 /// `user@host:path`: a user and host without `/`, then a colon and a non-empty path.
 fn is_scp_like(text: &str) -> bool {
     let Some((user_host, path)) = text.split_once(':') else {
@@ -72,25 +150,31 @@ pub fn name_from_url(url: &str) -> String {
     crate::workspace::name_from_folder(Path::new(last))
 }
 
-/// Has the agent clone `url` into its (empty) files folder, handing git's progress output to `output`.
-/// A files folder that already holds a clone of `url` is kept (`Cloned::cloned` is then false).
+/// Has the agent clone `repository` (at its branch) into its (empty) files folder, handing git's progress output
+/// to `output`. A files folder that already holds a clone of its URL is kept (`Cloned::cloned` is then false).
 pub async fn clone_remote(
     client: &mut AgentClient,
-    url: &str,
+    repository: &Repository,
     output: &mut (dyn FnMut(&[u8]) + Send),
 ) -> Result<Cloned, FilesError> {
     let version = client.version().await?;
-    if !version
-        .capabilities
-        .iter()
-        .any(|have| have == capability::CLONE)
-    {
+    let can = |name: &str| version.capabilities.iter().any(|have| have == name);
+    if !can(capability::CLONE) {
         return Err(FilesError::Unsupported {
             agent_version: version.agent_version,
             what: "clone a repository",
         });
     }
-    let mut events = client.clone_repository(url).await?;
+    if repository.branch.is_some() && !can(capability::CLONE_BRANCH) {
+        return Err(FilesError::Unsupported {
+            agent_version: version.agent_version,
+            what: "clone a branch (URL@BRANCH)",
+        });
+    }
+    let url = &repository.url;
+    let mut events = client
+        .clone_repository(url, repository.branch.as_deref())
+        .await?;
     while let Some(event) = events.next().await {
         match event? {
             CloneEvent::Output(data) => output(&data),

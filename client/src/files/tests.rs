@@ -354,3 +354,57 @@ fn a_sync_expects_each_path_it_writes_or_removes_as_the_manifest_saw_it() {
         ]
     );
 }
+
+#[test]
+fn a_repository_argument_splits_into_url_branch_and_folder() {
+    let parse = |text: &str| Repository::parse(text).unwrap();
+    let plain = parse("https://github.com/org/repo.git");
+    assert_eq!(plain.url, "https://github.com/org/repo.git");
+    assert_eq!((plain.branch, plain.subfolder), (None, None));
+
+    let full = parse("https://github.com/org/mono.git@release/2026#services/api");
+    assert_eq!(full.url, "https://github.com/org/mono.git");
+    assert_eq!(full.branch.as_deref(), Some("release/2026"));
+    assert_eq!(full.subfolder.as_deref(), Some(Path::new("services/api")));
+    assert_eq!(full.name(), "api");
+
+    // The user of an scp-like or https URL is not a branch.
+    let scp = parse("git@github.com:org/repo.git");
+    assert_eq!(
+        (scp.url.as_str(), scp.branch),
+        ("git@github.com:org/repo.git", None)
+    );
+    let scp_branch = parse("git@github.com:repo.git@dev");
+    assert_eq!(scp_branch.url, "git@github.com:repo.git");
+    assert_eq!(scp_branch.branch.as_deref(), Some("dev"));
+    let user = parse("https://ada@example.com/org/repo");
+    assert_eq!(
+        (user.url.as_str(), user.branch),
+        ("https://ada@example.com/org/repo", None)
+    );
+    assert_eq!(parse("file:///srv/git/repo@v1.0#app").name(), "app");
+
+    for (bad, why) in [
+        (
+            "https://example.com/repo#../../etc",
+            "not a folder inside the repository",
+        ),
+        (
+            "https://example.com/repo#/etc",
+            "not a folder inside the repository",
+        ),
+        (
+            "https://example.com/repo#",
+            "not a folder inside the repository",
+        ),
+        ("https://example.com/repo@", "nothing follows @"),
+        (
+            "https://example.com/repo@--upload-pack=x",
+            "not a branch or tag name",
+        ),
+        ("https://example.com/repo@a..b", "not a branch or tag name"),
+    ] {
+        let error = Repository::parse(bad).unwrap_err().to_string();
+        assert!(error.contains(why), "{bad}: {error}");
+    }
+}

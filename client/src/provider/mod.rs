@@ -271,6 +271,24 @@ impl Provider {
         }
     }
 
+    /// Removes a workspace that `up` recorded moments ago and then failed on before anything else was made (a
+    /// clone that failed): its agent ended and its record gone, so bad input leaves nothing behind. A workspace on
+    /// another machine has its machine by then, and is left for `skiff delete`.
+    pub async fn discard(&self, workspace: Workspace, mut client: AgentClient) {
+        match self {
+            Self::Local(local) => {
+                let _ = client.stop(true).await;
+                local
+                    .wait_for_exit(&workspace, std::time::Duration::from_secs(5))
+                    .await;
+                if let Err(error) = workspace.remove() {
+                    tracing::warn!("removing the failed workspace's record: {error}");
+                }
+            }
+            Self::Aws(_) => {}
+        }
+    }
+
     /// `skiff status NAME`: prints the workspace's state (as JSON with `json`); the exit code.
     pub async fn status(self, name: &str, json: bool) -> anyhow::Result<i32> {
         match self {
