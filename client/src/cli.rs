@@ -60,7 +60,8 @@ pub enum Command {
     /// Hold an AWS workspace's Session Manager tunnel for the other commands (started by them, not by hand).
     #[command(hide = true)]
     TunnelDaemon(TunnelDaemonArgs),
-    /// Open VS Code on a workspace's folder in its dev container, through Remote-SSH.
+    /// Open VS Code (or Insiders, or Cursor) on a workspace's folder in its dev container, through Remote-SSH, with
+    /// devcontainer.json's extensions and settings.
     Code(CodeArgs),
 }
 
@@ -439,10 +440,38 @@ pub struct ProxyArgs {
 pub struct CodeArgs {
     /// The workspace.
     pub name: String,
+    /// The editor: code (VS Code), insiders (VS Code Insiders) or cursor.
+    #[arg(long, value_enum, value_name = "EDITOR", conflicts_with = "insiders")]
+    pub editor: Option<Editor>,
+    /// VS Code Insiders (as --editor insiders).
+    #[arg(long)]
+    pub insiders: bool,
     #[command(flatten)]
     pub start: StartOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
+}
+
+/// A Remote-SSH editor `skiff code` opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Editor {
+    /// VS Code (`code`).
+    Code,
+    /// VS Code Insiders (`code-insiders`).
+    Insiders,
+    /// Cursor (`cursor`).
+    Cursor,
+}
+
+impl CodeArgs {
+    /// The editor asked for; VS Code by default.
+    pub fn editor(&self) -> Editor {
+        match (self.editor, self.insiders) {
+            (Some(editor), _) => editor,
+            (None, true) => Editor::Insiders,
+            (None, false) => Editor::Code,
+        }
+    }
 }
 
 /// `skiff tunnel-daemon`.

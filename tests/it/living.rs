@@ -223,3 +223,90 @@ fn dotfiles_that_cannot_be_cloned_are_a_warning_and_a_url_that_is_not_one_is_ref
     assert!(up.contains("is ready"), "the workspace came up: {up}");
     sandbox.ok(&["delete", "--yes", "dotfiles-bad"]);
 }
+
+/// `skiff code`: after the editor opens, the extensions devcontainer.json names reach the server the editor put in
+/// the dev container, in order, one `--install-extension` each; a failure is reported with the server's words, an id
+/// that is not one never reaches it, and the settings join the server's machine settings (the user's own win). The
+/// editor and its server are stand-ins here: a `code` on PATH that records its arguments, and a `code-server`
+/// where VS Code puts it.
+#[test]
+fn skiff_code_installs_the_extensions_in_order_and_reports_failures() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "editor");
+    std::fs::write(
+        project.join(".devcontainer/devcontainer.json"),
+        r#"{
+            "image": "debian:bookworm",
+            "remoteUser": "root",
+            "customizations": { "vscode": {
+                "extensions": ["good.one", "bad.two", "--evil", "good.three"],
+                "settings": { "editor.tabSize": 2, "files.eol": "\n" }
+            } }
+        }"#,
+    )
+    .unwrap();
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    in_container(
+        &sandbox,
+        "editor",
+        r#"bin=$HOME/.vscode-server/cli/servers/Stable-0123abcd/server/bin
+mkdir -p "$bin" "$HOME/.vscode-server/data/Machine"
+printf '%s\n' '#!/bin/sh' 'echo "$@" >> "$HOME/installs.log"' \
+  'case "$2" in bad.*) echo "Extension '"'"'$2'"'"' not found." >&2; exit 1;; esac' > "$bin/code-server"
+chmod +x "$bin/code-server"
+printf '{ "files.eol": "\\r\\n" }\n' > "$HOME/.vscode-server/data/Machine/settings.json""#,
+    );
+    let bin = sandbox.root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let opened = sandbox.root.path().join("code-args");
+    std::fs::write(
+        bin.join("code"),
+        format!("#!/bin/sh\necho \"$@\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        bin.join("code"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let home = sandbox.root.path().join("laptop-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let code = sandbox
+        .skiff()
+        .args(["code", "editor"])
+        .env("HOME", &home)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&code.stderr);
+    assert!(code.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&opened).unwrap(),
+        "--remote ssh-remote+editor.skiff /workspaces/editor\n"
+    );
+    assert_eq!(
+        in_container(&sandbox, "editor", "cat $HOME/installs.log"),
+        "--install-extension good.one\n--install-extension bad.two\n--install-extension good.three\n",
+        "in order, one each, and never the id that is not one"
+    );
+    assert!(
+        stderr.contains(
+            "extension bad.two was not installed (exit code 1): Extension 'bad.two' not found."
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"--evil\" is not an extension id"),
+        "{stderr}"
+    );
+    let settings: serde_json::Value = serde_json::from_str(&in_container(
+        &sandbox,
+        "editor",
+        "cat $HOME/.vscode-server/data/Machine/settings.json",
+    ))
+    .unwrap();
+    assert_eq!(settings["editor.tabSize"], 2);
+    assert_eq!(settings["files.eol"], "\r\n", "the user's own setting wins");
+    sandbox.ok(&["delete", "--yes", "editor"]);
+}
