@@ -36,6 +36,8 @@ pub mod capability {
     pub const REPLACE_AGENT: &str = "agent.replace";
     /// `CloneRepositoryRequest.branch`, for `skiff up URL@BRANCH`.
     pub const CLONE_BRANCH: &str = "files.clone-branch";
+    /// `GitCredentials`: git in the dev container asks the connected client's git for credentials.
+    pub const GIT_CREDENTIALS: &str = "git.credentials";
     /// `Start`, for a command that connects to a stopped workspace to start it.
     pub const START: &str = "start";
 }
@@ -556,4 +558,26 @@ pub struct UnpushedBranch {
     pub commits: u32,
     /// The upstream it tracks, if any.
     pub upstream: Option<String>,
+}
+
+/// A request of git's credential helper in the dev container, passed to a connected client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitCredentialRequest {
+    /// Answers name it.
+    pub id: u64,
+    /// `get`, `store` or `erase`.
+    pub action: String,
+    /// The helper protocol's attributes git gave.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A client's answer to a [`GitCredentialRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GitCredentialAnswer {
+    /// The request answered (0 opens the call).
+    pub id: u64,
+    /// For `get`: the credential's attributes; empty when the client has none.
+    pub attributes: BTreeMap<String, String>,
+    /// Why the client could not answer.
+    pub error: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! `Agent::bind` then `Agent::serve` is the whole life of the agent; `main` and the tests both use it.
 
 pub mod config;
+pub mod credentials;
 mod docker;
 pub mod engine;
 pub mod exec;

@@ -45,6 +45,8 @@ pub struct AgentService {
     replaced: Arc<std::sync::OnceLock<std::path::PathBuf>>,
     /// Every task a call starts; the agent waits for them (a while) when it stops.
     tasks: Tasks,
+    /// The clients that answer git's credential requests from the dev container.
+    credentials: Arc<crate::credentials::Broker>,
 }
 
 impl AgentService {
@@ -55,6 +57,7 @@ impl AgentService {
         state: StateDir,
         shutdown: CancellationToken,
     ) -> Self {
+        let credentials = crate::credentials::Broker::new(engine.workspace());
         Self {
             engine,
             activity,
@@ -66,6 +69,7 @@ impl AgentService {
             binary_sha256: Arc::default(),
             replaced: Arc::default(),
             tasks: Tasks::new(),
+            credentials,
         }
     }
 
@@ -224,6 +228,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::REPLACE_AGENT,
                 capability::START,
                 capability::CLONE_BRANCH,
+                capability::GIT_CREDENTIALS,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -630,6 +635,55 @@ impl v1::agent_server::Agent for AgentService {
         self.tasks
             .spawn(async move { server.serve(context, Box::pin(input), output).await });
         let responses = ReceiverStream::new(responses).map(|data| Ok(v1::SshResponse { data }));
+        Ok(Response::new(responses.boxed()))
+    }
+
+    type GitCredentialsStream = Stream<v1::GitCredentialRequest>;
+
+    async fn git_credentials(
+        &self,
+        request: Request<Streaming<v1::GitCredentialAnswer>>,
+    ) -> Result<Response<Self::GitCredentialsStream>, Status> {
+        let target = self.engine.running().await.map_err(status_of_engine)?;
+        let namespace = target.container.network_namespace.clone().ok_or_else(|| {
+            Status::failed_precondition(
+                "the engine names no network namespace for the dev container, where git's credential requests come from",
+            )
+        })?;
+        self.credentials
+            .listen_in(&namespace, &self.tasks)
+            .map_err(Status::failed_precondition)?;
+        if self
+            .credentials
+            .configure_once(&target.container.id, &target.container.started_at)
+        {
+            // Every user's git in the container asks the helper first (system configuration, set as root there).
+            let script = crate::credentials::CONFIGURE.to_owned();
+            match self
+                .engine
+                .run_as_root(&target, vec!["/bin/sh".into(), "-c".into(), script])
+                .await
+            {
+                Ok((0, _)) => {}
+                Ok((code, _)) => tracing::warn!(
+                    "setting git's credential helper in the dev container exited with {code}"
+                ),
+                Err(error) => {
+                    tracing::warn!("setting git's credential helper in the dev container: {error}")
+                }
+            }
+        }
+        let (registration, requests) = self.credentials.register();
+        let broker = Arc::clone(&self.credentials);
+        let mut answers = request.into_inner();
+        // The client's answers until its stream ends; then it no longer answers (the registration goes with the task).
+        self.tasks.spawn(async move {
+            let _registration = registration;
+            while let Some(Ok(answer)) = answers.next().await {
+                broker.answer(answer.into());
+            }
+        });
+        let responses = ReceiverStream::new(requests).map(|request| Ok(request.into()));
         Ok(Response::new(responses.boxed()))
     }
 

@@ -479,6 +479,26 @@ impl AgentClient {
         Ok(response.into_inner().path)
     }
 
+    /// Opens the call that carries git's credential requests from the dev container to this client; `answers`
+    /// carries the answers (its first item, id 0, opens the call).
+    pub async fn git_credentials(
+        &mut self,
+        answers: impl Stream<Item = api::GitCredentialAnswer> + Send + 'static,
+    ) -> Result<BoxStream<'static, Result<api::GitCredentialRequest, AgentError>>, AgentError> {
+        let response = self
+            .inner
+            .git_credentials(answers.map(v1::GitCredentialAnswer::from))
+            .await
+            .map_err(|status| AgentError::from_status("git credentials", status))?;
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                item.map(api::GitCredentialRequest::from)
+                    .map_err(|status| AgentError::from_status("git credentials", status))
+            })
+            .boxed())
+    }
+
     /// Makes sure the dev container runs, starting a stopped one as it was made; true when this call started it.
     pub async fn start(&mut self) -> Result<bool, AgentError> {
         let response = self

@@ -113,6 +113,15 @@ pub struct StartOptions {
     pub no_start: bool,
 }
 
+/// Whether a session answers git's credential requests from the dev container with this machine's git.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CredentialOptions {
+    /// Do not answer git's credential requests from the dev container (`skiff config NAME git-credentials=off`
+    /// saves this).
+    #[arg(long)]
+    pub no_git_credentials: bool,
+}
+
 /// Options that pick the agent binary for the local provider.
 #[derive(Debug, Args, Clone, Default)]
 pub struct AgentOptions {
@@ -328,6 +337,8 @@ pub struct ExecArgs {
     )]
     pub command: Vec<String>,
     #[command(flatten)]
+    pub credentials: CredentialOptions,
+    #[command(flatten)]
     pub start: StartOptions,
     #[command(flatten)]
     pub agent: AgentOptions,
@@ -341,6 +352,8 @@ pub struct SshArgs {
     /// Log in as this user instead of the workspace's remote user.
     #[arg(short, long)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub credentials: CredentialOptions,
     #[command(flatten)]
     pub start: StartOptions,
     #[command(flatten)]
@@ -429,6 +442,8 @@ pub struct SshConfigArgs {
 pub struct ProxyArgs {
     /// The workspace.
     pub name: String,
+    #[command(flatten)]
+    pub credentials: CredentialOptions,
     #[command(flatten)]
     pub start: StartOptions,
     #[command(flatten)]

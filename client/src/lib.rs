@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod dotfiles;
 pub mod files;
+pub mod git_credentials;
 pub mod git_identity;
 pub mod progress;
 pub mod provider;

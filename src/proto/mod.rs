@@ -556,3 +556,43 @@ mod files;
 
 #[cfg(test)]
 mod tests;
+
+impl From<api::GitCredentialRequest> for v1::GitCredentialRequest {
+    fn from(request: api::GitCredentialRequest) -> Self {
+        Self {
+            id: request.id,
+            action: request.action,
+            attributes: request.attributes.into_iter().collect(),
+        }
+    }
+}
+
+impl From<v1::GitCredentialRequest> for api::GitCredentialRequest {
+    fn from(request: v1::GitCredentialRequest) -> Self {
+        Self {
+            id: request.id,
+            action: request.action,
+            attributes: request.attributes.into_iter().collect(),
+        }
+    }
+}
+
+impl From<api::GitCredentialAnswer> for v1::GitCredentialAnswer {
+    fn from(answer: api::GitCredentialAnswer) -> Self {
+        Self {
+            id: answer.id,
+            attributes: answer.attributes.into_iter().collect(),
+            error: answer.error.unwrap_or_default(),
+        }
+    }
+}
+
+impl From<v1::GitCredentialAnswer> for api::GitCredentialAnswer {
+    fn from(answer: v1::GitCredentialAnswer) -> Self {
+        Self {
+            id: answer.id,
+            attributes: answer.attributes.into_iter().collect(),
+            error: (!answer.error.is_empty()).then_some(answer.error),
+        }
+    }
+}

@@ -310,3 +310,203 @@ printf '{ "files.eol": "\\r\\n" }\n' > "$HOME/.vscode-server/data/Machine/settin
     assert_eq!(settings["files.eol"], "\r\n", "the user's own setting wins");
     sandbox.ok(&["delete", "--yes", "editor"]);
 }
+
+/// The password of the private repository the credential tests serve; it must end up nowhere but where the test
+/// put it (the laptop's credential store, and the server's configuration in the dev container).
+const PASSWORD: &str = "s3cret-4d8f2b";
+
+/// Serves a private repository over HTTP with basic authentication in the dev container, on its loopback: git's
+/// own `http-backend` behind busybox's httpd (CGI, `ada` and [`PASSWORD`]); returns its URL.
+fn private_repository(sandbox: &Sandbox, name: &str) -> String {
+    let setup = format!(
+        r#"set -e
+bb=/workspaces/{name}/busybox
+mkdir -p /srv/git /srv/www/cgi-bin
+git init -q --bare /srv/git/private.git
+git -C /srv/git/private.git config http.receivepack true
+git -C /srv/git/private.git symbolic-ref HEAD refs/heads/main
+seed=$(mktemp -d)
+git -C "$seed" init -q -b main
+echo first > "$seed/README"
+git -C "$seed" add README
+git -C "$seed" -c user.name=seed -c user.email=seed@example.com commit -q -m first
+git -C "$seed" push -q /srv/git/private.git main
+printf '%s\n' '#!/bin/sh' 'export GIT_PROJECT_ROOT=/srv/git GIT_HTTP_EXPORT_ALL=1' 'exec /usr/lib/git-core/git-http-backend' > /srv/www/cgi-bin/git
+chmod 755 /srv/www/cgi-bin/git
+echo '/cgi-bin:ada:{PASSWORD}' > /srv/httpd.conf
+"$bb" httpd -p 127.0.0.1:8418 -h /srv/www -c /srv/httpd.conf
+"#
+    );
+    sandbox.ok(&["exec", name, "--", "sh", "-c", &setup]);
+    "http://127.0.0.1:8418/cgi-bin/git/private.git".to_owned()
+}
+
+/// Every file under `folder` whose bytes hold `needle`.
+fn files_holding(folder: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![folder.to_owned()];
+    while let Some(next) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => stack.push(path),
+                Ok(kind) if kind.is_file() => {
+                    if std::fs::read(&path).is_ok_and(|bytes| {
+                        bytes
+                            .windows(needle.len())
+                            .any(|window| window == needle.as_bytes())
+                    }) {
+                        found.push(path);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// Git in the dev container clones and pushes a private repository with credentials that exist only in the
+/// laptop's credential store: `skiff exec`'s session answers the container's credential helper with the laptop's
+/// `git credential fill`, for root and for another user alike. Afterwards the password is in no file of the
+/// container but the server's, and in no file of the agent's state. With no session connected, or with
+/// `--no-git-credentials`, the helper fails at once and says how to connect.
+#[test]
+fn git_in_the_container_uses_the_laptops_credentials_and_keeps_none() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let laptop = sandbox.root.path().join("laptop");
+    std::fs::create_dir_all(&laptop).unwrap();
+    let store = laptop.join("git-credentials");
+    std::fs::write(&store, format!("http://ada:{PASSWORD}@127.0.0.1%3a8418\n")).unwrap();
+    let gitconfig = laptop.join("gitconfig");
+    std::fs::write(
+        &gitconfig,
+        format!(
+            "[credential]\n\thelper = store --file={}\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let mut sandbox = sandbox;
+    sandbox.set_env("GIT_CONFIG_GLOBAL", Some(gitconfig.into_os_string()));
+    sandbox.set_env("GIT_CONFIG_NOSYSTEM", Some("1".into()));
+    let project = sandbox.project("image", "credentials");
+    skiff_tests::add_busybox(&project);
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    let url = private_repository(&sandbox, "credentials");
+
+    let git = |user: &str, script: &str| {
+        sandbox.run(&[
+            "exec",
+            "-u",
+            user,
+            "-e",
+            "GIT_TERMINAL_PROMPT=0",
+            "credentials",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let cloned = git(
+        "root",
+        &format!("git clone -q {url} /tmp/clone && cat /tmp/clone/README"),
+    );
+    assert!(
+        cloned.status.success(),
+        "clone: {}",
+        String::from_utf8_lossy(&cloned.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&cloned.stdout), "first\n");
+    let pushed = git(
+        "root",
+        "cd /tmp/clone && echo second >> README && git -c user.name=t -c user.email=t@example.com commit -qam second && git push -q origin main",
+    );
+    assert!(
+        pushed.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert_eq!(
+        in_container(
+            &sandbox,
+            "credentials",
+            "git -C /srv/git/private.git log --format=%s main"
+        ),
+        "second\nfirst\n"
+    );
+    let other_user = git("nobody", &format!("HOME=/tmp git ls-remote {url} main"));
+    assert!(
+        other_user.status.success(),
+        "another user's git asks the same helper: {}",
+        String::from_utf8_lossy(&other_user.stderr)
+    );
+
+    // Nowhere but where the test put it.
+    let holding = in_container(
+        &sandbox,
+        "credentials",
+        &format!(
+            "grep -rlF {PASSWORD} / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev 2>/dev/null; true"
+        ),
+    );
+    assert_eq!(
+        holding, "/srv/httpd.conf\n",
+        "the password is in no other file of the container"
+    );
+    assert_eq!(
+        files_holding(&sandbox.home(), PASSWORD),
+        Vec::<std::path::PathBuf>::new(),
+        "the agent's state and logs hold no password"
+    );
+
+    // No session connected: the helper fails at once and says how to connect.
+    let container = sandbox.container_of("credentials");
+    let started = std::time::Instant::now();
+    let alone = Command::new("docker")
+        .args([
+            "exec",
+            "-e",
+            "GIT_TERMINAL_PROMPT=0",
+            &container,
+            "git",
+            "ls-remote",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(!alone.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skiff ssh credentials") && stderr.contains("skiff exec credentials"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "at once: {:?}",
+        started.elapsed()
+    );
+    let refused = sandbox.run(&[
+        "exec",
+        "--no-git-credentials",
+        "-e",
+        "GIT_TERMINAL_PROMPT=0",
+        "credentials",
+        "--",
+        "git",
+        "ls-remote",
+        &url,
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no skiff client is connected"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    sandbox.ok(&["delete", "--yes", "credentials"]);
+}

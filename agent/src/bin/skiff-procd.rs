@@ -21,6 +21,12 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // `skiff-procd git-credential ACTION`: git's credential helper in the dev container (git runs it, with the
+    // action as its last argument), which asks the agent.
+    let mut arguments = std::env::args().skip(1);
+    if arguments.next().as_deref() == Some("git-credential") {
+        return skiff_agent::credentials::helper(arguments.last().as_deref().unwrap_or_default());
+    }
     let args = Args::parse();
     if args.sftp {
         return match skiff_agent::procd::sftp::serve_stdio() {

@@ -301,6 +301,26 @@ impl Engine {
             .await
     }
 
+    /// Runs a command of the agent's own set-up in the container (a fixed script, never a user's) to its end as root,
+    /// there; returns its exit code and standard output.
+    pub async fn run_as_root(
+        &self,
+        target: &Target,
+        command: Vec<String>,
+    ) -> Result<(i64, Vec<u8>), EngineError> {
+        let spec = ProcessSpec {
+            command,
+            user: Some("root".to_owned()),
+            working_dir: None,
+            env: Vec::new(),
+            tty: false,
+            window: None,
+            stdin: false,
+        };
+        self.run_to_end(&target.container, spec, Sink::Collect)
+            .await
+    }
+
     /// How to run `command` in the container as the workspace's remote user, in the workspace folder,
     /// with `remoteEnv` applied, without a terminal or input.
     pub fn process_spec(&self, target: &Target, command: Vec<String>) -> ProcessSpec {

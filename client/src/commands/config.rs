@@ -28,6 +28,7 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
     let mut idle_timeout = None;
     let mut busy_cpu = None;
     let mut auto_start = None;
+    let mut git_credentials = None;
     for setting in settings {
         let (key, value) = setting.split_once('=').ok_or_else(|| {
             anyhow::anyhow!("{setting:?}: write KEY=VALUE, such as idle-timeout=2h")
@@ -39,23 +40,36 @@ pub async fn run(args: ConfigArgs) -> anyhow::Result<i32> {
             }
             "busy-cpu" | "busy_cpu" => busy_cpu = Some(super::parse_percent(value)?),
             "auto-start" | "auto_start" => auto_start = Some(parse_on_off(key, value)?),
+            "git-credentials" | "git_credentials" => {
+                git_credentials = Some(parse_on_off(key, value)?);
+            }
             other => anyhow::bail!(
-                "unknown setting {other:?}; the settings are idle-timeout, busy-cpu and auto-start"
+                "unknown setting {other:?}; the settings are idle-timeout, busy-cpu, auto-start and git-credentials"
             ),
         }
     }
     let mut workspace = super::find_workspace(name)?;
+    let on_off = |on: bool| if on { "on" } else { "off" };
     if let Some(auto_start) = auto_start {
         workspace.record.auto_start = auto_start;
         workspace.save()?;
         eprintln!(
             "workspace {}: auto-start {}",
             workspace.name(),
-            if auto_start { "on" } else { "off" }
+            on_off(auto_start)
         );
-        if idle_timeout.is_none() && busy_cpu.is_none() {
-            return Ok(0);
-        }
+    }
+    if let Some(git_credentials) = git_credentials {
+        workspace.record.git_credentials = git_credentials;
+        workspace.save()?;
+        eprintln!(
+            "workspace {}: git-credentials {}",
+            workspace.name(),
+            on_off(git_credentials)
+        );
+    }
+    if idle_timeout.is_none() && busy_cpu.is_none() {
+        return Ok(0);
     }
     let mut client = super::agent(&workspace, &Default::default()).await?;
     let (timeout_seconds, percent) = client.configure(idle_timeout.clone(), busy_cpu).await?;

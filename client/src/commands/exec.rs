@@ -28,5 +28,8 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
         window: if tty { terminal::window_size() } else { None },
         stdin: true,
     };
-    super::session::attach(&mut client, spec).await
+    let credentials = super::git_credentials(&workspace, &client, &args.credentials);
+    let code = super::session::attach(&mut client, spec).await;
+    drop(credentials);
+    code
 }

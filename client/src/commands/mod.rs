@@ -22,7 +22,7 @@ pub(crate) mod trust;
 pub(crate) mod up;
 
 use crate::agent_client::AgentClient;
-use crate::cli::{AgentOptions, StartOptions};
+use crate::cli::{AgentOptions, CredentialOptions, StartOptions};
 use crate::provider::{OnStopped, Provider};
 use crate::workspace::{Store, Workspace};
 
@@ -46,6 +46,20 @@ async fn connect(
     Provider::of(workspace, options)
         .connect(workspace, OnStopped::of(workspace, start.no_start))
         .await
+}
+
+/// Answers git's credential requests from the dev container with this machine's git while the returned set lives
+/// (the session's length), unless `--no-git-credentials` or the workspace's setting says not to.
+fn git_credentials(
+    workspace: &Workspace,
+    client: &AgentClient,
+    options: &CredentialOptions,
+) -> tokio::task::JoinSet<()> {
+    let mut set = tokio::task::JoinSet::new();
+    if workspace.record.git_credentials && !options.no_git_credentials {
+        set.spawn(crate::git_credentials::serve(client.clone()));
+    }
+    set
 }
 
 /// Parses a percentage as people write it: `20%`, `20`, `off`.

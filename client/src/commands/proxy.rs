@@ -16,6 +16,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<i32> {
     // The agent's host key may have changed since `skiff ssh-config` (a workspace made again under the same
     // name); the certificate the TLS connection pins is the truth, so ssh checks against it.
     super::ssh_config::write_known_hosts(&workspace)?;
+    // An editor's git in the dev container gets its credentials from this machine while the connection lasts.
+    let _credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let (sender, receiver) = mpsc::channel::<Vec<u8>>(16);
     // Standard input's reader lives as long as the call (the set ends it when dropped).
     let mut input = tokio::task::JoinSet::new();

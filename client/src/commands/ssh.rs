@@ -38,7 +38,8 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         })),
         stdin: true,
     };
+    let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop(forwards);
+    drop((forwards, credentials));
     code
 }

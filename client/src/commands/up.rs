@@ -496,6 +496,7 @@ async fn up_from_repository(
                 idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                 aws: None,
                 auto_start: true,
+                git_credentials: true,
                 dotfiles: None,
             })?;
             // Until the clone is in place the workspace's files are its folder in the store, which is the agent's.

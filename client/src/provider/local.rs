@@ -333,6 +333,7 @@ impl LocalProvider {
                     idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
                     aws: None,
                     auto_start: true,
+                    git_credentials: true,
                     dotfiles: None,
                 });
                 match created {

@@ -53,6 +53,10 @@ pub struct WorkspaceRecord {
     /// (`skiff config NAME auto-start=off` turns it off; `--no-start` for one command).
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub auto_start: bool,
+    /// Whether sessions answer git's credential requests from the dev container (`skiff config NAME
+    /// git-credentials=off` turns it off; `--no-git-credentials` for one session).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub git_credentials: bool,
     /// The dotfiles repository `up --dotfiles` last named, installed in each new dev container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dotfiles: Option<String>,

@@ -11,6 +11,7 @@ fn record(name: &str, folder: &str) -> WorkspaceRecord {
         idle_timeout: "30m".into(),
         aws: None,
         auto_start: true,
+        git_credentials: true,
         dotfiles: None,
     }
 }

@@ -149,6 +149,7 @@ pub async fn command(args: &crate::cli::EnrollArgs) -> anyhow::Result<i32> {
             files_folder: None,
         }),
         auto_start: true,
+        git_credentials: true,
         dotfiles: None,
     })?;
     let certificate = workspace.identity()?.certificate_pem;

@@ -89,6 +89,7 @@ pub(crate) async fn place(
                     files_folder: None,
                 }),
                 auto_start: true,
+                git_credentials: true,
                 dotfiles: None,
             };
             (store.create(record)?, true)
