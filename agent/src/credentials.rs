@@ -279,9 +279,10 @@ impl Broker {
             }
             task.abort();
         }
-        let listener = bind_in(namespace).map_err(|error| {
-            format!("listening for git credentials in the dev container: {error}")
-        })?;
+        let listener =
+            crate::procd::client::bind_abstract_in(namespace, SOCKET_NAME).map_err(|error| {
+                format!("listening for git credentials in the dev container: {error}")
+            })?;
         let broker = Arc::clone(self);
         let connections = tasks.clone();
         let accepting = tasks.spawn(async move {
@@ -323,26 +324,6 @@ impl Broker {
         let _ = connection.write_all(reply.as_bytes()).await;
         let _ = connection.shutdown().await;
     }
-}
-
-/// Binds the abstract socket in `namespace`, from a thread made to enter it.
-fn bind_in(namespace: &Path) -> std::io::Result<tokio::net::UnixListener> {
-    use std::os::linux::net::SocketAddrExt as _;
-    let namespace = namespace.to_owned();
-    let listener = std::thread::Builder::new()
-        .name("credential-bind".into())
-        .spawn(move || {
-            let file = std::fs::File::open(&namespace)?;
-            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|error| {
-                std::io::Error::other(format!("entering {}: {error}", namespace.display()))
-            })?;
-            let address = std::os::unix::net::SocketAddr::from_abstract_name(SOCKET_NAME)?;
-            std::os::unix::net::UnixListener::bind_addr(&address)
-        })?
-        .join()
-        .map_err(|_| std::io::Error::other("the binding thread panicked"))??;
-    listener.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(listener)
 }
 
 /// The helper's side, run by `skiff-procd git-credential ACTION` in the dev container: sends the action and git's

@@ -127,6 +127,28 @@ pub async fn connect_in(
     Ok(TcpStream::from_std(stream)?)
 }
 
+/// Listens on the abstract Unix socket `name` of the network namespace `namespace` (abstract sockets belong to a
+/// network namespace, so only processes in it reach this one), bound from a thread made to enter it.
+pub fn bind_abstract_in(
+    namespace: &Path,
+    name: &[u8],
+) -> std::io::Result<tokio::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt as _;
+    let namespace = namespace.to_owned();
+    let name = name.to_owned();
+    let listener = std::thread::Builder::new()
+        .name("procd-bind".into())
+        .spawn(move || {
+            enter(&namespace)?;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(&name)?;
+            std::os::unix::net::UnixListener::bind_addr(&address)
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the binding thread panicked"))??;
+    listener.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(listener)
+}
+
 /// Moves the calling thread into the network namespace `namespace`; only for a thread made for it.
 fn enter(namespace: &Path) -> std::io::Result<()> {
     let file = std::fs::File::open(namespace)?;
