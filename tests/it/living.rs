@@ -353,14 +353,15 @@ fn files_holding(folder: &Path, needle: &str) -> Vec<std::path::PathBuf> {
             let path = entry.path();
             match entry.file_type() {
                 Ok(kind) if kind.is_dir() => stack.push(path),
-                Ok(kind) if kind.is_file() => {
-                    if std::fs::read(&path).is_ok_and(|bytes| {
-                        bytes
-                            .windows(needle.len())
-                            .any(|window| window == needle.as_bytes())
-                    }) {
-                        found.push(path);
-                    }
+                Ok(kind)
+                    if kind.is_file()
+                        && std::fs::read(&path).is_ok_and(|bytes| {
+                            bytes
+                                .windows(needle.len())
+                                .any(|window| window == needle.as_bytes())
+                        }) =>
+                {
+                    found.push(path);
                 }
                 _ => {}
             }
