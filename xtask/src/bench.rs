@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, global = true)]
     debug: bool,
     /// A folder of an earlier build's binaries (`skiff`, `skiffd`, and its `skiff-procd`) measured in the same run
-    /// beside this one's, for `exec` and `footprint`: e.g. `target/release` of a worktree at the baseline commit.
+    /// beside this one's, for `exec`, `footprint` and `forward`: e.g. `target/release` of a worktree at the baseline commit.
     #[arg(long, global = true, value_name = "DIR")]
     baseline: Option<PathBuf>,
 }
@@ -115,7 +115,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::Forward {
             mebibytes,
             connections,
-        } => crate::bench_forward::run(&binaries, *mebibytes, *connections),
+        } => crate::bench_forward::run(&binaries, *mebibytes, *connections, baseline),
         Which::Footprint => footprint(&binaries, baseline),
         Which::IdleStop { runs, timeout } => idle_stop(&binaries, *runs, *timeout),
         Which::Soak { minutes, timeout } => soak(&binaries, *minutes, *timeout),

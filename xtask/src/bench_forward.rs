@@ -73,12 +73,116 @@ fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
 }
 
-pub fn run(binaries: &Path, mebibytes: u64, connections: usize) -> anyhow::Result<()> {
+/// What one build's `skiff forward` did: one connection moving the bytes, then many at once.
+struct Forwarded {
+    one: Duration,
+    many: Duration,
+    peak_rss_mib: f64,
+}
+
+pub fn run(
+    binaries: &Path,
+    mebibytes: u64,
+    connections: usize,
+    baseline: Option<&Path>,
+) -> anyhow::Result<()> {
     let bytes = mebibytes * 1024 * 1024;
+    let each = (64 * 1024 * 1024).min(bytes);
     let sink_binary = binaries.join("skiff-test-echo");
-    let bench = Bench::new(binaries, "bench-forward", &[])?;
-    std::fs::copy(&sink_binary, bench.project.join("skiff-test-echo"))
-        .context("copying the sink")?;
+
+    // Raw loopback: the same sink on this machine.
+    let raw_port = free_port()?;
+    let _raw_sink = Killed(
+        Command::new(&sink_binary)
+            .args(["--sink", &format!("127.0.0.1:{raw_port}")])
+            .spawn()
+            .context("starting the loopback sink")?,
+    );
+    wait_for(raw_port)?;
+    let raw = push(raw_port, bytes)?;
+
+    let (this, ssh) = forward(binaries, "bench-forward", bytes, each, connections, true)?;
+    let before = baseline
+        .map(|baseline| {
+            forward(
+                baseline,
+                "bench-forward-baseline",
+                bytes,
+                each,
+                connections,
+                false,
+            )
+            .map(|(forwarded, _)| forwarded)
+        })
+        .transpose()?;
+
+    println!(
+        "one connection moving {mebibytes} MiB to a sink in the dev container (raw: a sink on loopback)"
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>14}",
+        "path", "seconds", "MiB/s", "vs ssh -L"
+    );
+    let row = |name: &str, elapsed: Duration| {
+        let versus = ssh.map_or_else(
+            || "-".to_owned(),
+            |ssh| format!("{:.2}x", ssh.as_secs_f64() / elapsed.as_secs_f64()),
+        );
+        println!(
+            "{name:<28} {:>10.2} {:>10.0} {versus:>14}",
+            elapsed.as_secs_f64(),
+            mib_per_second(bytes, elapsed)
+        );
+    };
+    row("raw loopback TCP", raw);
+    if let Some(ssh) = ssh {
+        row("ssh -L (OpenSSH)", ssh);
+    }
+    row("skiff forward", this.one);
+    if let Some(before) = &before {
+        row("skiff forward (baseline)", before.one);
+        println!(
+            "this build's forward takes {:.2}x the baseline's time",
+            this.one.as_secs_f64() / before.one.as_secs_f64()
+        );
+    }
+    println!(
+        "skiff forward reaches {:.0}% of raw loopback",
+        raw.as_secs_f64() / this.one.as_secs_f64() * 100.0
+    );
+    let many = |label: &str, forwarded: &Forwarded| {
+        println!(
+            "{label}: {connections} connections at once, {} MiB each: {:.0} MiB/s in all, {:.1} s; skiffd peak RSS {:.1} MiB",
+            each / (1024 * 1024),
+            mib_per_second(each * connections as u64, forwarded.many),
+            forwarded.many.as_secs_f64(),
+            forwarded.peak_rss_mib
+        );
+    };
+    many("this build", &this);
+    if let Some(before) = &before {
+        many("baseline", before);
+    }
+    Ok(())
+}
+
+/// Brings the example up with `binaries`, starts the sink in its dev container, and forwards to it: one
+/// connection moving `bytes`, then `connections` at once moving `each`. With `with_ssh`, also `ssh -L` to the
+/// same sink, through a local OpenSSH server.
+fn forward(
+    binaries: &Path,
+    name: &str,
+    bytes: u64,
+    each: u64,
+    connections: usize,
+    with_ssh: bool,
+) -> anyhow::Result<(Forwarded, Option<Duration>)> {
+    let bench = Bench::new(binaries, name, &[])?;
+    std::fs::copy(
+        binaries.join("skiff-test-echo"),
+        bench.project.join("skiff-test-echo"),
+    )
+    .context("copying the sink")?;
     process::output(&mut bench.skiff(&[
         "exec",
         &bench.name,
@@ -97,18 +201,6 @@ pub fn run(binaries: &Path, mebibytes: u64, connections: usize) -> anyhow::Resul
     .trim()
     .to_owned();
 
-    // Raw loopback: the same sink on this machine.
-    let raw_port = free_port()?;
-    let _raw_sink = Killed(
-        Command::new(&sink_binary)
-            .args(["--sink", &format!("127.0.0.1:{raw_port}")])
-            .spawn()
-            .context("starting the loopback sink")?,
-    );
-    wait_for(raw_port)?;
-    let raw = push(raw_port, bytes)?;
-
-    // skiff forward.
     let skiff_port = free_port()?;
     let _forward = Killed(
         bench
@@ -117,48 +209,22 @@ pub fn run(binaries: &Path, mebibytes: u64, connections: usize) -> anyhow::Resul
             .spawn()?,
     );
     wait_for(skiff_port)?;
-    let skiff = push(skiff_port, bytes)?;
+    let one = push(skiff_port, bytes)?;
 
-    // ssh -L through a local OpenSSH server.
-    let ssh = match ssh_tunnel(&container_ip) {
-        Ok((port, _guards)) => Some(push(port, bytes)?),
-        Err(error) => {
-            eprintln!("ssh -L row skipped: {error:#}");
-            None
+    let ssh = if with_ssh {
+        match ssh_tunnel(&container_ip) {
+            Ok((port, _guards)) => Some(push(port, bytes)?),
+            Err(error) => {
+                eprintln!("ssh -L row skipped: {error:#}");
+                None
+            }
         }
+    } else {
+        None
     };
-
-    println!(
-        "one connection moving {mebibytes} MiB to a sink in the dev container (raw: a sink on loopback)"
-    );
-    println!(
-        "{:<24} {:>10} {:>10} {:>14}",
-        "path", "seconds", "MiB/s", "vs ssh -L"
-    );
-    let row = |name: &str, elapsed: Duration| {
-        let versus = ssh.map_or_else(
-            || "-".to_owned(),
-            |ssh| format!("{:.2}x", ssh.as_secs_f64() / elapsed.as_secs_f64()),
-        );
-        println!(
-            "{name:<24} {:>10.2} {:>10.0} {versus:>14}",
-            elapsed.as_secs_f64(),
-            mib_per_second(bytes, elapsed)
-        );
-    };
-    row("raw loopback TCP", raw);
-    if let Some(ssh) = ssh {
-        row("ssh -L (OpenSSH)", ssh);
-    }
-    row("skiff forward", skiff);
-    println!(
-        "skiff forward reaches {:.0}% of raw loopback",
-        raw.as_secs_f64() / skiff.as_secs_f64() * 100.0
-    );
 
     // Many connections at once.
     let agent = bench.agent_pid()?;
-    let each = (64 * 1024 * 1024).min(bytes);
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(agent)?));
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -179,17 +245,22 @@ pub fn run(binaries: &Path, mebibytes: u64, connections: usize) -> anyhow::Resul
     for thread in threads {
         thread.join().expect("a sender thread")?;
     }
-    let elapsed = started.elapsed();
+    let many = started.elapsed();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     sampler.join().expect("the sampler");
-    println!(
-        "{connections} connections at once, {} MiB each: {:.0} MiB/s in all, {:.1} s; skiffd peak RSS {:.1} MiB",
-        each / (1024 * 1024),
-        mib_per_second(each * connections as u64, elapsed),
-        elapsed.as_secs_f64(),
-        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
-    );
-    Ok(())
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "a resident size in KiB fits f64 exactly enough for MiB"
+    )]
+    let peak_rss_mib = peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0;
+    Ok((
+        Forwarded {
+            one,
+            many,
+            peak_rss_mib,
+        },
+        ssh,
+    ))
 }
 
 /// Starts `sshd` on loopback with a throwaway host key and user key, and `ssh -N -L` to the container's
