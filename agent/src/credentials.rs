@@ -109,6 +109,8 @@ pub fn format_attributes(attributes: &BTreeMap<String, String>) -> String {
 #[derive(Debug, Default)]
 pub struct Broker {
     workspace: String,
+    /// Cancelled when the agent stops: the socket closes at once rather than holding the agent for its grace.
+    shutdown: tokio_util::sync::CancellationToken,
     next: AtomicU64,
     clients: std::sync::Mutex<Vec<(u64, mpsc::Sender<GitCredentialRequest>)>>,
     waiting: std::sync::Mutex<BTreeMap<u64, oneshot::Sender<GitCredentialAnswer>>>,
@@ -136,10 +138,11 @@ impl Drop for Registration {
 }
 
 impl Broker {
-    /// A broker for `workspace`.
-    pub fn new(workspace: &str) -> Arc<Self> {
+    /// A broker for `workspace`, whose socket closes when `shutdown` is cancelled.
+    pub fn new(workspace: &str, shutdown: tokio_util::sync::CancellationToken) -> Arc<Self> {
         Arc::new(Self {
             workspace: workspace.to_owned(),
+            shutdown,
             next: AtomicU64::new(1),
             ..Self::default()
         })
@@ -285,9 +288,14 @@ impl Broker {
             })?;
         let broker = Arc::clone(self);
         let connections = tasks.clone();
+        let shutdown = self.shutdown.clone();
         let accepting = tasks.spawn(async move {
             loop {
-                let Ok((connection, _)) = listener.accept().await else {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((connection, _)) = accepted else {
                     break;
                 };
                 let broker = Arc::clone(&broker);
@@ -405,7 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_with_no_client_fails_at_once_naming_the_way_to_connect() {
-        let broker = Broker::new("app");
+        let broker = Broker::new("app", tokio_util::sync::CancellationToken::new());
         let started = std::time::Instant::now();
         let error = broker.ask("get".into(), BTreeMap::new()).await.unwrap_err();
         assert!(started.elapsed() < REGISTRATION_GRACE + Duration::from_secs(1));
@@ -417,7 +425,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_latest_client_answers_and_a_client_that_left_does_not() {
-        let broker = Broker::new("app");
+        let broker = Broker::new("app", tokio_util::sync::CancellationToken::new());
         let (first, _first_requests) = broker.register();
         let (second, mut second_requests) = broker.register();
         let answering = async {

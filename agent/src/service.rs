@@ -57,7 +57,7 @@ impl AgentService {
         state: StateDir,
         shutdown: CancellationToken,
     ) -> Self {
-        let credentials = crate::credentials::Broker::new(engine.workspace());
+        let credentials = crate::credentials::Broker::new(engine.workspace(), shutdown.clone());
         Self {
             engine,
             activity,
