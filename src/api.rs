@@ -138,6 +138,25 @@ pub struct Status {
     pub agent_version: String,
     /// Why the Docker engine is unreachable, if it is.
     pub docker_error: Option<String>,
+    /// When the machine ran this month, from the agent's ledger (`None` from an agent without one).
+    pub usage: Option<Usage>,
+}
+
+/// What the agent's ledger says of one calendar month (UTC); times in seconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// The month's first second.
+    pub month_start_unix: i64,
+    /// Seconds the machine ran this month, up to now.
+    pub running_seconds: i64,
+    /// Seconds the machine was off after an idle stop this month, up to its next start.
+    pub idle_off_seconds: i64,
+    /// Idle stops this month.
+    pub idle_stops: u32,
+    /// When the current up began, if the machine is up.
+    pub up_since_unix: Option<i64>,
+    /// The ledger's first entry: figures before it are unknown.
+    pub ledger_since_unix: Option<i64>,
 }
 
 /// What `Up` is asked to do.

@@ -12,6 +12,7 @@ pub mod files;
 pub mod forward;
 pub mod git;
 pub mod idle;
+pub mod ledger;
 pub mod ports;
 pub mod procd;
 pub mod replace;
@@ -46,6 +47,8 @@ pub struct Agent {
     state: StateDir,
     certificate_pem: String,
     ssh: Arc<ssh::SshServer>,
+    /// When the machine ran (see `ledger`).
+    ledger: Arc<ledger::Ledger>,
     /// One agent per state folder: two would make two key pairs and two dev containers.
     _serving: skiff::lock::Lock,
 }
@@ -93,7 +96,16 @@ impl Agent {
             Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
             None => config.idle_timeout,
         };
-        let activity = Activity::restore(state.activity_path(), idle::boot_id(), idle_timeout);
+        let boot_id = idle::boot_id();
+        // A machine of its own (idle action `poweroff`) is up from its boot; a laptop's workspace while served.
+        let ledger = Arc::new(ledger::Ledger::open(
+            state.path(),
+            &boot_id,
+            ledger::boot_time(),
+            config.idle_action == IdleAction::Poweroff,
+            ledger::unix(std::time::SystemTime::now()),
+        ));
+        let activity = Activity::restore(state.activity_path(), boot_id, idle_timeout);
         activity.set_busy_cpu_percent(settings.busy_cpu_percent.or(config.busy_cpu_percent));
         let engine = Arc::new(Engine::connect(
             config.workspace.clone(),
@@ -114,6 +126,7 @@ impl Agent {
             state,
             certificate_pem: identity.certificate_pem,
             ssh,
+            ledger,
             _serving: serving,
         })
     }
@@ -144,7 +157,8 @@ impl Agent {
             self.state.clone(),
             shutdown.clone(),
         )
-        .with_ssh(Arc::clone(&self.ssh));
+        .with_ssh(Arc::clone(&self.ssh))
+        .with_ledger(Arc::clone(&self.ledger));
         let replacement = service.replacement();
         let tasks = service.tasks();
         // An upload cut short by a crash or a reboot left temporary files beside the files it was writing.
@@ -173,16 +187,19 @@ impl Agent {
             let shutdown = shutdown.clone();
             let config = self.config.clone();
             let watchers = watchers.clone();
+            let ledger = Arc::clone(&self.ledger);
             tasks.spawn(async move {
                 tokio::select! {
                     () = watchers.cancelled() => {}
                     () = activity.idle() => {
+                        ledger.down(ledger::reason::IDLE, ledger::unix(std::time::SystemTime::now()));
                         stop_idle_workspace(&engine, &config).await;
                         shutdown.cancel();
                     }
                 }
             })
         };
+        let heartbeat = tasks.spawn(beat(Arc::clone(&self.ledger), watchers.clone()));
         let sampler = tasks.spawn(sample_activity(
             Arc::clone(&self.engine),
             Arc::clone(&self.activity),
@@ -214,6 +231,7 @@ impl Agent {
         watchers.cancel();
         let _ = idle_watch.await;
         let _ = sampler.await;
+        let _ = heartbeat.await;
         // What calls left running (an `up`'s lifecycle commands after `ready`, a command whose client left)
         // gets a moment to finish, then ends with the agent; a replaced agent's calls have had theirs.
         let grace = if replacement.get().is_some() {
@@ -223,6 +241,14 @@ impl Agent {
         };
         tasks.end(grace).await;
         self.state.clear_listen_address();
+        // A replaced agent's successor continues the same up; any other exit ends it (an idle stop recorded its
+        // own reason already).
+        if replacement.get().is_none() {
+            self.ledger.down(
+                ledger::reason::STOP,
+                ledger::unix(std::time::SystemTime::now()),
+            );
+        }
         tracing::info!("skiffd stopped");
         served.context("serving gRPC")?;
         Ok(match replacement.get() {
@@ -246,6 +272,17 @@ pub enum Exit {
     /// A client replaced the executable at this path; the process should become it (`exec`), with the same
     /// arguments.
     Replaced(std::path::PathBuf),
+}
+
+/// Notes in the ledger, every [`ledger::HEARTBEAT`], that the agent still runs, until `stop`.
+async fn beat(ledger: Arc<ledger::Ledger>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(ledger::HEARTBEAT) => {}
+        }
+        ledger.beat(ledger::unix(std::time::SystemTime::now()));
+    }
 }
 
 /// Activity the agent has to look for rather than being told of: a busy CPU (opt-in) and Session

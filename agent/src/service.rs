@@ -47,6 +47,8 @@ pub struct AgentService {
     tasks: Tasks,
     /// The clients that answer git's credential requests from the dev container.
     credentials: Arc<crate::credentials::Broker>,
+    /// When the machine ran, for `Status` (an agent without one reports no usage).
+    ledger: Option<Arc<crate::ledger::Ledger>>,
 }
 
 impl AgentService {
@@ -70,6 +72,7 @@ impl AgentService {
             replaced: Arc::default(),
             tasks: Tasks::new(),
             credentials,
+            ledger: None,
         }
     }
 
@@ -86,6 +89,12 @@ impl AgentService {
     /// Serves `Ssh` calls with `ssh`; without it they are refused as unimplemented.
     pub fn with_ssh(mut self, ssh: Arc<SshServer>) -> Self {
         self.ssh = Some(ssh);
+        self
+    }
+
+    /// Reports this month's figures of `ledger` in `Status`.
+    pub fn with_ledger(mut self, ledger: Arc<crate::ledger::Ledger>) -> Self {
+        self.ledger = Some(ledger);
         self
     }
 
@@ -265,6 +274,19 @@ impl v1::agent_server::Agent for AgentService {
             idle,
             agent_version: AGENT_VERSION.to_owned(),
             docker_error,
+            usage: self.ledger.as_ref().map(|ledger| {
+                let now = crate::ledger::unix(std::time::SystemTime::now());
+                let month_start = crate::ledger::month_start(now);
+                let usage = ledger.usage(month_start, now);
+                api::Usage {
+                    month_start_unix: month_start,
+                    running_seconds: usage.running_seconds,
+                    idle_off_seconds: usage.idle_off_seconds,
+                    idle_stops: usage.idle_stops,
+                    up_since_unix: usage.up_since,
+                    ledger_since_unix: usage.since,
+                }
+            }),
         };
         Ok(Response::new(status.into()))
     }

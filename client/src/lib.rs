@@ -12,6 +12,7 @@ pub mod progress;
 pub mod provider;
 pub mod terminal;
 pub mod tunnel;
+pub mod usage;
 pub mod workspace;
 
 /// Runs one command line; the result is the exit code (an exec passes its command's code through).

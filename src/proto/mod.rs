@@ -139,6 +139,14 @@ impl From<api::Status> for v1::StatusResponse {
             idle: Some(status.idle.into()),
             agent_version: status.agent_version,
             docker_error: status.docker_error.unwrap_or_default(),
+            usage: status.usage.map(|usage| v1::Usage {
+                month_start_unix: usage.month_start_unix,
+                running_seconds: usage.running_seconds,
+                idle_off_seconds: usage.idle_off_seconds,
+                idle_stops: usage.idle_stops,
+                up_since_unix: usage.up_since_unix.unwrap_or(0),
+                ledger_since_unix: usage.ledger_since_unix.unwrap_or(0),
+            }),
         }
     }
 }
@@ -163,6 +171,14 @@ impl TryFrom<v1::StatusResponse> for api::Status {
                 .into(),
             agent_version: response.agent_version,
             docker_error: non_empty(response.docker_error),
+            usage: response.usage.map(|usage| api::Usage {
+                month_start_unix: usage.month_start_unix,
+                running_seconds: usage.running_seconds,
+                idle_off_seconds: usage.idle_off_seconds,
+                idle_stops: usage.idle_stops,
+                up_since_unix: (usage.up_since_unix > 0).then_some(usage.up_since_unix),
+                ledger_since_unix: (usage.ledger_since_unix > 0).then_some(usage.ledger_since_unix),
+            }),
         })
     }
 }

@@ -267,6 +267,10 @@ fn instance(id: &str) -> String {
     format!("arn:aws:ec2:eu-west-1:123456789012:instance/{id}")
 }
 
+fn spot_request(id: &str) -> String {
+    format!("arn:aws:ec2:eu-west-1:123456789012:spot-instances-request/{id}")
+}
+
 fn own() -> [(&'static str, &'static str); 2] {
     [("skiff:workspace", "app"), ("skiff:owner", ALICE)]
 }
@@ -469,6 +473,13 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
             vec![request("ec2:TerminateInstances", &own_instance).tagged(&own())],
         ),
         (
+            "cancel own spot request before deleting",
+            vec![
+                request("ec2:DescribeSpotInstanceRequests", "*"),
+                request("ec2:CancelSpotInstanceRequests", &spot_request("sir-own")).tagged(&own()),
+            ],
+        ),
+        (
             "boot log of own",
             vec![request("ec2:GetConsoleOutput", &own_instance).tagged(&own())],
         ),
@@ -534,6 +545,19 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
         (
             "delete another's",
             vec![request("ec2:TerminateInstances", &bobs_instance).tagged(&bobs())],
+        ),
+        (
+            "cancel another's spot request",
+            vec![
+                request("ec2:CancelSpotInstanceRequests", &spot_request("sir-bob")).tagged(&bobs()),
+            ],
+        ),
+        (
+            "cancel a spot request nobody tagged",
+            vec![request(
+                "ec2:CancelSpotInstanceRequests",
+                &spot_request("sir-other"),
+            )],
         ),
         (
             "start another's",
@@ -848,6 +872,7 @@ fn aws_policy_operator_table_reaches_every_workspace_and_nothing_else() {
     assert!(all_allowed(
         &policy,
         &[
+            request("ec2:CancelSpotInstanceRequests", &spot_request("sir-bob")).tagged(&bobs()),
             request("ssm:SendCommand", &bobs_instance).tagged(&bobs()),
             request(
                 "ssm:SendCommand",
@@ -858,6 +883,7 @@ fn aws_policy_operator_table_reaches_every_workspace_and_nothing_else() {
     for denied in [
         request("ec2:StopInstances", &production),
         request("ec2:TerminateInstances", &production),
+        request("ec2:CancelSpotInstanceRequests", &spot_request("sir-prod")),
         request("ssm:SendCommand", &production),
         request("ssm:StartSession", &bobs_instance).tagged(&bobs()),
         request("ec2:CreateTags", &production).writing(&bobs()),

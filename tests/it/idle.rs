@@ -324,3 +324,96 @@ fn up_after_an_idle_stop_starts_the_workspace_again() {
         "back\n"
     );
 }
+
+/// The agent's ledger of when the workspace ran, as `skiff status` reports it: an idle stop, the time it kept the
+/// workspace off until the next `up`, an agent killed (the up goes on: the container kept running) and a manual
+/// stop, each on record with its reason and the figures to the second of the ledger's own entries.
+#[test]
+fn the_ledger_counts_running_and_idle_off_time_across_an_idle_stop_a_crash_and_a_stop() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let name = "idle-ledger";
+    let (container, _) = up(&sandbox, "image", name);
+    stops_within(&container, TIMEOUT + GRACE + Duration::from_secs(2)).expect("the idle stop");
+    std::thread::sleep(Duration::from_secs(3));
+    let project = sandbox.root.path().join("projects").join(name);
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+
+    // Killed hard, then brought back by a command: the same up goes on.
+    let pid = agent_pid(&sandbox, name);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    sandbox.ok(&["logs", name]);
+    let status: serde_json::Value =
+        serde_json::from_str(&sandbox.ok(&["status", name, "--json"])).unwrap();
+    let usage = &status["usage"];
+    assert_eq!(usage["idle_stops"], 1, "{status:#}");
+
+    let ledger_path = sandbox
+        .home()
+        .join("workspaces")
+        .join(name)
+        .join("agent/ledger.jsonl");
+    let ledger = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&ledger_path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    let entries = ledger();
+    let reasons: Vec<(bool, &str)> = entries
+        .iter()
+        .map(|entry| {
+            (
+                entry["up"].as_bool().unwrap(),
+                entry["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (true, "agent start"),
+            (false, "idle stop"),
+            (true, "agent start")
+        ],
+        "the kill added nothing: {entries:#?}"
+    );
+    let at = |index: usize| entries[index]["at"].as_i64().unwrap();
+    let off = usage["idle_off_seconds"].as_i64().unwrap();
+    assert_eq!(off, at(2) - at(1), "off from the idle stop to the next up");
+    assert!(
+        off >= 3,
+        "it stayed off at least the 3 s the test waited: {off}"
+    );
+    let running = usage["running_seconds"].as_i64().unwrap();
+    let first_up = at(1) - at(0);
+    assert!(
+        (TIMEOUT_SECONDS as i64..=TIMEOUT_SECONDS as i64 + 4).contains(&first_up),
+        "up for the idle timeout, then stopped: {first_up}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        (first_up..=first_up + (now - at(2)) + 1).contains(&running),
+        "the first up plus the current one: {running} ({entries:#?})"
+    );
+    assert_eq!(usage["up_since_unix"].as_i64(), Some(at(2)));
+    let text = sandbox.ok(&["status", name]);
+    assert!(
+        text.contains("this month") && text.contains("1 idle stop kept it off 0h 00m"),
+        "{text}"
+    );
+
+    sandbox.ok(&["stop", name]);
+    let last = ledger().pop().unwrap();
+    assert_eq!(last["up"], false);
+    assert_eq!(last["reason"], "stop");
+}

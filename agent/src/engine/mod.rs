@@ -173,6 +173,10 @@ pub struct Engine {
     /// The container this agent last saw running and did not stop itself: when it is found stopped (Docker restarted,
     /// which stops every container), the next use starts it again (`up::start_again`).
     seen_running: std::sync::Mutex<Option<String>>,
+    /// Held while a stopped container is started again up to the end of its `postStartCommand`: a command that finds
+    /// it stopped at the same moment (an exec beside its git credential stream, say) waits for that start to finish
+    /// rather than run in a container whose `postStartCommand` has not run yet.
+    starting: Mutex<()>,
 }
 
 impl Engine {
@@ -198,6 +202,7 @@ impl Engine {
             lifecycle: Arc::new(Mutex::new(())),
             servers: Arc::default(),
             seen_running: std::sync::Mutex::default(),
+            starting: Mutex::new(()),
         }
     }
 

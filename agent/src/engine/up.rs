@@ -291,6 +291,8 @@ impl Engine {
     /// `postStartCommand` from the container's metadata label, as `up` would for the new start; the process server
     /// is placed again on the first command. The bool is false when another call had started it meanwhile.
     async fn start_stopped(&self, target: Target) -> Result<(Target, bool), EngineError> {
+        // Held to the end of `postStartCommand`: a second caller waits here, then finds the container running.
+        let _starting = self.starting.lock().await;
         let record_slot = self.record.lock().await;
         let not_running = |state| EngineError::NotRunning {
             workspace: self.workspace.clone(),
@@ -304,7 +306,7 @@ impl Engine {
                 workspace: self.workspace.clone(),
             })?;
         if container.state == ContainerState::Running {
-            // Another call started it while this one waited.
+            // Another call started it (and ran its `postStartCommand`) while this one waited.
             return Ok((
                 Target {
                     container,

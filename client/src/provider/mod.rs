@@ -393,6 +393,9 @@ pub(crate) fn print_agent(status: &skiff::api::Status) {
         "idle              {idle_for} (last activity: {}); {countdown}",
         idle.last_activity_source
     );
+    if let Some(usage) = &status.usage {
+        println!("this month        {}", crate::usage::describe(usage));
+    }
 }
 
 /// A short form of a container id, as Docker prints it.

@@ -50,6 +50,12 @@ pub struct InstanceSummary {
     /// The client token of the RunInstances call that launched it.
     #[serde(skip)]
     pub client_token: Option<String>,
+    /// The spot request that launched it, for a `--spot` workspace (see `spot`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spot_request: Option<String>,
+    /// Why it last changed state, as EC2 says (`StateReason.Code`): tells an interrupted spot instance from a stop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
 }
 
 /// What `up` needs besides the settings.
@@ -78,6 +84,8 @@ pub struct UpRequest<'a> {
 pub struct Deleted {
     /// The terminated instances.
     pub instances: Vec<String>,
+    /// The spot requests cancelled.
+    pub spot_requests: Vec<String>,
     /// How many security groups were removed.
     pub groups: usize,
     /// The DNS records removed.
@@ -131,6 +139,11 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
         dns_name: tag_value(instance, super::dns::TAG_DNS_NAME),
         dns_zone: tag_value(instance, super::dns::TAG_DNS_ZONE),
         client_token: instance.client_token.clone(),
+        spot_request: instance.spot_instance_request_id.clone(),
+        state_reason: instance
+            .state_reason
+            .as_ref()
+            .and_then(|reason| reason.code.clone()),
     }
 }
 
@@ -296,6 +309,15 @@ impl Aws {
                 .wait_for(&instance.instance_id, &["stopped"], progress)
                 .await?;
         }
+        if instance.interrupted() {
+            // Only EC2 starts an interrupted spot instance again; StartInstances would only be refused.
+            let status = self.spot_status(&instance).await;
+            return Err(super::spot::interrupted_error(
+                &instance.workspace,
+                &instance,
+                status.as_ref(),
+            ));
+        }
         if instance.state == "stopped" {
             progress.step(&format!("starting instance {}", instance.instance_id));
             self.ec2
@@ -356,6 +378,12 @@ impl Aws {
             .iter()
             .map(|instance| instance.instance_id.clone())
             .collect();
+        // A persistent spot request left open would launch a new instance for the one terminated: cancelled first.
+        let requests = self.spot_requests(workspace, owner, &instances).await?;
+        if !requests.is_empty() {
+            progress.step(&format!("cancelling spot request {}", requests.join(", ")));
+            self.cancel_spot_requests(&requests).await?;
+        }
         if !ids.is_empty() {
             progress.step(&format!("terminating {}", ids.join(", ")));
             self.ec2
@@ -385,6 +413,7 @@ impl Aws {
         }
         Ok(Deleted {
             instances: ids,
+            spot_requests: requests,
             groups,
             records,
         })

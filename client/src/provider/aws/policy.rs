@@ -146,6 +146,16 @@ pub const PERMISSIONS: &[Permission] = &[
         "skiff logs --boot",
     ),
     permission(
+        "ec2:DescribeSpotInstanceRequests",
+        Statement::Read,
+        "finding a --spot workspace's request (delete) and why it is stopped (up)",
+    ),
+    permission(
+        "ec2:CancelSpotInstanceRequests",
+        Statement::ManageOwn,
+        "skiff delete of a --spot workspace: its persistent request would launch another instance",
+    ),
+    permission(
         "ec2:DeleteSecurityGroup",
         Statement::ManageOwn,
         "skiff delete",
@@ -442,6 +452,13 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             "Condition": owned
         }),
         json!({
+            "Sid": "SkiffCancelOwnSpotRequests",
+            "Effect": "Allow",
+            "Action": ["ec2:CancelSpotInstanceRequests"],
+            "Resource": "arn:aws:ec2:*:*:spot-instances-request/*",
+            "Condition": owned
+        }),
+        json!({
             "Sid": "SkiffManageOwnSecurityGroups",
             "Effect": "Allow",
             "Action": ["ec2:DeleteSecurityGroup", "ec2:RevokeSecurityGroupIngress"],
@@ -560,6 +577,13 @@ pub fn operator_policy(options: &PolicyOptions) -> Value {
                 "ec2:TerminateInstances"
             ],
             "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": workspace.clone()
+        }),
+        json!({
+            "Sid": "SkiffOperatorCancelWorkspaceSpotRequests",
+            "Effect": "Allow",
+            "Action": ["ec2:CancelSpotInstanceRequests"],
+            "Resource": "arn:aws:ec2:*:*:spot-instances-request/*",
             "Condition": workspace.clone()
         }),
         json!({

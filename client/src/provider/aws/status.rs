@@ -164,6 +164,8 @@ pub(crate) async fn status(
         #[serde(skip_serializing_if = "Option::is_none")]
         agent_error: Option<&'a str>,
         instance: Option<&'a InstanceSummary>,
+        /// Stopped by EC2 to reclaim spot capacity (see `spot`), not by skiff or its idle timeout.
+        interrupted: bool,
         #[serde(flatten)]
         agent: Option<&'a skiff::api::Status>,
     }
@@ -180,6 +182,10 @@ pub(crate) async fn status(
         agent_running: agent.is_some(),
         agent_error: agent_error.as_deref(),
         instance: located.instance.as_ref(),
+        interrupted: located
+            .instance
+            .as_ref()
+            .is_some_and(InstanceSummary::interrupted),
         agent: agent.as_ref(),
     };
     if json {
@@ -201,6 +207,14 @@ pub(crate) async fn status(
                 instance.instance_type,
                 instance.availability_zone.as_deref().unwrap_or("?")
             );
+            if let Some(request) = &instance.spot_request {
+                println!("spot request      {request}");
+            }
+            if instance.interrupted() {
+                println!(
+                    "interrupted       stopped by EC2 to reclaim spot capacity; EC2 starts it again when capacity returns"
+                );
+            }
             if let Some(ip) = &instance.private_ip {
                 println!("private address   {ip}");
             }

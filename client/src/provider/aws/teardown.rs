@@ -96,11 +96,17 @@ pub(crate) async fn delete(
         super::connect::stop_daemon(&record).await;
         record.remove()?;
     }
-    let records: String = deleted
-        .records
+    let mut records: String = deleted
+        .spot_requests
         .iter()
-        .map(|record| format!(", DNS record {record} removed"))
+        .map(|request| format!(", spot request {request} cancelled"))
         .collect();
+    records.extend(
+        deleted
+            .records
+            .iter()
+            .map(|record| format!(", DNS record {record} removed")),
+    );
     eprintln!(
         "deleted workspace {name} ({} instance{} terminated, {groups} security group{} removed{records})",
         instances.len(),
