@@ -1373,3 +1373,88 @@ fn delete_cancels_the_spot_request_first_and_no_one_elses() {
     );
     assert!(live_instances(region, "cheap").is_empty());
 }
+
+/// `up` says what the workspace will cost before it launches: the instance type's on-demand price and the disk's
+/// monthly price from the Price List Query API (a stand-in here, since moto does not model it), and the current
+/// spot price from EC2 with `--spot`; list prices are cached on the laptop for a day; a price that cannot be had
+/// is said and `up` goes on.
+#[test]
+fn up_shows_the_price_before_launching_and_goes_on_without_one() {
+    use skiff_tests::pricing::{PriceList, gp3, instance};
+    // A region no other test uses: the test reads back what was recorded in it.
+    let region = "ap-northeast-3";
+    let prices = PriceList::start(vec![
+        instance(region, "t3.large", "0.1088000000"),
+        instance(region, "t3.xlarge", "0.2176000000"),
+        instance("eu-west-1", "t3.large", "0.0912000000"),
+        gp3(region, "0.0960000000"),
+    ]);
+    let sandbox = AwsSandbox::new(region).with_env("AWS_ENDPOINT_URL_PRICING", &prices.endpoint());
+    let skiffd = binary("skiffd");
+    let skiffd_text = skiffd.display().to_string();
+    let priced = |name: &str, extra: &[&str]| -> String {
+        let project = sandbox.project(name).display().to_string();
+        let mut args = up_args(&project, &skiffd_text, &["--instance-type", "t3.large"]);
+        args.extend_from_slice(extra);
+        let output = sandbox.skiff().args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let stderr = priced("priced", &[]);
+    assert!(
+        stderr.contains(
+            "t3.large in ap-northeast-3: $0.1088/hour on demand; 40 GiB gp3 $3.84/month while it exists"
+        ),
+        "{stderr}"
+    );
+    let line = stderr.find("$0.1088/hour").unwrap();
+    assert!(
+        line < stderr.find("launching a t3.large").unwrap(),
+        "the price comes before the launch: {stderr}"
+    );
+    assert_eq!(prices.calls(), 2, "the instance and the disk");
+
+    // A second workspace within the day: the list prices come from the laptop's cache; the spot price is asked.
+    let stderr = priced("priced-spot", &["--spot"]);
+    assert!(
+        stderr.contains("/hour spot now ($0.1088/hour on demand); 40 GiB gp3 $3.84/month"),
+        "{stderr}"
+    );
+    assert_eq!(prices.calls(), 2, "cached for a day");
+    let requests = recorded(region);
+    assert_eq!(
+        recorded_actions(&requests, "DescribeSpotPriceHistory").len(),
+        1
+    );
+    let cache = std::fs::read_to_string(sandbox.home().join("prices.json")).unwrap();
+    assert!(cache.contains("ap-northeast-3/t3.large"), "{cache}");
+    for name in ["priced", "priced-spot"] {
+        sandbox.ok(&["delete", name, "--yes"]);
+    }
+
+    // No Price List API to be had: a warning, and the launch goes on.
+    drop(prices);
+    let unpriced = AwsSandbox::new(region).with_env(
+        "AWS_ENDPOINT_URL_PRICING",
+        &format!("http://127.0.0.1:{}", free_port()),
+    );
+    let project = unpriced.project("unpriced").display().to_string();
+    let output = unpriced
+        .skiff()
+        .args(up_args(
+            &project,
+            &skiffd_text,
+            &["--instance-type", "t3.xlarge"],
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("t3.xlarge in ap-northeast-3: no hourly price; 40 GiB gp3: no storage price (going on without: the on-demand price: "),
+        "{stderr}"
+    );
+    assert_eq!(live_instances(region, "unpriced").len(), 1);
+    unpriced.ok(&["delete", "unpriced", "--yes"]);
+}

@@ -311,6 +311,12 @@ impl AwsSandbox {
         }
     }
 
+    /// The same sandbox with `key` set to `value` for skiff.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.sandbox.set_env(key, Some(value.into()));
+        self
+    }
+
     /// A project folder `name` with a devcontainer.json naming the base image.
     pub fn project(&self, name: &str) -> PathBuf {
         let folder = self.sandbox.root.path().join("projects").join(name);

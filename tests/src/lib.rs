@@ -13,6 +13,7 @@ pub mod dockerd;
 pub mod file_server;
 pub mod http;
 mod leaks;
+pub mod pricing;
 pub mod registry;
 pub mod ssm_gateway;
 pub mod warm_tunnel;

@@ -516,6 +516,10 @@ pub async fn up(
         client_certificate: request.client_certificate,
     })?;
 
+    // The price before anything is paid for; a price that cannot be had is said, never a failure.
+    let quote = aws.quote(&instance_type, settings.spot).await;
+    progress.line(&quote.describe(volume_gib, settings.spot));
+
     progress.step("preparing the security group and instance role");
     let security_group = aws
         .security_group(

@@ -7,7 +7,7 @@
 //! The submodules follow what `up` does, in order: `config` (saved defaults, environment, flags), `network`
 //! (subnet and a security group with no ingress), `ami` (Ubuntu 24.04 for the instance type's architecture),
 //! `iam` (checking the `skiff-instance` profile that `setup` made), `user_data` (the boot script, from
-//! `user_data.sh`), `launch` (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `spot` (a `--spot` workspace's request and interruptions), `dns` (the
+//! `user_data.sh`), `launch` (RunInstances), `lifecycle` (up, start, stop, delete, list, status), `spot` (a `--spot` workspace's request and interruptions), `price` (what it costs, from AWS), `dns` (the
 //! optional Route53 record), `upgrade` (replacing an older agent), `enroll` (another laptop's certificate through
 //! Run Command), `policy` (the developer's and the operator's IAM policies) and `setup` (`skiff aws-setup`: the
 //! role and profile, made once per account by someone allowed to manage IAM).
@@ -43,6 +43,7 @@ mod locate;
 pub mod network;
 mod place;
 pub mod policy;
+pub mod price;
 pub mod setup;
 pub mod spot;
 pub mod status;

@@ -146,6 +146,16 @@ pub const PERMISSIONS: &[Permission] = &[
         "skiff logs --boot",
     ),
     permission(
+        "pricing:GetProducts",
+        Statement::Read,
+        "the on-demand and storage prices up shows before launching",
+    ),
+    permission(
+        "ec2:DescribeSpotPriceHistory",
+        Statement::Read,
+        "the current spot price up --spot shows before launching",
+    ),
+    permission(
         "ec2:DescribeSpotInstanceRequests",
         Statement::Read,
         "finding a --spot workspace's request (delete) and why it is stopped (up)",

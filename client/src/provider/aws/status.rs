@@ -166,9 +166,31 @@ pub(crate) async fn status(
         instance: Option<&'a InstanceSummary>,
         /// Stopped by EC2 to reclaim spot capacity (see `spot`), not by skiff or its idle timeout.
         interrupted: bool,
+        /// What compute cost this month, from the agent's ledger and the instance type's price.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        compute_cost_this_month: Option<ComputeCost>,
         #[serde(flatten)]
         agent: Option<&'a skiff::api::Status>,
     }
+    let compute_cost_this_month = match (
+        &located.instance,
+        agent.as_ref().and_then(|status| status.usage),
+    ) {
+        (Some(instance), Some(usage)) => {
+            let spot = instance.spot_request.is_some();
+            let quote = located.aws.quote(&instance.instance_type, spot).await;
+            quote.hourly(spot).map(|hourly| ComputeCost {
+                usd: hourly * usage.running_seconds as f64 / 3_600.0,
+                hourly_usd: hourly,
+                basis: if spot && quote.spot_hourly.is_some() {
+                    "today's spot price"
+                } else {
+                    "the on-demand price"
+                },
+            })
+        }
+        _ => None,
+    };
     let report = Report {
         name,
         provider: "aws",
@@ -186,6 +208,7 @@ pub(crate) async fn status(
             .instance
             .as_ref()
             .is_some_and(InstanceSummary::interrupted),
+        compute_cost_this_month,
         agent: agent.as_ref(),
     };
     if json {
@@ -232,7 +255,21 @@ pub(crate) async fn status(
         (None, Some(error)) => println!("agent             unreachable: {error}"),
         (None, None) => {}
     }
+    if let Some(cost) = &report.compute_cost_this_month {
+        println!(
+            "compute cost      ≈ ${:.2} this month (at ${:.4}/hour, {}); storage is billed besides",
+            cost.usd, cost.hourly_usd, cost.basis
+        );
+    }
     Ok(0)
+}
+
+/// What the hours the machine ran this month cost at the instance type's hourly price.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ComputeCost {
+    usd: f64,
+    hourly_usd: f64,
+    basis: &'static str,
 }
 
 /// `skiff logs NAME --boot`: the instance's serial console, where user-data reports its progress.

@@ -264,7 +264,7 @@ fn actions_called_in_source_of(with_setup: bool) -> BTreeSet<String> {
             .chars()
             .filter(|character| !character.is_whitespace())
             .collect();
-        for service in ["ec2", "iam", "route53", "ssm", "sts"] {
+        for service in ["ec2", "iam", "pricing", "route53", "ssm", "sts"] {
             for (index, _) in source.match_indices(&format!("{service}.")) {
                 let before = source[..index].chars().next_back();
                 if before
