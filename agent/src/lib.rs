@@ -240,15 +240,16 @@ impl Agent {
             TASK_GRACE
         };
         tasks.end(grace).await;
-        self.state.clear_listen_address();
         // A replaced agent's successor continues the same up; any other exit ends it (an idle stop recorded its
-        // own reason already).
+        // own reason already). Written before the listen address goes: a client waiting for the agent to exit
+        // (`delete`, which then removes the state folder) sees it gone only after this last write.
         if replacement.get().is_none() {
             self.ledger.down(
                 ledger::reason::STOP,
                 ledger::unix(std::time::SystemTime::now()),
             );
         }
+        self.state.clear_listen_address();
         tracing::info!("skiffd stopped");
         served.context("serving gRPC")?;
         Ok(match replacement.get() {

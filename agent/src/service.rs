@@ -529,6 +529,10 @@ impl v1::agent_server::Agent for AgentService {
         let (removed_containers, removed_images) =
             self.engine.delete(None).await.map_err(status_of_engine)?;
         if request.exit_agent {
+            // The client removes the state folder once the agent is gone: nothing more goes in it.
+            if let Some(ledger) = &self.ledger {
+                ledger.retire();
+            }
             self.exit_soon();
         }
         Ok(Response::new(v1::DeleteResponse {

@@ -1270,6 +1270,9 @@ fn a_command_on_a_stopped_instance_starts_it_unless_told_not_to() {
     assert_eq!(recorded_actions(&requests, "StartInstances").len(), 1);
     sandbox.ok(&["delete", "sleepy", "--yes"]);
     assert!(live_instances(region, "sleepy").is_empty());
+    // An on-demand workspace's delete asks nothing about spot: a policy without the spot statements still deletes it.
+    let requests = recorded(region);
+    assert!(recorded_actions(&requests, "DescribeSpotInstanceRequests").is_empty());
 }
 
 /// A `--spot` workspace's persistent request is cancelled by `delete` before its instance is terminated (left open,
@@ -1394,14 +1397,14 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
     let skiffd_text = skiffd.display().to_string();
     let priced = |name: &str, extra: &[&str]| -> String {
         let project = sandbox.project(name).display().to_string();
-        let mut args = up_args(&project, &skiffd_text, &["--instance-type", "t3.large"]);
+        let mut args = up_args(&project, &skiffd_text, &[]);
         args.extend_from_slice(extra);
         let output = sandbox.skiff().args(&args).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         assert!(output.status.success(), "{stderr}");
         stderr
     };
-    let stderr = priced("priced", &[]);
+    let stderr = priced("priced", &["--instance-type", "t3.large"]);
     assert!(
         stderr.contains(
             "t3.large in ap-northeast-3: $0.1088/hour on demand; 40 GiB gp3 $3.84/month while it exists"
@@ -1416,7 +1419,7 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
     assert_eq!(prices.calls(), 2, "the instance and the disk");
 
     // A second workspace within the day: the list prices come from the laptop's cache; the spot price is asked.
-    let stderr = priced("priced-spot", &["--spot"]);
+    let stderr = priced("priced-spot", &["--instance-type", "t3.large", "--spot"]);
     assert!(
         stderr.contains("/hour spot now ($0.1088/hour on demand); 40 GiB gp3 $3.84/month"),
         "{stderr}"
@@ -1429,7 +1432,36 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
     );
     let cache = std::fs::read_to_string(sandbox.home().join("prices.json")).unwrap();
     assert!(cache.contains("ap-northeast-3/t3.large"), "{cache}");
-    for name in ["priced", "priced-spot"] {
+    // Above the saved confirm-above price, without a terminal: refused before anything is made, unless --yes.
+    sandbox.ok(&["provider", "aws", "--confirm-above", "0.10"]);
+    let project = sandbox.project("pricey").display().to_string();
+    let refused = sandbox.fails(&up_args(
+        &project,
+        &skiffd_text,
+        &["--instance-type", "t3.xlarge"],
+    ));
+    assert!(
+        refused.contains("t3.xlarge costs $0.2176/hour in ap-northeast-3, above your confirm-above of $0.10; nothing was created: pass --yes"),
+        "{refused}"
+    );
+    assert!(live_instances(region, "pricey").is_empty());
+    assert!(
+        tagged_groups(region, "pricey").is_empty(),
+        "nothing half-made"
+    );
+    let error = sandbox.fails(&up_args(
+        &project,
+        &skiffd_text,
+        &["--confirm-above", "cheap"],
+    ));
+    assert!(
+        error.contains("--confirm-above \"cheap\"") && error.contains("such as 0.50"),
+        "{error}"
+    );
+    let stderr = priced("pricey", &["--instance-type", "t3.xlarge", "--yes"]);
+    assert!(stderr.contains("$0.2176/hour on demand"), "{stderr}");
+    assert_eq!(live_instances(region, "pricey").len(), 1);
+    for name in ["priced", "priced-spot", "pricey"] {
         sandbox.ok(&["delete", name, "--yes"]);
     }
 

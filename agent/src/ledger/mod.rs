@@ -70,6 +70,8 @@ pub struct Ledger {
     heartbeat: PathBuf,
     boot: String,
     entries: Mutex<Vec<Entry>>,
+    /// Set when the workspace is deleted: its state folder is about to go, so nothing more is written there.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// The seconds since the epoch of `time`.
@@ -122,6 +124,7 @@ impl Ledger {
             heartbeat,
             boot: boot.to_owned(),
             entries: Mutex::new(entries),
+            retired: std::sync::atomic::AtomicBool::new(false),
         };
         let last = ledger.lock().last().cloned();
         let mut floor = last.as_ref().map_or(i64::MIN, |entry| entry.at);
@@ -175,9 +178,22 @@ impl Ledger {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Writes nothing more: the workspace was deleted and its state folder is about to be removed.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn append(&self, entry: Entry) -> std::io::Result<()> {
         // In memory first: the figures stay right for this run even when the disk refuses the line.
         self.lock().push(entry.clone());
+        if self.retired() {
+            return Ok(());
+        }
         let mut line = serde_json::to_string(&entry).map_err(std::io::Error::other)?;
         line.push('\n');
         let mut file = std::fs::OpenOptions::new()
@@ -204,6 +220,9 @@ impl Ledger {
 
     /// Notes that the agent still runs at `now` (see [`HEARTBEAT`]).
     pub fn beat(&self, now: i64) {
+        if self.retired() {
+            return;
+        }
         if let Err(error) = skiff::atomic::write(&self.heartbeat, now.to_string().as_bytes(), 0o600)
         {
             tracing::warn!(

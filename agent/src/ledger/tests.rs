@@ -223,3 +223,22 @@ fn an_agent_stopped_and_started_again_on_a_machine_that_kept_running_counts_all_
         ]
     );
 }
+
+#[test]
+fn a_retired_ledger_writes_nothing_more() {
+    let folder = tempfile::tempdir().unwrap();
+    let start = at("2026-12-07T09:00:00Z");
+    let ledger = Ledger::open(folder.path(), "a", Some(start), true, start);
+    let before = std::fs::read_to_string(folder.path().join("ledger.jsonl")).unwrap();
+    ledger.retire();
+    ledger.down(reason::STOP, start + HOUR);
+    ledger.beat(start + HOUR);
+    assert_eq!(
+        std::fs::read_to_string(folder.path().join("ledger.jsonl")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.path().join("ledger.heartbeat")).unwrap(),
+        start.to_string()
+    );
+}

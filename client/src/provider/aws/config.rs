@@ -57,6 +57,13 @@ pub struct AwsOptions {
     /// Run as a persistent spot instance that stops on interruption.
     #[arg(long)]
     pub spot: bool,
+    /// Ask before launching an instance whose hourly price is above this many US dollars (saved with `skiff
+    /// provider aws`); without a terminal, `up` refuses unless --yes.
+    #[arg(long, value_name = "USD")]
+    pub confirm_above: Option<String>,
+    /// Launch without asking, whatever the price (see --confirm-above).
+    #[arg(long)]
+    pub yes: bool,
     /// An extra tag for the instance and its volume (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
@@ -122,6 +129,12 @@ pub struct AwsSettings {
     pub volume_size: Option<i32>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub spot: bool,
+    /// US dollars per hour above which `up` asks before launching (a decimal, checked by `confirm_above_usd`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_above: Option<String>,
+    /// This run's `--yes`: launch whatever the price. Never saved.
+    #[serde(skip)]
+    pub yes: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,6 +236,7 @@ impl AwsSettings {
             agent_url: get("SKIFF_AWS_AGENT_URL"),
             agent_sha256: get("SKIFF_AWS_AGENT_SHA256"),
             dns_zone: get("SKIFF_AWS_DNS_ZONE"),
+            confirm_above: get("SKIFF_AWS_CONFIRM_ABOVE"),
             ..Self::default()
         })
     }
@@ -265,7 +279,22 @@ impl AwsSettings {
             agent_url: options.agent_url.clone(),
             agent_sha256: options.agent_sha256.clone(),
             dns_zone: options.dns_zone.clone(),
+            confirm_above: options.confirm_above.clone(),
+            yes: options.yes,
         })
+    }
+
+    /// The price above which `up` asks, in US dollars per hour; an error names the setting when it is not a price.
+    pub fn confirm_above_usd(&self) -> anyhow::Result<Option<f64>> {
+        let Some(text) = &self.confirm_above else {
+            return Ok(None);
+        };
+        match text.trim().trim_start_matches('$').parse::<f64>() {
+            Ok(price) if price.is_finite() && price >= 0.0 => Ok(Some(price)),
+            _ => anyhow::bail!(
+                "--confirm-above {text:?} (or SKIFF_AWS_CONFIRM_ABOVE, or confirm_above in aws.toml): give a price in US dollars per hour, such as 0.50"
+            ),
+        }
     }
 
     /// `self` with every field `over` sets replacing it (flags and switches only ever turn on).
@@ -288,8 +317,10 @@ impl AwsSettings {
             volume_size,
             agent_url,
             agent_sha256,
-            dns_zone
+            dns_zone,
+            confirm_above
         );
+        self.yes |= over.yes;
         if !over.list_regions.is_empty() {
             self.list_regions = over.list_regions;
         }

@@ -53,6 +53,9 @@ pub struct InstanceSummary {
     /// The spot request that launched it, for a `--spot` workspace (see `spot`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spot_request: Option<String>,
+    /// Whether it is a spot instance (`InstanceLifecycle`), with or without a request AWS names.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub spot: bool,
     /// Why it last changed state, as EC2 says (`StateReason.Code`): tells an interrupted spot instance from a stop.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_reason: Option<String>,
@@ -140,6 +143,12 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
         dns_zone: tag_value(instance, super::dns::TAG_DNS_ZONE),
         client_token: instance.client_token.clone(),
         spot_request: instance.spot_instance_request_id.clone(),
+        spot: instance
+            .instance_lifecycle
+            .as_ref()
+            .map(|lifecycle| lifecycle.as_str())
+            == Some("spot")
+            || instance.spot_instance_request_id.is_some(),
         state_reason: instance
             .state_reason
             .as_ref()
@@ -379,7 +388,12 @@ impl Aws {
             .map(|instance| instance.instance_id.clone())
             .collect();
         // A persistent spot request left open would launch a new instance for the one terminated: cancelled first.
-        let requests = self.spot_requests(workspace, owner, &instances).await?;
+        // Asked only for a spot workspace: an on-demand one's delete needs no spot permission.
+        let requests = if instances.iter().any(|instance| instance.spot) {
+            self.spot_requests(workspace, owner, &instances).await?
+        } else {
+            Vec::new()
+        };
         if !requests.is_empty() {
             progress.step(&format!("cancelling spot request {}", requests.join(", ")));
             self.cancel_spot_requests(&requests).await?;
@@ -499,6 +513,7 @@ pub async fn up(
             availability_zone: settings.availability_zone.as_deref(),
         })
         .await?;
+    let confirm_above = settings.confirm_above_usd()?;
     let volume_gib = settings.volume_size.unwrap_or(DEFAULT_VOLUME_GIB);
     if !(8..=16384).contains(&volume_gib) {
         anyhow::bail!("--volume-size {volume_gib}: give a root volume size in GiB from 8 to 16384");
@@ -519,6 +534,26 @@ pub async fn up(
     // The price before anything is paid for; a price that cannot be had is said, never a failure.
     let quote = aws.quote(&instance_type, settings.spot).await;
     progress.line(&quote.describe(volume_gib, settings.spot));
+    if let (Some(limit), Some(hourly)) = (confirm_above, quote.hourly(settings.spot))
+        && hourly > limit
+        && !settings.yes
+    {
+        let question = format!(
+            "{instance_type} costs ${hourly:.4}/hour, above your confirm-above of ${limit:.2}. Launch it?"
+        );
+        use std::io::IsTerminal as _;
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "{instance_type} costs ${hourly:.4}/hour in {}, above your confirm-above of ${limit:.2}; nothing was created: pass --yes to launch it, or choose a smaller --instance-type",
+                aws.region
+            );
+        }
+        if !crate::provider::confirm(&question)? {
+            anyhow::bail!(
+                "not launched: {instance_type} is above your confirm-above price; nothing was created"
+            );
+        }
+    }
 
     progress.step("preparing the security group and instance role");
     let security_group = aws

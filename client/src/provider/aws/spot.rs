@@ -80,7 +80,9 @@ impl Aws {
             .await
             .map_err(|error| {
                 aws_error(
-                    &format!("finding workspace {workspace}'s spot requests"),
+                    &format!(
+                        "finding workspace {workspace}'s spot requests (a policy from before skiff cancelled them lacks ec2:DescribeSpotInstanceRequests and ec2:CancelSpotInstanceRequests: have an administrator apply `skiff aws-policy` again)"
+                    ),
                     &error,
                 )
             })?;
@@ -166,6 +168,7 @@ mod tests {
             dns_zone: None,
             client_token: None,
             spot_request: Some("sir-abc".into()),
+            spot: true,
             state_reason: reason.map(str::to_owned),
         }
     }

@@ -363,3 +363,18 @@ fn aws_policy_covers_every_call_skiff_makes() {
         );
     }
 }
+
+#[test]
+fn confirm_above_is_a_price_in_dollars_or_a_clear_error() {
+    let with = |text: &str| AwsSettings {
+        confirm_above: Some(text.into()),
+        ..AwsSettings::default()
+    };
+    assert_eq!(with("0.50").confirm_above_usd().unwrap(), Some(0.5));
+    assert_eq!(with("$1").confirm_above_usd().unwrap(), Some(1.0));
+    assert_eq!(AwsSettings::default().confirm_above_usd().unwrap(), None);
+    for bad in ["cheap", "-1", "NaN", "inf", ""] {
+        let error = with(bad).confirm_above_usd().unwrap_err().to_string();
+        assert!(error.contains("such as 0.50"), "{bad}: {error}");
+    }
+}
