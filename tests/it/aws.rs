@@ -1433,7 +1433,14 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
     let cache = std::fs::read_to_string(sandbox.home().join("prices.json")).unwrap();
     assert!(cache.contains("ap-northeast-3/t3.large"), "{cache}");
     // Above the saved confirm-above price, without a terminal: refused before anything is made, unless --yes.
-    sandbox.ok(&["provider", "aws", "--confirm-above", "0.10"]);
+    sandbox.ok(&[
+        "provider",
+        "aws",
+        "--region",
+        region,
+        "--confirm-above",
+        "0.10",
+    ]);
     let project = sandbox.project("pricey").display().to_string();
     let refused = sandbox.fails(&up_args(
         &project,

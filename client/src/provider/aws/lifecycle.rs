@@ -532,7 +532,7 @@ pub async fn up(
     })?;
 
     // The price before anything is paid for; a price that cannot be had is said, never a failure.
-    let quote = aws.quote(&instance_type, settings.spot).await;
+    let quote = aws.quote_in_time(&instance_type, settings.spot).await;
     progress.line(&quote.describe(volume_gib, settings.spot));
     if let (Some(limit), Some(hourly)) = (confirm_above, quote.hourly(settings.spot))
         && hourly > limit

@@ -109,7 +109,27 @@ impl Cache {
     }
 }
 
+/// How long `up` and `status` wait for prices before going on without them (a proxy that swallows the Price List
+/// endpoint must not hold a launch).
+pub const QUOTE_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Aws {
+    /// [`Aws::quote`], or a quote without prices that says why when AWS does not answer within [`QUOTE_TIMEOUT`].
+    pub async fn quote_in_time(&self, instance_type: &str, spot: bool) -> Quote {
+        match tokio::time::timeout(QUOTE_TIMEOUT, self.quote(instance_type, spot)).await {
+            Ok(quote) => quote,
+            Err(_) => Quote {
+                region: self.region.clone(),
+                instance_type: instance_type.to_owned(),
+                missing: vec![format!(
+                    "the prices: no answer within {} s",
+                    QUOTE_TIMEOUT.as_secs()
+                )],
+                ..Quote::default()
+            },
+        }
+    }
+
     /// The prices of `instance_type` and its gp3 disk in this region (and the current spot price with `spot`), from
     /// the laptop's cache while a day old at most, else from AWS.
     pub async fn quote(&self, instance_type: &str, spot: bool) -> Quote {

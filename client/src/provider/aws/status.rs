@@ -178,7 +178,10 @@ pub(crate) async fn status(
     ) {
         (Some(instance), Some(usage)) => {
             let spot = instance.spot_request.is_some();
-            let quote = located.aws.quote(&instance.instance_type, spot).await;
+            let quote = located
+                .aws
+                .quote_in_time(&instance.instance_type, spot)
+                .await;
             quote.hourly(spot).map(|hourly| ComputeCost {
                 usd: hourly * usage.running_seconds as f64 / 3_600.0,
                 hourly_usd: hourly,
