@@ -274,19 +274,10 @@ impl v1::agent_server::Agent for AgentService {
             idle,
             agent_version: AGENT_VERSION.to_owned(),
             docker_error,
-            usage: self.ledger.as_ref().map(|ledger| {
-                let now = crate::ledger::unix(std::time::SystemTime::now());
-                let month_start = crate::ledger::month_start(now);
-                let usage = ledger.usage(month_start, now);
-                api::Usage {
-                    month_start_unix: month_start,
-                    running_seconds: usage.running_seconds,
-                    idle_off_seconds: usage.idle_off_seconds,
-                    idle_stops: usage.idle_stops,
-                    up_since_unix: usage.up_since,
-                    ledger_since_unix: usage.since,
-                }
-            }),
+            usage: self
+                .ledger
+                .as_ref()
+                .map(|ledger| ledger.this_month(crate::ledger::unix(std::time::SystemTime::now()))),
         };
         Ok(Response::new(status.into()))
     }

@@ -8,83 +8,67 @@ pub struct FileServer {
     pub port: u16,
     downloads: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     not_modified: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _server: crate::http::LoopbackServer,
 }
 
 impl FileServer {
     /// Serves `content` at `/<name>` until dropped.
     pub fn start(name: &'static str, content: Vec<u8>) -> FileServer {
+        use std::io::{BufRead, Write};
         use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding the file server");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("an address").port();
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let downloads = Arc::new(AtomicUsize::new(0));
         let not_modified = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
         let etag = format!("\"{}\"", &crate::sha256_hex(&content)[..16]);
-        let (counted, unchanged, stopping) =
-            (downloads.clone(), not_modified.clone(), stop.clone());
-        std::thread::spawn(move || {
-            use std::io::{BufRead, Write};
-            while !stopping.load(Ordering::Relaxed) {
-                let stream = match listener.accept() {
-                    Ok((stream, _)) => stream,
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                let _ = stream.set_nonblocking(false);
-                let mut reader = std::io::BufReader::new(stream);
-                let mut request = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    request.push(line.trim_end().to_owned());
+        let (counted, unchanged) = (downloads.clone(), not_modified.clone());
+        let server = crate::http::LoopbackServer::start("the file server", move |stream| {
+            let mut reader = std::io::BufReader::new(stream);
+            let mut request = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
                 }
-                let path_matches = request
-                    .first()
-                    .is_some_and(|line| line.starts_with(&format!("GET /{name} ")));
-                let fresh = request.iter().any(|line| {
-                    line.to_ascii_lowercase().starts_with("if-none-match:") && line.contains(&etag)
-                });
-                let mut stream = reader.into_inner();
-                let _ = if !path_matches {
-                    stream.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                request.push(line.trim_end().to_owned());
+            }
+            let path_matches = request
+                .first()
+                .is_some_and(|line| line.starts_with(&format!("GET /{name} ")));
+            let fresh = request.iter().any(|line| {
+                line.to_ascii_lowercase().starts_with("if-none-match:") && line.contains(&etag)
+            });
+            let mut stream = reader.into_inner();
+            let _ = if !path_matches {
+                stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+            } else if fresh {
+                unchanged.fetch_add(1, Ordering::SeqCst);
+                stream.write_all(
+                    format!(
+                        "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
                     )
-                } else if fresh {
-                    unchanged.fetch_add(1, Ordering::SeqCst);
-                    stream.write_all(
+                    .as_bytes(),
+                )
+            } else {
+                counted.fetch_add(1, Ordering::SeqCst);
+                stream
+                    .write_all(
                         format!(
-                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
+                             ETag: {etag}\r\nConnection: close\r\n\r\n",
+                            content.len()
                         )
                         .as_bytes(),
                     )
-                } else {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    stream
-                        .write_all(
-                            format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\
-                                 ETag: {etag}\r\nConnection: close\r\n\r\n",
-                                content.len()
-                            )
-                            .as_bytes(),
-                        )
-                        .and_then(|()| stream.write_all(&content))
-                };
-            }
+                    .and_then(|()| stream.write_all(&content))
+            };
         });
         FileServer {
-            port,
+            port: server.port,
             downloads,
             not_modified,
-            stop,
+            _server: server,
         }
     }
 
@@ -95,11 +79,5 @@ impl FileServer {
             self.downloads.load(Ordering::SeqCst),
             self.not_modified.load(Ordering::SeqCst),
         )
-    }
-}
-
-impl Drop for FileServer {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }

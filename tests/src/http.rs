@@ -1,4 +1,5 @@
-//! One bare HTTP/1.1 request to a server on 127.0.0.1, for the rig's servers (a registry, moto's control API).
+//! One bare HTTP/1.1 request to a server on 127.0.0.1, for the rig's servers (a registry, moto's control API), and
+//! the accept loop of the rig's own small servers on 127.0.0.1 (`LoopbackServer`).
 
 /// A response of [`request`]: its status and headers.
 #[derive(Debug)]
@@ -55,4 +56,47 @@ pub fn request(
         .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
         .collect();
     Ok(Response { status, headers })
+}
+
+/// A test server on 127.0.0.1: accepts connections on a thread of its own and gives each, blocking, to `handle`
+/// (one at a time, in order); stops accepting when dropped.
+#[derive(Debug)]
+pub struct LoopbackServer {
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LoopbackServer {
+    /// Serves until dropped; `what` names it in a failure to bind.
+    pub fn start(what: &str, mut handle: impl FnMut(std::net::TcpStream) + Send + 'static) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|error| panic!("binding {what}: {error}"));
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("an address").port();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stopping = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let stream = match listener.accept() {
+                    Ok((stream, _)) => stream,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        continue;
+                    }
+                    Err(_) => break,
+                };
+                let _ = stream.set_nonblocking(false);
+                handle(stream);
+            }
+        });
+        Self { port, stop }
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
@@ -119,84 +119,61 @@ fn answer(products: &[Product], target: Option<&str>, body: &[u8]) -> (u16, Valu
 /// The stand-in, serving on 127.0.0.1 until dropped.
 #[derive(Debug)]
 pub struct PriceList {
-    pub port: u16,
     calls: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
+    server: crate::http::LoopbackServer,
 }
 
 impl PriceList {
     /// Serves `products`.
     pub fn start(products: Vec<Product>) -> Self {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the Price List stand-in");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("an address").port();
         let calls = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (counted, stopping) = (Arc::clone(&calls), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stopping.load(Ordering::Relaxed) {
-                let stream = match listener.accept() {
-                    Ok((stream, _)) => stream,
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        continue;
-                    }
-                    Err(_) => break,
-                };
-                let _ = stream.set_nonblocking(false);
-                let mut reader = std::io::BufReader::new(stream);
-                let (mut length, mut target) = (0usize, None);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(value) = lower.strip_prefix("content-length:") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if lower.starts_with("x-amz-target:") {
-                        target = line
-                            .split_once(':')
-                            .map(|(_, value)| value.trim().to_owned());
-                    }
+        let counted = Arc::clone(&calls);
+        let server = crate::http::LoopbackServer::start("the Price List stand-in", move |stream| {
+            let mut reader = std::io::BufReader::new(stream);
+            let (mut length, mut target) = (0usize, None);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
                 }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
                 }
-                let (status, response) = answer(&products, target.as_deref(), &body);
-                if status == 200 {
-                    counted.fetch_add(1, Ordering::SeqCst);
+                if lower.starts_with("x-amz-target:") {
+                    target = line
+                        .split_once(':')
+                        .map(|(_, value)| value.trim().to_owned());
                 }
-                let text = response.to_string();
-                let mut stream = reader.into_inner();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: stand-in\r\nConnection: close\r\n\r\n{text}",
-                    if status == 200 { "OK" } else { "Bad Request" },
-                    text.len()
-                );
             }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let (status, response) = answer(&products, target.as_deref(), &body);
+            if status == 200 {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            let text = response.to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: stand-in\r\nConnection: close\r\n\r\n{text}",
+                if status == 200 { "OK" } else { "Bad Request" },
+                text.len()
+            );
         });
-        Self { port, calls, stop }
+        Self { calls, server }
     }
 
     /// The endpoint for `AWS_ENDPOINT_URL_PRICING`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// How many `GetProducts` calls it answered.
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for PriceList {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

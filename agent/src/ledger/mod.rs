@@ -250,6 +250,20 @@ impl Ledger {
     pub fn usage(&self, from: i64, now: i64) -> Usage {
         usage(&self.lock(), from, now)
     }
+
+    /// The figures of `now`'s calendar month (UTC), as `Status` carries them.
+    pub fn this_month(&self, now: i64) -> skiff::api::Usage {
+        let month_start = month_start(now);
+        let usage = self.usage(month_start, now);
+        skiff::api::Usage {
+            month_start_unix: month_start,
+            running_seconds: usage.running_seconds,
+            idle_off_seconds: usage.idle_off_seconds,
+            idle_stops: usage.idle_stops,
+            up_since_unix: usage.up_since,
+            ledger_since_unix: usage.since,
+        }
+    }
 }
 
 /// The entries of the ledger at `path`; lines that cannot be read are skipped (and said).

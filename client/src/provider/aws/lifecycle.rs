@@ -321,11 +321,7 @@ impl Aws {
         if instance.interrupted() {
             // Only EC2 starts an interrupted spot instance again; StartInstances would only be refused.
             let status = self.spot_status(&instance).await;
-            return Err(super::spot::interrupted_error(
-                &instance.workspace,
-                &instance,
-                status.as_ref(),
-            ));
+            return Err(super::spot::interrupted_error(&instance, status.as_ref()));
         }
         if instance.state == "stopped" {
             progress.step(&format!("starting instance {}", instance.instance_id));

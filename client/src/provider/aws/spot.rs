@@ -28,10 +28,10 @@ impl InstanceSummary {
 /// The error for `up` (or a command starting the workspace) on an interrupted spot instance: only EC2 may start it
 /// again, so what the user can do is wait, or make it on-demand.
 pub fn interrupted_error(
-    workspace: &str,
     instance: &InstanceSummary,
     status: Option<&RequestStatus>,
 ) -> anyhow::Error {
+    let workspace = &instance.workspace;
     let request = status.map_or_else(String::new, |status| {
         format!(
             " (spot request {}: {}{}{})",
@@ -189,12 +189,8 @@ mod tests {
             code: "instance-stopped-no-capacity".into(),
             message: "There is no Spot capacity available that matches your request.".into(),
         };
-        let error = interrupted_error(
-            "app",
-            &instance("stopped", Some(INTERRUPTED_STOP)),
-            Some(&status),
-        )
-        .to_string();
+        let error = interrupted_error(&instance("stopped", Some(INTERRUPTED_STOP)), Some(&status))
+            .to_string();
         for part in [
             "workspace app's spot instance i-0123 was stopped by EC2 to reclaim t3.large capacity in eu-west-1b",
             "(spot request sir-abc: instance-stopped-no-capacity: There is no Spot capacity",
@@ -203,8 +199,8 @@ mod tests {
         ] {
             assert!(error.contains(part), "{part:?} in {error}");
         }
-        let bare = interrupted_error("app", &instance("stopped", Some(INTERRUPTED_STOP)), None)
-            .to_string();
+        let bare =
+            interrupted_error(&instance("stopped", Some(INTERRUPTED_STOP)), None).to_string();
         assert!(!bare.contains("spot request"), "{bare}");
     }
 }
