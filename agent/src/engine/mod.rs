@@ -275,6 +275,9 @@ impl Engine {
                 workspace: self.workspace.clone(),
             })?;
         if target.container.state == ContainerState::Running {
+            // Running because another call is starting it again: that start ends with its `postStartCommand`,
+            // which this call waits for (the lock is held from before Docker starts the container until then).
+            drop(self.starting.lock().await);
             self.saw_running(&target.container.id);
             return Ok(target);
         }
