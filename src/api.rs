@@ -40,6 +40,8 @@ pub mod capability {
     pub const GIT_CREDENTIALS: &str = "git.credentials";
     /// `Start`, for a command that connects to a stopped workspace to start it.
     pub const START: &str = "start";
+    /// `SshAgent`: the connected client's SSH agent, forwarded into the dev container (`skiff ssh -A`).
+    pub const SSH_AGENT: &str = "ssh.agent-forwarding";
 }
 
 /// The state of a dev container.
@@ -588,6 +590,21 @@ pub struct GitCredentialRequest {
     pub action: String,
     /// The helper protocol's attributes git gave.
     pub attributes: BTreeMap<String, String>,
+}
+
+/// One message of an `SshAgent` call, which forwards the client's SSH agent into the dev container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SshAgentMessage {
+    /// Client to agent, first: forward the agent for commands run as `user` (none: the workspace's remote user).
+    Start { user: Option<String> },
+    /// Agent to client, first: the socket inside the dev container, for `SSH_AUTH_SOCK`.
+    Ready { socket: String },
+    /// Agent to client: a program in the dev container connected to the socket; its bytes follow as `Data`.
+    Open { connection: u64 },
+    /// Either way: bytes of one connection.
+    Data { connection: u64, data: Vec<u8> },
+    /// Either way: the sender's side of one connection ended (or could not be opened).
+    Close { connection: u64 },
 }
 
 /// A client's answer to a [`GitCredentialRequest`].

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod atomic;
+pub mod calendar;
 pub mod devcontainer;
 pub mod git_ref;
 pub mod lock;

@@ -264,10 +264,7 @@ impl Broker {
         let inode = std::fs::metadata(namespace)
             .map_err(|error| format!("{}: {error}", namespace.display()))?
             .ino();
-        let own = std::fs::metadata("/proc/self/ns/net")
-            .map(|metadata| metadata.ino())
-            .ok();
-        if own == Some(inode) {
+        if crate::procd::client::is_own_namespace(namespace)? {
             return Err(
                 "the dev container shares the machine's network namespace (--network host), so every process of the machine could ask for credentials; git credentials are not offered there".to_owned(),
             );

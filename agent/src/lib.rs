@@ -19,6 +19,7 @@ pub mod replace;
 pub mod server;
 pub mod service;
 pub mod ssh;
+pub mod ssh_agent;
 pub mod state;
 pub mod tasks;
 pub mod upload;

@@ -238,6 +238,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::START,
                 capability::CLONE_BRANCH,
                 capability::GIT_CREDENTIALS,
+                capability::SSH_AGENT,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -701,6 +702,55 @@ impl v1::agent_server::Agent for AgentService {
             }
         });
         let responses = ReceiverStream::new(requests).map(|request| Ok(request.into()));
+        Ok(Response::new(responses.boxed()))
+    }
+
+    type SshAgentStream = Stream<v1::SshAgentMessage>;
+
+    async fn ssh_agent(
+        &self,
+        request: Request<Streaming<v1::SshAgentMessage>>,
+    ) -> Result<Response<Self::SshAgentStream>, Status> {
+        let mut inbound = request.into_inner();
+        let user = match inbound.next().await {
+            Some(Ok(message)) => match api::SshAgentMessage::try_from(message) {
+                Ok(api::SshAgentMessage::Start { user }) => user,
+                Ok(_) => {
+                    return Err(Status::invalid_argument(
+                        "an SshAgent call opens with `start`",
+                    ));
+                }
+                Err(error) => return Err(Status::invalid_argument(error.to_string())),
+            },
+            Some(Err(status)) => return Err(status),
+            None => return Err(Status::cancelled("the client went away")),
+        };
+        let forwarding =
+            crate::ssh_agent::Forwarding::start(&self.engine, &self.activity, &self.tasks, user)
+                .await
+                .map_err(Status::failed_precondition)?;
+        let (outbound, responses) = mpsc::channel::<api::SshAgentMessage>(16);
+        let ready = api::SshAgentMessage::Ready {
+            socket: forwarding.socket.clone(),
+        };
+        outbound
+            .send(ready)
+            .await
+            .map_err(|_| Status::cancelled("the client went away"))?;
+        // Until the client's stream ends: then the forwarding (and the relay in the container) ends with the task.
+        let inbound = inbound
+            .take_while(|message| futures::future::ready(message.is_ok()))
+            .filter_map(|message| async move {
+                message
+                    .ok()
+                    .and_then(|message| api::SshAgentMessage::try_from(message).ok())
+            });
+        self.tasks.spawn(crate::ssh_agent::carry(
+            forwarding,
+            Box::pin(inbound),
+            outbound,
+        ));
+        let responses = ReceiverStream::new(responses).map(|message| Ok(message.into()));
         Ok(Response::new(responses.boxed()))
     }
 

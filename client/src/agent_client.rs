@@ -499,6 +499,33 @@ impl AgentClient {
             .boxed())
     }
 
+    /// Opens the call that forwards this machine's SSH agent into the dev container; `messages` carries this side's
+    /// (its first, `Start`, opens the call).
+    pub async fn ssh_agent(
+        &mut self,
+        messages: impl Stream<Item = api::SshAgentMessage> + Send + 'static,
+    ) -> Result<BoxStream<'static, Result<api::SshAgentMessage, AgentError>>, AgentError> {
+        let response = self
+            .inner
+            .ssh_agent(messages.map(v1::SshAgentMessage::from))
+            .await
+            .map_err(|status| AgentError::from_status("ssh agent forwarding", status))?;
+        Ok(response
+            .into_inner()
+            .map(|item| {
+                item.map_err(|status| AgentError::from_status("ssh agent forwarding", status))
+                    .and_then(|message| {
+                        api::SshAgentMessage::try_from(message).map_err(|source| {
+                            AgentError::Protocol {
+                                call: "ssh agent forwarding",
+                                source,
+                            }
+                        })
+                    })
+            })
+            .boxed())
+    }
+
     /// Makes sure the dev container runs, starting a stopped one as it was made; true when this call started it.
     pub async fn start(&mut self) -> Result<bool, AgentError> {
         let response = self

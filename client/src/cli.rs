@@ -328,6 +328,10 @@ pub struct ExecArgs {
     /// Never give the command a terminal.
     #[arg(short = 'T', long)]
     pub no_tty: bool,
+    /// Forward this machine's SSH agent (`SSH_AUTH_SOCK`) into the dev container for this session, as `ssh -A`
+    /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
+    #[arg(short = 'A', long)]
+    pub forward_agent: bool,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -352,6 +356,10 @@ pub struct SshArgs {
     /// Log in as this user instead of the workspace's remote user.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Forward this machine's SSH agent (`SSH_AUTH_SOCK`) into the dev container for this session, as `ssh -A`
+    /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
+    #[arg(short = 'A', long)]
+    pub forward_agent: bool,
     #[command(flatten)]
     pub credentials: CredentialOptions,
     #[command(flatten)]
@@ -433,6 +441,10 @@ pub struct SshConfigArgs {
     /// The ssh configuration file to keep the block in [default: ~/.ssh/config].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Have ssh forward this machine's SSH agent into the dev container (`ForwardAgent yes`), so git over SSH and
+    /// SSH commit signing there use the keys of this machine's agent; off unless asked, as in OpenSSH.
+    #[arg(long)]
+    pub forward_agent: bool,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

@@ -573,6 +573,50 @@ mod files;
 #[cfg(test)]
 mod tests;
 
+impl From<api::SshAgentMessage> for v1::SshAgentMessage {
+    fn from(message: api::SshAgentMessage) -> Self {
+        use v1::ssh_agent_message::Kind;
+        let kind = match message {
+            api::SshAgentMessage::Start { user } => Kind::Start(v1::SshAgentStart {
+                user: user.unwrap_or_default(),
+            }),
+            api::SshAgentMessage::Ready { socket } => Kind::Ready(socket),
+            api::SshAgentMessage::Open { connection } => Kind::Open(connection),
+            api::SshAgentMessage::Data { connection, data } => {
+                Kind::Data(v1::SshAgentData { connection, data })
+            }
+            api::SshAgentMessage::Close { connection } => Kind::Close(connection),
+        };
+        Self { kind: Some(kind) }
+    }
+}
+
+impl TryFrom<v1::SshAgentMessage> for api::SshAgentMessage {
+    type Error = ProtoError;
+
+    fn try_from(message: v1::SshAgentMessage) -> Result<Self, Self::Error> {
+        use v1::ssh_agent_message::Kind;
+        Ok(match message.kind {
+            Some(Kind::Start(start)) => Self::Start {
+                user: (!start.user.is_empty()).then_some(start.user),
+            },
+            Some(Kind::Ready(socket)) => Self::Ready { socket },
+            Some(Kind::Open(connection)) => Self::Open { connection },
+            Some(Kind::Data(data)) => Self::Data {
+                connection: data.connection,
+                data: data.data,
+            },
+            Some(Kind::Close(connection)) => Self::Close { connection },
+            None => {
+                return Err(ProtoError::Missing {
+                    message: "SshAgentMessage",
+                    field: "kind",
+                });
+            }
+        })
+    }
+}
+
 impl From<api::GitCredentialRequest> for v1::GitCredentialRequest {
     fn from(request: api::GitCredentialRequest) -> Self {
         Self {

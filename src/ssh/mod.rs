@@ -5,6 +5,8 @@
 //! new; the clients' TLS keys are their SSH user keys, so the agent's SSH server accepts exactly the clients
 //! its TLS server trusts. Nothing here does I/O.
 
+pub mod forwarding;
+
 use ssh_key::PublicKey;
 use ssh_key::public::{EcdsaPublicKey, Ed25519PublicKey, KeyData};
 

@@ -1417,6 +1417,21 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
         "the price comes before the launch: {stderr}"
     );
     assert_eq!(prices.calls(), 2, "the instance and the disk");
+    // `status` prices the disk from its size (the tag `up` launched it with) for the part of the month it existed,
+    // from the volume's attachment; its agent is not needed for that, so a stopped workspace shows it too.
+    let status: Value = serde_json::from_str(&sandbox.ok(&["status", "priced", "--json"])).unwrap();
+    let storage = &status["storage_cost_this_month"];
+    assert_eq!(storage["gib"], 40, "{status:#}");
+    assert_eq!(storage["gib_month_usd"], 0.096, "{status:#}");
+    let usd = storage["usd"].as_f64().unwrap();
+    // Launched a moment ago: more than nothing, less than an hour of a 31-day month's $3.84.
+    assert!(usd > 0.0 && usd < 3.84 / (28.0 * 24.0), "{usd}");
+    let text = sandbox.ok(&["status", "priced"]);
+    assert!(
+        text.contains("storage cost      ≈ $0.00 this month (40 GiB gp3 at $0.096/GiB-month, running or stopped)"),
+        "{text}"
+    );
+    assert_eq!(prices.calls(), 2, "status used the cached prices");
 
     // A second workspace within the day: the list prices come from the laptop's cache; the spot price is asked.
     let stderr = priced("priced-spot", &["--instance-type", "t3.large", "--spot"]);

@@ -16,6 +16,8 @@
 //! - `forward`: HTTP through a forward, 100 connections at once, half-close, a busy port.
 //! - `sshd`: the agent's SSH server through `skiff proxy` with the real OpenSSH client: commands, scp, `ssh -L`,
 //!   a terminal's size, wrong and enrolled keys, the ssh-config block, `skiff code`, typing versus keep-alives.
+//! - `ssh_agent`: the laptop's ssh-agent forwarded by `exec -A` and OpenSSH's `ForwardAgent`: keys listed, a commit
+//!   SSH-signed, nothing without `-A`, and another user in the container refused.
 //! - `start_on_connect`: `exec`, `skiff ssh`, OpenSSH through `skiff proxy`, `forward` and `logs -f` start a stopped
 //!   workspace once however many connect at once; `--no-start` and `auto-start=off` leave it stopped.
 //! - `architecture`: the invariants of ARCHITECTURE.md, checked against the source.
@@ -53,6 +55,7 @@ mod living;
 mod local;
 mod mtls;
 mod poweroff;
+mod ssh_agent;
 mod sshd;
 mod start_on_connect;
 mod states;

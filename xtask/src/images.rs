@@ -87,12 +87,14 @@ pub const IMAGES: &[ImageSpec] = &[
             suite: "bookworm",
             // `curl` because generated user-data fetches `skiffd` over HTTP; `sudo` for the devcontainers stand-in
             // below, whose Dockerfile should not depend on reaching a Debian mirror; `git` for what a developer
-            // does with git in a dev container (identity, credentials, signing).
+            // does with git in a dev container (identity, credentials, signing); `openssh-client` for git over SSH and SSH
+            // signing through a forwarded agent (`ssh-add`, `ssh-keygen -Y sign`).
             include: &[
                 "ca-certificates",
                 "curl",
                 "git",
                 "iproute2",
+                "openssh-client",
                 "passwd",
                 "procps",
                 "sudo",

@@ -23,9 +23,18 @@ struct Args {
 fn main() -> std::process::ExitCode {
     // `skiff-procd git-credential ACTION`: git's credential helper in the dev container (git runs it, with the
     // action as its last argument), which asks the agent.
+    // `skiff-procd ssh-agent NAME`: the relay of SSH agent forwarding, run as the session's user.
     let mut arguments = std::env::args().skip(1);
-    if arguments.next().as_deref() == Some("git-credential") {
-        return skiff_agent::credentials::helper(arguments.last().as_deref().unwrap_or_default());
+    match arguments.next().as_deref() {
+        Some("git-credential") => {
+            return skiff_agent::credentials::helper(
+                arguments.last().as_deref().unwrap_or_default(),
+            );
+        }
+        Some("ssh-agent") => {
+            return skiff_agent::ssh_agent::relay(arguments.next().as_deref().unwrap_or_default());
+        }
+        _ => {}
     }
     let args = Args::parse();
     if args.sftp {

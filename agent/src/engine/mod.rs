@@ -234,13 +234,15 @@ impl Engine {
     }
 
     /// Makes sure the `skiff-procd` binary is in the dev container, for a use that runs it as a program of its
-    /// own (the SFTP subsystem): a running process server means it is in place; otherwise it is copied in.
+    /// own (the SFTP subsystem, the SSH agent relay): a running process server means it is in place; otherwise it is copied in.
     pub async fn place_process_server_binary(&self, target: &Target) -> Result<(), String> {
         if self.process_server(target).await.is_some() {
             return Ok(());
         }
         let binary = binary_beside_agent().map_err(|error| {
-            format!("the sftp subsystem runs skiff-procd in the dev container, and {error}")
+            format!(
+                "sftp and ssh agent forwarding run skiff-procd in the dev container, and {error}"
+            )
         })?;
         let contents = tokio::fs::read(&binary)
             .await
@@ -248,7 +250,7 @@ impl Engine {
         self.docker
             .put_file(&target.container.id, CONTAINER_PATH, &contents, 0o755)
             .await
-            .map_err(|error| format!("placing skiff-procd in the dev container for sftp: {error}"))
+            .map_err(|error| format!("placing skiff-procd in the dev container: {error}"))
     }
 
     /// The workspace's name.

@@ -90,20 +90,7 @@ pub fn boot_time() -> Option<i64> {
         .and_then(|seconds| seconds.trim().parse().ok())
 }
 
-/// The start of `now`'s calendar month, UTC, in seconds since the epoch.
-pub fn month_start(now: i64) -> i64 {
-    // Days since the epoch to a civil date (Howard Hinnant's `civil_from_days`), then back from the first.
-    let days = now.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day_of_month = day_of_year - (153 * month_index + 2) / 5 + 1;
-    (days - (day_of_month - 1)) * 86_400
-}
+pub use skiff::calendar::month_start;
 
 impl Ledger {
     /// Opens the ledger in `state_dir` for the kernel `boot` (booted at `boot_time`) at `now`, closing a previous

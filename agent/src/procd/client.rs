@@ -149,6 +149,18 @@ pub fn bind_abstract_in(
     tokio::net::UnixListener::from_std(listener)
 }
 
+/// Whether `namespace` is the agent's own network namespace (a container on the machine's network).
+pub fn is_own_namespace(namespace: &Path) -> Result<bool, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(namespace)
+        .map_err(|error| format!("{}: {error}", namespace.display()))?
+        .ino();
+    let own = std::fs::metadata("/proc/self/ns/net")
+        .map(|metadata| metadata.ino())
+        .ok();
+    Ok(own == Some(inode))
+}
+
 /// Moves the calling thread into the network namespace `namespace`; only for a thread made for it.
 fn enter(namespace: &Path) -> std::io::Result<()> {
     let file = std::fs::File::open(namespace)?;

@@ -11,7 +11,10 @@
 //! Activity is counted where those modules count it: bytes typed or sent in. SSH itself (key exchange,
 //! keep-alives, window adjustments) never touches the idle clock.
 //!
-//! What is not here: remote forwarding (`ssh -R`), agent and X11 forwarding; requests for them are refused.
+//! Agent forwarding (`ssh -A`, `ForwardAgent yes`) is honoured as OpenSSH does: a session that asked for it runs with
+//! `SSH_AUTH_SOCK` set, and each connection to that socket becomes an `auth-agent@openssh.com` channel to the
+//! client (see [`crate::ssh_agent`]). What is not here: remote forwarding (`ssh -R`) and X11 forwarding; requests for
+//! them are refused.
 
 mod session;
 mod tcpip;
@@ -217,13 +220,16 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         let user = self.user.clone().unwrap_or_default();
         reply.accept().await;
-        self.context
-            .tasks
-            .spawn(session::run(channel, Arc::clone(&self.context), user));
+        self.context.tasks.spawn(session::run(
+            channel,
+            Arc::clone(&self.context),
+            user,
+            session.handle(),
+        ));
         Ok(())
     }
 
@@ -265,6 +271,15 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        // The session's task sets the forwarding up when its program starts, as sshd does.
+        Ok(true)
     }
 
     async fn env_request(

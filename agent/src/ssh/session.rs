@@ -47,6 +47,8 @@ pub(super) struct Request {
     pub env: BTreeMap<String, String>,
     /// The terminal's size, when the client asked for a pty.
     pub terminal: Option<WindowSize>,
+    /// Whether the client asked for agent forwarding (`auth-agent-req@openssh.com`).
+    pub agent: bool,
 }
 
 /// The `exec` specification of `program` for `user` (empty: the workspace's remote user).
@@ -112,7 +114,12 @@ pub(super) fn signal_number(signal: &Sig) -> Option<i32> {
 }
 
 /// Serves one session channel until the client closes it.
-pub(super) async fn run(channel: Channel<Msg>, context: Arc<Context>, user: String) {
+pub(super) async fn run(
+    channel: Channel<Msg>,
+    context: Arc<Context>,
+    user: String,
+    handle: russh::server::Handle,
+) {
     let (mut reader, writer) = channel.split();
     let mut writer = Some(writer);
     let mut request = Request::default();
@@ -137,6 +144,10 @@ pub(super) async fn run(channel: Channel<Msg>, context: Arc<Context>, user: Stri
                 ..
             } => {
                 request.env.insert(variable_name, variable_value);
+                continue;
+            }
+            ChannelMsg::AgentForward { .. } => {
+                request.agent = true;
                 continue;
             }
             ChannelMsg::RequestShell { .. } => Program::Shell,
@@ -182,10 +193,12 @@ pub(super) async fn run(channel: Channel<Msg>, context: Arc<Context>, user: Stri
         let stream =
             futures::stream::iter(std::mem::take(&mut early)).chain(ReceiverStream::new(receiver));
         input = Some(sender);
+        let agent = request.agent.then(|| handle.clone());
         context.tasks.spawn(execute(
             Arc::clone(&context),
             program,
             spec,
+            agent,
             Box::pin(stream),
             writer,
         ));
@@ -218,11 +231,26 @@ async fn deliver(
 async fn execute(
     context: Arc<Context>,
     program: Program,
-    spec: ExecSpec,
+    mut spec: ExecSpec,
+    agent: Option<russh::server::Handle>,
     input: std::pin::Pin<Box<dyn futures::Stream<Item = ExecInput> + Send>>,
     writer: ChannelWriteHalf<Msg>,
 ) {
     let tty = spec.tty;
+    // The forwarding lasts while the program runs; aborting its task ends it.
+    let forwarding = match agent {
+        Some(handle) if program != Program::Sftp => {
+            match forward_agent(&context, &mut spec, handle).await {
+                Ok(task) => Some(task),
+                Err(reason) => {
+                    let line = format!("skiff: the SSH agent is not forwarded: {reason}\r\n");
+                    let _ = writer.extended_data_bytes(1, line.into_bytes()).await;
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let status = match prepare(&context, &program).await {
         Err(reason) => {
             let _ = writer
@@ -255,10 +283,49 @@ async fn execute(
             }
         }
     };
+    if let Some(forwarding) = forwarding {
+        forwarding.abort();
+    }
     // In sshd's order: the end of output, the status, then the close.
     let _ = writer.eof().await;
     let _ = writer.exit_status(status).await;
     let _ = writer.close().await;
+}
+
+/// Starts agent forwarding for `spec`'s user and sets its `SSH_AUTH_SOCK`; each connection to the socket becomes an
+/// `auth-agent@openssh.com` channel to the client. The returned task carries them; aborting it ends the forwarding.
+async fn forward_agent(
+    context: &Context,
+    spec: &mut ExecSpec,
+    handle: russh::server::Handle,
+) -> Result<tokio::task::AbortHandle, String> {
+    let mut forwarding = crate::ssh_agent::Forwarding::start(
+        &context.engine,
+        &context.activity,
+        &context.tasks,
+        spec.user.clone(),
+    )
+    .await?;
+    spec.env
+        .insert("SSH_AUTH_SOCK".to_owned(), forwarding.socket.clone());
+    let tasks = context.tasks.clone();
+    let carrying = context.tasks.spawn(async move {
+        while let Some(mut connection) = forwarding.next().await {
+            let handle = handle.clone();
+            tasks.spawn(async move {
+                match handle.channel_open_agent().await {
+                    Ok(channel) => {
+                        let mut stream = channel.into_stream();
+                        let _ = tokio::io::copy_bidirectional(&mut connection, &mut stream).await;
+                    }
+                    Err(error) => {
+                        tracing::info!("ssh: the client refused an agent channel: {error}")
+                    }
+                }
+            });
+        }
+    });
+    Ok(carrying.abort_handle())
 }
 
 /// Makes sure what `program` needs is in the dev container: for SFTP, the `skiff-procd` binary.

@@ -151,6 +151,7 @@ fn a_shell_gets_the_terminal_it_asked_for() {
             columns: 120,
             rows: 40,
         }),
+        agent: false,
     };
     let shell = spec(&Program::Shell, &request, "vscode");
     assert!(shell.command.is_empty(), "the login shell");
@@ -172,6 +173,7 @@ fn a_command_runs_in_the_users_shell_and_sftp_never_gets_a_terminal() {
             columns: 80,
             rows: 24,
         }),
+        agent: false,
     };
     let command = spec(
         &Program::Command("echo $HOME | wc -c".to_owned()),

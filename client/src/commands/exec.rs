@@ -16,9 +16,19 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
             .ok_or_else(|| anyhow::anyhow!("--env {pair:?}: write KEY=VALUE"))?;
         env.insert(key.to_owned(), value.to_owned());
     }
+    if args.forward_agent {
+        crate::ssh_agent::local_agent()?;
+    }
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     let tty = args.tty || (!args.no_tty && terminal::is_interactive());
+    let forwarded = if args.forward_agent {
+        let forwarded = crate::ssh_agent::forward(&client, args.user.clone()).await?;
+        env.insert("SSH_AUTH_SOCK".to_owned(), forwarded.socket.clone());
+        Some(forwarded)
+    } else {
+        None
+    };
     let spec = ExecSpec {
         command: args.command,
         tty,
@@ -30,6 +40,6 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     };
     let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop(credentials);
+    drop((credentials, forwarded));
     code
 }

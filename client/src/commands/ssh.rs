@@ -7,8 +7,16 @@ use crate::cli::SshArgs;
 use crate::terminal;
 
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
+    if args.forward_agent {
+        crate::ssh_agent::local_agent()?;
+    }
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
+    let forwarded = if args.forward_agent {
+        Some(crate::ssh_agent::forward(&client, args.user.clone()).await?)
+    } else {
+        None
+    };
     // While the shell runs, the configuration's ports and ports that start listening are forwarded: the set ends
     // the forwards when the shell ends.
     let mut forwards = tokio::task::JoinSet::new();
@@ -31,7 +39,10 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         tty: true,
         user: args.user,
         working_dir: None,
-        env: Default::default(),
+        env: forwarded
+            .iter()
+            .map(|forwarded| ("SSH_AUTH_SOCK".to_owned(), forwarded.socket.clone()))
+            .collect(),
         window: Some(terminal::window_size().unwrap_or(WindowSize {
             columns: 80,
             rows: 24,
@@ -40,6 +51,6 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     };
     let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop((forwards, credentials));
+    drop((forwards, credentials, forwarded));
     code
 }

@@ -39,6 +39,8 @@ pub(crate) struct Entry {
     pub identity_file: PathBuf,
     /// The file that pins the agent's host key.
     pub known_hosts: PathBuf,
+    /// Whether ssh forwards this machine's SSH agent into the dev container (`ForwardAgent yes`).
+    pub forward_agent: bool,
 }
 
 /// The longest user name an entry accepts (Linux allows 32; some systems more).
@@ -154,13 +156,17 @@ pub(crate) fn render(entry: &Entry) -> anyhow::Result<String> {
         );
     }
     let host = host(&entry.name);
-    Ok(format!(
+    let mut text = format!(
         "Host {host}\n    HostKeyAlias {host}\n    User {user}\n    ProxyCommand {proxy}\n    IdentityFile {identity}\n    IdentitiesOnly yes\n    UserKnownHostsFile {known_hosts}\n    StrictHostKeyChecking yes\n",
         user = entry.user,
         proxy = entry.proxy_command,
         identity = config_path(&entry.identity_file)?,
         known_hosts = config_path(&entry.known_hosts)?,
-    ))
+    );
+    if entry.forward_agent {
+        text.push_str("    ForwardAgent yes\n");
+    }
+    Ok(text)
 }
 
 /// The whole managed block for entries already rendered, by workspace name.
@@ -330,6 +336,7 @@ pub(crate) async fn entry(workspace: &Workspace, options: &AgentOptions) -> anyh
             ),
             identity_file: workspace.folder.join("client.key"),
             known_hosts,
+            forward_agent: false,
         },
         workspace_folder: status.workspace_folder,
     })
@@ -387,7 +394,10 @@ pub async fn run(args: SshConfigArgs) -> anyhow::Result<i32> {
             Err(error) => Err(error.into()),
         };
         match made {
-            Ok(made) => entries.push(made.entry),
+            Ok(made) => entries.push(Entry {
+                forward_agent: args.forward_agent,
+                ..made.entry
+            }),
             // Asked for by name, a workspace that cannot have an entry is an error; among all, it is skipped.
             Err(error) if named => return Err(error.context(format!("workspace {name}"))),
             Err(error) => eprintln!("skiff: skipping workspace {name}: {error:#}"),

@@ -14,6 +14,7 @@ fn entry(name: &str) -> Entry {
         known_hosts: PathBuf::from(format!(
             "/home/me/.local/share/skiff/workspaces/{name}/known_hosts"
         )),
+        forward_agent: false,
     }
 }
 
@@ -225,4 +226,20 @@ fn a_remote_folder_that_looks_like_an_option_is_refused() {
         );
     }
     check_remote_folder("app", "/workspaces/my app").unwrap();
+}
+
+/// `--forward-agent` asks ssh to forward this machine's agent, and only for the entries written with it.
+#[test]
+fn forward_agent_is_written_only_when_asked() {
+    let plain = render(&entry("api")).unwrap();
+    assert!(!plain.contains("ForwardAgent"), "{plain}");
+    let forwarding = render(&Entry {
+        forward_agent: true,
+        ..entry("api")
+    })
+    .unwrap();
+    assert!(
+        forwarding.ends_with("    ForwardAgent yes\n"),
+        "{forwarding}"
+    );
 }

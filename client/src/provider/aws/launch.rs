@@ -19,6 +19,9 @@ use super::ami::Image;
 use super::network::Placement;
 use super::{Aws, TAG_OWNER, TAG_OWNER_ARN, TAG_WORKSPACE, aws_error, ec2_tag, error_code};
 
+/// The tag that holds the root volume's size in GiB, as launched.
+pub const TAG_VOLUME_GIB: &str = "skiff:volume-gib";
+
 /// Everything RunInstances needs.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec<'a> {
@@ -66,6 +69,8 @@ pub fn tags<'a>(spec: &'a LaunchSpec<'a>) -> Vec<(&'a str, String)> {
         (TAG_OWNER, spec.owner.to_owned()),
         (TAG_OWNER_ARN, spec.owner_arn.to_owned()),
         ("Name", format!("skiff-{}", spec.workspace)),
+        // What the disk costs is priced from its size (`status`), which EC2's DescribeInstances does not give.
+        (TAG_VOLUME_GIB, spec.volume_gib.to_string()),
     ];
     for (key, value) in spec.tags {
         tags.push((key.as_str(), value.clone()));

@@ -41,6 +41,11 @@ pub struct InstanceSummary {
     pub availability_zone: Option<String>,
     pub private_ip: Option<String>,
     pub launched: Option<String>,
+    /// The root volume's size in GiB, from the tag `up` launched it with (absent on older instances).
+    pub volume_gib: Option<i32>,
+    /// When the root volume was attached (seconds since the epoch): at launch, kept across stops and starts, so
+    /// the start of the disk's bill.
+    pub volume_since: Option<i64>,
     /// The workspace's DNS record, if it has one (see `dns`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
@@ -115,6 +120,20 @@ fn tag_value(instance: &Instance, key: &str) -> Option<String> {
         .and_then(|tag| tag.value.clone())
 }
 
+/// When the instance's root volume was attached, in seconds since the epoch.
+fn root_volume_attached(instance: &Instance) -> Option<i64> {
+    let root = instance.root_device_name.as_deref()?;
+    instance
+        .block_device_mappings
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|mapping| mapping.device_name.as_deref() == Some(root))
+        .and_then(|mapping| mapping.ebs.as_ref())
+        .and_then(|ebs| ebs.attach_time)
+        .map(|time| time.secs())
+}
+
 fn summary(instance: &Instance, region: &str) -> InstanceSummary {
     InstanceSummary {
         workspace: tag_value(instance, TAG_WORKSPACE).unwrap_or_default(),
@@ -139,6 +158,9 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
             .and_then(|placement| placement.availability_zone.clone()),
         private_ip: instance.private_ip_address.clone(),
         launched: instance.launch_time.map(|time| time.to_string()),
+        volume_gib: tag_value(instance, super::launch::TAG_VOLUME_GIB)
+            .and_then(|size| size.parse().ok()),
+        volume_since: root_volume_attached(instance),
         dns_name: tag_value(instance, super::dns::TAG_DNS_NAME),
         dns_zone: tag_value(instance, super::dns::TAG_DNS_ZONE),
         client_token: instance.client_token.clone(),

@@ -63,6 +63,16 @@ impl Quote {
         line
     }
 
+    /// What a `gib` GiB gp3 volume that exists since `since` has cost this month at `now` (seconds since the epoch):
+    /// its monthly price for the part of the month it existed, as AWS prorates storage.
+    pub fn storage_this_month(&self, gib: i32, since: i64, now: i64) -> Option<f64> {
+        let price = self.gp3_gib_month?;
+        let start = skiff::calendar::month_start(now);
+        let month = skiff::calendar::next_month_start(now) - start;
+        let existed = (now - since.max(start)).max(0);
+        Some(price * f64::from(gib) * existed as f64 / month as f64)
+    }
+
     /// The hourly price a workspace pays: spot's for a spot instance, when known, else on demand.
     pub fn hourly(&self, spot: bool) -> Option<f64> {
         if spot {
@@ -378,6 +388,29 @@ mod tests {
         assert_eq!(
             missing.describe(8, false),
             "t3.xlarge in eu-west-1: no hourly price; 8 GiB gp3: no storage price (going on without: the on-demand price: AccessDenied)"
+        );
+    }
+
+    /// Storage is prorated over the month's seconds: a 40 GiB disk at $0.08/GiB-month that existed all of
+    /// December's first week has cost a quarter of its month less a day's worth; one made today only today's.
+    #[test]
+    fn storage_is_priced_for_the_part_of_the_month_the_disk_existed() {
+        let quote = Quote {
+            gp3_gib_month: Some(0.08),
+            ..Quote::default()
+        };
+        let december_1 = 1_796_083_200;
+        let now = december_1 + 7 * 86_400;
+        let week = quote
+            .storage_this_month(40, december_1 - 86_400 * 40, now)
+            .unwrap();
+        assert!((week - 3.2 * 7.0 / 31.0).abs() < 1e-9, "{week}");
+        let today = quote.storage_this_month(40, now - 3_600, now).unwrap();
+        assert!((today - 3.2 / (31.0 * 24.0)).abs() < 1e-9, "{today}");
+        assert_eq!(
+            Quote::default().storage_this_month(40, december_1, now),
+            None,
+            "no price, no figure"
         );
     }
 

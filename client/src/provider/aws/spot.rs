@@ -164,6 +164,8 @@ mod tests {
             availability_zone: Some("eu-west-1b".into()),
             private_ip: None,
             launched: None,
+            volume_gib: None,
+            volume_since: None,
             dns_name: None,
             dns_zone: None,
             client_token: None,

@@ -169,19 +169,47 @@ pub(crate) async fn status(
         /// What compute cost this month, from the agent's ledger and the instance type's price.
         #[serde(skip_serializing_if = "Option::is_none")]
         compute_cost_this_month: Option<ComputeCost>,
+        /// What the root volume cost this month, from its size and gp3's price; billed running or stopped.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        storage_cost_this_month: Option<StorageCost>,
         #[serde(flatten)]
         agent: Option<&'a skiff::api::Status>,
     }
+    // One quote serves both figures; a stopped workspace (no agent) still has its disk's.
+    let quote = match &located.instance {
+        Some(instance) => Some(
+            located
+                .aws
+                .quote_in_time(&instance.instance_type, instance.spot_request.is_some())
+                .await,
+        ),
+        None => None,
+    };
+    let storage_cost_this_month = match (&located.instance, &quote) {
+        (Some(instance), Some(quote)) => match (instance.volume_gib, instance.volume_since) {
+            (Some(gib), Some(since)) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |elapsed| elapsed.as_secs() as i64);
+                quote
+                    .storage_this_month(gib, since, now)
+                    .map(|usd| StorageCost {
+                        usd,
+                        gib,
+                        gib_month_usd: quote.gp3_gib_month.unwrap_or_default(),
+                    })
+            }
+            _ => None,
+        },
+        _ => None,
+    };
     let compute_cost_this_month = match (
         &located.instance,
         agent.as_ref().and_then(|status| status.usage),
+        &quote,
     ) {
-        (Some(instance), Some(usage)) => {
+        (Some(instance), Some(usage), Some(quote)) => {
             let spot = instance.spot_request.is_some();
-            let quote = located
-                .aws
-                .quote_in_time(&instance.instance_type, spot)
-                .await;
             quote.hourly(spot).map(|hourly| ComputeCost {
                 usd: hourly * usage.running_seconds as f64 / 3_600.0,
                 hourly_usd: hourly,
@@ -212,6 +240,7 @@ pub(crate) async fn status(
             .as_ref()
             .is_some_and(InstanceSummary::interrupted),
         compute_cost_this_month,
+        storage_cost_this_month,
         agent: agent.as_ref(),
     };
     if json {
@@ -260,11 +289,31 @@ pub(crate) async fn status(
     }
     if let Some(cost) = &report.compute_cost_this_month {
         println!(
-            "compute cost      ≈ ${:.2} this month (at ${:.4}/hour, {}); storage is billed besides",
+            "compute cost      ≈ ${:.2} this month (at ${:.4}/hour, {})",
             cost.usd, cost.hourly_usd, cost.basis
         );
     }
+    if let Some(cost) = &report.storage_cost_this_month {
+        println!(
+            "storage cost      ≈ ${:.2} this month ({} GiB gp3 at ${:.3}/GiB-month, running or stopped)",
+            cost.usd, cost.gib, cost.gib_month_usd
+        );
+    }
+    if let (Some(compute), Some(storage)) = (
+        &report.compute_cost_this_month,
+        &report.storage_cost_this_month,
+    ) {
+        println!("cost this month   ≈ ${:.2}", compute.usd + storage.usd);
+    }
     Ok(0)
+}
+
+/// What the root volume cost this month: its size at gp3's monthly price, for the part of the month it existed.
+#[derive(Debug, Clone, serde::Serialize)]
+struct StorageCost {
+    usd: f64,
+    gib: i32,
+    gib_month_usd: f64,
 }
 
 /// What the hours the machine ran this month cost at the instance type's hourly price.
