@@ -174,6 +174,53 @@ pub struct UpSpec {
     pub files_folder: String,
     /// Build afresh instead of reusing an existing container.
     pub rebuild: bool,
+    /// The laptop's logins to the registries the configuration pulls from (its image, its Dockerfile's bases, its
+    /// Features), for this `Up` only: the agent uses them for its pulls and keeps them nowhere.
+    pub registry_logins: Vec<RegistryLogin>,
+}
+
+/// A login to one registry, from the laptop's Docker configuration (`config.json` or a credential helper).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    /// The registry's host (and port), as image references name it: `ghcr.io`, `127.0.0.1:5000`, `docker.io`.
+    pub registry: String,
+    /// The user name; empty with an identity token.
+    pub username: String,
+    /// The password, or the identity token when `identity_token` is set.
+    pub secret: String,
+    /// Whether `secret` is an identity (refresh) token rather than a password.
+    pub identity_token: bool,
+}
+
+impl RegistryLogin {
+    /// The registry an image or Feature reference names: its first path part when that is a host (it has a dot or
+    /// a port, or is `localhost`), else Docker Hub (`docker.io`).
+    pub fn registry_of(reference: &str) -> String {
+        match reference.split_once('/') {
+            Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+                first.to_ascii_lowercase()
+            }
+            _ => "docker.io".to_owned(),
+        }
+    }
+
+    /// The login of `logins` for `reference`'s registry.
+    pub fn for_reference<'a>(logins: &'a [Self], reference: &str) -> Option<&'a Self> {
+        let registry = Self::registry_of(reference);
+        logins.iter().find(|login| login.registry == registry)
+    }
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret must never reach a log line.
+        formatter
+            .debug_struct("RegistryLogin")
+            .field("registry", &self.registry)
+            .field("username", &self.username)
+            .field("identity_token", &self.identity_token)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The steps of `Up`.

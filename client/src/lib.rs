@@ -10,6 +10,7 @@ pub mod git_credentials;
 pub mod git_identity;
 pub mod progress;
 pub mod provider;
+pub mod registry_logins;
 pub mod ssh_agent;
 pub mod terminal;
 pub mod tunnel;

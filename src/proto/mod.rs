@@ -191,6 +191,16 @@ impl From<api::UpSpec> for v1::UpRequest {
             local_folder: spec.local_folder,
             files_folder: spec.files_folder,
             rebuild: spec.rebuild,
+            registry_logins: spec
+                .registry_logins
+                .into_iter()
+                .map(|login| v1::RegistryLogin {
+                    registry: login.registry,
+                    username: login.username,
+                    secret: login.secret,
+                    identity_token: login.identity_token,
+                })
+                .collect(),
         }
     }
 }
@@ -220,6 +230,16 @@ impl TryFrom<v1::UpRequest> for api::UpSpec {
             local_folder: request.local_folder,
             files_folder,
             rebuild: request.rebuild,
+            registry_logins: request
+                .registry_logins
+                .into_iter()
+                .map(|login| api::RegistryLogin {
+                    registry: login.registry,
+                    username: login.username,
+                    secret: login.secret,
+                    identity_token: login.identity_token,
+                })
+                .collect(),
         })
     }
 }

@@ -89,7 +89,39 @@ fn up_request_defaults_files_folder_to_local_folder() {
         local_folder: "/w".into(),
         files_folder: String::new(),
         rebuild: false,
+        registry_logins: Vec::new(),
     };
     let spec = api::UpSpec::try_from(request).unwrap();
     assert_eq!(spec.files_folder, "/w");
+}
+
+/// A registry login crosses the wire whole, and its secret never reaches a debug line.
+#[test]
+fn a_registry_login_crosses_and_its_secret_is_never_printed() {
+    let login = api::RegistryLogin {
+        registry: "127.0.0.1:5000".into(),
+        username: "ada".into(),
+        secret: "s3cret".into(),
+        identity_token: false,
+    };
+    let spec = api::UpSpec {
+        config_json: "{}".into(),
+        config_file: "/w/.devcontainer.json".into(),
+        local_folder: "/w".into(),
+        files_folder: "/w".into(),
+        rebuild: false,
+        registry_logins: vec![login.clone()],
+    };
+    let back = api::UpSpec::try_from(v1::UpRequest::from(spec.clone())).unwrap();
+    assert_eq!(back, spec);
+    let printed = format!("{spec:?}");
+    assert!(
+        printed.contains("127.0.0.1:5000") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+    assert_eq!(
+        api::RegistryLogin::for_reference(&[login], "127.0.0.1:5000/private/busybox:1")
+            .map(|login| login.username.as_str()),
+        Some("ada")
+    );
 }

@@ -67,9 +67,7 @@ impl Carrier {
     pub async fn deliver(&mut self, message: SshAgentMessage) -> Option<SshAgentMessage> {
         match message {
             SshAgentMessage::Data { connection, data } => {
-                let Some(writer) = self.writers.get_mut(&connection) else {
-                    return None;
-                };
+                let writer = self.writers.get_mut(&connection)?;
                 if writer.write_all(&data).await.is_err() {
                     self.writers.remove(&connection);
                     let _ = self

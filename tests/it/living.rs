@@ -511,3 +511,134 @@ fn git_in_the_container_uses_the_laptops_credentials_and_keeps_none() {
     );
     sandbox.ok(&["delete", "--yes", "credentials"]);
 }
+
+/// Runs `docker ARGS` with the Docker configuration in `config` (as the laptop's own login would be kept), failing the
+/// test unless it succeeds.
+fn docker_with(config: &Path, args: &[&str], input: Option<&str>) {
+    use std::io::Write as _;
+    let mut child = Command::new("docker")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(input) = input {
+        stdin.write_all(input.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Removes an image tag from the engine (the image stays under its other names).
+fn untag(image: &str) {
+    let _ = Command::new("docker").args(["image", "rm", image]).output();
+}
+
+/// A workspace whose image is in a registry that needs a login comes up with only the laptop's Docker login
+/// (`docker login`, kept in `$DOCKER_CONFIG/config.json`), which skiff sends with `up` for that registry's pull; the
+/// password is then in no file of skiff's on this machine. A wrong login is refused naming the registry and the
+/// `docker login` to run, and so is a pull with no login, each before any container is made.
+#[test]
+fn an_image_from_a_registry_that_needs_a_login_is_pulled_with_the_laptops_docker_login() {
+    require_docker();
+    let registry = skiff_tests::registry::Registry::start_with_login("ada", PASSWORD);
+    let host = format!("127.0.0.1:{}", registry.port);
+    let image = format!("{host}/private/alpine:1");
+    let sandbox = Sandbox::new();
+    let laptop = sandbox.root.path().join("docker-config");
+    std::fs::create_dir_all(&laptop).unwrap();
+    docker_with(
+        &laptop,
+        &["login", &host, "--username", "ada", "--password-stdin"],
+        Some(PASSWORD),
+    );
+    docker_with(
+        &laptop,
+        &["tag", "skiff-test/alpine:stand-in", &image],
+        None,
+    );
+    docker_with(&laptop, &["push", &image], None);
+    untag(&image);
+
+    let project = |sandbox: &Sandbox, name: &str| {
+        let project = sandbox.project("image", name);
+        std::fs::write(
+            project.join(".devcontainer/devcontainer.json"),
+            format!(r#"{{ "image": "{image}", "remoteUser": "root" }}"#),
+        )
+        .unwrap();
+        project
+    };
+    let mut sandbox = sandbox;
+    sandbox.set_env("DOCKER_CONFIG", Some(laptop.clone().into_os_string()));
+    let private = project(&sandbox, "private-image");
+    sandbox.ok(&["up", private.to_str().unwrap()]);
+    assert_eq!(
+        in_container(&sandbox, "private-image", "echo pulled"),
+        "pulled\n"
+    );
+    assert!(
+        registry.log_text().contains("ada"),
+        "the registry saw the laptop's user pull: {}",
+        registry.log_text()
+    );
+    let holding = Command::new("grep")
+        .args(["-rlF", PASSWORD])
+        .arg(sandbox.home())
+        .output()
+        .unwrap();
+    assert!(
+        holding.stdout.is_empty(),
+        "the password is kept in: {}",
+        String::from_utf8_lossy(&holding.stdout)
+    );
+    sandbox.ok(&["delete", "private-image", "--yes"]);
+    untag(&image);
+
+    // A login the registry refuses, then none at all: each says which registry and how to log in.
+    let wrong = sandbox.root.path().join("wrong-config");
+    std::fs::create_dir_all(&wrong).unwrap();
+    let auth = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("ada:not-{PASSWORD}"))
+    };
+    std::fs::write(
+        wrong.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    sandbox.set_env("DOCKER_CONFIG", Some(wrong.into_os_string()));
+    let refused_project = project(&sandbox, "refused-login");
+    let refused = sandbox.run(&["up", refused_project.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "registry {host} refused the login of user \"ada\""
+        )) && stderr.contains(&format!("docker login {host}")),
+        "{stderr}"
+    );
+    let nobody = sandbox.root.path().join("no-config");
+    std::fs::create_dir_all(&nobody).unwrap();
+    sandbox.set_env("DOCKER_CONFIG", Some(nobody.into_os_string()));
+    let anonymous_project = project(&sandbox, "anonymous-pull");
+    let anonymous = sandbox.run(&["up", anonymous_project.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&anonymous.stderr);
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "registry {host} refused to let this machine pull anonymously"
+        )) && stderr.contains(&format!("docker login {host}")),
+        "{stderr}"
+    );
+    untag(&image);
+}

@@ -22,6 +22,15 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry and waits until it answers; fails the test naming the package if the binary is missing.
     pub fn start() -> Registry {
+        Self::start_with(None)
+    }
+
+    /// Starts a registry that lets only `user` with `password` in (htpasswd, bcrypt, as `docker login` uses it).
+    pub fn start_with_login(user: &str, password: &str) -> Registry {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Registry {
         assert!(
             Path::new(REGISTRY_BINARY).is_file(),
             "{REGISTRY_BINARY} is missing: these tests need a registry server; install Debian's docker-registry package \
@@ -30,15 +39,21 @@ impl Registry {
         let folder = tempfile::tempdir().expect("a temporary folder");
         let port = crate::free_port();
         let config = folder.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
-                 rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                folder.path().join("storage").display()
-            ),
-        )
-        .expect("writing the registry's configuration");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    \
+             rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            folder.path().join("storage").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = folder.path().join("htpasswd");
+            let hash = bcrypt::hash(password, 5).expect("hashing the password");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("writing htpasswd");
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skiff-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, text).expect("writing the registry's configuration");
         let log = folder.path().join("registry.log");
         let output = std::fs::File::create(&log).expect("creating the registry's log");
         let process = Command::new(REGISTRY_BINARY)
@@ -55,7 +70,9 @@ impl Registry {
             _process: crate::Reaped(process),
         };
         crate::wait_until(std::time::Duration::from_secs(20), || {
-            http(port, "GET", "/v2/", &[], &[]).is_ok_and(|response| response.status == 200)
+            // With a login required, the registry answers 401 until one is given.
+            http(port, "GET", "/v2/", &[], &[])
+                .is_ok_and(|response| response.status == 200 || response.status == 401)
         })
         .unwrap_or_else(|| {
             panic!(

@@ -20,6 +20,7 @@ use bollard::query_parameters::{
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use skiff::api::RegistryLogin;
 use skiff::api::{ContainerState, OutputStream};
 use tokio::io::AsyncWrite;
 
@@ -389,6 +390,7 @@ impl Docker {
     pub async fn pull_image(
         &self,
         image: &str,
+        login: Option<&RegistryLogin>,
         mut progress: impl FnMut(String),
     ) -> Result<(), DockerError> {
         let (repository, tag) = split_image_reference(image);
@@ -400,7 +402,7 @@ impl Docker {
                 ..Default::default()
             }),
             None,
-            None,
+            login.map(credentials),
         );
         while let Some(item) = stream.next().await {
             match item {
@@ -408,7 +410,7 @@ impl Docker {
                     if let Some(detail) = info.error_detail.and_then(|detail| detail.message) {
                         return Err(DockerError::Pull {
                             image: image.to_owned(),
-                            detail,
+                            detail: explain_refusal(image, login, detail),
                         });
                     }
                     if let Some(status) = info.status {
@@ -422,7 +424,7 @@ impl Docker {
                 Err(error) => {
                     return Err(DockerError::Pull {
                         image: image.to_owned(),
-                        detail: error.to_string(),
+                        detail: explain_refusal(image, login, error.to_string()),
                     });
                 }
             }
@@ -903,6 +905,59 @@ pub struct BuildExtras {
     pub network_mode: Option<String>,
 }
 
+/// Docker's form of a registry login.
+fn credentials(login: &RegistryLogin) -> bollard::auth::DockerCredentials {
+    let serveraddress = Some(if login.registry == "docker.io" {
+        "https://index.docker.io/v1/".to_owned()
+    } else {
+        login.registry.clone()
+    });
+    if login.identity_token {
+        bollard::auth::DockerCredentials {
+            identitytoken: Some(login.secret.clone()),
+            serveraddress,
+            ..Default::default()
+        }
+    } else {
+        bollard::auth::DockerCredentials {
+            username: Some(login.username.clone()),
+            password: Some(login.secret.clone()),
+            serveraddress,
+            ..Default::default()
+        }
+    }
+}
+
+/// A pull's error, with what to do when the registry refused the login sent, or refused anonymous access.
+fn explain_refusal(image: &str, login: Option<&RegistryLogin>, detail: String) -> String {
+    let lower = detail.to_ascii_lowercase();
+    let refused = [
+        "unauthorized",
+        "denied",
+        "authentication required",
+        "no basic auth",
+    ]
+    .iter()
+    .any(|word| lower.contains(word));
+    if !refused {
+        return detail;
+    }
+    let registry = RegistryLogin::registry_of(image);
+    match login {
+        Some(login) => format!(
+            "registry {registry} refused the login of {} from this machine's Docker configuration ({detail}); log in again on this machine with `docker login {registry}`, then run `skiff up` again",
+            if login.identity_token {
+                "an identity token".to_owned()
+            } else {
+                format!("user {:?}", login.username)
+            }
+        ),
+        None => format!(
+            "registry {registry} refused to let this machine pull anonymously ({detail}); log in on this machine with `docker login {registry}` (skiff sends that login with `up`), then run `skiff up` again"
+        ),
+    }
+}
+
 impl Docker {
     /// Creates a container like [`Docker::create_container`], with the extra options of `extras`.
     pub async fn create_container_ext(
@@ -1043,6 +1098,7 @@ impl Docker {
         dockerfile: &str,
         spec: &BuildSpec,
         extras: &BuildExtras,
+        logins: &[RegistryLogin],
         mut output: impl FnMut(String),
     ) -> Result<(), DockerError> {
         let options = BuildImageOptions {
@@ -1061,9 +1117,23 @@ impl Docker {
             ..Default::default()
         };
         let client = self.client()?;
+        // The builder's pulls of `FROM` images use the logins, by registry (Docker Hub under its index URL).
+        let registry_config = (!logins.is_empty()).then(|| {
+            logins
+                .iter()
+                .map(|login| {
+                    let key = if login.registry == "docker.io" {
+                        "https://index.docker.io/v1/".to_owned()
+                    } else {
+                        login.registry.clone()
+                    };
+                    (key, credentials(login))
+                })
+                .collect::<HashMap<_, _>>()
+        });
         let mut stream = client.build_image(
             options,
-            None,
+            registry_config,
             Some(bollard::body_full(Bytes::from(archive))),
         );
         while let Some(item) = stream.next().await {

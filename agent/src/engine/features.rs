@@ -142,6 +142,8 @@ pub struct Sources<'a> {
     pub events: Option<&'a super::Events>,
     /// How large a fetched Feature archive may be.
     pub limits: Limits,
+    /// The client's registry logins for this `up`, for Features in registries that need one.
+    pub logins: &'a [skiff::api::RegistryLogin],
 }
 
 impl Sources<'_> {

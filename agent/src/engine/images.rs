@@ -13,7 +13,36 @@ use super::mounts::relocate;
 use super::{BuildSpec, Engine, EngineError, Events, emit, features, progress};
 use crate::idle;
 
+/// The client's registry logins, lent to the engine for one `up`: they are gone when this is dropped.
+pub(super) struct LentLogins<'a>(&'a std::sync::Mutex<Vec<skiff::api::RegistryLogin>>);
+
+impl Drop for LentLogins<'_> {
+    fn drop(&mut self) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+}
+
 impl Engine {
+    /// Lends `logins` to this `up`'s pulls and builds until the returned value is dropped.
+    pub(super) fn lend_logins(&self, logins: &[skiff::api::RegistryLogin]) -> LentLogins<'_> {
+        *self
+            .logins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = logins.to_vec();
+        LentLogins(&self.logins)
+    }
+
+    /// The logins lent for the `up` that runs.
+    fn logins(&self) -> Vec<skiff::api::RegistryLogin> {
+        self.logins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Resolves the config's Features (fetching and caching what is not local), in install order.
     pub(super) async fn resolve_features(
         &self,
@@ -29,6 +58,7 @@ impl Engine {
             cache: &feature_cache,
             events: Some(events),
             limits: features::Limits::DEFAULT,
+            logins: &spec.registry_logins,
         };
         features::resolve(config, &sources)
             .await
@@ -90,8 +120,12 @@ impl Engine {
         }
         progress(events, UpPhase::Pulling, format!("pulling image {image}")).await;
         let mut lines = Vec::new();
+        let login = {
+            let logins = self.logins();
+            skiff::api::RegistryLogin::for_reference(&logins, image).cloned()
+        };
         self.docker
-            .pull_image(image, |line| lines.push(line))
+            .pull_image(image, login.as_ref(), |line| lines.push(line))
             .await?;
         for line in lines {
             emit(
@@ -116,6 +150,7 @@ impl Engine {
         events: &Events,
     ) -> Result<(), EngineError> {
         let _building = self.activity.busy(idle::source::BUILD);
+        let logins = self.logins();
         let (lines, mut receiver) = mpsc::unbounded_channel::<String>();
         // The build's lines become events beside the build, in this task.
         let forwarding = async {
@@ -133,7 +168,7 @@ impl Engine {
         let building = async move {
             let built = self
                 .docker
-                .build_image_archive(archive, dockerfile, build, extras, |line| {
+                .build_image_archive(archive, dockerfile, build, extras, &logins, |line| {
                     let _ = lines.send(line);
                 })
                 .await;

@@ -177,6 +177,9 @@ pub struct Engine {
     /// it stopped at the same moment (an exec beside its git credential stream, say) waits for that start to finish
     /// rather than run in a container whose `postStartCommand` has not run yet.
     starting: Mutex<()>,
+    /// The client's registry logins for the `up` that runs (its pulls and builds use them); empty between `up`s,
+    /// and never written anywhere.
+    logins: std::sync::Mutex<Vec<skiff::api::RegistryLogin>>,
 }
 
 impl Engine {
@@ -203,6 +206,7 @@ impl Engine {
             servers: Arc::default(),
             seen_running: std::sync::Mutex::default(),
             starting: Mutex::new(()),
+            logins: std::sync::Mutex::default(),
         }
     }
 

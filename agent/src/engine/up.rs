@@ -42,6 +42,7 @@ impl Engine {
     pub async fn up(&self, spec: UpSpec, events: &Events) -> Result<Up, EngineError> {
         let _busy = self.activity.busy(idle::source::UP);
         let mut record_slot = self.record.lock().await;
+        let _logins = self.lend_logins(&spec.registry_logins);
         let config_error = |message: String| EngineError::Config {
             file: spec.config_file.clone(),
             message,

@@ -128,8 +128,23 @@ async fn up_folder(args: UpArgs, cloned_from: Option<Cloned<'_>>) -> anyhow::Res
         local_folder: folder.display().to_string(),
         files_folder,
         rebuild: args.rebuild,
+        registry_logins: registry_logins(&config, &loaded.config_file, &progress),
     };
     drive(&args, &workspace, &config, client, spec, progress, dotfiles).await
+}
+
+/// This machine's Docker logins to the registries `config` pulls from, for the agent's pulls; a login that cannot be
+/// read is a warning, and the pull goes on without it.
+fn registry_logins(
+    config: &skiff::devcontainer::DevContainer,
+    config_file: &std::path::Path,
+    progress: &Progress,
+) -> Vec<skiff::api::RegistryLogin> {
+    let (logins, warnings) = crate::registry_logins::for_config(config, config_file);
+    for warning in &warnings {
+        progress.warn(warning);
+    }
+    logins
 }
 
 /// The dotfiles to install for `workspace`: `--dotfiles` (remembered in its record for later `up`s), else the
@@ -255,6 +270,7 @@ async fn up_repository_remote(
         local_folder: files_folder.clone(),
         files_folder,
         rebuild: args.rebuild,
+        registry_logins: registry_logins(&config, &loaded.config_file, &progress),
     };
     drive(&args, &workspace, &config, client, spec, progress, dotfiles).await
 }

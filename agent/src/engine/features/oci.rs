@@ -174,8 +174,21 @@ pub async fn fetch(
     }
     let client = client_for(&reference.registry);
     let target = reference.client_reference();
-    let auth = RegistryAuth::Anonymous;
-    let failed = |error: OciDistributionError| FeatureError(explain(id, reference, &error));
+    // The laptop's login to the registry, when it has one; identity tokens are Docker's own scheme, so those
+    // registries are asked anonymously.
+    let login = sources
+        .logins
+        .iter()
+        .find(|login| login.registry == reference.registry.to_ascii_lowercase());
+    let auth = match login {
+        Some(login) if !login.identity_token => {
+            RegistryAuth::Basic(login.username.clone(), login.secret.clone())
+        }
+        _ => RegistryAuth::Anonymous,
+    };
+    let logged_in = matches!(auth, RegistryAuth::Basic(..));
+    let failed =
+        |error: OciDistributionError| FeatureError(explain(id, reference, &error, logged_in));
     let digest = match &reference.digest {
         Some(digest) => digest.clone(),
         None => client
@@ -304,7 +317,12 @@ fn feature_layer(layers: &[OciDescriptor]) -> Result<&OciDescriptor, String> {
 }
 
 /// A registry failure as the user should read it: the Feature, the registry, what went wrong and what to do.
-fn explain(id: &str, reference: &OciReference, error: &OciDistributionError) -> String {
+fn explain(
+    id: &str,
+    reference: &OciReference,
+    error: &OciDistributionError,
+    logged_in: bool,
+) -> String {
     let registry = &reference.registry;
     let not_found = |what: &str| {
         format!(
@@ -345,11 +363,21 @@ fn explain(id: &str, reference: &OciReference, error: &OciDistributionError) -> 
         OciDistributionError::UnauthorizedError { .. }
         | OciDistributionError::AuthenticationFailure(_)
         | OciDistributionError::RegistryError { .. }
+            if is_denied(error) && logged_in =>
+        {
+            format!(
+                "Feature {id:?}: registry {registry} refused this machine's Docker login for {reference}; log in again \
+                 on this machine with `docker login {registry}`, then run `skiff up` again"
+            )
+        }
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::RegistryError { .. }
             if is_denied(error) =>
         {
             format!(
-                "Feature {id:?}: registry {registry} refuses anonymous access to {reference}; skiff pulls Features \
-                 anonymously, so the Feature must be public (or copy it into .devcontainer/ and use it as a local Feature)"
+                "Feature {id:?}: registry {registry} refuses anonymous access to {reference}; log in on this machine \
+                 with `docker login {registry}` (skiff sends that login with `up`), then run `skiff up` again"
             )
         }
         other => {

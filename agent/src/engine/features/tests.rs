@@ -46,6 +46,7 @@ fn resolve_at(
         cache: cache.path(),
         events: None,
         limits: Limits::DEFAULT,
+        logins: &[],
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -83,6 +83,7 @@ async fn a_download_beyond_the_cap_is_refused_naming_the_feature() {
                 download: 1024,
                 unpacked: 1024,
             },
+            logins: &[],
         };
         let error = fetch("huge", &url, &sources).await.unwrap_err();
         assert!(
