@@ -99,6 +99,11 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        stated: "Only `client::registry_logins` reads this machine's Docker logins",
+        needles: &["docker_credential"],
+        allowed: &["client/src/registry_logins.rs"],
+    },
+    Rule {
         stated: "Only `agent::files::beneath` names cap-std",
         needles: &["cap_std"],
         allowed: &["agent/src/files/beneath.rs"],
