@@ -1,6 +1,7 @@
 //! SSH agent forwarding: `skiff exec -A`, `skiff ssh -A` and OpenSSH's `ForwardAgent yes` (written by `skiff
 //! ssh-config --forward-agent`) give the dev container an `SSH_AUTH_SOCK` that reaches the laptop's own ssh-agent, so
-//! `ssh-add -l` lists the laptop's key and git signs a commit with it (SSH signing) while the key stays on the laptop;
+//! `ssh-add -l` lists the laptop's key and git signs a commit with it (SSH signing), which the laptop's git verifies,
+//! while the key stays on the laptop;
 //! without `-A` there is none. The attack: another user in the container, who finds the forwarding's abstract socket
 //! and runs the relay themselves, gets nothing from the laptop's agent.
 
@@ -86,6 +87,51 @@ fn laptop_agent(folder: &Path) -> LaptopAgent {
     }
 }
 
+/// Stores `commit` (a commit object's text) in a fresh repository on the laptop and runs `git verify-commit` on it
+/// with `public_key` as ada@example.com's allowed signer; returns what git said.
+fn verify_on_laptop(folder: &Path, commit: &str, public_key: &str) -> String {
+    use std::io::Write as _;
+    let repository = folder.join("verify");
+    let git = |args: &[&str]| {
+        let mut command = Command::new("git");
+        command
+            .arg("-C")
+            .arg(&repository)
+            .args(args)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        command
+    };
+    std::fs::create_dir_all(&repository).unwrap();
+    assert!(git(&["init", "-q"]).status().unwrap().success());
+    let mut stored = git(&["hash-object", "-t", "commit", "-w", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    stored
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(commit.as_bytes())
+        .unwrap();
+    let stored = stored.wait_with_output().unwrap();
+    assert!(stored.status.success(), "storing the commit on the laptop");
+    let hash = String::from_utf8(stored.stdout).unwrap().trim().to_owned();
+    let signers = folder.join("allowed_signers");
+    std::fs::write(&signers, format!("ada@example.com {public_key}\n")).unwrap();
+    let verified = git(&[
+        "-c",
+        &format!("gpg.ssh.allowedSignersFile={}", signers.display()),
+        "verify-commit",
+        &hash,
+    ])
+    .output()
+    .unwrap();
+    assert!(verified.status.success(), "{}", text(&verified));
+    String::from_utf8_lossy(&verified.stderr).into_owned()
+}
+
 fn text(output: &std::process::Output) -> String {
     format!(
         "status {}\nstdout: {}\nstderr: {}",
@@ -150,6 +196,27 @@ fn the_laptops_agent_signs_in_the_container_only_when_forwarded_and_only_for_its
             && signed_text.contains("-----BEGIN SSH SIGNATURE-----"),
         "an SSH-signed commit that verifies: {}",
         text(&signed)
+    );
+    // And on the laptop: the commit object, taken out of the container, verifies there against the laptop's key.
+    let commit = sandbox.ok(&[
+        "exec",
+        "agent-forwarding",
+        "--",
+        "git",
+        "-C",
+        "/tmp/signed",
+        "cat-file",
+        "commit",
+        "HEAD",
+    ]);
+    let verified = verify_on_laptop(
+        &sandbox.root.path().join("laptop"),
+        &commit,
+        &laptop.public_key,
+    );
+    assert!(
+        verified.contains("Good \"git\" signature for ada@example.com"),
+        "the laptop's git verifies the container's signature: {verified}"
     );
     // The session's socket went with the session: no relay folder is left.
     let left = || {
