@@ -142,6 +142,19 @@ pub struct Status {
     pub docker_error: Option<String>,
     /// When the machine ran this month, from the agent's ledger (`None` from an agent without one).
     pub usage: Option<Usage>,
+    /// What the dev container's merged metadata (its image's, its Features', devcontainer.json's) asks of VS Code.
+    pub editor: EditorCustomizations,
+}
+
+/// `customizations.vscode` merged over every metadata entry, as VS Code reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EditorCustomizations {
+    /// Extensions to install, in order, each once (an entry's `-ID` removes an earlier ID).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+    /// Remote machine settings, as a JSON object's text; later entries win per key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settings_json: Option<String>,
 }
 
 /// What the agent's ledger says of one calendar month (UTC); times in seconds since the Unix epoch.

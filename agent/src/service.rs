@@ -279,6 +279,10 @@ impl v1::agent_server::Agent for AgentService {
                 .ledger
                 .as_ref()
                 .map(|ledger| ledger.this_month(crate::ledger::unix(std::time::SystemTime::now()))),
+            editor: current
+                .as_ref()
+                .map(crate::engine::Engine::editor_customizations)
+                .unwrap_or_default(),
         };
         Ok(Response::new(status.into()))
     }

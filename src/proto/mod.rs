@@ -147,6 +147,8 @@ impl From<api::Status> for v1::StatusResponse {
                 up_since_unix: usage.up_since_unix.unwrap_or(0),
                 ledger_since_unix: usage.ledger_since_unix.unwrap_or(0),
             }),
+            vscode_extensions: status.editor.extensions,
+            vscode_settings_json: status.editor.settings_json.unwrap_or_default(),
         }
     }
 }
@@ -179,6 +181,10 @@ impl TryFrom<v1::StatusResponse> for api::Status {
                 up_since_unix: (usage.up_since_unix > 0).then_some(usage.up_since_unix),
                 ledger_since_unix: (usage.ledger_since_unix > 0).then_some(usage.ledger_since_unix),
             }),
+            editor: api::EditorCustomizations {
+                extensions: response.vscode_extensions,
+                settings_json: non_empty(response.vscode_settings_json),
+            },
         })
     }
 }

@@ -224,11 +224,12 @@ fn dotfiles_that_cannot_be_cloned_are_a_warning_and_a_url_that_is_not_one_is_ref
     sandbox.ok(&["delete", "--yes", "dotfiles-bad"]);
 }
 
-/// `skiff code`: after the editor opens, the extensions devcontainer.json names reach the server the editor put in
-/// the dev container, in order, one `--install-extension` each; a failure is reported with the server's words, an id
-/// that is not one never reaches it, and the settings join the server's machine settings (the user's own win). The
-/// editor and its server are stand-ins here: a `code` on PATH that records its arguments, and a `code-server`
-/// where VS Code puts it.
+/// `skiff code`: after the editor opens, the extensions the dev container's metadata names (a Feature's, then
+/// devcontainer.json's, merged as VS Code merges them: each once, `-ID` dropping a Feature's) reach the server the
+/// editor put in the dev container, in order, one `--install-extension` each; a failure is reported with the server's
+/// words, an id that is not one never reaches it, and the merged settings (devcontainer.json's over the Feature's)
+/// join the server's machine settings (the user's own win). The editor and its server are stand-ins here: a `code`
+/// on PATH that records its arguments, and a `code-server` where VS Code puts it.
 #[test]
 fn skiff_code_installs_the_extensions_in_order_and_reports_failures() {
     require_docker();
@@ -239,11 +240,29 @@ fn skiff_code_installs_the_extensions_in_order_and_reports_failures() {
         r#"{
             "image": "debian:bookworm",
             "remoteUser": "root",
+            "features": { "./editor-feature": {} },
             "customizations": { "vscode": {
-                "extensions": ["good.one", "bad.two", "--evil", "good.three"],
+                "extensions": ["good.one", "bad.two", "--evil", "good.three", "-feature.dropped"],
                 "settings": { "editor.tabSize": 2, "files.eol": "\n" }
             } }
         }"#,
+    )
+    .unwrap();
+    let feature = project.join(".devcontainer/editor-feature");
+    std::fs::create_dir_all(&feature).unwrap();
+    std::fs::write(
+        feature.join("devcontainer-feature.json"),
+        r#"{ "id": "editor-feature", "version": "1.0.0", "customizations": { "vscode": {
+            "extensions": ["feature.first", "feature.dropped", "GOOD.ONE"],
+            "settings": { "editor.tabSize": 8, "feature.only": true }
+        } } }"#,
+    )
+    .unwrap();
+    std::fs::write(
+        feature.join("install.sh"),
+        "#!/bin/sh
+true
+",
     )
     .unwrap();
     sandbox.ok(&["up", project.to_str().unwrap()]);
@@ -287,8 +306,8 @@ printf '{ "files.eol": "\\r\\n" }\n' > "$HOME/.vscode-server/data/Machine/settin
     );
     assert_eq!(
         in_container(&sandbox, "editor", "cat $HOME/installs.log"),
-        "--install-extension good.one\n--install-extension bad.two\n--install-extension good.three\n",
-        "in order, one each, and never the id that is not one"
+        "--install-extension feature.first\n--install-extension GOOD.ONE\n--install-extension bad.two\n--install-extension good.three\n",
+        "the Feature's first, in order, one each, and never the id that is not one or the one dropped"
     );
     assert!(
         stderr.contains(
@@ -306,7 +325,11 @@ printf '{ "files.eol": "\\r\\n" }\n' > "$HOME/.vscode-server/data/Machine/settin
         "cat $HOME/.vscode-server/data/Machine/settings.json",
     ))
     .unwrap();
-    assert_eq!(settings["editor.tabSize"], 2);
+    assert_eq!(
+        settings["editor.tabSize"], 2,
+        "devcontainer.json's over the Feature's"
+    );
+    assert_eq!(settings["feature.only"], true, "the Feature's own");
     assert_eq!(settings["files.eol"], "\r\n", "the user's own setting wins");
     sandbox.ok(&["delete", "--yes", "editor"]);
 }

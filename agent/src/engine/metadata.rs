@@ -72,6 +72,52 @@ pub const HOOKS: [&str; 5] = [
     "postAttachCommand",
 ];
 
+/// What `entries` ask of VS Code, as it merges them: `customizations.vscode.extensions` of each entry in order, each
+/// extension once (ids compare without case), an `-ID` removing an earlier ID; `customizations.vscode.settings`
+/// merged per key, later entries winning.
+pub fn vscode(entries: &[Entry]) -> (Vec<String>, Map<String, Value>) {
+    let mut extensions: Vec<String> = Vec::new();
+    let mut settings = Map::new();
+    for entry in entries {
+        let Some(vscode) = entry
+            .get("customizations")
+            .and_then(|customizations| customizations.get("vscode"))
+        else {
+            continue;
+        };
+        for id in vscode
+            .get("extensions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            // `-ID` removes ID; an id that is not one (`--x`) is kept for the client to refuse by name.
+            match id
+                .strip_prefix('-')
+                .filter(|removed| !removed.is_empty() && !removed.starts_with('-'))
+            {
+                Some(removed) => {
+                    extensions.retain(|known| !known.eq_ignore_ascii_case(removed));
+                }
+                None if !extensions
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(id)) =>
+                {
+                    extensions.push(id.to_owned());
+                }
+                None => {}
+            }
+        }
+        if let Some(more) = vscode.get("settings").and_then(Value::as_object) {
+            for (key, value) in more {
+                settings.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    (extensions, settings)
+}
+
 /// Reads a `devcontainer.metadata` label: a JSON array of entries, or (as the reference CLI also accepts) one object.
 /// A label that is not JSON is reported and ignored, as the reference CLI does.
 pub fn entries_from_label(label: Option<&str>) -> Result<Vec<Entry>, String> {

@@ -257,6 +257,23 @@ impl Engine {
             .map_err(|error| format!("placing skiff-procd in the dev container: {error}"))
     }
 
+    /// What the dev container's merged metadata (its `devcontainer.metadata` label: image, Features and
+    /// devcontainer.json entries) asks of VS Code. A label that cannot be read asks nothing.
+    pub fn editor_customizations(target: &Target) -> skiff::api::EditorCustomizations {
+        let label = target
+            .container
+            .labels
+            .get(skiff::devcontainer::LABEL_METADATA)
+            .map(String::as_str);
+        let entries = metadata::entries_from_label(label).unwrap_or_default();
+        let (extensions, settings) = metadata::vscode(&entries);
+        skiff::api::EditorCustomizations {
+            extensions,
+            settings_json: (!settings.is_empty())
+                .then(|| serde_json::Value::Object(settings).to_string()),
+        }
+    }
+
     /// The workspace's name.
     pub fn workspace(&self) -> &str {
         &self.workspace

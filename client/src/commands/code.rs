@@ -92,12 +92,23 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<i32> {
     if !status.success() {
         return Ok(status.code().unwrap_or(1));
     }
-    let customizations = skiff::devcontainer::load(
-        &workspace.record.local_folder,
-        Some(&workspace.record.config_file),
-    )
-    .map(|loaded| Customizations::of(&loaded.config))
-    .unwrap_or_default();
+    // The dev container's merged metadata (its image's, its Features', devcontainer.json's at creation), as VS Code
+    // itself reads it; an agent that reports none (an older one) leaves devcontainer.json's own.
+    let from_agent = client
+        .status()
+        .await
+        .map(|status| Customizations::from_metadata(&status.editor))
+        .unwrap_or_default();
+    let customizations = if from_agent.is_empty() {
+        skiff::devcontainer::load(
+            &workspace.record.local_folder,
+            Some(&workspace.record.config_file),
+        )
+        .map(|loaded| Customizations::of(&loaded.config))
+        .unwrap_or_default()
+    } else {
+        from_agent
+    };
     if customizations.is_empty() {
         return Ok(0);
     }
@@ -108,7 +119,7 @@ pub async fn run(args: CodeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// What devcontainer.json asks of the editor's server.
+/// What the dev container's configuration asks of the editor's server.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Customizations {
     /// `customizations.vscode.extensions`, in order.
@@ -118,6 +129,21 @@ pub(crate) struct Customizations {
 }
 
 impl Customizations {
+    /// The customizations the agent merged from the dev container's metadata.
+    pub(crate) fn from_metadata(editor: &skiff::api::EditorCustomizations) -> Self {
+        Self {
+            extensions: editor.extensions.clone(),
+            settings: editor
+                .settings_json
+                .as_deref()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+                .and_then(|value| match value {
+                    serde_json::Value::Object(settings) if !settings.is_empty() => Some(settings),
+                    _ => None,
+                }),
+        }
+    }
+
     /// The editor customizations of `config`.
     pub(crate) fn of(config: &skiff::devcontainer::DevContainer) -> Self {
         let vscode = config

@@ -101,3 +101,40 @@ fn feature_and_config_entries_pick_their_properties() {
         r#"[{"postCreateCommand":"p","remoteUser":"me"}]"#
     );
 }
+
+/// An image's extensions come first, then each Feature's, then devcontainer.json's, each once whatever its case;
+/// `-ID` drops one an earlier entry brought; settings merge with the later entry winning.
+#[test]
+fn editor_customizations_merge_as_vs_code_merges_them() {
+    let entries = vec![
+        entry(json!({"customizations": {"vscode": {
+            "extensions": ["ms-python.python", "eamodio.gitlens"],
+            "settings": {"editor.tabSize": 2, "files.eol": "\n"}
+        }}})),
+        entry(
+            json!({"id": "ghcr.io/devcontainers/features/rust:1", "customizations": {"vscode": {
+                "extensions": ["rust-lang.rust-analyzer", "MS-Python.Python"]
+            }}}),
+        ),
+        entry(json!({"customizations": {"jetbrains": {}}})),
+        entry(json!({"customizations": {"vscode": {
+            "extensions": ["-eamodio.gitlens", "tamasfe.even-better-toml", "--not-an-id"],
+            "settings": {"editor.tabSize": 4}
+        }}})),
+    ];
+    let (extensions, settings) = vscode(&entries);
+    assert_eq!(
+        extensions,
+        vec![
+            "ms-python.python",
+            "rust-lang.rust-analyzer",
+            "tamasfe.even-better-toml",
+            "--not-an-id"
+        ],
+        "an id that is not one stays for the client to refuse by name"
+    );
+    assert_eq!(
+        Value::Object(settings),
+        json!({"editor.tabSize": 4, "files.eol": "\n"})
+    );
+}
