@@ -42,6 +42,8 @@ pub mod capability {
     pub const START: &str = "start";
     /// `SshAgent`: the connected client's SSH agent, forwarded into the dev container (`skiff ssh -A`).
     pub const SSH_AGENT: &str = "ssh.agent-forwarding";
+    /// `SshAgent` with `gpg`: the connected client's gpg-agent, forwarded (`skiff ssh --gpg`).
+    pub const GPG_AGENT: &str = "gpg.agent-forwarding";
 }
 
 /// The state of a dev container.
@@ -655,8 +657,10 @@ pub struct GitCredentialRequest {
 /// One message of an `SshAgent` call, which forwards the client's SSH agent into the dev container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SshAgentMessage {
-    /// Client to agent, first: forward the agent for commands run as `user` (none: the workspace's remote user).
-    Start { user: Option<String> },
+    /// Client to agent, first: forward the agent for commands run as `user` (none: the workspace's remote user);
+    /// with `gpg`, the client's gpg-agent (its extra socket) at the socket gpg uses in the container, instead of its
+    /// SSH agent.
+    Start { user: Option<String>, gpg: bool },
     /// Agent to client, first: the socket inside the dev container, for `SSH_AUTH_SOCK`.
     Ready { socket: String },
     /// Agent to client: a program in the dev container connected to the socket; its bytes follow as `Data`.

@@ -239,6 +239,7 @@ impl v1::agent_server::Agent for AgentService {
                 capability::CLONE_BRANCH,
                 capability::GIT_CREDENTIALS,
                 capability::SSH_AGENT,
+                capability::GPG_AGENT,
             ]
             .map(str::to_owned)
             .to_vec(),
@@ -716,9 +717,9 @@ impl v1::agent_server::Agent for AgentService {
         request: Request<Streaming<v1::SshAgentMessage>>,
     ) -> Result<Response<Self::SshAgentStream>, Status> {
         let mut inbound = request.into_inner();
-        let user = match inbound.next().await {
+        let (user, gpg) = match inbound.next().await {
             Some(Ok(message)) => match api::SshAgentMessage::try_from(message) {
-                Ok(api::SshAgentMessage::Start { user }) => user,
+                Ok(api::SshAgentMessage::Start { user, gpg }) => (user, gpg),
                 Ok(_) => {
                     return Err(Status::invalid_argument(
                         "an SshAgent call opens with `start`",
@@ -729,10 +730,20 @@ impl v1::agent_server::Agent for AgentService {
             Some(Err(status)) => return Err(status),
             None => return Err(Status::cancelled("the client went away")),
         };
-        let forwarding =
-            crate::ssh_agent::Forwarding::start(&self.engine, &self.activity, &self.tasks, user)
-                .await
-                .map_err(Status::failed_precondition)?;
+        let kind = if gpg {
+            crate::ssh_agent::Kind::Gpg
+        } else {
+            crate::ssh_agent::Kind::Ssh
+        };
+        let forwarding = crate::ssh_agent::Forwarding::start(
+            &self.engine,
+            &self.activity,
+            &self.tasks,
+            user,
+            kind,
+        )
+        .await
+        .map_err(Status::failed_precondition)?;
         let (outbound, responses) = mpsc::channel::<api::SshAgentMessage>(16);
         let ready = api::SshAgentMessage::Ready {
             socket: forwarding.socket.clone(),

@@ -1,6 +1,8 @@
 //! SSH agent forwarding into the dev container (`skiff ssh -A`, `skiff exec -A`, and `ForwardAgent yes` through
 //! `skiff proxy`): programs there find `SSH_AUTH_SOCK`, and each connection to it reaches the connected client's SSH
 //! agent on the laptop, so `git push` over SSH and SSH commit signing work with keys that never leave the laptop.
+//! The same carries the laptop's gpg-agent (`--gpg`, [`Kind::Gpg`]): its socket is put where gpg in the container
+//! looks for its agent, so GPG commit signing works the same way.
 //!
 //! How: the agent binds an abstract Unix socket with an unguessable name in the dev container's network namespace,
 //! and starts `skiff-procd ssh-agent NAME` in the container as the session's user. That relay makes a private folder
@@ -33,6 +35,36 @@ pub const NAME_PREFIX: &str = "skiff-ssh-agent-";
 /// The socket's file name inside the relay's folder.
 pub const SOCKET_FILE: &str = "agent.sock";
 
+/// The file name of gpg-agent's standard socket, where gpg in the container looks for its agent.
+pub const GPG_SOCKET_FILE: &str = "S.gpg-agent";
+
+/// Which of the client's agents is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Its SSH agent, at a fresh socket the session's `SSH_AUTH_SOCK` names.
+    Ssh,
+    /// Its gpg-agent (the laptop's restricted extra socket), at the socket gpg uses in the container (`gpgconf
+    /// --list-dirs agent-socket`), in place of an agent of the container's own.
+    Gpg,
+}
+
+impl Kind {
+    /// The relay's `skiff-procd` subcommand.
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            Self::Ssh => "ssh-agent",
+            Self::Gpg => "gpg-agent",
+        }
+    }
+
+    fn socket_file(self) -> &'static str {
+        match self {
+            Self::Ssh => SOCKET_FILE,
+            Self::Gpg => GPG_SOCKET_FILE,
+        }
+    }
+}
+
 /// How long the relay may take to say where its socket is.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -64,6 +96,7 @@ impl Forwarding {
         activity: &Arc<Activity>,
         tasks: &Tasks,
         user: Option<String>,
+        kind: Kind,
     ) -> Result<Self, String> {
         let target = engine.running().await.map_err(|error| error.to_string())?;
         let namespace = target.container.network_namespace.clone().ok_or_else(|| {
@@ -82,7 +115,11 @@ impl Forwarding {
         let (relay_input, input) = mpsc::channel::<ExecInput>(1);
         let (outputs, mut output) = mpsc::channel::<ExecOutput>(16);
         let spec = ExecSpec {
-            command: vec![CONTAINER_PATH.to_owned(), "ssh-agent".to_owned(), name],
+            command: vec![
+                CONTAINER_PATH.to_owned(),
+                kind.subcommand().to_owned(),
+                name,
+            ],
             tty: false,
             user,
             working_dir: Some("/".to_owned()),
@@ -110,7 +147,7 @@ impl Forwarding {
                 }
             });
         }
-        let (uid, socket) = tokio::time::timeout(READY_TIMEOUT, ready(&mut output))
+        let (uid, socket) = tokio::time::timeout(READY_TIMEOUT, ready(&mut output, kind))
             .await
             .map_err(|_| "the relay in the dev container did not start in time".to_owned())??;
         // The rest of the relay's output is only read, so it never blocks; what it says goes to the log.
@@ -206,7 +243,10 @@ fn allowed(connection: &UnixStream, uid: u32) -> bool {
 }
 
 /// Reads the relay's `ready UID PATH` line; a relay that ends first says why on its standard error.
-async fn ready(output: &mut mpsc::Receiver<ExecOutput>) -> Result<(u32, String), String> {
+async fn ready(
+    output: &mut mpsc::Receiver<ExecOutput>,
+    kind: Kind,
+) -> Result<(u32, String), String> {
     let mut line = Vec::new();
     let mut errors = Vec::new();
     while let Some(message) = output.recv().await {
@@ -214,7 +254,7 @@ async fn ready(output: &mut mpsc::Receiver<ExecOutput>) -> Result<(u32, String),
             ExecOutput::Stdout(data) => {
                 line.extend_from_slice(&data);
                 if let Some(end) = line.iter().position(|&byte| byte == b'\n') {
-                    return parse_ready(&String::from_utf8_lossy(&line[..end]));
+                    return parse_ready(&String::from_utf8_lossy(&line[..end]), kind);
                 }
                 if line.len() > 4096 {
                     break;
@@ -234,12 +274,12 @@ async fn ready(output: &mut mpsc::Receiver<ExecOutput>) -> Result<(u32, String),
 }
 
 /// The user id and socket path of a relay's `ready` line.
-fn parse_ready(line: &str) -> Result<(u32, String), String> {
+fn parse_ready(line: &str, kind: Kind) -> Result<(u32, String), String> {
     let parsed = line.strip_prefix("ready ").and_then(|rest| {
         let (uid, path) = rest.split_once(' ')?;
         let uid = uid.parse::<u32>().ok()?;
         let clean = path.starts_with('/')
-            && path.ends_with(SOCKET_FILE)
+            && path.ends_with(&format!("/{}", kind.socket_file()))
             && !path.contains(['\n', '\r', '\0', '=']);
         clean.then(|| (uid, path.to_owned()))
     });
@@ -249,37 +289,39 @@ fn parse_ready(line: &str) -> Result<(u32, String), String> {
 /// `skiff-procd ssh-agent NAME`, run in the dev container as the session's user: makes a private folder with
 /// [`SOCKET_FILE`] in it, says `ready UID PATH` on standard output, and passes each connection to it on to the
 /// abstract socket NAME, until standard input ends; then removes the folder.
-pub fn relay(name: &str) -> std::process::ExitCode {
+pub fn relay(name: &str, kind: Kind) -> std::process::ExitCode {
     use std::os::linux::net::SocketAddrExt as _;
     use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 
+    let subcommand = kind.subcommand();
     let valid = name.strip_prefix(NAME_PREFIX).is_some_and(|token| {
         token.len() == crate::procd::TOKEN_LENGTH && token.bytes().all(|b| b.is_ascii_hexdigit())
     });
     if !valid {
-        eprintln!("skiff-procd ssh-agent: {name:?} is not a forwarding socket's name");
+        eprintln!("skiff-procd {subcommand}: {name:?} is not a forwarding socket's name");
         return std::process::ExitCode::FAILURE;
     }
-    let base = std::env::temp_dir().join("skiff-agent.XXXXXX");
-    let folder = match nix::unistd::mkdtemp(&base) {
-        Ok(folder) => folder,
+    let place = match kind {
+        Kind::Ssh => ssh_socket_place(),
+        Kind::Gpg => gpg_socket_place(),
+    };
+    let (path, folder) = match place {
+        Ok(place) => place,
         Err(error) => {
-            eprintln!(
-                "skiff-procd ssh-agent: making a folder in {}: {error}",
-                base.display()
-            );
+            eprintln!("skiff-procd {subcommand}: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    let path = folder.join(SOCKET_FILE);
     let listener = match UnixListener::bind(&path) {
         Ok(listener) => listener,
         Err(error) => {
             eprintln!(
-                "skiff-procd ssh-agent: listening on {}: {error}",
+                "skiff-procd {subcommand}: listening on {}: {error}",
                 path.display()
             );
-            let _ = std::fs::remove_dir(&folder);
+            if let Some(folder) = &folder {
+                let _ = std::fs::remove_dir(folder);
+            }
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -300,8 +342,58 @@ pub fn relay(name: &str) -> std::process::ExitCode {
     // The agent closes standard input when the session ends.
     let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
     let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir(&folder);
+    if let Some(folder) = &folder {
+        let _ = std::fs::remove_dir(folder);
+    }
     std::process::ExitCode::SUCCESS
+}
+
+/// A fresh private folder (mode 0700, the user's) and the SSH socket's path in it.
+fn ssh_socket_place() -> Result<(std::path::PathBuf, Option<std::path::PathBuf>), String> {
+    let base = std::env::temp_dir().join("skiff-agent.XXXXXX");
+    let folder = nix::unistd::mkdtemp(&base)
+        .map_err(|error| format!("making a folder in {}: {error}", base.display()))?;
+    Ok((folder.join(SOCKET_FILE), Some(folder)))
+}
+
+/// The socket gpg uses in the container (`gpgconf --list-dirs agent-socket`), freed for the forwarded agent: an agent
+/// of the container's own is stopped and its socket removed (only a socket: any other file there is an error).
+fn gpg_socket_place() -> Result<(std::path::PathBuf, Option<std::path::PathBuf>), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _};
+    let listed = std::process::Command::new("gpgconf")
+        .args(["--list-dirs", "agent-socket"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|_| {
+            "gpg is not installed in the dev container; install gnupg there (its Dockerfile or a Feature) to sign with your forwarded gpg-agent".to_owned()
+        })?;
+    let path = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+    if !listed.status.success()
+        || !path.starts_with('/')
+        || !path.ends_with(&format!("/{GPG_SOCKET_FILE}"))
+        || path.contains(['\n', '\r', '\0'])
+    {
+        return Err(format!("gpgconf names no agent socket (it said {path:?})"));
+    }
+    let path = std::path::PathBuf::from(path);
+    let _ = std::process::Command::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    if let Some(parent) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|error| format!("making {}: {error}", parent.display()))?;
+    }
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(&path)
+            .map_err(|error| format!("removing the old {}: {error}", path.display()))?,
+        Ok(_) => return Err(format!("{} is there and is not a socket", path.display())),
+        Err(_) => {}
+    }
+    Ok((path, None))
 }
 
 /// Copies both ways between two connections on threads of their own, each direction's end passed on as a half-close.
@@ -324,8 +416,12 @@ mod tests {
     #[test]
     fn a_ready_line_gives_the_user_and_the_socket() {
         assert_eq!(
-            parse_ready("ready 1000 /tmp/skiff-agent.AbC123/agent.sock"),
+            parse_ready("ready 1000 /tmp/skiff-agent.AbC123/agent.sock", Kind::Ssh),
             Ok((1000, "/tmp/skiff-agent.AbC123/agent.sock".to_owned()))
+        );
+        assert_eq!(
+            parse_ready("ready 0 /run/user/0/gnupg/S.gpg-agent", Kind::Gpg),
+            Ok((0, "/run/user/0/gnupg/S.gpg-agent".to_owned()))
         );
     }
 
@@ -336,17 +432,18 @@ mod tests {
             "ready 1000 relative/agent.sock",
             "ready x /tmp/a/agent.sock",
             "ready 1000 /tmp/a/other",
+            "ready 1000 /tmp/a/S.gpg-agent",
             "ready 1000 /tmp/a=b/agent.sock",
             "hello",
         ] {
-            assert!(parse_ready(line).is_err(), "{line}");
+            assert!(parse_ready(line, Kind::Ssh).is_err(), "{line}");
         }
     }
 
     #[test]
     fn the_relay_refuses_a_name_that_is_not_a_forwarding_sockets() {
         assert_eq!(
-            relay("skiff-git-credential"),
+            relay("skiff-git-credential", Kind::Ssh),
             std::process::ExitCode::FAILURE
         );
     }

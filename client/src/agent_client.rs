@@ -270,10 +270,19 @@ impl AgentClient {
 
     /// Runs `command` (no terminal, no input) as the remote user to its end; its exit code, stdout and stderr.
     pub async fn output(&mut self, command: Vec<String>) -> Result<Finished, AgentError> {
+        self.output_as(None, command).await
+    }
+
+    /// Runs `command` as `user` (none: the remote user) to its end, as [`AgentClient::output`] does.
+    pub async fn output_as(
+        &mut self,
+        user: Option<String>,
+        command: Vec<String>,
+    ) -> Result<Finished, AgentError> {
         let spec = api::ExecSpec {
             command,
             tty: false,
-            user: None,
+            user,
             working_dir: None,
             env: Default::default(),
             window: None,

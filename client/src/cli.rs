@@ -332,6 +332,10 @@ pub struct ExecArgs {
     /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
     #[arg(short = 'A', long)]
     pub forward_agent: bool,
+    /// Forward this machine's gpg-agent into the dev container for this session (at the socket gpg uses there; your
+    /// public keys are imported): GPG commit signing there uses keys that never leave this machine.
+    #[arg(long)]
+    pub gpg: bool,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -360,6 +364,10 @@ pub struct SshArgs {
     /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
     #[arg(short = 'A', long)]
     pub forward_agent: bool,
+    /// Forward this machine's gpg-agent into the dev container for this session (at the socket gpg uses there; your
+    /// public keys are imported): GPG commit signing there uses keys that never leave this machine.
+    #[arg(long)]
+    pub gpg: bool,
     #[command(flatten)]
     pub credentials: CredentialOptions,
     #[command(flatten)]

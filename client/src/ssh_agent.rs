@@ -1,6 +1,7 @@
-//! SSH agent forwarding from this machine (`skiff ssh -A`, `skiff exec -A`): the `SshAgent` call makes a socket in
-//! the dev container for the session's `SSH_AUTH_SOCK`, and each connection a program there makes to it is carried
-//! here and joined to this machine's own agent (`SSH_AUTH_SOCK`). Only the agent protocol's requests and answers
+//! Agent forwarding from this machine (`skiff ssh -A`, `skiff exec -A`, and `--gpg`): the `SshAgent` call makes a
+//! socket in the dev container (for the session's `SSH_AUTH_SOCK`, or where gpg looks for its agent), and each
+//! connection a program there makes to it is carried here and joined to this machine's own agent (`SSH_AUTH_SOCK`,
+//! or gpg-agent's extra socket). Only the agent protocol's requests and answers
 //! travel; keys stay in the laptop's agent, which may ask its person before it signs.
 
 use std::path::PathBuf;
@@ -28,6 +29,88 @@ pub struct Forwarded {
     _carrying: tokio::task::JoinSet<()>,
 }
 
+/// Which of this machine's agents a session forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agent {
+    /// The SSH agent (`SSH_AUTH_SOCK`): `-A`.
+    Ssh,
+    /// The gpg-agent, through its extra socket (the one gpg-agent restricts for remote use): `--gpg`.
+    Gpg,
+}
+
+/// This machine's socket of `agent`, or an error that says how to start one.
+pub async fn local_socket(agent: Agent) -> anyhow::Result<PathBuf> {
+    match agent {
+        Agent::Ssh => local_agent(),
+        Agent::Gpg => local_gpg_agent().await,
+    }
+}
+
+/// This machine's gpg-agent extra socket (`gpgconf --list-dirs agent-extra-socket`), with the agent started.
+async fn local_gpg_agent() -> anyhow::Result<PathBuf> {
+    let listed = tokio::process::Command::new("gpgconf")
+        .args(["--list-dirs", "agent-extra-socket"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--gpg forwards this machine's gpg-agent, but gpgconf is not on PATH: install GnuPG, or leave out --gpg"
+            )
+        })?;
+    let path = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+    if !listed.status.success() || path.is_empty() {
+        anyhow::bail!("--gpg: gpgconf names no agent extra socket on this machine");
+    }
+    // The agent starts on demand; a forwarded connection must find it running.
+    let _ = tokio::process::Command::new("gpg-connect-agent")
+        .arg("/bye")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await;
+    Ok(PathBuf::from(path))
+}
+
+/// The armored public keys of this machine's secret gpg keys, for gpg in the container to know what it signs with.
+async fn public_keys() -> Option<String> {
+    let listed = tokio::process::Command::new("gpg")
+        .args(["--batch", "--with-colons", "--list-secret-keys"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    let fingerprints: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("fpr:"))
+        .filter_map(|rest| rest.split(':').nth(8))
+        .filter(|fingerprint| {
+            fingerprint.chars().all(|c| c.is_ascii_hexdigit()) && !fingerprint.is_empty()
+        })
+        .map(str::to_owned)
+        .collect();
+    if fingerprints.is_empty() {
+        return None;
+    }
+    let exported = tokio::process::Command::new("gpg")
+        .args(["--batch", "--armor", "--export", "--"])
+        .args(&fingerprints)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    exported
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&exported.stdout).into_owned())
+        .filter(|keys| !keys.trim().is_empty())
+}
+
+/// Imports the armored public keys (`$1`, data, never part of the script) into the user's keyring in the container.
+const IMPORT_KEYS: &str = "command -v gpg >/dev/null 2>&1 || { echo 'gpg is not installed in the dev container' >&2; exit 3; }
+printf '%s\n' \"$1\" | gpg --batch --quiet --import";
+
 /// This machine's agent socket, from `SSH_AUTH_SOCK`, or an error that says how to start one.
 pub fn local_agent() -> anyhow::Result<PathBuf> {
     match std::env::var_os("SSH_AUTH_SOCK") {
@@ -38,14 +121,46 @@ pub fn local_agent() -> anyhow::Result<PathBuf> {
     }
 }
 
-/// Starts forwarding this machine's agent for commands run as `user` (none: the workspace's remote user).
-pub async fn forward(client: &AgentClient, user: Option<String>) -> anyhow::Result<Forwarded> {
-    let local = local_agent()?;
+/// Starts forwarding this machine's `agent` for commands run as `user` (none: the workspace's remote user). For
+/// gpg, the public keys of this machine's secret keys are imported into the user's keyring in the container first.
+pub async fn forward(
+    client: &AgentClient,
+    user: Option<String>,
+    agent: Agent,
+) -> anyhow::Result<Forwarded> {
+    let local = local_socket(agent).await?;
+    if agent == Agent::Gpg
+        && let Some(keys) = public_keys().await
+    {
+        let finished = client
+            .clone()
+            .output_as(
+                user.clone(),
+                vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    IMPORT_KEYS.into(),
+                    "skiff-gpg-import".into(),
+                    keys,
+                ],
+            )
+            .await
+            .context("importing your public gpg keys into the dev container")?;
+        if finished.code != Some(0) {
+            anyhow::bail!(
+                "importing your public gpg keys into the dev container failed: {}",
+                String::from_utf8_lossy(&finished.stderr).trim()
+            );
+        }
+    }
     let (outbound, messages) = mpsc::channel::<SshAgentMessage>(16);
     outbound
-        .send(SshAgentMessage::Start { user })
+        .send(SshAgentMessage::Start {
+            user,
+            gpg: agent == Agent::Gpg,
+        })
         .await
-        .context("opening ssh agent forwarding")?;
+        .context("opening agent forwarding")?;
     let mut inbound = match client
         .clone()
         .ssh_agent(ReceiverStream::new(messages))
@@ -61,6 +176,14 @@ pub async fn forward(client: &AgentClient, user: Option<String>) -> anyhow::Resu
         .await
         .context("forwarding the SSH agent: the workspace did not answer in time")?;
     let socket = match first {
+        // An agent that knows only SSH forwarding answers a gpg request with an SSH socket.
+        Some(Ok(SshAgentMessage::Ready { socket }))
+            if agent == Agent::Gpg && !socket.ends_with("/S.gpg-agent") =>
+        {
+            anyhow::bail!(
+                "the workspace's agent is older than gpg-agent forwarding; run `skiff up` to upgrade it, or leave out --gpg"
+            )
+        }
         Some(Ok(SshAgentMessage::Ready { socket })) => socket,
         Some(Ok(other)) => anyhow::bail!("forwarding the SSH agent: the agent answered {other:?}"),
         Some(Err(error)) => return Err(error).context("forwarding the SSH agent"),

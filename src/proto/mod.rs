@@ -603,8 +603,9 @@ impl From<api::SshAgentMessage> for v1::SshAgentMessage {
     fn from(message: api::SshAgentMessage) -> Self {
         use v1::ssh_agent_message::Kind;
         let kind = match message {
-            api::SshAgentMessage::Start { user } => Kind::Start(v1::SshAgentStart {
+            api::SshAgentMessage::Start { user, gpg } => Kind::Start(v1::SshAgentStart {
                 user: user.unwrap_or_default(),
+                gpg,
             }),
             api::SshAgentMessage::Ready { socket } => Kind::Ready(socket),
             api::SshAgentMessage::Open { connection } => Kind::Open(connection),
@@ -625,6 +626,7 @@ impl TryFrom<v1::SshAgentMessage> for api::SshAgentMessage {
         Ok(match message.kind {
             Some(Kind::Start(start)) => Self::Start {
                 user: (!start.user.is_empty()).then_some(start.user),
+                gpg: start.gpg,
             },
             Some(Kind::Ready(socket)) => Self::Ready { socket },
             Some(Kind::Open(connection)) => Self::Open { connection },

@@ -2,7 +2,7 @@
 //! ssh-config --forward-agent`) give the dev container an `SSH_AUTH_SOCK` that reaches the laptop's own ssh-agent, so
 //! `ssh-add -l` lists the laptop's key and git signs a commit with it (SSH signing), which the laptop's git verifies,
 //! while the key stays on the laptop;
-//! without `-A` there is none. The attack: another user in the container, who finds the forwarding's abstract socket
+//! without `-A` there is none; `--gpg` does the same for the laptop's gpg-agent and GPG signing. The attack: another user in the container, who finds the forwarding's abstract socket
 //! and runs the relay themselves, gets nothing from the laptop's agent.
 
 use std::path::{Path, PathBuf};
@@ -87,9 +87,14 @@ fn laptop_agent(folder: &Path) -> LaptopAgent {
     }
 }
 
-/// Stores `commit` (a commit object's text) in a fresh repository on the laptop and runs `git verify-commit` on it
-/// with `public_key` as ada@example.com's allowed signer; returns what git said.
-fn verify_on_laptop(folder: &Path, commit: &str, public_key: &str) -> String {
+/// Stores `commit` (a commit object's text) in a fresh repository under `folder` on the laptop and runs `git
+/// verify-commit` on it with the laptop's git, its `config` and `env`; returns what git said.
+fn verify_on_laptop(
+    folder: &Path,
+    commit: &str,
+    config: &[String],
+    env: &[(&str, &Path)],
+) -> String {
     use std::io::Write as _;
     let repository = folder.join("verify");
     let git = |args: &[&str]| {
@@ -97,9 +102,13 @@ fn verify_on_laptop(folder: &Path, commit: &str, public_key: &str) -> String {
         command
             .arg("-C")
             .arg(&repository)
+            .args(config.iter().flat_map(|setting| ["-c", setting.as_str()]))
             .args(args)
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        for (key, value) in env {
+            command.env(key, value);
+        }
         command
     };
     std::fs::create_dir_all(&repository).unwrap();
@@ -118,16 +127,7 @@ fn verify_on_laptop(folder: &Path, commit: &str, public_key: &str) -> String {
     let stored = stored.wait_with_output().unwrap();
     assert!(stored.status.success(), "storing the commit on the laptop");
     let hash = String::from_utf8(stored.stdout).unwrap().trim().to_owned();
-    let signers = folder.join("allowed_signers");
-    std::fs::write(&signers, format!("ada@example.com {public_key}\n")).unwrap();
-    let verified = git(&[
-        "-c",
-        &format!("gpg.ssh.allowedSignersFile={}", signers.display()),
-        "verify-commit",
-        &hash,
-    ])
-    .output()
-    .unwrap();
+    let verified = git(&["verify-commit", &hash]).output().unwrap();
     assert!(verified.status.success(), "{}", text(&verified));
     String::from_utf8_lossy(&verified.stderr).into_owned()
 }
@@ -209,10 +209,13 @@ fn the_laptops_agent_signs_in_the_container_only_when_forwarded_and_only_for_its
         "commit",
         "HEAD",
     ]);
+    let signers = sandbox.root.path().join("laptop/allowed_signers");
+    std::fs::write(&signers, format!("ada@example.com {}\n", laptop.public_key)).unwrap();
     let verified = verify_on_laptop(
         &sandbox.root.path().join("laptop"),
         &commit,
-        &laptop.public_key,
+        &[format!("gpg.ssh.allowedSignersFile={}", signers.display())],
+        &[],
     );
     assert!(
         verified.contains("Good \"git\" signature for ada@example.com"),
@@ -346,5 +349,120 @@ fn forwarding_without_a_laptop_agent_says_how_to_start_one() {
     assert!(
         stderr.contains("SSH_AUTH_SOCK is not set") && stderr.contains("ssh-agent"),
         "{stderr}"
+    );
+}
+
+/// The laptop's gpg-agent, with one fresh signing key in its own GnuPG home; stopped when the test ends.
+struct LaptopGpg {
+    home: PathBuf,
+    fingerprint: String,
+}
+
+impl LaptopGpg {
+    fn new(home: PathBuf) -> Self {
+        for name in ["gpg", "gpgconf", "gpg-agent", "gpg-connect-agent"] {
+            program(name);
+        }
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let made = Command::new("gpg")
+            .args([
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "Ada <ada@example.com>",
+                "ed25519",
+                "sign",
+                "never",
+            ])
+            .env("GNUPGHOME", &home)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "{}", text(&made));
+        let listed = Command::new("gpg")
+            .args(["--batch", "--with-colons", "--list-secret-keys"])
+            .env("GNUPGHOME", &home)
+            .output()
+            .unwrap();
+        let fingerprint = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("fpr:"))
+            .and_then(|rest| rest.split(':').nth(8))
+            .expect("the key's fingerprint")
+            .to_owned();
+        Self { home, fingerprint }
+    }
+}
+
+impl Drop for LaptopGpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", &self.home)
+            .output();
+    }
+}
+
+/// `skiff exec --gpg`: the laptop's gpg-agent (its extra socket) answers gpg in the container at the socket gpg uses
+/// there, with the laptop's public key imported, so git signs a commit with GPG that the laptop's git verifies; the
+/// container holds no secret key, and without `--gpg` its gpg signs with nothing.
+#[test]
+fn the_laptops_gpg_agent_signs_commits_in_the_container_with_gpg() {
+    require_docker();
+    let mut sandbox = Sandbox::new();
+    let laptop = LaptopGpg::new(sandbox.root.path().join("gnupg"));
+    sandbox.set_env("GNUPGHOME", Some(laptop.home.clone().into_os_string()));
+    let project = sandbox.project("image", "gpg-forwarding");
+    add_busybox(&project);
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+
+    let signed = sandbox.run(&[
+        "exec",
+        "--gpg",
+        "-e",
+        &format!("KEY={}", laptop.fingerprint),
+        "gpg-forwarding",
+        "--",
+        "sh",
+        "-c",
+        "set -e; cd /tmp; rm -rf signed; git init -q signed; cd signed; \
+         git -c user.name=Ada -c user.email=ada@example.com -c user.signingkey=$KEY commit -q -S --allow-empty -m signed; \
+         git cat-file commit HEAD",
+    ]);
+    let commit = String::from_utf8_lossy(&signed.stdout).into_owned();
+    assert!(
+        signed.status.success() && commit.contains("-----BEGIN PGP SIGNATURE-----"),
+        "a GPG-signed commit: {}",
+        text(&signed)
+    );
+    let verified = verify_on_laptop(
+        sandbox.root.path(),
+        &commit,
+        &[],
+        &[("GNUPGHOME", laptop.home.as_path())],
+    );
+    assert!(
+        verified.contains("Good signature from \"Ada <ada@example.com>\""),
+        "the laptop's git verifies it: {verified}"
+    );
+    // No secret key in the container, and once the session has ended its gpg signs with nothing.
+    let alone = sandbox.run(&[
+        "exec",
+        "gpg-forwarding",
+        "--",
+        "sh",
+        "-c",
+        "gpg --batch --with-colons --list-secret-keys 2>/dev/null; \
+         echo x | gpg --batch --pinentry-mode error --local-user ada@example.com --sign >/dev/null 2>&1; echo \"sign exit $?\"",
+    ]);
+    let alone_text = String::from_utf8_lossy(&alone.stdout);
+    assert!(
+        !alone_text.contains("sec:") && !alone_text.contains("sign exit 0"),
+        "the container signs on its own: {}",
+        text(&alone)
     );
 }

@@ -88,11 +88,13 @@ pub const IMAGES: &[ImageSpec] = &[
             // `curl` because generated user-data fetches `skiffd` over HTTP; `sudo` for the devcontainers stand-in
             // below, whose Dockerfile should not depend on reaching a Debian mirror; `git` for what a developer
             // does with git in a dev container (identity, credentials, signing); `openssh-client` for git over SSH and SSH
-            // signing through a forwarded agent (`ssh-add`, `ssh-keygen -Y sign`).
+            // signing through a forwarded agent (`ssh-add`, `ssh-keygen -Y sign`); `gnupg` for GPG signing through a
+            // forwarded gpg-agent.
             include: &[
                 "ca-certificates",
                 "curl",
                 "git",
+                "gnupg",
                 "iproute2",
                 "openssh-client",
                 "passwd",

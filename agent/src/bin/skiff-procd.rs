@@ -23,7 +23,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     // `skiff-procd git-credential ACTION`: git's credential helper in the dev container (git runs it, with the
     // action as its last argument), which asks the agent.
-    // `skiff-procd ssh-agent NAME`: the relay of SSH agent forwarding, run as the session's user.
+    // `skiff-procd ssh-agent NAME` and `gpg-agent NAME`: the relays of agent forwarding, run as the session's user.
     let mut arguments = std::env::args().skip(1);
     match arguments.next().as_deref() {
         Some("git-credential") => {
@@ -32,7 +32,16 @@ fn main() -> std::process::ExitCode {
             );
         }
         Some("ssh-agent") => {
-            return skiff_agent::ssh_agent::relay(arguments.next().as_deref().unwrap_or_default());
+            return skiff_agent::ssh_agent::relay(
+                arguments.next().as_deref().unwrap_or_default(),
+                skiff_agent::ssh_agent::Kind::Ssh,
+            );
+        }
+        Some("gpg-agent") => {
+            return skiff_agent::ssh_agent::relay(
+                arguments.next().as_deref().unwrap_or_default(),
+                skiff_agent::ssh_agent::Kind::Gpg,
+            );
         }
         _ => {}
     }

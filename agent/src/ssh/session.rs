@@ -304,6 +304,7 @@ async fn forward_agent(
         &context.activity,
         &context.tasks,
         spec.user.clone(),
+        crate::ssh_agent::Kind::Ssh,
     )
     .await?;
     spec.env

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use skiff::api::ExecSpec;
 
 use crate::cli::ExecArgs;
+use crate::ssh_agent::Agent;
 use crate::terminal;
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
@@ -17,15 +18,23 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
         env.insert(key.to_owned(), value.to_owned());
     }
     if args.forward_agent {
-        crate::ssh_agent::local_agent()?;
+        crate::ssh_agent::local_socket(Agent::Ssh).await?;
+    }
+    if args.gpg {
+        crate::ssh_agent::local_socket(Agent::Gpg).await?;
     }
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     let tty = args.tty || (!args.no_tty && terminal::is_interactive());
     let forwarded = if args.forward_agent {
-        let forwarded = crate::ssh_agent::forward(&client, args.user.clone()).await?;
+        let forwarded = crate::ssh_agent::forward(&client, args.user.clone(), Agent::Ssh).await?;
         env.insert("SSH_AUTH_SOCK".to_owned(), forwarded.socket.clone());
         Some(forwarded)
+    } else {
+        None
+    };
+    let gpg = if args.gpg {
+        Some(crate::ssh_agent::forward(&client, args.user.clone(), Agent::Gpg).await?)
     } else {
         None
     };
@@ -40,6 +49,6 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     };
     let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop((credentials, forwarded));
+    drop((credentials, forwarded, gpg));
     code
 }

@@ -4,16 +4,25 @@
 use skiff::api::{ExecSpec, WindowSize};
 
 use crate::cli::SshArgs;
+use crate::ssh_agent::Agent;
 use crate::terminal;
 
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     if args.forward_agent {
-        crate::ssh_agent::local_agent()?;
+        crate::ssh_agent::local_socket(Agent::Ssh).await?;
+    }
+    if args.gpg {
+        crate::ssh_agent::local_socket(Agent::Gpg).await?;
     }
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     let forwarded = if args.forward_agent {
-        Some(crate::ssh_agent::forward(&client, args.user.clone()).await?)
+        Some(crate::ssh_agent::forward(&client, args.user.clone(), Agent::Ssh).await?)
+    } else {
+        None
+    };
+    let gpg = if args.gpg {
+        Some(crate::ssh_agent::forward(&client, args.user.clone(), Agent::Gpg).await?)
     } else {
         None
     };
@@ -51,6 +60,6 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     };
     let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop((forwards, credentials, forwarded));
+    drop((forwards, credentials, forwarded, gpg));
     code
 }
