@@ -1376,6 +1376,74 @@ fn feature_archive(name: &str, gzip: bool) -> Vec<u8> {
     encoder.finish().expect("compressing")
 }
 
+/// A Feature in a registry that needs a login installs with only the laptop's Docker login for that registry (its
+/// `config.json`, as `docker login` leaves it), which `up` sends for the pull; with no login the pull is refused
+/// naming the registry and the `docker login` to run.
+#[test]
+fn a_feature_from_a_registry_that_needs_a_login_installs_with_the_laptops_docker_login() {
+    use base64::Engine as _;
+    require_docker();
+    let registry = Registry::start_with_login("ada", "feature-s3cret");
+    registry.push_artifact(
+        "private/features/hello",
+        "1",
+        &feature_archive("hello", false),
+        "application/vnd.devcontainers.layer.v1+tar",
+    );
+    let host = format!("127.0.0.1:{}", registry.port);
+    let feature = format!("{host}/private/features/hello:1");
+    let sandbox = Sandbox::new();
+    let laptop = sandbox.root.path().join("docker-config");
+    std::fs::create_dir_all(&laptop).unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("ada:feature-s3cret");
+    std::fs::write(
+        laptop.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let config = serde_json::json!({
+        "image": "debian:bookworm",
+        "remoteUser": "root",
+        "features": { feature.as_str(): {"greeting": "ahoy"} }
+    })
+    .to_string();
+    let anonymous = inline_workspace(&sandbox, "private-feature-anonymous", &config, &[]);
+    let empty = sandbox.root.path().join("no-docker-config");
+    std::fs::create_dir_all(&empty).unwrap();
+    let refused = up(
+        &sandbox,
+        &anonymous,
+        &[],
+        &[("DOCKER_CONFIG", empty.to_str().unwrap())],
+    )
+    .expect_err("an anonymous pull of a private Feature");
+    assert!(
+        refused.contains(&format!("registry {host} refuses anonymous access"))
+            && refused.contains(&format!("docker login {host}")),
+        "{refused}"
+    );
+    let folder = inline_workspace(&sandbox, "private-feature", &config, &[]);
+    let stderr = up(
+        &sandbox,
+        &folder,
+        &[],
+        &[("DOCKER_CONFIG", laptop.to_str().unwrap())],
+    )
+    .unwrap_or_else(|stderr| panic!("up failed: {stderr}"));
+    assert!(
+        stderr.contains(&format!("pulling Feature {feature}")),
+        "{stderr}"
+    );
+    assert_eq!(
+        sh(
+            &sandbox,
+            "private-feature",
+            "cat /usr/local/share/skiff-hello"
+        ),
+        "ahoy from root"
+    );
+}
+
 /// A Feature pushed to a real registry and a Feature served as a tarball install with their options through the same
 /// path as local Features, are listed in the image's metadata label, and a rebuild reuses both from the agent's cache:
 /// the registry serves the layer once, the tarball server answers the second time with 304.

@@ -14,6 +14,8 @@ pub const REGISTRY_BINARY: &str = "/usr/bin/docker-registry";
 pub struct Registry {
     /// The port it listens on, on 127.0.0.1.
     pub port: u16,
+    /// The `Authorization` header pushes send, for a registry that needs a login.
+    authorization: Option<String>,
     log: PathBuf,
     _folder: tempfile::TempDir,
     _process: crate::Reaped,
@@ -63,8 +65,16 @@ impl Registry {
             .stderr(output)
             .spawn()
             .expect("starting docker-registry");
+        let authorization = login.map(|(user, password)| {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            )
+        });
         let registry = Registry {
             port,
+            authorization,
             log,
             _folder: folder,
             _process: crate::Reaped(process),
@@ -83,6 +93,15 @@ impl Registry {
         registry
     }
 
+    /// `headers`, with the login's `Authorization` when the registry needs one.
+    fn headers<'a>(&'a self, headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut all = headers.to_vec();
+        if let Some(authorization) = &self.authorization {
+            all.push(("Authorization", authorization.as_str()));
+        }
+        all
+    }
+
     /// The registry's log so far, with one access-log line per request.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -95,7 +114,7 @@ impl Registry {
             self.port,
             "POST",
             &format!("/v2/{repository}/blobs/uploads/"),
-            &[],
+            &self.headers(&[]),
             &[],
         )
         .expect("starting an upload");
@@ -111,7 +130,7 @@ impl Registry {
             self.port,
             "PUT",
             &format!("{path}{separator}digest={digest}"),
-            &[("Content-Type", "application/octet-stream")],
+            &self.headers(&[("Content-Type", "application/octet-stream")]),
             data,
         )
         .expect("uploading a blob");
@@ -146,7 +165,7 @@ impl Registry {
             self.port,
             "PUT",
             &format!("/v2/{repository}/manifests/{tag}"),
-            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            &self.headers(&[("Content-Type", "application/vnd.oci.image.manifest.v1+json")]),
             manifest.to_string().as_bytes(),
         )
         .expect("pushing a manifest");
