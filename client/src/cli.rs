@@ -294,6 +294,9 @@ pub struct ListArgs {
     /// Also show other people's AWS workspaces.
     #[arg(long)]
     pub all: bool,
+    /// Name the workspaces stopped for longer than this, whose disks still cost storage (`30d`, `12h`).
+    #[arg(long, value_name = "DURATION", default_value = "14d")]
+    pub stale: String,
 }
 
 /// `skiff status`.

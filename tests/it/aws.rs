@@ -176,6 +176,21 @@ fn a_full_cycle_is_locked_down_and_leaves_nothing_behind() {
     let listed: Value = serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
     assert_eq!(listed[0]["state"], "stopped");
     assert_eq!(listed[0]["aws"]["instance_id"], instance_id);
+    // When it stopped, from EC2's state transition, and its disk's size, from the tag `up` launched it with.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let stopped_since = listed[0]["stopped_since_unix"].as_i64().unwrap_or_default();
+    assert!((now - stopped_since).abs() < 120, "{listed:#}");
+    assert_eq!(listed[0]["aws"]["volume_gib"], 40, "{listed:#}");
+    let table = sandbox.ok(&["list"]);
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("app") && line.contains("stopped ")),
+        "{table}"
+    );
     assert_eq!(sandbox.ok(&args).trim(), "app");
     let again = live_instances("eu-west-1", "app");
     assert_eq!(again.len(), 1);

@@ -118,3 +118,43 @@ fn delete_right_after_an_idle_stop_removes_the_container() {
         "the exited dev container is gone"
     );
 }
+
+/// `skiff list` says how long a stopped workspace has been stopped (from its agent's ledger), and names those stopped
+/// for longer than `--stale` after the table; a duration it cannot read is refused with an example.
+#[test]
+fn list_says_how_long_a_workspace_has_been_stopped_and_names_the_stale_ones() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let project = sandbox.project("image", "stale");
+    add_busybox(&project);
+    sandbox.ok(&["up", project.to_str().unwrap()]);
+    sandbox.ok(&["stop", "stale"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let listed = sandbox.succeeds(&["list", "--stale", "1s"]);
+    let table = String::from_utf8_lossy(&listed.stdout);
+    let note = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        table.lines().any(|line| line.starts_with("stale")
+            && line.contains("stopped ")
+            && line.contains('s')),
+        "{table}"
+    );
+    assert!(
+        note.contains("stopped for more than 1s") && note.contains("stale (local "),
+        "{note}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
+    assert!(json[0]["stopped_since_unix"].as_i64().is_some(), "{json:#}");
+    let quiet = sandbox.succeeds(&["list"]);
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("stopped for more than"),
+        "not stale at the 14-day default"
+    );
+    let refused = sandbox.run(&["list", "--stale", "soon"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("such as 14d"),
+        "{refused:?}"
+    );
+    sandbox.ok(&["delete", "--yes", "stale"]);
+}

@@ -527,12 +527,31 @@ impl LocalProvider {
                     |status| status.container_state.to_string(),
                 ),
                 folder: workspace.record.local_folder.display().to_string(),
+                stopped_since_unix: status
+                    .is_none()
+                    .then(|| last_down(&Self::agent_state(&workspace)))
+                    .flatten(),
                 container_id: status.and_then(|status| status.container_id),
                 aws: None,
             });
         }
         Ok(rows)
     }
+}
+
+/// When the workspace's agent last recorded a down in its ledger (`ledger.jsonl` in its state folder): its stop.
+fn last_down(state: &Path) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        at: i64,
+        up: bool,
+    }
+    let text = std::fs::read_to_string(state.join("ledger.jsonl")).ok()?;
+    let last = text
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Entry>(line).ok())?;
+    (!last.up).then_some(last.at)
 }
 
 /// The agent configuration the local provider writes.

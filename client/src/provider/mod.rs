@@ -97,6 +97,10 @@ pub struct ListRow {
     pub state: String,
     pub folder: String,
     pub container_id: Option<String>,
+    /// When a stopped workspace stopped (seconds since the epoch), where that is known: the local agent's ledger, or
+    /// EC2's state transition.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_since_unix: Option<i64>,
     /// Where an AWS workspace runs and whose it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<aws::status::ListRow>,

@@ -46,6 +46,8 @@ pub struct InstanceSummary {
     /// When the root volume was attached (seconds since the epoch): at launch, kept across stops and starts, so
     /// the start of the disk's bill.
     pub volume_since: Option<i64>,
+    /// When a stopped instance stopped (seconds since the epoch), from EC2's state transition reason.
+    pub stopped_since: Option<i64>,
     /// The workspace's DNS record, if it has one (see `dns`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
@@ -161,6 +163,13 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
         volume_gib: tag_value(instance, super::launch::TAG_VOLUME_GIB)
             .and_then(|size| size.parse().ok()),
         volume_since: root_volume_attached(instance),
+        stopped_since: instance
+            .state
+            .as_ref()
+            .and_then(|state| state.name.as_ref())
+            .filter(|name| name.as_str() == "stopped")
+            .and(instance.state_transition_reason.as_deref())
+            .and_then(skiff::calendar::find_utc_timestamp),
         dns_name: tag_value(instance, super::dns::TAG_DNS_NAME),
         dns_zone: tag_value(instance, super::dns::TAG_DNS_ZONE),
         client_token: instance.client_token.clone(),

@@ -483,7 +483,8 @@ impl AwsProvider {
         Ok(status::list(all)
             .await?
             .into_iter()
-            .map(|row| crate::provider::ListRow {
+            .map(|(row, stopped_since)| crate::provider::ListRow {
+                stopped_since_unix: stopped_since,
                 folder: row.folder.clone().unwrap_or_else(|| {
                     format!(
                         "({} {})",

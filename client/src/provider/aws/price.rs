@@ -119,6 +119,12 @@ impl Cache {
     }
 }
 
+/// gp3's monthly price per GiB in `region` from the laptop's cache, when read within the last day; asks no one.
+pub fn cached_gp3(region: &str) -> Option<f64> {
+    let cache = cache_path().as_deref().map(read_cache)?;
+    cache.fresh(&format!("{region}/gp3"), now_unix())
+}
+
 /// How long `up` and `status` wait for prices before going on without them (a proxy that swallows the Price List
 /// endpoint must not hold a launch).
 pub const QUOTE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -166,6 +166,7 @@ mod tests {
             launched: None,
             volume_gib: None,
             volume_since: None,
+            stopped_since: None,
             dns_name: None,
             dns_zone: None,
             client_token: None,

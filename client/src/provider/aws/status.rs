@@ -23,11 +23,18 @@ pub struct ListRow {
     pub owner: String,
     /// The folder, when this machine has a record of the workspace.
     pub folder: Option<String>,
+    /// The root volume's size in GiB, when the instance says (its `skiff:volume-gib` tag).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_gib: Option<i32>,
+    /// What the volume costs a month at gp3's price, when the laptop has that price from the last day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_usd_month: Option<f64>,
 }
 
 /// The AWS workspaces: every configured region's skiff-tagged instances (yours, or everyone's with `all`),
 /// and local AWS records that AWS no longer knows (state `not-found`). Regions that fail are warned about.
-pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
+/// Each with when it stopped, for a stopped instance.
+pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)>> {
     let store = Store::open_default()?;
     if !locate::aws_in_use(&store) {
         return Ok(Vec::new());
@@ -71,15 +78,23 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
                     })
                     .map(|record| record.record.local_folder.display().to_string())
                     .filter(|folder| !folder.is_empty());
-                ListRow {
-                    name: instance.workspace,
-                    state: instance.state,
-                    region: instance.region,
-                    instance_id: Some(instance.instance_id),
-                    instance_type: Some(instance.instance_type),
-                    owner: instance.owner,
-                    folder,
-                }
+                let storage_usd_month = instance.volume_gib.and_then(|gib| {
+                    super::price::cached_gp3(&instance.region).map(|price| price * f64::from(gib))
+                });
+                (
+                    ListRow {
+                        name: instance.workspace,
+                        state: instance.state,
+                        region: instance.region,
+                        instance_id: Some(instance.instance_id),
+                        instance_type: Some(instance.instance_type),
+                        owner: instance.owner,
+                        folder,
+                        volume_gib: instance.volume_gib,
+                        storage_usd_month,
+                    },
+                    instance.stopped_since,
+                )
             })),
             Err(error) => eprintln!("warning: listing AWS workspaces in {region}: {error:#}"),
         }
@@ -88,25 +103,32 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
         let Some(placement) = &record.record.aws else {
             continue;
         };
-        let seen = rows.iter().any(|row| {
+        let seen = rows.iter().any(|(row, _)| {
             row.name == record.name()
                 && row.owner == placement.owner
                 && row.region == placement.region
         });
         if !seen {
-            rows.push(ListRow {
-                name: record.name().to_owned(),
-                state: "not-found".into(),
-                region: placement.region.clone(),
-                instance_id: placement.instance_id.clone(),
-                instance_type: None,
-                owner: placement.owner.clone(),
-                folder: Some(record.record.local_folder.display().to_string())
-                    .filter(|folder| !folder.is_empty()),
-            });
+            rows.push((
+                ListRow {
+                    name: record.name().to_owned(),
+                    state: "not-found".into(),
+                    region: placement.region.clone(),
+                    instance_id: placement.instance_id.clone(),
+                    instance_type: None,
+                    owner: placement.owner.clone(),
+                    folder: Some(record.record.local_folder.display().to_string())
+                        .filter(|folder| !folder.is_empty()),
+                    volume_gib: None,
+                    storage_usd_month: None,
+                },
+                None,
+            ));
         }
     }
-    rows.sort_by(|left, right| (&left.name, &left.owner).cmp(&(&right.name, &right.owner)));
+    rows.sort_by(|(left, _), (right, _)| {
+        (&left.name, &left.owner).cmp(&(&right.name, &right.owner))
+    });
     Ok(rows)
 }
 
