@@ -35,6 +35,8 @@ pub enum Command {
     Stop(StopArgs),
     /// Remove a workspace: its dev container, the image built for it, and its keys and state.
     Delete(DeleteArgs),
+    /// Delete the workspaces stopped for longer than a time, after showing them (their disks still cost storage).
+    Prune(PruneArgs),
     /// Send the changes made in a workspace's folder on this machine since its last upload or sync.
     Sync(SyncArgs),
     /// Show a workspace's dev container output.
@@ -418,6 +420,18 @@ pub struct DeleteArgs {
     pub owner: Option<String>,
     #[command(flatten)]
     pub agent: AgentOptions,
+}
+
+/// `skiff prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete the workspaces stopped for longer than this (`30d`, `12h`).
+    #[arg(long, value_name = "DURATION")]
+    pub stopped_for: String,
+    /// Do not ask before deleting the workspaces shown; work in their files that exists nowhere else still keeps a
+    /// workspace (`skiff delete NAME --yes` deletes one anyway).
+    #[arg(short, long)]
+    pub yes: bool,
 }
 
 /// `skiff logs`.

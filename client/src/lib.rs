@@ -28,6 +28,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         Command::Ssh(args) => commands::ssh::run(args).await,
         Command::Stop(args) => commands::stop::run(args).await,
         Command::Delete(args) => commands::delete::run(args).await,
+        Command::Prune(args) => commands::prune::run(args).await,
         Command::Sync(args) => commands::sync::run(args).await,
         Command::Logs(args) => commands::logs::run(args).await,
         Command::Forward(args) => commands::forward::run(args).await,

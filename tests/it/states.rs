@@ -158,3 +158,59 @@ fn list_says_how_long_a_workspace_has_been_stopped_and_names_the_stale_ones() {
     );
     sandbox.ok(&["delete", "--yes", "stale"]);
 }
+
+/// `skiff prune --stopped-for`: shows the workspaces stopped for longer than asked, refuses without a terminal unless
+/// `--yes` (deleting nothing), then deletes those and only those; a running workspace is never among them.
+#[test]
+fn prune_deletes_only_the_workspaces_stopped_longer_than_asked_after_showing_them() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    for name in ["pruned", "running"] {
+        let project = sandbox.project("image", name);
+        add_busybox(&project);
+        sandbox.ok(&["up", project.to_str().unwrap()]);
+    }
+    sandbox.ok(&["stop", "pruned"]);
+    std::thread::sleep(Duration::from_secs(2));
+
+    let none = sandbox.succeeds(&["prune", "--stopped-for", "1h"]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr)
+            .contains("no workspace has been stopped for more than 1h"),
+        "{none:?}"
+    );
+    let refused = sandbox.run(&["prune", "--stopped-for", "1s"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("stopped for more than 1s:")
+            && stderr.contains("pruned (local ")
+            && !stderr.contains("running (local ")
+            && stderr.contains("pass --yes")
+            && stderr.contains("nothing was deleted"),
+        "{stderr}"
+    );
+    let names = |sandbox: &Sandbox| -> Vec<String> {
+        let listed: serde_json::Value =
+            serde_json::from_str(&sandbox.ok(&["list", "--json"])).unwrap();
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&sandbox), ["pruned", "running"]);
+    let pruned = sandbox.succeeds(&["prune", "--stopped-for", "1s", "--yes"]);
+    assert!(
+        String::from_utf8_lossy(&pruned.stderr).contains("deleted workspace pruned"),
+        "{pruned:?}"
+    );
+    assert_eq!(names(&sandbox), ["running"]);
+    let bad = sandbox.run(&["prune", "--stopped-for", "a while"]);
+    assert!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("such as 30d"),
+        "{bad:?}"
+    );
+    sandbox.ok(&["delete", "--yes", "running"]);
+}

@@ -5,12 +5,19 @@
 //! workspace.
 
 use crate::cli::DeleteArgs;
-use crate::provider::Provider;
+use crate::provider::{Confirmation, Provider};
 
 pub async fn run(args: DeleteArgs) -> anyhow::Result<i32> {
     Provider::find(&args.name, args.owner.as_deref(), &args.agent)
         .await?
         .without_activity()
-        .delete(&args.name, args.yes)
+        .delete(
+            &args.name,
+            if args.yes {
+                Confirmation::Yes
+            } else {
+                Confirmation::Ask
+            },
+        )
         .await
 }

@@ -73,7 +73,7 @@ fn state(row: &ListRow, now: i64) -> String {
 }
 
 /// A stale workspace for the note: its name, how long it has been stopped, and its disk and what that costs.
-fn describe_stale(row: &ListRow, now: i64) -> String {
+pub(super) fn describe_stale(row: &ListRow, now: i64) -> String {
     let since = row.stopped_since_unix.unwrap_or(now);
     let disk = row.aws.as_ref().and_then(|aws| {
         let gib = aws.volume_gib?;
@@ -92,7 +92,7 @@ fn describe_stale(row: &ListRow, now: i64) -> String {
 }
 
 /// A coarse age: days, else hours, else minutes, else seconds.
-fn ago(seconds: i64) -> String {
+pub(super) fn ago(seconds: i64) -> String {
     let seconds = seconds.max(0);
     match seconds {
         s if s >= 86_400 => format!("{}d", s / 86_400),

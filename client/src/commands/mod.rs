@@ -12,6 +12,7 @@ pub(crate) mod list;
 pub(crate) mod logs;
 pub(crate) mod ports;
 pub(crate) mod proxy;
+pub(crate) mod prune;
 pub(crate) mod session;
 pub(crate) mod ssh;
 pub(crate) mod ssh_config;

@@ -450,7 +450,11 @@ impl LocalProvider {
 
     /// `skiff delete NAME` of a local workspace: the agent removes the dev container, the image built for it and
     /// what it made, then the record and keys go. The workspace's own folder is never touched.
-    pub(crate) async fn delete(&self, name: &str, yes: bool) -> anyhow::Result<i32> {
+    pub(crate) async fn delete(
+        &self,
+        name: &str,
+        confirmation: super::Confirmation,
+    ) -> anyhow::Result<i32> {
         let workspace = Store::open_default()?.get(name)?;
         // A workspace cloned from a git URL keeps its files with its agent (the folder is the agent's), so they go
         // with it: check them for work that exists nowhere else first.
@@ -458,13 +462,19 @@ impl LocalProvider {
         let mut confirmed = false;
         if files_on_agent {
             let mut client = self.ensure_agent(&workspace).await?;
-            match crate::files::check_before_delete(&mut client, workspace.name(), yes).await? {
+            match crate::files::check_before_delete(
+                &mut client,
+                workspace.name(),
+                confirmation.loses_work(),
+            )
+            .await?
+            {
                 DeleteDecision::Refused => return Ok(1),
                 DeleteDecision::Confirmed => confirmed = true,
                 DeleteDecision::NothingToLose => {}
             }
         }
-        if !yes && !confirmed && std::io::stdin().is_terminal() {
+        if confirmation.asks() && !confirmed && std::io::stdin().is_terminal() {
             let kept = if files_on_agent {
                 "its files go too".to_owned()
             } else {

@@ -311,10 +311,10 @@ impl Provider {
 
     /// `skiff delete NAME`: removes the workspace and what was made for it, asking first unless `yes`; the exit
     /// code.
-    pub async fn delete(self, name: &str, yes: bool) -> anyhow::Result<i32> {
+    pub async fn delete(self, name: &str, confirmation: Confirmation) -> anyhow::Result<i32> {
         match self {
-            Self::Local(local) => local.delete(name, yes).await,
-            Self::Aws(aws) => aws.delete(name, yes).await,
+            Self::Local(local) => local.delete(name, confirmation).await,
+            Self::Aws(aws) => aws.delete(name, confirmation).await,
         }
     }
 
@@ -342,6 +342,31 @@ pub(crate) async fn start_dev_container(
             "starting the dev container of workspace {}",
             workspace.name()
         ))),
+    }
+}
+
+/// How a delete was agreed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    /// Ask on a terminal, both whether to delete and, when the files hold work that exists nowhere else, whether to
+    /// lose it; without a terminal, such work (or files that cannot be checked) keeps the workspace.
+    Ask,
+    /// The deletion itself is agreed (`prune`'s one question, or its `--yes`), but work that exists nowhere else is
+    /// still asked about, or keeps the workspace, as with [`Confirmation::Ask`].
+    Agreed,
+    /// Delete whatever the files hold (`delete --yes`).
+    Yes,
+}
+
+impl Confirmation {
+    /// Whether work that exists nowhere else may be lost without asking.
+    pub fn loses_work(self) -> bool {
+        self == Self::Yes
+    }
+
+    /// Whether the deletion itself is still to be asked about.
+    pub fn asks(self) -> bool {
+        self == Self::Ask
     }
 }
 

@@ -468,9 +468,13 @@ impl AwsProvider {
     }
 
     /// `skiff delete NAME` (see `teardown`).
-    pub(crate) async fn delete(self, name: &str, yes: bool) -> anyhow::Result<i32> {
+    pub(crate) async fn delete(
+        self,
+        name: &str,
+        confirmation: crate::provider::Confirmation,
+    ) -> anyhow::Result<i32> {
         let tunnel = self.tunnel;
-        teardown::delete(self.located(name).await?, name, yes, tunnel).await
+        teardown::delete(self.located(name).await?, name, confirmation, tunnel).await
     }
 
     /// `skiff logs NAME --boot` (see `status`).

@@ -32,9 +32,10 @@ pub(crate) async fn stop(located: Located, name: &str) -> anyhow::Result<i32> {
 pub(crate) async fn delete(
     located: Located,
     name: &str,
-    yes: bool,
+    confirmation: crate::provider::Confirmation,
     tunnel: crate::cli::TunnelChoice,
 ) -> anyhow::Result<i32> {
+    let yes = confirmation.loses_work();
     // The workspace's files live on the instance: work there that exists nowhere else (uncommitted changes,
     // unpushed commits) goes with it, so it is checked first, through the tunnel.
     let mut confirmed = false;
@@ -74,7 +75,7 @@ pub(crate) async fn delete(
             }
         }
     }
-    if !yes && !confirmed && std::io::stdin().is_terminal() {
+    if confirmation.asks() && !confirmed && std::io::stdin().is_terminal() {
         let question = format!(
             "Delete workspace {name} (instance {} in {}, its disk and security group)?",
             located
