@@ -147,9 +147,18 @@ impl Forwarding {
                 }
             });
         }
-        let (uid, socket) = tokio::time::timeout(READY_TIMEOUT, ready(&mut output, kind))
+        let started = tokio::time::timeout(READY_TIMEOUT, ready(&mut output, kind))
             .await
-            .map_err(|_| "the relay in the dev container did not start in time".to_owned())??;
+            .map_err(|_| "the relay in the dev container did not start in time".to_owned())
+            .and_then(|ready| ready);
+        let (uid, socket) = match started {
+            Ok(started) => started,
+            Err(error) => {
+                // A relay that is still there is told to go.
+                let _ = relay_input.try_send(ExecInput::StdinEof);
+                return Err(error);
+            }
+        };
         // The rest of the relay's output is only read, so it never blocks; what it says goes to the log.
         tasks.spawn(async move {
             while let Some(message) = output.recv().await {

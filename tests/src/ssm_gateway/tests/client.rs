@@ -117,7 +117,12 @@ async fn four_mib_round_trip_through_the_client_with_loss_repeat_and_reorder() {
     assert!(stats.messages_repeated > 50, "{stats:?}");
     assert!(stats.messages_reordered > 50, "{stats:?}");
     assert!(stats.retransmissions_sent > 0, "{stats:?}");
-    assert!(stats.duplicates_received > 0, "{stats:?}");
+    // The client saw the gateway's repeats and acknowledged them again, and its echo came back byte for byte
+    // (`round_trip` checks). Whether the client's own resends ever reach the gateway twice depends on timing (with
+    // no ack lost, only a reordered ack that outlives the resend timer makes one), so it is not asserted here; the
+    // gateway's deduplication has a deterministic test of its own (`gateway::streams_echo_with_acks_re_acks_and_reordering`).
+    assert!(stats.outputs_repeated > 0, "{stats:?}");
+    assert!(stats.re_acks_received > 0, "{stats:?}");
     assert_eq!(stats.bad_frames, 0, "{stats:?}");
 }
 
