@@ -219,6 +219,16 @@ impl RegistryLogin {
         }
     }
 
+    /// The server a Docker configuration and the Engine API name this registry by: Docker Hub's index URL for
+    /// `docker.io`, else the registry itself.
+    pub fn server_address(registry: &str) -> &str {
+        if registry == "docker.io" {
+            "https://index.docker.io/v1/"
+        } else {
+            registry
+        }
+    }
+
     /// The login of `logins` for `reference`'s registry.
     pub fn for_reference<'a>(logins: &'a [Self], reference: &str) -> Option<&'a Self> {
         let registry = Self::registry_of(reference);

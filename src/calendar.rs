@@ -58,6 +58,13 @@ pub fn find_utc_timestamp(text: &str) -> Option<i64> {
     })
 }
 
+/// Now, in seconds since the epoch (0 for a clock before it).
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0))
+}
+
 /// The start of the month after `now`'s, UTC, in seconds since the epoch.
 pub fn next_month_start(now: i64) -> i64 {
     // The 32nd day after a month's first is always in the next month.

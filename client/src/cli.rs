@@ -124,6 +124,19 @@ pub struct CredentialOptions {
     pub no_git_credentials: bool,
 }
 
+/// This machine's agents forwarded into a session (`exec`, `ssh`); off unless asked, as in OpenSSH.
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct KeyForwarding {
+    /// Forward this machine's SSH agent (`SSH_AUTH_SOCK`) into the dev container for this session, as `ssh -A`
+    /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
+    #[arg(short = 'A', long)]
+    pub forward_agent: bool,
+    /// Forward this machine's gpg-agent into the dev container for this session (at the socket gpg uses there; your
+    /// public keys are imported): GPG commit signing there uses keys that never leave this machine.
+    #[arg(long)]
+    pub gpg: bool,
+}
+
 /// Options that pick the agent binary for the local provider.
 #[derive(Debug, Args, Clone, Default)]
 pub struct AgentOptions {
@@ -333,14 +346,8 @@ pub struct ExecArgs {
     /// Never give the command a terminal.
     #[arg(short = 'T', long)]
     pub no_tty: bool,
-    /// Forward this machine's SSH agent (`SSH_AUTH_SOCK`) into the dev container for this session, as `ssh -A`
-    /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
-    #[arg(short = 'A', long)]
-    pub forward_agent: bool,
-    /// Forward this machine's gpg-agent into the dev container for this session (at the socket gpg uses there; your
-    /// public keys are imported): GPG commit signing there uses keys that never leave this machine.
-    #[arg(long)]
-    pub gpg: bool,
+    #[command(flatten)]
+    pub keys: KeyForwarding,
     /// The command and its arguments.
     #[arg(
         required = true,
@@ -365,14 +372,8 @@ pub struct SshArgs {
     /// Log in as this user instead of the workspace's remote user.
     #[arg(short, long)]
     pub user: Option<String>,
-    /// Forward this machine's SSH agent (`SSH_AUTH_SOCK`) into the dev container for this session, as `ssh -A`
-    /// does: git over SSH and SSH commit signing there use its keys, which never leave this machine.
-    #[arg(short = 'A', long)]
-    pub forward_agent: bool,
-    /// Forward this machine's gpg-agent into the dev container for this session (at the socket gpg uses there; your
-    /// public keys are imported): GPG commit signing there uses keys that never leave this machine.
-    #[arg(long)]
-    pub gpg: bool,
+    #[command(flatten)]
+    pub keys: KeyForwarding,
     #[command(flatten)]
     pub credentials: CredentialOptions,
     #[command(flatten)]

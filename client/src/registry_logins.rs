@@ -11,14 +11,8 @@ use docker_credential::{CredentialRetrievalError, DockerCredential};
 use skiff::api::RegistryLogin;
 use skiff::devcontainer::DevContainer;
 
-/// Docker Hub's name in image references, and the key Docker keeps its login under.
+/// Docker Hub's name in image references.
 const DOCKER_HUB: &str = "docker.io";
-const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
-
-/// The registry an image reference names (see [`RegistryLogin::registry_of`]).
-pub fn registry_of(reference: &str) -> String {
-    RegistryLogin::registry_of(reference)
-}
 
 /// The images a Dockerfile's `FROM` lines name, other than `scratch`, earlier stages and references built from
 /// build arguments.
@@ -55,7 +49,7 @@ pub fn dockerfile_bases(dockerfile: &str) -> Vec<String> {
 pub fn registries(config: &DevContainer, config_file: &Path) -> BTreeSet<String> {
     let mut registries = BTreeSet::new();
     if let Some(image) = &config.image {
-        registries.insert(registry_of(image));
+        registries.insert(RegistryLogin::registry_of(image));
     }
     if let Some(dockerfile) = config
         .dockerfile_path(config_file)
@@ -64,13 +58,13 @@ pub fn registries(config: &DevContainer, config_file: &Path) -> BTreeSet<String>
         registries.extend(
             dockerfile_bases(&dockerfile)
                 .iter()
-                .map(|image| registry_of(image)),
+                .map(|image| RegistryLogin::registry_of(image)),
         );
     }
     for feature in config.features.iter().flatten().map(|(id, _)| id) {
         // Local (`./…`) and tarball (`https://…`) Features are not in a registry; an OCI Feature's id begins with one.
         if !feature.starts_with('.') && !feature.contains("://") && feature.contains('/') {
-            let registry = registry_of(feature);
+            let registry = RegistryLogin::registry_of(feature);
             if registry != DOCKER_HUB {
                 registries.insert(registry);
             }
@@ -85,12 +79,7 @@ pub fn for_config(config: &DevContainer, config_file: &Path) -> (Vec<RegistryLog
     let mut logins = Vec::new();
     let mut warnings = Vec::new();
     for registry in registries(config, config_file) {
-        let key = if registry == DOCKER_HUB {
-            DOCKER_HUB_KEY
-        } else {
-            registry.as_str()
-        };
-        match docker_credential::get_credential(key) {
+        match docker_credential::get_credential(RegistryLogin::server_address(&registry)) {
             Ok(DockerCredential::UsernamePassword(username, password)) => logins.push(RegistryLogin {
                 registry,
                 username,

@@ -121,6 +121,44 @@ pub fn local_agent() -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The agents `options` asks to forward.
+fn asked(options: crate::cli::KeyForwarding) -> impl Iterator<Item = Agent> {
+    [
+        options.forward_agent.then_some(Agent::Ssh),
+        options.gpg.then_some(Agent::Gpg),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Fails, saying how to start one, unless this machine has every agent `options` asks to forward: checked before a
+/// session connects, so a missing agent costs nothing.
+pub async fn check(options: crate::cli::KeyForwarding) -> anyhow::Result<()> {
+    for agent in asked(options) {
+        local_socket(agent).await?;
+    }
+    Ok(())
+}
+
+/// Starts every forwarding `options` asks for, for commands run as `user`, and sets `SSH_AUTH_SOCK` in `env` for the
+/// SSH agent's; the forwardings last while the returned value lives.
+pub async fn forward_all(
+    client: &AgentClient,
+    user: Option<&str>,
+    options: crate::cli::KeyForwarding,
+    env: &mut std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Vec<Forwarded>> {
+    let mut forwarded = Vec::new();
+    for agent in asked(options) {
+        let one = forward(client, user.map(str::to_owned), agent).await?;
+        if agent == Agent::Ssh {
+            env.insert("SSH_AUTH_SOCK".to_owned(), one.socket.clone());
+        }
+        forwarded.push(one);
+    }
+    Ok(forwarded)
+}
+
 /// Starts forwarding this machine's `agent` for commands run as `user` (none: the workspace's remote user). For
 /// gpg, the public keys of this machine's secret keys are imported into the user's keyring in the container first.
 pub async fn forward(

@@ -132,6 +132,20 @@ fn verify_on_laptop(
     String::from_utf8_lossy(&verified.stderr).into_owned()
 }
 
+/// `ssh -F CONFIG -o BatchMode=yes OPTIONS agent-forwarding.skiff COMMAND` with the laptop's agent at `socket`.
+fn openssh(config: &Path, socket: &Path, options: &[&str], command: &str) -> std::process::Output {
+    Command::new("ssh")
+        .arg("-F")
+        .arg(config)
+        .args(["-o", "BatchMode=yes"])
+        .args(options)
+        .args(["agent-forwarding.skiff", command])
+        .env("SSH_AUTH_SOCK", socket)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn text(output: &std::process::Output) -> String {
     format!(
         "status {}\nstdout: {}\nstderr: {}",
@@ -293,21 +307,12 @@ su -s /bin/sh nobody -c "
             .unwrap()
             .contains("ForwardAgent yes")
     );
-    let through_ssh = Command::new("ssh")
-        .arg("-F")
-        .arg(&config)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=20",
-            "agent-forwarding.skiff",
-            "ssh-add -l",
-        ])
-        .env("SSH_AUTH_SOCK", &laptop.socket)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let through_ssh = openssh(
+        &config,
+        &laptop.socket,
+        &["-o", "ConnectTimeout=20"],
+        "ssh-add -l",
+    );
     assert!(
         through_ssh.status.success()
             && String::from_utf8_lossy(&through_ssh.stdout).contains(&laptop.fingerprint),
@@ -315,21 +320,12 @@ su -s /bin/sh nobody -c "
         text(&through_ssh)
     );
     // And without it, OpenSSH asks for nothing and the session has no socket.
-    let without = Command::new("ssh")
-        .arg("-F")
-        .arg(&config)
-        .args([
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ForwardAgent=no",
-            "agent-forwarding.skiff",
-            "echo ${SSH_AUTH_SOCK:-none}",
-        ])
-        .env("SSH_AUTH_SOCK", &laptop.socket)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let without = openssh(
+        &config,
+        &laptop.socket,
+        &["-o", "ForwardAgent=no"],
+        "echo ${SSH_AUTH_SOCK:-none}",
+    );
     assert_eq!(
         String::from_utf8_lossy(&without.stdout),
         "none\n",

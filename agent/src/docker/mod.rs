@@ -907,11 +907,7 @@ pub struct BuildExtras {
 
 /// Docker's form of a registry login.
 fn credentials(login: &RegistryLogin) -> bollard::auth::DockerCredentials {
-    let serveraddress = Some(if login.registry == "docker.io" {
-        "https://index.docker.io/v1/".to_owned()
-    } else {
-        login.registry.clone()
-    });
+    let serveraddress = Some(RegistryLogin::server_address(&login.registry).to_owned());
     if login.identity_token {
         bollard::auth::DockerCredentials {
             identitytoken: Some(login.secret.clone()),
@@ -1122,12 +1118,10 @@ impl Docker {
             logins
                 .iter()
                 .map(|login| {
-                    let key = if login.registry == "docker.io" {
-                        "https://index.docker.io/v1/".to_owned()
-                    } else {
-                        login.registry.clone()
-                    };
-                    (key, credentials(login))
+                    (
+                        RegistryLogin::server_address(&login.registry).to_owned(),
+                        credentials(login),
+                    )
                 })
                 .collect::<HashMap<_, _>>()
         });

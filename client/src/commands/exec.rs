@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use skiff::api::ExecSpec;
 
 use crate::cli::ExecArgs;
-use crate::ssh_agent::Agent;
 use crate::terminal;
 
 pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
@@ -17,27 +16,12 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
             .ok_or_else(|| anyhow::anyhow!("--env {pair:?}: write KEY=VALUE"))?;
         env.insert(key.to_owned(), value.to_owned());
     }
-    if args.forward_agent {
-        crate::ssh_agent::local_socket(Agent::Ssh).await?;
-    }
-    if args.gpg {
-        crate::ssh_agent::local_socket(Agent::Gpg).await?;
-    }
+    crate::ssh_agent::check(args.keys).await?;
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
     let tty = args.tty || (!args.no_tty && terminal::is_interactive());
-    let forwarded = if args.forward_agent {
-        let forwarded = crate::ssh_agent::forward(&client, args.user.clone(), Agent::Ssh).await?;
-        env.insert("SSH_AUTH_SOCK".to_owned(), forwarded.socket.clone());
-        Some(forwarded)
-    } else {
-        None
-    };
-    let gpg = if args.gpg {
-        Some(crate::ssh_agent::forward(&client, args.user.clone(), Agent::Gpg).await?)
-    } else {
-        None
-    };
+    let forwarded =
+        crate::ssh_agent::forward_all(&client, args.user.as_deref(), args.keys, &mut env).await?;
     let spec = ExecSpec {
         command: args.command,
         tty,
@@ -49,6 +33,6 @@ pub async fn run(args: ExecArgs) -> anyhow::Result<i32> {
     };
     let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop((credentials, forwarded, gpg));
+    drop((credentials, forwarded));
     code
 }

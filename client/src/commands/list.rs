@@ -21,9 +21,7 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
         eprintln!("no workspaces yet; create one with `skiff up PATH`");
         return Ok(0);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64);
+    let now = skiff::calendar::now_unix();
     let width = rows
         .iter()
         .map(|row| row.name.len())

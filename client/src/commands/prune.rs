@@ -15,9 +15,7 @@ pub async fn run(args: PruneArgs) -> anyhow::Result<i32> {
             args.stopped_for
         )
     })?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64);
+    let now = skiff::calendar::now_unix();
     let stale: Vec<ListRow> = crate::provider::list(false)
         .await?
         .into_iter()

@@ -4,28 +4,15 @@
 use skiff::api::{ExecSpec, WindowSize};
 
 use crate::cli::SshArgs;
-use crate::ssh_agent::Agent;
 use crate::terminal;
 
 pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
-    if args.forward_agent {
-        crate::ssh_agent::local_socket(Agent::Ssh).await?;
-    }
-    if args.gpg {
-        crate::ssh_agent::local_socket(Agent::Gpg).await?;
-    }
+    crate::ssh_agent::check(args.keys).await?;
     let workspace = super::find_workspace(&args.name)?;
     let mut client = super::connect(&workspace, &args.agent, &args.start).await?;
-    let forwarded = if args.forward_agent {
-        Some(crate::ssh_agent::forward(&client, args.user.clone(), Agent::Ssh).await?)
-    } else {
-        None
-    };
-    let gpg = if args.gpg {
-        Some(crate::ssh_agent::forward(&client, args.user.clone(), Agent::Gpg).await?)
-    } else {
-        None
-    };
+    let mut env = std::collections::BTreeMap::new();
+    let forwarded =
+        crate::ssh_agent::forward_all(&client, args.user.as_deref(), args.keys, &mut env).await?;
     // While the shell runs, the configuration's ports and ports that start listening are forwarded: the set ends
     // the forwards when the shell ends.
     let mut forwards = tokio::task::JoinSet::new();
@@ -48,10 +35,7 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         tty: true,
         user: args.user,
         working_dir: None,
-        env: forwarded
-            .iter()
-            .map(|forwarded| ("SSH_AUTH_SOCK".to_owned(), forwarded.socket.clone()))
-            .collect(),
+        env,
         window: Some(terminal::window_size().unwrap_or(WindowSize {
             columns: 80,
             rows: 24,
@@ -60,6 +44,6 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
     };
     let credentials = super::git_credentials(&workspace, &client, &args.credentials);
     let code = super::session::attach(&mut client, spec).await;
-    drop((forwards, credentials, forwarded, gpg));
+    drop((forwards, credentials, forwarded));
     code
 }

@@ -4,17 +4,20 @@ use super::*;
 
 #[test]
 fn a_reference_names_its_registry_or_docker_hub() {
-    assert_eq!(registry_of("debian:12"), "docker.io");
-    assert_eq!(registry_of("library/debian"), "docker.io");
-    assert_eq!(registry_of("someone/tool:1"), "docker.io");
-    assert_eq!(registry_of("ghcr.io/org/image:tag"), "ghcr.io");
+    assert_eq!(RegistryLogin::registry_of("debian:12"), "docker.io");
+    assert_eq!(RegistryLogin::registry_of("library/debian"), "docker.io");
+    assert_eq!(RegistryLogin::registry_of("someone/tool:1"), "docker.io");
     assert_eq!(
-        registry_of("127.0.0.1:5000/private/image:1"),
+        RegistryLogin::registry_of("ghcr.io/org/image:tag"),
+        "ghcr.io"
+    );
+    assert_eq!(
+        RegistryLogin::registry_of("127.0.0.1:5000/private/image:1"),
         "127.0.0.1:5000"
     );
-    assert_eq!(registry_of("localhost/image"), "localhost");
+    assert_eq!(RegistryLogin::registry_of("localhost/image"), "localhost");
     assert_eq!(
-        registry_of("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app@sha256:00"),
+        RegistryLogin::registry_of("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app@sha256:00"),
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
     );
 }

@@ -89,12 +89,6 @@ struct Cache {
     prices: BTreeMap<String, (f64, i64)>,
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0))
-}
-
 fn cache_path() -> Option<PathBuf> {
     crate::workspace::Store::open_default()
         .ok()
@@ -122,7 +116,7 @@ impl Cache {
 /// gp3's monthly price per GiB in `region` from the laptop's cache, when read within the last day; asks no one.
 pub fn cached_gp3(region: &str) -> Option<f64> {
     let cache = cache_path().as_deref().map(read_cache)?;
-    cache.fresh(&format!("{region}/gp3"), now_unix())
+    cache.fresh(&format!("{region}/gp3"), skiff::calendar::now_unix())
 }
 
 /// How long `up` and `status` wait for prices before going on without them (a proxy that swallows the Price List
@@ -156,7 +150,7 @@ impl Aws {
         };
         let path = cache_path();
         let mut cache = path.as_deref().map(read_cache).unwrap_or_default();
-        let now = now_unix();
+        let now = skiff::calendar::now_unix();
         let mut changed = false;
         let pricing = aws_sdk_pricing::Client::from_conf(
             aws_sdk_pricing::config::Builder::from(&self.sdk)

@@ -209,18 +209,13 @@ pub(crate) async fn status(
     };
     let storage_cost_this_month = match (&located.instance, &quote) {
         (Some(instance), Some(quote)) => match (instance.volume_gib, instance.volume_since) {
-            (Some(gib), Some(since)) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |elapsed| elapsed.as_secs() as i64);
-                quote
-                    .storage_this_month(gib, since, now)
-                    .map(|usd| StorageCost {
-                        usd,
-                        gib,
-                        gib_month_usd: quote.gp3_gib_month.unwrap_or_default(),
-                    })
-            }
+            (Some(gib), Some(since)) => quote
+                .storage_this_month(gib, since, skiff::calendar::now_unix())
+                .map(|usd| StorageCost {
+                    usd,
+                    gib,
+                    gib_month_usd: quote.gp3_gib_month.unwrap_or_default(),
+                }),
             _ => None,
         },
         _ => None,
