@@ -663,5 +663,11 @@ fn an_image_from_a_registry_that_needs_a_login_is_pulled_with_the_laptops_docker
         )) && stderr.contains(&format!("docker login {host}")),
         "{stderr}"
     );
+    // Refused before anything was made: neither workspace has a container.
+    for name in ["refused-login", "anonymous-pull"] {
+        let status: serde_json::Value =
+            serde_json::from_str(&sandbox.ok(&["status", name, "--json"])).unwrap();
+        assert!(status["container_id"].is_null(), "{name}: {status:#}");
+    }
     untag(&image);
 }
