@@ -73,11 +73,25 @@ pub fn registries(config: &DevContainer, config_file: &Path) -> BTreeSet<String>
     registries
 }
 
+/// Where the Docker CLI keeps its configuration, as `docker_credential` finds it: `$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`.
+fn docker_config_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker")))
+        .map(|folder| folder.join("config.json"))
+}
+
 /// This machine's logins to `config`'s registries, and warnings for logins that could not be read (a credential
 /// helper that failed). Registries without a login are left out.
 pub fn for_config(config: &DevContainer, config_file: &Path) -> (Vec<RegistryLogin>, Vec<String>) {
     let mut logins = Vec::new();
     let mut warnings = Vec::new();
+    // The crate reports a missing config.json as unreadable; a machine that never ran `docker login` has no logins,
+    // which is not worth a warning.
+    if !docker_config_file().is_some_and(|file| file.is_file()) {
+        return (logins, warnings);
+    }
     for registry in registries(config, config_file) {
         match docker_credential::get_credential(RegistryLogin::server_address(&registry)) {
             Ok(DockerCredential::UsernamePassword(username, password)) => logins.push(RegistryLogin {

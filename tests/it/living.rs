@@ -663,6 +663,10 @@ fn an_image_from_a_registry_that_needs_a_login_is_pulled_with_the_laptops_docker
         )) && stderr.contains(&format!("docker login {host}")),
         "{stderr}"
     );
+    assert!(
+        !stderr.contains("reading this machine's Docker login"),
+        "no Docker configuration is no login, not a warning: {stderr}"
+    );
     // Refused before anything was made: neither workspace has a container.
     for name in ["refused-login", "anonymous-pull"] {
         let status: serde_json::Value =

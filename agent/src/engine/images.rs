@@ -25,6 +25,11 @@ impl Drop for LentLogins<'_> {
     }
 }
 
+/// Whether a build failed because an image a cached step stood for was removed under it.
+pub(super) fn lost_cache_parent(detail: &str) -> bool {
+    detail.contains("failed to get digest") && detail.contains("no such file or directory")
+}
+
 impl Engine {
     /// Lends `logins` to this `up`'s pulls and builds until the returned value is dropped.
     pub(super) fn lend_logins(&self, logins: &[skiff::api::RegistryLogin]) -> LentLogins<'_> {
@@ -166,12 +171,35 @@ impl Engine {
             }
         };
         let building = async move {
-            let built = self
+            let mut built = self
                 .docker
-                .build_image_archive(archive, dockerfile, build, extras, &logins, |line| {
-                    let _ = lines.send(line);
-                })
+                .build_image_archive(
+                    archive.clone(),
+                    dockerfile,
+                    build,
+                    extras,
+                    &logins,
+                    |line| {
+                        let _ = lines.send(line);
+                    },
+                )
                 .await;
+            // Docker's classic builder can pick a cached step whose image a concurrent removal (another
+            // workspace's `delete` taking its untagged parents) deletes before the next step commits on it; the
+            // build then fails on a digest that is gone. Built again, it no longer finds that cache entry.
+            if let Err(crate::docker::DockerError::Build { detail, .. }) = &built
+                && lost_cache_parent(detail)
+            {
+                tracing::info!(
+                    "a cached build step vanished under the build ({detail}); building again"
+                );
+                built = self
+                    .docker
+                    .build_image_archive(archive, dockerfile, build, extras, &logins, |line| {
+                        let _ = lines.send(line);
+                    })
+                    .await;
+            }
             drop(lines);
             built
         };

@@ -85,3 +85,15 @@ fn relocate_moves_only_paths_inside() {
         Path::new("/elsewhere")
     );
 }
+
+/// The build error seen when a concurrent removal took a cached step's image (a full test run once failed on it) is
+/// told from other build failures, so the build runs again.
+#[test]
+fn a_build_whose_cached_step_vanished_is_told_apart() {
+    assert!(super::images::lost_cache_parent(
+        "Docker stream error: failed to get digest sha256:8e4c7ed487c9126c8e68b9bda626c2f316935f1567e6cb20e33027bc04786cef: open /var/lib/docker/image/fuse-overlayfs/imagedb/content/sha256/8e4c7ed487c9126c8e68b9bda626c2f316935f1567e6cb20e33027bc04786cef: no such file or directory"
+    ));
+    assert!(!super::images::lost_cache_parent(
+        "The command '/bin/sh -c make' returned a non-zero code: 2"
+    ));
+}
