@@ -65,6 +65,23 @@ pub enum Command {
     /// Open VS Code (or Insiders, or Cursor) on a workspace's folder in its dev container, through Remote-SSH, with
     /// devcontainer.json's extensions and settings.
     Code(CodeArgs),
+    /// Serve a page on this machine with every workspace, what it does and costs, and buttons to start, stop, keep
+    /// alive and delete each; opens it in the default browser.
+    Ui(UiArgs),
+}
+
+/// `skiff ui`.
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// The port on 127.0.0.1 to serve on (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Print the page's URL instead of opening a browser.
+    #[arg(long)]
+    pub no_open: bool,
+    /// How often AWS is asked for the AWS workspaces, for every open page together (10s at least).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub aws_every: String,
 }
 
 /// `skiff forward`.

@@ -14,6 +14,7 @@ pub mod registry_logins;
 pub mod ssh_agent;
 pub mod terminal;
 pub mod tunnel;
+pub mod ui;
 pub mod usage;
 pub mod workspace;
 
@@ -37,6 +38,7 @@ pub async fn run(cli: cli::Cli) -> anyhow::Result<i32> {
         Command::SshConfig(args) => commands::ssh_config::run(args).await,
         Command::Proxy(args) => commands::proxy::run(args).await,
         Command::Code(args) => commands::code::run(args).await,
+        Command::Ui(args) => ui::run(args).await,
         // The AWS provider's own commands live with their job in `provider::aws`.
         Command::Provider(args) => match &args.provider {
             ProviderCommand::Aws(aws) => provider::aws::config::command(aws).await,

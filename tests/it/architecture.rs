@@ -99,6 +99,11 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        stated: "Only `client::ui` names axum",
+        needles: &["axum"],
+        allowed: &["client/src/ui/"],
+    },
+    Rule {
         stated: "Only `client::registry_logins` reads this machine's Docker logins",
         needles: &["docker_credential"],
         allowed: &["client/src/registry_logins.rs"],

@@ -35,6 +35,8 @@
 //! - `aws`: the AWS provider against a moto server: the up/stop/up/delete cycle read back, client tokens, an
 //!   interrupted up, enroll, 300 workspaces, bad input, the user-data run in a Debian container, and the attacks on
 //!   ownership: another's pre-created instance, enrolling into a colleague's workspace, `up` without `aws-setup`.
+//! - `ui`: `skiff ui` in a real headless Chromium (list, countdown, stop, keep-alive, logs, delete) and the requests it
+//!   refuses: no token, another site's origin, another host name.
 //! - `aws_policy`: the developer's and operator's IAM policies decided by an evaluator that honours conditions, under
 //!   moto's IAM enforcement, and checked by cloudsplaining and parliament.
 
@@ -59,4 +61,5 @@ mod ssh_agent;
 mod sshd;
 mod start_on_connect;
 mod states;
+mod ui;
 mod upload;

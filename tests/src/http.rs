@@ -31,8 +31,14 @@ pub fn request(
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    // A `Host` among `headers` replaces the server's own (a test of a server's Host check).
+    let host = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .then(String::new)
+        .unwrap_or_else(|| format!("Host: 127.0.0.1:{port}\r\n"));
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\n{host}Connection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {

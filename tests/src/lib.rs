@@ -5,10 +5,12 @@
 //!
 //! The rig beside `Sandbox`: `agent` (an agent served in the test's process), `aws` (a moto server and
 //! `Sandbox::aws`), `registry` (a real OCI registry on loopback), `file_server` (one file over HTTP with an ETag),
-//! `http` (a bare HTTP/1.1 request), `dockerd` (a private Docker daemon a test may restart).
+//! `http` (a bare HTTP/1.1 request), `dockerd` (a private Docker daemon a test may restart), `browser` (a headless
+//! Chromium driven over WebDriver, for `skiff ui`).
 
 pub mod agent;
 pub mod aws;
+pub mod browser;
 pub mod dockerd;
 pub mod file_server;
 pub mod http;

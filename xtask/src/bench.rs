@@ -12,6 +12,8 @@
 //!   moto server on 127.0.0.1; and the client's cold start, `skiff --version`.
 //! - `up-restart`: `skiff up` of a built, stopped workspace against `docker start` plus `docker exec` of its postStartCommand.
 //! - `start-on-connect`: a command on a stopped workspace (which starts it) against `skiff up` then the command.
+//! - `ui`: `skiff ui`'s first full list of 20 local workspaces against `skiff list`, and its memory with the page open
+//!   (`bench_ui`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -89,6 +91,18 @@ enum Which {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// `skiff ui`: start to the first full list against `skiff list`, and its memory after minutes with the page open.
+    Ui {
+        /// Local workspaces up.
+        #[arg(long, default_value_t = 20)]
+        workspaces: usize,
+        /// Runs of each.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// Minutes the page stays open for the memory figure.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
     /// `skiff up` of a built, stopped workspace against `docker start` + `docker exec` of its postStartCommand.
     UpRestart {
         /// Restarts of each.
@@ -122,6 +136,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         Which::AwsList { runs, workspaces } => aws_list(&binaries, *runs, *workspaces),
         Which::UpRestart { runs } => up_restart(&binaries, *runs),
         Which::StartOnConnect { runs } => start_on_connect(&binaries, *runs),
+        Which::Ui {
+            workspaces,
+            runs,
+            minutes,
+        } => crate::bench_ui::run(&binaries, *workspaces, *runs, *minutes),
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_forward;
+mod bench_ui;
 mod dist;
 mod fuzz;
 mod images;

@@ -67,6 +67,16 @@ pub const TEST_PACKAGES: &[HostPackage] = &[
         why: "the AWS tests' python tools, installed into a virtual environment",
         probe: Probe::PythonVenv,
     },
+    HostPackage {
+        package: "chromium",
+        why: "the dashboard tests (`skiff ui`), which drive a real headless browser",
+        probe: Probe::Programs(&["chromium"]),
+    },
+    HostPackage {
+        package: "chromium-driver",
+        why: "the dashboard tests, which drive chromium through WebDriver",
+        probe: Probe::Programs(&["chromedriver"]),
+    },
 ];
 
 /// The python tools' requirements, one a line in pip's format; pip installs from this file.

@@ -98,7 +98,14 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<i32> {
     let mut forwards = JoinSet::new();
     for (listener, rule) in listeners {
         eprintln!("forwarding {rule}");
-        forwards.spawn(serve(listener, rule.target, client.clone()));
+        let mark = listener.local_addr().ok().and_then(|address| {
+            crate::workspace::ForwardMark::new(&workspace.folder, address.port())
+        });
+        let client = client.clone();
+        forwards.spawn(async move {
+            let _mark = mark;
+            serve(listener, rule.target, client).await;
+        });
     }
     tokio::signal::ctrl_c()
         .await

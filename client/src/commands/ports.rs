@@ -120,13 +120,23 @@ type Forwarded = Mutex<BTreeSet<(Option<String>, u16)>>;
 pub async fn forward_while_attached(
     client: AgentClient,
     plan: PortPlan,
+    workspace_folder: std::path::PathBuf,
     announce: impl Fn(String) + Send + Sync + 'static,
 ) {
     let announce = Arc::new(announce);
     let forwarded: Arc<Forwarded> = Arc::default();
     let mut forwards = JoinSet::new();
     for target in plan.configured.clone() {
-        start(&client, &plan, target, &forwarded, &announce, &mut forwards).await;
+        start(
+            &client,
+            &plan,
+            target,
+            &forwarded,
+            &announce,
+            &workspace_folder,
+            &mut forwards,
+        )
+        .await;
     }
     let mut watcher = client.clone();
     // An agent without `WatchPorts` still gets the configured ports forwarded.
@@ -141,6 +151,7 @@ pub async fn forward_while_attached(
                 ForwardTarget { host: None, port },
                 &forwarded,
                 &announce,
+                &workspace_folder,
                 &mut forwards,
             )
             .await;
@@ -157,6 +168,7 @@ async fn start(
     target: ForwardTarget,
     forwarded: &Forwarded,
     announce: &Arc<impl Fn(String) + Send + Sync + 'static>,
+    workspace_folder: &std::path::Path,
     forwards: &mut JoinSet<()>,
 ) {
     if !forwarded
@@ -190,7 +202,12 @@ async fn start(
         .map(|address| address.port())
         .unwrap_or(target.port);
     announce(plan.describe(&target, local));
-    forwards.spawn(super::forward::serve(listener, target, client.clone()));
+    let mark = crate::workspace::ForwardMark::new(workspace_folder, local);
+    let client = client.clone();
+    forwards.spawn(async move {
+        let _mark = mark;
+        super::forward::serve(listener, target, client).await;
+    });
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub async fn run(args: SshArgs) -> anyhow::Result<i32> {
         forwards.spawn(super::ports::forward_while_attached(
             client.clone(),
             plan,
+            workspace.folder.clone(),
             |line| {
                 // The terminal is in raw mode: return the carriage explicitly.
                 eprint!("\r\nskiff: {line}\r\n");

@@ -391,6 +391,7 @@ async fn drive(
                     forwards.spawn(super::ports::forward_while_attached(
                         client.clone(),
                         plan,
+                        workspace.folder.clone(),
                         |line| eprintln!("{line}"),
                     ));
                 }

@@ -512,40 +512,48 @@ impl LocalProvider {
         Ok(0)
     }
 
-    /// The local workspaces of `skiff list`; only a running agent is asked, listing never starts one.
+    /// The local workspaces of `skiff list`; only a running agent is asked, listing never starts one. Every agent
+    /// is asked at once.
     pub(crate) async fn list() -> anyhow::Result<Vec<super::ListRow>> {
         let store = Store::open_default()?;
         let provider = Self {
             agent_binary: None,
             start_is_activity: true,
         };
-        let mut rows = Vec::new();
-        for workspace in store.all()? {
-            if workspace.record.provider != ProviderKind::Local {
-                // Other providers list their own.
-                continue;
+        let workspaces: Vec<Workspace> = store
+            .all()?
+            .into_iter()
+            // Other providers list their own.
+            .filter(|workspace| workspace.record.provider == ProviderKind::Local)
+            .collect();
+        let rows = workspaces.iter().map(|workspace| {
+            let provider = &provider;
+            async move {
+                let status = match provider.connect_running(workspace).await {
+                    Ok(Some(mut client)) => client.status().await.ok(),
+                    _ => None,
+                };
+                super::ListRow {
+                    name: workspace.name().to_owned(),
+                    provider: workspace.record.provider.to_string(),
+                    state: status.as_ref().map_or_else(
+                        || "stopped".to_owned(),
+                        |status| status.container_state.to_string(),
+                    ),
+                    folder: workspace.record.local_folder.display().to_string(),
+                    stopped_since_unix: status
+                        .is_none()
+                        .then(|| last_down(&Self::agent_state(workspace)))
+                        .flatten(),
+                    container_id: status
+                        .as_ref()
+                        .and_then(|status| status.container_id.clone()),
+                    aws: None,
+                    status,
+                }
             }
-            let status = match provider.connect_running(&workspace).await {
-                Ok(Some(mut client)) => client.status().await.ok(),
-                _ => None,
-            };
-            rows.push(super::ListRow {
-                name: workspace.name().to_owned(),
-                provider: workspace.record.provider.to_string(),
-                state: status.as_ref().map_or_else(
-                    || "stopped".to_owned(),
-                    |status| status.container_state.to_string(),
-                ),
-                folder: workspace.record.local_folder.display().to_string(),
-                stopped_since_unix: status
-                    .is_none()
-                    .then(|| last_down(&Self::agent_state(&workspace)))
-                    .flatten(),
-                container_id: status.and_then(|status| status.container_id),
-                aws: None,
-            });
-        }
-        Ok(rows)
+        });
+        Ok(futures::future::join_all(rows).await)
     }
 }
 

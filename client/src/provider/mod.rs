@@ -104,6 +104,10 @@ pub struct ListRow {
     /// Where an AWS workspace runs and whose it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aws: Option<aws::status::ListRow>,
+    /// A running local agent's report (its idle countdown, its month); AWS rows are listed without reaching their
+    /// agents.
+    #[serde(skip)]
+    pub status: Option<skiff::api::Status>,
 }
 
 impl Provider {
@@ -372,9 +376,24 @@ impl Confirmation {
 
 /// Every workspace of every provider (everyone's on AWS with `all`), sorted by provider as found.
 pub async fn list(all: bool) -> anyhow::Result<Vec<ListRow>> {
-    let mut rows = LocalProvider::list().await?;
-    rows.extend(AwsProvider::list(all).await?);
+    let mut rows = list_local().await?;
+    rows.extend(list_aws(all).await?);
     Ok(rows)
+}
+
+/// The workspaces whose agent runs on this machine, each running agent asked at once; cheap (loopback only).
+pub async fn list_local() -> anyhow::Result<Vec<ListRow>> {
+    LocalProvider::list().await
+}
+
+/// Whether this machine works with AWS at all (saved settings, `SKIFF_AWS_REGION`, or an AWS workspace).
+pub fn aws_in_use() -> bool {
+    AwsProvider::in_use()
+}
+
+/// The AWS workspaces (everyone's with `all`): a call per configured region, none when AWS is not in use here.
+pub async fn list_aws(all: bool) -> anyhow::Result<Vec<ListRow>> {
+    AwsProvider::list(all).await
 }
 
 /// The agent's part of `status`, as lines of text: the agent, the dev container and the idle countdown. Shared by

@@ -382,3 +382,61 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), Workspa
 
 #[cfg(test)]
 mod tests;
+
+/// A local port this process forwards to a workspace, marked by a file `forwards/PID-PORT` in the workspace's folder
+/// while the mark lives, so `skiff ui` can link to it. Dropping the mark removes the file; a process that died
+/// leaves one that [`forwarded_ports`] sees through and removes.
+#[derive(Debug)]
+pub struct ForwardMark {
+    path: PathBuf,
+}
+
+impl ForwardMark {
+    /// Marks `port` as forwarded to the workspace whose folder is `folder`; `None` when the mark cannot be written
+    /// (it only feeds a display).
+    pub fn new(folder: &Path, port: u16) -> Option<Self> {
+        let marks = folder.join("forwards");
+        std::fs::create_dir_all(&marks).ok()?;
+        let path = marks.join(format!("{}-{port}", std::process::id()));
+        std::fs::write(&path, b"").ok()?;
+        Some(Self { path })
+    }
+}
+
+impl Drop for ForwardMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The local ports forwarded to the workspace called `name` right now, by processes that still run, in order.
+pub fn forwarded_ports(name: &str) -> Vec<u16> {
+    let Ok(workspace) = Store::open_default().and_then(|store| store.get(name)) else {
+        return Vec::new();
+    };
+    let marks = workspace.folder.join("forwards");
+    let Ok(entries) = std::fs::read_dir(&marks) else {
+        return Vec::new();
+    };
+    let mut ports = std::collections::BTreeSet::new();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some((pid, port)) = file_name
+            .to_str()
+            .and_then(|text| text.split_once('-'))
+            .and_then(|(pid, port)| Some((pid.parse::<i32>().ok()?, port.parse::<u16>().ok()?)))
+        else {
+            continue;
+        };
+        let alive = matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Ok(()) | Err(nix::errno::Errno::EPERM)
+        );
+        if alive && pid > 0 {
+            ports.insert(port);
+        } else {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    ports.into_iter().collect()
+}

@@ -117,7 +117,9 @@ fn test_packages_are_those_ci_installed() {
             "openssh-client",
             "docker-registry",
             "git",
-            "python3-venv"
+            "python3-venv",
+            "chromium",
+            "chromium-driver"
         ]
     );
 }

@@ -483,6 +483,11 @@ impl AwsProvider {
     }
 
     /// The AWS workspaces of `skiff list` (see `status`).
+    /// Whether anything here says AWS is in use (see `locate::aws_in_use`).
+    pub(crate) fn in_use() -> bool {
+        crate::workspace::Store::open_default().is_ok_and(|store| locate::aws_in_use(&store))
+    }
+
     pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<crate::provider::ListRow>> {
         Ok(status::list(all)
             .await?
@@ -500,6 +505,7 @@ impl AwsProvider {
                 provider: "aws".into(),
                 state: row.state.clone(),
                 container_id: None,
+                status: None,
                 aws: Some(row),
             })
             .collect())

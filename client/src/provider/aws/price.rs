@@ -115,8 +115,18 @@ impl Cache {
 
 /// gp3's monthly price per GiB in `region` from the laptop's cache, when read within the last day; asks no one.
 pub fn cached_gp3(region: &str) -> Option<f64> {
+    cached(&format!("{region}/gp3"))
+}
+
+/// `instance_type`'s hourly on-demand price in `region` from the laptop's cache, when read within the last day; asks
+/// no one.
+pub fn cached_on_demand(region: &str, instance_type: &str) -> Option<f64> {
+    cached(&format!("{region}/{instance_type}"))
+}
+
+fn cached(key: &str) -> Option<f64> {
     let cache = cache_path().as_deref().map(read_cache)?;
-    cache.fresh(&format!("{region}/gp3"), skiff::calendar::now_unix())
+    cache.fresh(key, skiff::calendar::now_unix())
 }
 
 /// How long `up` and `status` wait for prices before going on without them (a proxy that swallows the Price List

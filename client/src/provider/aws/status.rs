@@ -29,6 +29,9 @@ pub struct ListRow {
     /// What the volume costs a month at gp3's price, when the laptop has that price from the last day.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_usd_month: Option<f64>,
+    /// The instance type's hourly on-demand price, when the laptop has it from the last day.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_demand_hourly_usd: Option<f64>,
 }
 
 /// The AWS workspaces: every configured region's skiff-tagged instances (yours, or everyone's with `all`),
@@ -81,6 +84,8 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                 let storage_usd_month = instance.volume_gib.and_then(|gib| {
                     super::price::cached_gp3(&instance.region).map(|price| price * f64::from(gib))
                 });
+                let on_demand_hourly_usd =
+                    super::price::cached_on_demand(&instance.region, &instance.instance_type);
                 (
                     ListRow {
                         name: instance.workspace,
@@ -92,6 +97,7 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                         folder,
                         volume_gib: instance.volume_gib,
                         storage_usd_month,
+                        on_demand_hourly_usd,
                     },
                     instance.stopped_since,
                 )
@@ -121,6 +127,7 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                         .filter(|folder| !folder.is_empty()),
                     volume_gib: None,
                     storage_usd_month: None,
+                    on_demand_hourly_usd: None,
                 },
                 None,
             ));
