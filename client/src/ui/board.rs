@@ -126,8 +126,7 @@ impl Board {
         let _ = receiver
             .wait_for(|published| !published.json.is_empty())
             .await;
-        let latest = receiver.borrow().clone();
-        latest
+        receiver.borrow().clone()
     }
 }
 

@@ -331,7 +331,8 @@ mod tests {
     fn a_change_needs_this_origin() {
         let guard = guard();
         let path = "/api/workspaces/a/stop";
-        let cases: [(&[(&'static str, &str)], Result<(), Refusal>); 5] = [
+        type Headers<'a> = &'a [(&'static str, &'a str)];
+        let cases: [(Headers, Result<(), Refusal>); 5] = [
             (&[("origin", "http://127.0.0.1:4242")], Ok(())),
             (
                 &[
