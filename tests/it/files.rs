@@ -418,7 +418,7 @@ async fn work_done_there_during_a_sync_is_reported_not_lost() {
 }
 
 /// A bare repository at `root/origin.git` holding a devcontainer.json and a README, pushed from `root/work`.
-fn bare_repository(root: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn bare_repository(root: &Path) -> (PathBuf, PathBuf) {
     let bare = root.join("origin.git");
     let work = root.join("work");
     std::fs::create_dir_all(&bare).unwrap();

@@ -112,8 +112,8 @@ async fn click(client: &Client, css: &str) {
         .unwrap_or_else(|error| panic!("clicking {css}: {error}"));
 }
 
-/// Waits for the output panel to say an action is done, and gives its text.
-async fn outcome(client: &Client, what: &str) -> String {
+/// Waits for the output panel to say an action ended; its title and text.
+async fn ended(client: &Client, what: &str) -> (String, String) {
     let title = eventually(what, Duration::from_secs(60), || async {
         text_of(client, "#output-title")
             .await
@@ -121,6 +121,12 @@ async fn outcome(client: &Client, what: &str) -> String {
     })
     .await;
     let output = text_of(client, "#output-text").await.unwrap_or_default();
+    (title, output)
+}
+
+/// Waits for the output panel to say an action is done, and gives its text.
+async fn outcome(client: &Client, what: &str) -> String {
+    let (title, output) = ended(client, what).await;
     assert!(title.ends_with(": done"), "{what}: {title}\n{output}");
     output
 }
@@ -279,6 +285,40 @@ async fn the_page_lists_stops_counts_down_keeps_alive_streams_logs_and_deletes()
     )
     .await;
     assert!(!sandbox.workspaces().contains(&"ui-two".to_owned()));
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_from_the_page_shows_work_that_would_be_lost_and_deletes_only_when_asked_again() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    let (bare, _) = crate::files::bare_repository(sandbox.root.path());
+    let url = format!("file://{}", bare.display());
+    sandbox.ok(&["up", &url, "--name", "ui-cloned"]);
+    // Work made in the dev container exists only in the clone.
+    sandbox.ok(&["exec", "ui-cloned", "--", "sh", "-c", "echo idea > idea.md"]);
+    let ui = Ui::start(&sandbox, &[]);
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client.goto(&ui.url).await.expect("opening the page");
+    eventually("ui-cloned listed", Duration::from_secs(20), || async {
+        row_state(client, "ui-cloned")
+            .await
+            .filter(|state| state == "running")
+    })
+    .await;
+    click(client, "tr[data-name='ui-cloned'] button[data-action='delete']").await;
+    click(client, "#confirm-ok").await;
+    let (title, output) = ended(client, "the delete").await;
+    assert!(title.ends_with(": failed"), "{title}: {output}");
+    assert!(output.contains("1 uncommitted change: idea.md"), "the CLI's check: {output}");
+    assert_eq!(sandbox.workspaces(), ["ui-cloned"], "kept");
+    let anyway = client.find(Locator::Id("output-anyway")).await.unwrap();
+    assert!(anyway.is_displayed().await.unwrap(), "a second, explicit choice");
+    anyway.click().await.unwrap();
+    let said = outcome(client, "the delete anyway").await;
+    assert!(said.contains("deleted workspace ui-cloned"), "{said}");
+    assert!(sandbox.workspaces().is_empty());
     browser.close().await;
 }
 
