@@ -307,18 +307,94 @@ async fn delete_from_the_page_shows_work_that_would_be_lost_and_deletes_only_whe
             .filter(|state| state == "running")
     })
     .await;
-    click(client, "tr[data-name='ui-cloned'] button[data-action='delete']").await;
+    click(
+        client,
+        "tr[data-name='ui-cloned'] button[data-action='delete']",
+    )
+    .await;
     click(client, "#confirm-ok").await;
     let (title, output) = ended(client, "the delete").await;
     assert!(title.ends_with(": failed"), "{title}: {output}");
-    assert!(output.contains("1 uncommitted change: idea.md"), "the CLI's check: {output}");
+    assert!(
+        output.contains("1 uncommitted change: idea.md"),
+        "the CLI's check: {output}"
+    );
     assert_eq!(sandbox.workspaces(), ["ui-cloned"], "kept");
     let anyway = client.find(Locator::Id("output-anyway")).await.unwrap();
-    assert!(anyway.is_displayed().await.unwrap(), "a second, explicit choice");
+    assert!(
+        anyway.is_displayed().await.unwrap(),
+        "a second, explicit choice"
+    );
     anyway.click().await.unwrap();
     let said = outcome(client, "the delete anyway").await;
     assert!(said.contains("deleted workspace ui-cloned"), "{said}");
     assert!(sandbox.workspaces().is_empty());
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_an_aws_workspace_with_its_region_and_prices_and_stops_it() {
+    use skiff_tests::aws::{AwsSandbox, live_instances};
+    use skiff_tests::pricing::{PriceList, gp3, instance};
+    // A region no other test uses: the test reads back its instance there.
+    let region = "eu-south-1";
+    let prices = PriceList::start(vec![
+        instance(region, "t3.large", "0.1088000000"),
+        gp3(region, "0.0960000000"),
+    ]);
+    let sandbox = AwsSandbox::new(region).with_env("AWS_ENDPOINT_URL_PRICING", &prices.endpoint());
+    let project = sandbox.project("ui-aws").display().to_string();
+    let skiffd = skiff_tests::binary("skiffd").display().to_string();
+    sandbox.ok(&[
+        "up",
+        &project,
+        "--provider",
+        "aws",
+        "--no-wait",
+        "--agent-url",
+        "http://127.0.0.1:9/skiffd",
+        "--agent-binary",
+        &skiffd,
+        "--instance-type",
+        "t3.large",
+    ]);
+    let ui = Ui::start(&sandbox, &["--aws-every", "10s"]);
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client.goto(&ui.url).await.expect("opening the page");
+    let row = "tr[data-name='ui-aws']";
+    eventually("ui-aws listed", Duration::from_secs(30), || async {
+        row_state(client, "ui-aws")
+            .await
+            .filter(|state| state == "running")
+    })
+    .await;
+    let text = text_of(client, row).await.unwrap();
+    for expected in [
+        "AWS eu-south-1",
+        "t3.large (i-",
+        "$0.1088/hour",
+        "disk $3.84/month",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in {text:?}");
+    }
+    // Stop from the page: EC2 stops the instance, and the page shows it at once (an action on an AWS workspace lists
+    // AWS again without waiting for --aws-every).
+    click(client, &format!("{row} button[data-action='stop']")).await;
+    outcome(client, "stop").await;
+    let instances = live_instances(region, "ui-aws");
+    let state = instances[0]["State"]["Name"].as_str().unwrap().to_owned();
+    assert!(state == "stopped" || state == "stopping", "{state}");
+    eventually(
+        "ui-aws stopped on the page",
+        Duration::from_secs(8),
+        || async {
+            row_state(client, "ui-aws")
+                .await
+                .filter(|state| state == "stopped" || state == "stopping")
+        },
+    )
+    .await;
     browser.close().await;
 }
 

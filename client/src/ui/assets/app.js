@@ -122,7 +122,7 @@ function renderRow(row) {
       ? element("small", {}, `for ${duration(Date.now() / 1000 - row.stopped_since_unix)}`)
       : null;
   const where = row.provider === "aws" ? `AWS ${row.region ?? ""}` : "this machine";
-  const hourly = row.hourly_usd !== null ? `${money(row.hourly_usd)}/hour` : null;
+  const hourly = row.hourly_usd !== null ? `$${row.hourly_usd.toFixed(4)}/hour on demand` : null;
   const cost = [];
   if (row.month_usd !== null) cost.push(element("span", { className: "month-cost" }, `${money(row.month_usd)} this month`));
   if (row.storage_usd_month !== null) cost.push(element("small", {}, `disk ${money(row.storage_usd_month)}/month`));
