@@ -398,6 +398,37 @@ async fn the_page_shows_an_aws_workspace_with_its_region_and_prices_and_stops_it
     browser.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_in_a_folder_name_is_shown_as_text_and_runs_nothing() {
+    require_docker();
+    let sandbox = Sandbox::new();
+    // A repository's folder name is data: as text on the page, never markup or script.
+    let folder = "ui<img src=x onerror=\"document.title='owned'\">";
+    let project = sandbox.project("image", folder);
+    add_busybox(&project);
+    sandbox.ok(&["up", "--name", "ui-markup", project.to_str().unwrap()]);
+    let ui = Ui::start(&sandbox, &[]);
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client.goto(&ui.url).await.expect("opening the page");
+    eventually("ui-markup listed", Duration::from_secs(20), || async {
+        row_state(client, "ui-markup").await
+    })
+    .await;
+    let shown = text_of(client, "tr[data-name='ui-markup'] td.name small")
+        .await
+        .unwrap();
+    assert!(shown.ends_with(folder), "the folder as text: {shown:?}");
+    let images = client
+        .find_all(Locator::Css("#rows img"))
+        .await
+        .unwrap();
+    assert!(images.is_empty(), "no element was made from the name");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(client.title().await.unwrap(), "skiff", "no script ran");
+    browser.close().await;
+}
+
 #[test]
 fn requests_without_the_token_from_another_site_or_for_another_host_are_refused() {
     let sandbox = Sandbox::new();
