@@ -334,7 +334,7 @@ async fn delete_from_the_page_shows_work_that_would_be_lost_and_deletes_only_whe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_an_aws_workspace_with_its_region_and_prices_and_stops_it() {
-    use skiff_tests::aws::{AwsSandbox, live_instances};
+    use skiff_tests::aws::{AwsSandbox, live_instances, recorded, recorded_actions};
     use skiff_tests::pricing::{PriceList, gp3, instance};
     // A region no other test uses: the test reads back its instance there.
     let region = "eu-south-1";
@@ -378,6 +378,31 @@ async fn the_page_shows_an_aws_workspace_with_its_region_and_prices_and_stops_it
     ] {
         assert!(text.contains(expected), "{expected:?} in {text:?}");
     }
+    // However many pages are open, AWS is listed once per --aws-every: three more pages follow the board for 12 s.
+    let listings = || recorded_actions(&recorded(region), "DescribeInstances").len();
+    let before = listings();
+    let cookie = format!("skiff_ui={}", ui.token);
+    let pages: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            use std::io::Write as _;
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", ui.port)).unwrap();
+            write!(
+                stream,
+                "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nCookie: {cookie}\r\n\r\n",
+                ui.port
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let during = listings() - before;
+    assert!(
+        (1..=2).contains(&during),
+        "{during} listings in 12 s with four pages open and --aws-every 10s"
+    );
+    drop(pages);
+
     // Stop from the page: EC2 stops the instance, and the page shows it at once (an action on an AWS workspace lists
     // AWS again without waiting for --aws-every).
     click(client, &format!("{row} button[data-action='stop']")).await;
@@ -419,10 +444,7 @@ async fn markup_in_a_folder_name_is_shown_as_text_and_runs_nothing() {
         .await
         .unwrap();
     assert!(shown.ends_with(folder), "the folder as text: {shown:?}");
-    let images = client
-        .find_all(Locator::Css("#rows img"))
-        .await
-        .unwrap();
+    let images = client.find_all(Locator::Css("#rows img")).await.unwrap();
     assert!(images.is_empty(), "no element was made from the name");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(client.title().await.unwrap(), "skiff", "no script ran");
