@@ -285,6 +285,9 @@ async fn the_page_lists_stops_counts_down_keeps_alive_streams_logs_and_deletes()
     )
     .await;
     assert!(!sandbox.workspaces().contains(&"ui-two".to_owned()));
+    // Ctrl-C stops it while the page is still open (following the board).
+    let mut ui = ui;
+    assert!(ui.interrupt(), "skiff ui stops on Ctrl-C with a page open");
     browser.close().await;
 }
 

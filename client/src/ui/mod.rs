@@ -17,6 +17,7 @@ mod board;
 mod guard;
 mod logs;
 
+use std::future::IntoFuture as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::cli::UiArgs;
+
+/// How long open pages get to close their streams after Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -80,15 +84,28 @@ pub async fn run(args: UiArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    axum::serve(
+    // Ctrl-C stops taking connections; open pages hold their event streams open, so they get a moment to go, then
+    // the server stops anyway.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let serve = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
+    .with_graceful_shutdown({
+        let stopping = stopping.clone();
+        async move { stopping.notified().await }
     })
-    .await
-    .context("serving the page")?;
+    .into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        served = &mut serve => served.context("serving the page")?,
+        _ = tokio::signal::ctrl_c() => {
+            stopping.notify_one();
+            if let Ok(served) = tokio::time::timeout(SHUTDOWN_GRACE, &mut serve).await {
+                served.context("serving the page")?;
+            }
+        }
+    }
     // The refresher ends with the set.
     tasks.shutdown().await;
     eprintln!("skiff ui: stopped");
