@@ -339,6 +339,10 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// AWS: this owner's workspace (its `skiff:owner`, as `list --all` shows), with the operator policy of
+    /// `skiff aws-policy --admin`.
+    #[arg(long, value_name = "USERID")]
+    pub owner: Option<String>,
     #[command(flatten)]
     pub agent: AgentOptions,
 }

@@ -1033,6 +1033,24 @@ fn enroll_into_a_colleagues_workspace_is_refused() {
         live_instances("ap-south-1", "mine")[0]["State"]["Name"],
         "stopped"
     );
+    let status = operator.ok(&["status", "mine", "--owner", &alice, "--json"]);
+    assert!(status.contains("\"stopped\""), "{status}");
+    // The team's view: everyone's workspaces, then a line per owner.
+    let listed = operator.ok(&["list", "--all"]);
+    let owners = listed
+        .split_once("OWNER")
+        .unwrap_or_else(|| panic!("a table of owners: {listed}"))
+        .1;
+    let line = owners
+        .lines()
+        .find(|line| line.starts_with(&alice))
+        .unwrap_or_else(|| panic!("alice's line: {listed}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        columns[1..3],
+        ["1", "0"],
+        "one workspace, none running: {line}"
+    );
     let deleted = operator.ok_stderr(&["delete", "mine", "--owner", &alice, "--yes"]);
     assert!(
         deleted.contains("deleted workspace mine (1 instance terminated"),

@@ -41,6 +41,9 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
             row.folder
         );
     }
+    if args.all {
+        print_owners(&rows);
+    }
     let stale_rows: Vec<&ListRow> = rows
         .iter()
         .filter(|row| {
@@ -60,6 +63,87 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// What one owner's AWS workspaces cost, for `list --all`.
+#[derive(Debug, Default, PartialEq)]
+struct OwnerTotal {
+    workspaces: usize,
+    running: usize,
+    /// The running instances' hourly on-demand prices, summed; `priced` of `running` have one.
+    hourly_usd: f64,
+    priced: usize,
+    /// The disks' monthly prices, summed; `disks_priced` of `workspaces` have one.
+    storage_usd_month: f64,
+    disks_priced: usize,
+}
+
+/// The AWS rows by owner, in order.
+fn owner_totals(rows: &[ListRow]) -> std::collections::BTreeMap<&str, OwnerTotal> {
+    let mut owners = std::collections::BTreeMap::<&str, OwnerTotal>::new();
+    for aws in rows.iter().filter_map(|row| row.aws.as_ref()) {
+        let total = owners.entry(aws.owner.as_str()).or_default();
+        total.workspaces += 1;
+        if aws.state == "running" {
+            total.running += 1;
+            if let Some(hourly) = aws.on_demand_hourly_usd {
+                total.hourly_usd += hourly;
+                total.priced += 1;
+            }
+        }
+        if let Some(storage) = aws.storage_usd_month {
+            total.storage_usd_month += storage;
+            total.disks_priced += 1;
+        }
+    }
+    owners
+}
+
+/// `list --all`'s table of owners: how many workspaces each has, how many run, and what they cost now.
+fn print_owners(rows: &[ListRow]) {
+    let owners = owner_totals(rows);
+    if owners.is_empty() {
+        return;
+    }
+    let width = owners
+        .keys()
+        .map(|owner| owner.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!();
+    println!(
+        "{:<width$}  {:>10}  {:>7}  {:>12}  {:>14}",
+        "OWNER", "WORKSPACES", "RUNNING", "$/HOUR NOW", "DISKS $/MONTH"
+    );
+    let money = |sum: f64, priced: usize, of: usize| {
+        if priced == of {
+            format!("{sum:.4}")
+        } else {
+            format!("{sum:.4}+?")
+        }
+    };
+    for (owner, total) in &owners {
+        println!(
+            "{owner:<width$}  {:>10}  {:>7}  {:>12}  {:>14}",
+            total.workspaces,
+            total.running,
+            money(total.hourly_usd, total.priced, total.running),
+            money(
+                total.storage_usd_month,
+                total.disks_priced,
+                total.workspaces
+            ),
+        );
+    }
+    if owners
+        .values()
+        .any(|total| total.priced < total.running || total.disks_priced < total.workspaces)
+    {
+        eprintln!(
+            "note: +? marks a sum missing prices this machine has not read from AWS in the last day (`skiff status NAME --owner OWNER` reads them)"
+        );
+    }
 }
 
 /// The state column: a stopped workspace says for how long.
@@ -97,5 +181,57 @@ pub(super) fn ago(seconds: i64) -> String {
         s if s >= 3_600 => format!("{}h", s / 3_600),
         s if s >= 60 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws_row(owner: &str, state: &str, hourly: Option<f64>, storage: Option<f64>) -> ListRow {
+        ListRow {
+            name: format!("w-{owner}-{state}"),
+            provider: "aws".into(),
+            state: state.into(),
+            folder: String::new(),
+            container_id: None,
+            stopped_since_unix: None,
+            status: None,
+            aws: Some(crate::provider::aws::status::ListRow {
+                name: String::new(),
+                state: state.into(),
+                region: "eu-west-1".into(),
+                instance_id: None,
+                instance_type: Some("t3.large".into()),
+                owner: owner.into(),
+                folder: None,
+                volume_gib: Some(40),
+                storage_usd_month: storage,
+                on_demand_hourly_usd: hourly,
+            }),
+        }
+    }
+
+    #[test]
+    fn owners_are_summed_with_running_compute_and_every_disk() {
+        let rows = [
+            aws_row("alice", "running", Some(0.1), Some(3.2)),
+            aws_row("alice", "stopped", Some(0.1), Some(3.2)),
+            aws_row("bob", "running", None, Some(1.0)),
+        ];
+        let owners = owner_totals(&rows);
+        let alice = &owners["alice"];
+        assert_eq!((alice.workspaces, alice.running, alice.priced), (2, 1, 1));
+        assert!(
+            (alice.hourly_usd - 0.1).abs() < 1e-9,
+            "only the running one"
+        );
+        assert!((alice.storage_usd_month - 6.4).abs() < 1e-9, "every disk");
+        let bob = &owners["bob"];
+        assert_eq!(
+            (bob.running, bob.priced),
+            (1, 0),
+            "a missing price is counted as missing"
+        );
     }
 }

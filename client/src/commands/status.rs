@@ -5,7 +5,7 @@ use crate::cli::StatusArgs;
 use crate::provider::Provider;
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<i32> {
-    Provider::find(&args.name, None, &args.agent)
+    Provider::find(&args.name, args.owner.as_deref(), &args.agent)
         .await?
         .status(&args.name, args.json)
         .await

@@ -482,11 +482,12 @@ impl AwsProvider {
         status::boot_log(self.located(name).await?, name).await
     }
 
-    /// The AWS workspaces of `skiff list` (see `status`).
     /// Whether anything here says AWS is in use (see `locate::aws_in_use`).
     pub(crate) fn in_use() -> bool {
         crate::workspace::Store::open_default().is_ok_and(|store| locate::aws_in_use(&store))
     }
+
+    /// The AWS workspaces of `skiff list` (see `status`).
 
     pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<crate::provider::ListRow>> {
         Ok(status::list(all)
