@@ -290,6 +290,11 @@ pub struct AwsSetupArgs {
     /// Allow the role kms:Decrypt on this key (its ARN), for workspaces launched with --kms-key.
     #[arg(long, value_name = "ARN", conflicts_with = "remove")]
     pub kms_key: Option<String>,
+    /// Only write the team's defaults for this region from FILE (aws.toml's keys: instance_type, volume_size, spot,
+    /// subnet, vpc, availability_zone, security_group, instance_profile, kms_key, tags, confirm_above, dns_zone), which
+    /// every `skiff up` there reads under the person's own settings; `none` removes them.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["remove", "kms_key"])]
+    pub team_defaults: Option<PathBuf>,
     /// The region to call (IAM is global; any enabled region does) [default: the saved AWS settings'].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,

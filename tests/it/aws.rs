@@ -1545,3 +1545,59 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
     assert_eq!(live_instances(region, "unpriced").len(), 1);
     unpriced.ok(&["delete", "unpriced", "--yes"]);
 }
+
+/// Issue 17: a team's defaults live in the account (SSM Parameter Store, written by `aws-setup --team-defaults`), and
+/// every `up` reads them under the person's own flags and settings; a file that sets what a team may not is refused.
+#[test]
+fn a_team_s_defaults_in_the_account_sit_under_each_person_s_flags() {
+    let region = "af-south-1";
+    let sandbox = AwsSandbox::new(region);
+    let team = sandbox.root.path().join("team.toml");
+    std::fs::write(
+        &team,
+        "instance_type = \"t3.xlarge\"\nvolume_size = 60\n[tags]\ncost-centre = \"42\"\n",
+    )
+    .unwrap();
+    let team_text = team.display().to_string();
+    let said = sandbox.ok_stderr(&["aws-setup", "--team-defaults", &team_text]);
+    assert!(said.contains("/skiff/team/defaults"), "{said}");
+    let skiffd = binary("skiffd").display().to_string();
+    let up = |name: &str, extra: &[&str]| {
+        let project = sandbox.project(name).display().to_string();
+        sandbox.ok(&up_args(&project, &skiffd, extra));
+        live_instances(region, name).remove(0)
+    };
+    let defaulted = up("team-default", &[]);
+    assert_eq!(defaulted["InstanceType"], "t3.xlarge", "the team's type");
+    assert_eq!(
+        tag(&defaulted, "skiff:volume-gib"),
+        Some("60"),
+        "the team's disk"
+    );
+    assert_eq!(tag(&defaulted, "cost-centre"), Some("42"), "the team's tag");
+    let chosen = up("team-flag", &["--instance-type", "t3.large"]);
+    assert_eq!(chosen["InstanceType"], "t3.large", "the person's flag wins");
+    assert_eq!(tag(&chosen, "skiff:volume-gib"), Some("60"));
+
+    // What decides the code instances run is not a team default.
+    std::fs::write(&team, "agent_url = \"https://evil.example/skiffd\"\n").unwrap();
+    let refused = sandbox.fails(&["aws-setup", "--team-defaults", &team_text]);
+    assert!(
+        refused.contains("agent_url") && refused.contains("remove it"),
+        "{refused}"
+    );
+    let parameter = call(
+        region,
+        "ssm",
+        "get_parameter",
+        &serde_json::json!({"Name": "/skiff/team/defaults"}),
+    );
+    assert!(
+        parameter["Parameter"]["Value"]
+            .as_str()
+            .is_some_and(|value| value.contains("t3.xlarge")),
+        "the refused file wrote nothing: {parameter}"
+    );
+    let removed = sandbox.ok_stderr(&["aws-setup", "--team-defaults", "none"]);
+    assert!(removed.contains("removed the team's defaults"), "{removed}");
+}

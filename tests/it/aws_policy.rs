@@ -523,6 +523,13 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
             )],
         ),
         (
+            "the team's defaults",
+            vec![request(
+                "ssm:GetParameter",
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/skiff/team/defaults",
+            )],
+        ),
+        (
             "DNS record in the configured zone",
             vec![request(
                 "route53:ChangeResourceRecordSets",
@@ -700,6 +707,13 @@ fn aws_policy_developer_table_allows_only_own_workspaces() {
                 request("iam:PassRole", "arn:aws:iam::123456789012:role/admin")
                     .with("iam:PassedToService", &["ec2.amazonaws.com"]),
             ],
+        ),
+        (
+            "write the team's defaults",
+            vec![request(
+                "ssm:PutParameter",
+                "arn:aws:ssm:eu-west-1:123456789012:parameter/skiff/team/defaults",
+            )],
         ),
         (
             "read a SecureString",

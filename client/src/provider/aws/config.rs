@@ -158,6 +158,22 @@ pub const DEFAULT_VOLUME_GIB: i32 = 40;
 /// The instance type when neither a flag nor hostRequirements say more.
 pub const DEFAULT_INSTANCE_TYPE: &str = "t3.large";
 
+/// The SSM parameter (in each region) holding a team's defaults, which `skiff aws-setup --team-defaults FILE` writes
+/// and every `up` there reads under the person's own settings.
+pub const TEAM_DEFAULTS_PARAMETER: &str = "/skiff/team/defaults";
+
+/// The settings a team's defaults may not set: where a person's credentials and regions come from, and what decides
+/// the code their instances run and who may reach them.
+const NOT_FOR_TEAMS: &[&str] = &[
+    "region",
+    "list_regions",
+    "profile",
+    "agent_url",
+    "agent_sha256",
+    "ami",
+    "allow_open_security_group",
+];
+
 /// Names of the environment variables that override saved settings.
 pub const ENVIRONMENT: &[&str] = &[
     "SKIFF_AWS_REGION",
@@ -330,6 +346,32 @@ impl AwsSettings {
         self
     }
 
+    /// A team's defaults from their text (aws.toml's format); an error names a key that is unknown or that a team may
+    /// not set.
+    pub fn team_defaults(text: &str) -> anyhow::Result<Self> {
+        let team: Self = toml::from_str(text)
+            .map_err(|error| anyhow::anyhow!("the team's defaults: {error}"))?;
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|error| anyhow::anyhow!("the team's defaults: {error}"))?;
+        if let Some(key) = NOT_FOR_TEAMS.iter().find(|key| table.contains_key(**key)) {
+            anyhow::bail!(
+                "the team's defaults set {key}, which only each person's own settings may set; remove it from the file"
+            );
+        }
+        team.confirm_above_usd()?;
+        Ok(team)
+    }
+
+    /// These settings over a team's defaults: what the person set wins. With `project_sizes_machine` (the
+    /// configuration's `hostRequirements`), the team's instance type gives way to the type those requirements pick.
+    #[must_use]
+    pub fn over_team(self, mut team: Self, project_sizes_machine: bool) -> Self {
+        if project_sizes_machine {
+            team.instance_type = None;
+        }
+        team.overlay(self)
+    }
+
     /// The saved settings, then the environment, then `options`.
     pub fn resolve(skiff_home: &Path, options: &AwsOptions) -> anyhow::Result<Self> {
         let saved = Self::load(skiff_home)?.unwrap_or_default();
@@ -447,4 +489,42 @@ pub async fn command(args: &ProviderAwsArgs) -> anyhow::Result<i32> {
         AwsSettings::path(home).display()
     );
     Ok(0)
+}
+
+impl Aws {
+    /// The team's defaults in this region, if an administrator wrote them; a parameter that cannot be read is
+    /// said once and left out (the person's own settings still apply), a malformed one is an error naming it.
+    pub async fn team_defaults(&self) -> anyhow::Result<Option<AwsSettings>> {
+        match self
+            .ssm
+            .get_parameter()
+            .name(TEAM_DEFAULTS_PARAMETER)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let text = output
+                    .parameter
+                    .and_then(|parameter| parameter.value)
+                    .unwrap_or_default();
+                AwsSettings::team_defaults(&text)
+                    .map(Some)
+                    .with_context(|| {
+                        format!(
+                            "SSM parameter {TEAM_DEFAULTS_PARAMETER} in {} (ask whoever runs `skiff aws-setup --team-defaults` to fix it)",
+                            self.region
+                        )
+                    })
+            }
+            Err(error) if super::error_code(&error) == Some("ParameterNotFound") => Ok(None),
+            Err(error) => {
+                eprintln!(
+                    "warning: could not read the team's defaults ({TEAM_DEFAULTS_PARAMETER} in {}): {}; going on with your own settings",
+                    self.region,
+                    aws_sdk_ssm::error::DisplayErrorContext(&error)
+                );
+                Ok(None)
+            }
+        }
+    }
 }

@@ -68,6 +68,11 @@ pub(crate) async fn place(
             caller.arn
         );
     }
+    // The team's defaults in this region, under everything the person set.
+    let settings = match aws.team_defaults().await? {
+        Some(team) => settings.over_team(team, host_requirements.is_some()),
+        None => settings,
+    };
     let (mut workspace, made_record) = match existing {
         Some(workspace) => (workspace, false),
         None => {

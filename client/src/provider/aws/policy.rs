@@ -102,7 +102,7 @@ pub const PERMISSIONS: &[Permission] = &[
     permission(
         "ssm:GetParameter",
         Statement::AmiParameters,
-        "Canonical's public Ubuntu AMI parameters",
+        "Canonical's public Ubuntu AMI parameters; the team's defaults under /skiff/team/",
     ),
     permission(
         "iam:GetInstanceProfile",
@@ -229,6 +229,8 @@ pub const RUN_COMMAND_DOCUMENT: &str = "AWS-RunShellScript";
 pub const SESSION_DOCUMENT: &str = "AWS-StartPortForwardingSession";
 /// Canonical's public parameters, the only ones skiff reads.
 pub const AMI_PARAMETERS: &str = "arn:aws:ssm:*:*:parameter/aws/service/canonical/*";
+/// The team's defaults (`skiff aws-setup --team-defaults`), which every developer's `up` reads.
+pub const TEAM_PARAMETERS: &str = "arn:aws:ssm:*:*:parameter/skiff/team/*";
 /// The name of the instance role's permissions boundary, which `skiff aws-setup` makes.
 pub const BOUNDARY_POLICY: &str = "skiff-instance-boundary";
 
@@ -390,7 +392,7 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             "Sid": "SkiffCanonicalAmiParameters",
             "Effect": "Allow",
             "Action": actions(Statement::AmiParameters),
-            "Resource": AMI_PARAMETERS
+            "Resource": [AMI_PARAMETERS, TEAM_PARAMETERS]
         }),
         json!({
             "Sid": "SkiffReadInstanceProfile",

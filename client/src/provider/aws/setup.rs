@@ -3,10 +3,15 @@
 //! with `AmazonSSMManagedInstanceCore` and that boundary, plus `kms:Decrypt` on one key when asked) and its instance
 //! profile. Every step is idempotent: what exists is kept (and its boundary and policy put back), what is missing is
 //! made, and the report says which.
+//! With `--team-defaults FILE` it only writes the team's defaults (SSM parameter `/skiff/team/defaults` of the region),
+//! which every developer's `up` there reads under their own settings (`config::AwsSettings::over_team`).
 //!
 //! These calls are the only IAM writes in the client; they run with the administrator's credentials, never with
 //! the developer's policy, so `policy::PERMISSIONS` (checked against the other files' calls) leaves this file out.
 
+use anyhow::Context as _;
+
+use super::config::TEAM_DEFAULTS_PARAMETER;
 use super::iam::INSTANCE_ROLE;
 use super::policy::{BOUNDARY_POLICY, instance_boundary};
 use super::{Aws, TAG_MANAGED, aws_error, error_code};
@@ -299,6 +304,47 @@ impl Aws {
     }
 }
 
+impl Aws {
+    /// Writes the team's defaults in this region (`skiff aws-setup --team-defaults FILE`), or removes them with
+    /// `None`; what was done, in words.
+    pub async fn write_team_defaults(&self, text: Option<&str>) -> anyhow::Result<String> {
+        match text {
+            Some(text) => {
+                super::config::AwsSettings::team_defaults(text)?;
+                self.ssm
+                    .put_parameter()
+                    .name(TEAM_DEFAULTS_PARAMETER)
+                    .value(text)
+                    .r#type(aws_sdk_ssm::types::ParameterType::String)
+                    .overwrite(true)
+                    .description(
+                        "skiff: the team's defaults, read by every skiff up in this region",
+                    )
+                    .send()
+                    .await
+                    .map_err(|error| aws_error("writing the team's defaults", &error))?;
+                Ok(format!(
+                    "wrote the team's defaults to SSM parameter {TEAM_DEFAULTS_PARAMETER} in {}",
+                    self.region
+                ))
+            }
+            None => match self
+                .ssm
+                .delete_parameter()
+                .name(TEAM_DEFAULTS_PARAMETER)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(format!("removed the team's defaults from {}", self.region)),
+                Err(error) if error_code(&error) == Some("ParameterNotFound") => {
+                    Ok(format!("{} had no team defaults", self.region))
+                }
+                Err(error) => Err(aws_error("removing the team's defaults", &error)),
+            },
+        }
+    }
+}
+
 /// `skiff aws-setup [--remove]`: makes (or removes) skiff's instance role, its permissions boundary and its
 /// instance profile in the account of the given credentials, and says what it did. Run once per account by
 /// someone allowed to manage IAM; developers' policies have no IAM write permission.
@@ -314,6 +360,19 @@ pub async fn command(args: &crate::cli::AwsSetupArgs) -> anyhow::Result<i32> {
     let region = settings.region_or_error()?;
     let aws = Aws::connect(&region, settings.profile()).await?;
     let caller = aws.caller().await?;
+    if let Some(file) = &args.team_defaults {
+        let text =
+            if file.as_os_str() == "none" {
+                None
+            } else {
+                Some(std::fs::read_to_string(file).with_context(|| {
+                    format!("reading the team's defaults from {}", file.display())
+                })?)
+            };
+        let said = aws.write_team_defaults(text.as_deref()).await?;
+        eprintln!("{said}, as {} in account {}", caller.arn, caller.account);
+        return Ok(0);
+    }
     let report = if args.remove {
         aws.remove_setup().await?
     } else {

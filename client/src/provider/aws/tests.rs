@@ -378,3 +378,71 @@ fn confirm_above_is_a_price_in_dollars_or_a_clear_error() {
         assert!(error.contains("such as 0.50"), "{bad}: {error}");
     }
 }
+
+#[test]
+fn a_team_s_defaults_sit_under_the_person_s_settings() {
+    let team = AwsSettings::team_defaults(
+        "instance_type = \"t3.xlarge\"\nvolume_size = 60\nspot = true\n[tags]\nteam = \"web\"\ncost-centre = \"42\"\n",
+    )
+    .unwrap();
+    let person = AwsSettings {
+        instance_type: Some("t3.large".into()),
+        tags: [("team".to_owned(), "data".to_owned())].into(),
+        ..AwsSettings::default()
+    };
+    let merged = person.clone().over_team(team.clone(), false);
+    assert_eq!(
+        merged.instance_type.as_deref(),
+        Some("t3.large"),
+        "the person's flag wins"
+    );
+    assert_eq!(
+        merged.volume_size,
+        Some(60),
+        "the team's size fills the gap"
+    );
+    assert!(merged.spot);
+    assert_eq!(merged.tags["team"], "data");
+    assert_eq!(
+        merged.tags["cost-centre"], "42",
+        "the team's tags are added"
+    );
+    // A configuration's hostRequirements pick the machine, not the team's default type.
+    let sized = AwsSettings::default().over_team(team.clone(), true);
+    assert_eq!(sized.instance_type, None);
+    assert_eq!(
+        AwsSettings::default()
+            .over_team(team, false)
+            .instance_type
+            .as_deref(),
+        Some("t3.xlarge")
+    );
+}
+
+#[test]
+fn a_team_cannot_set_where_code_comes_from_or_who_gets_in() {
+    for (line, key) in [
+        ("agent_url = \"https://evil.example/skiffd\"", "agent_url"),
+        ("agent_sha256 = \"00\"", "agent_sha256"),
+        ("ami = \"ami-1\"", "ami"),
+        (
+            "allow_open_security_group = true",
+            "allow_open_security_group",
+        ),
+        ("region = \"eu-west-1\"", "region"),
+        ("profile = \"admin\"", "profile"),
+    ] {
+        let error = AwsSettings::team_defaults(line).unwrap_err().to_string();
+        assert!(
+            error.contains(key) && error.contains("remove it"),
+            "{line}: {error}"
+        );
+    }
+    let unknown = AwsSettings::team_defaults("instance_typ = \"t3.large\"").unwrap_err();
+    assert!(
+        format!("{unknown:#}").contains("instance_typ"),
+        "{unknown:#}"
+    );
+    let price = AwsSettings::team_defaults("confirm_above = \"cheap\"").unwrap_err();
+    assert!(format!("{price:#}").contains("confirm"), "{price:#}");
+}
