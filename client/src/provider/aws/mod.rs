@@ -488,7 +488,6 @@ impl AwsProvider {
     }
 
     /// The AWS workspaces of `skiff list` (see `status`).
-
     pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<crate::provider::ListRow>> {
         Ok(status::list(all)
             .await?
