@@ -197,7 +197,7 @@ mod tests {
             container_id: None,
             stopped_since_unix: None,
             status: None,
-            aws: Some(crate::provider::aws::status::ListRow {
+            aws: Some(crate::provider::AwsRow {
                 name: String::new(),
                 state: state.into(),
                 region: "eu-west-1".into(),

@@ -89,6 +89,9 @@ impl OnStopped {
     }
 }
 
+/// What `skiff list` shows of an AWS workspace: its region, instance, owner and prices.
+pub type AwsRow = aws::status::ListRow;
+
 /// One workspace in `skiff list`.
 #[derive(Debug, serde::Serialize)]
 pub struct ListRow {
@@ -103,7 +106,7 @@ pub struct ListRow {
     pub stopped_since_unix: Option<i64>,
     /// Where an AWS workspace runs and whose it is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub aws: Option<aws::status::ListRow>,
+    pub aws: Option<AwsRow>,
     /// A running local agent's report (its idle countdown, its month); AWS rows are listed without reaching their
     /// agents.
     #[serde(skip)]
