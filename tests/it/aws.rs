@@ -25,7 +25,7 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// `up --provider aws --no-wait` with skiffd "downloaded" from a loopback URL, hashed from the built skiffd.
-fn up_args<'a>(project: &'a str, skiffd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn up_args<'a>(project: &'a str, skiffd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "up",
         project,

@@ -348,19 +348,11 @@ async fn the_page_shows_an_aws_workspace_with_its_region_and_prices_and_stops_it
     let sandbox = AwsSandbox::new(region).with_env("AWS_ENDPOINT_URL_PRICING", &prices.endpoint());
     let project = sandbox.project("ui-aws").display().to_string();
     let skiffd = skiff_tests::binary("skiffd").display().to_string();
-    sandbox.ok(&[
-        "up",
+    sandbox.ok(&crate::aws::up_args(
         &project,
-        "--provider",
-        "aws",
-        "--no-wait",
-        "--agent-url",
-        "http://127.0.0.1:9/skiffd",
-        "--agent-binary",
         &skiffd,
-        "--instance-type",
-        "t3.large",
-    ]);
+        &["--instance-type", "t3.large"],
+    ));
     let ui = Ui::start(&sandbox, &["--aws-every", "10s"]);
     let browser = Browser::start().await;
     let client = &browser.client;

@@ -103,7 +103,7 @@ pub async fn act(
     let Some(action) = Action::parse(&action) else {
         return (StatusCode::NOT_FOUND, format!("no action {action:?}")).into_response();
     };
-    let Some(row) = find(&shared, &name) else {
+    let Some(row) = shared.row(&name) else {
         return (
             StatusCode::NOT_FOUND,
             format!("no workspace {name:?} on the board"),
@@ -121,7 +121,7 @@ pub async fn act(
 
 /// `GET /api/workspaces/{name}/boot-log`: an AWS instance's boot log (`skiff logs --boot`), as text.
 pub async fn boot_log(State(shared): State<super::AppState>, Path(name): Path<String>) -> Response {
-    let Some(row) = find(&shared, &name) else {
+    let Some(row) = shared.row(&name) else {
         return (
             StatusCode::NOT_FOUND,
             format!("no workspace {name:?} on the board"),
@@ -141,10 +141,6 @@ pub async fn boot_log(State(shared): State<super::AppState>, Path(name): Path<St
     )
     .await;
     Json(outcome).into_response()
-}
-
-fn find(shared: &super::Shared, name: &str) -> Option<Row> {
-    shared.board.rows().into_iter().find(|row| row.name == name)
 }
 
 /// Runs this `skiff` binary with `arguments`, without a terminal; waits `patience` at most, when given.

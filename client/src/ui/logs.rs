@@ -18,10 +18,17 @@ use crate::workspace::Store;
 const TAIL: u32 = 200;
 
 pub async fn follow(State(shared): State<super::AppState>, Path(name): Path<String>) -> Response {
-    if !shared.board.rows().iter().any(|row| row.name == name) {
+    let Some(row) = shared.row(&name) else {
         return (
             StatusCode::NOT_FOUND,
             format!("no workspace {name:?} on the board"),
+        )
+            .into_response();
+    };
+    if row.state == "stopped" {
+        return (
+            StatusCode::CONFLICT,
+            format!("workspace {name} is stopped: start it to see its output"),
         )
             .into_response();
     }
@@ -35,18 +42,6 @@ pub async fn follow(State(shared): State<super::AppState>, Path(name): Path<Stri
                 .into_response();
         }
     };
-    let stopped = shared
-        .board
-        .rows()
-        .iter()
-        .any(|row| row.name == name && row.state == "stopped");
-    if stopped {
-        return (
-            StatusCode::CONFLICT,
-            format!("workspace {name} is stopped: start it to see its output"),
-        )
-            .into_response();
-    }
     let provider = Provider::of(&workspace, &AgentOptions::default()).without_activity();
     let logs = async {
         let mut client = provider.agent(&workspace).await?;

@@ -42,6 +42,13 @@ struct Shared {
 
 type AppState = Arc<Shared>;
 
+impl Shared {
+    /// The workspace called `name` on the current board: the only ones the page may act on or read.
+    fn row(&self, name: &str) -> Option<board::Row> {
+        self.board.rows().into_iter().find(|row| row.name == name)
+    }
+}
+
 /// Serves the page until Ctrl-C; the exit code.
 pub async fn run(args: UiArgs) -> anyhow::Result<i32> {
     let aws_every = humantime::parse_duration(args.aws_every.trim()).map_err(|error| {
