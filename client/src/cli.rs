@@ -279,6 +279,10 @@ pub struct AwsPolicyArgs {
     /// developer's volumes, through EC2 only.
     #[arg(long, value_name = "ARN")]
     pub kms_key: Option<String>,
+    /// The team's file of `skiff aws-setup --team-defaults`: its [rules] become IAM conditions on launching
+    /// (instance types, largest volume, required tags), so AWS refuses what they forbid.
+    #[arg(long, value_name = "FILE")]
+    pub team: Option<PathBuf>,
 }
 
 /// `skiff aws-setup`.
@@ -290,11 +294,19 @@ pub struct AwsSetupArgs {
     /// Allow the role kms:Decrypt on this key (its ARN), for workspaces launched with --kms-key.
     #[arg(long, value_name = "ARN", conflicts_with = "remove")]
     pub kms_key: Option<String>,
-    /// Only write the team's defaults for this region from FILE (aws.toml's keys: instance_type, volume_size, spot,
-    /// subnet, vpc, availability_zone, security_group, instance_profile, kms_key, tags, confirm_above, dns_zone), which
-    /// every `skiff up` there reads under the person's own settings; `none` removes them.
+    /// Only write the team's file for this region from FILE: defaults (aws.toml's keys instance_type, volume_size,
+    /// spot, subnet, vpc, availability_zone, security_group, instance_profile, kms_key, tags, confirm_above, dns_zone,
+    /// and idle_timeout), which every `skiff up` there reads under the person's own settings, and [rules]
+    /// (instance_types, max_volume_size, max_idle_timeout, required_tags) it checks before launching; `none` removes it.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["remove", "kms_key"])]
     pub team_defaults: Option<PathBuf>,
+    /// Only keep a monthly AWS Budget of this many US dollars for everything tagged skiff:workspace, alerting
+    /// --alert-email at 80% spent and 100% forecast; run again to change it, `none` removes it.
+    #[arg(long, value_name = "USD", conflicts_with_all = ["remove", "kms_key", "team_defaults"])]
+    pub budget: Option<String>,
+    /// Where the budget's alerts go (with --budget).
+    #[arg(long, value_name = "ADDRESS", requires = "budget")]
+    pub alert_email: Option<String>,
     /// The region to call (IAM is global; any enabled region does) [default: the saved AWS settings'].
     #[arg(long, value_name = "REGION")]
     pub region: Option<String>,

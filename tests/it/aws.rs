@@ -1555,12 +1555,16 @@ fn a_team_s_defaults_in_the_account_sit_under_each_person_s_flags() {
     let team = sandbox.root.path().join("team.toml");
     std::fs::write(
         &team,
-        "instance_type = \"t3.xlarge\"\nvolume_size = 60\n[tags]\ncost-centre = \"42\"\n",
+        "instance_type = \"t3.xlarge\"\nvolume_size = 60\nidle_timeout = \"45m\"\n[tags]\ncost-centre = \"42\"\n\
+         [rules]\ninstance_types = [\"t3.*\"]\nmax_volume_size = 100\nmax_idle_timeout = \"2h\"\nrequired_tags = [\"cost-centre\"]\n",
     )
     .unwrap();
     let team_text = team.display().to_string();
     let said = sandbox.ok_stderr(&["aws-setup", "--team-defaults", &team_text]);
-    assert!(said.contains("/skiff/team/defaults"), "{said}");
+    assert!(
+        said.contains("/skiff/team/defaults") && said.contains("skiff aws-policy --team"),
+        "{said}"
+    );
     let skiffd = binary("skiffd").display().to_string();
     let up = |name: &str, extra: &[&str]| {
         let project = sandbox.project(name).display().to_string();
@@ -1575,9 +1579,53 @@ fn a_team_s_defaults_in_the_account_sit_under_each_person_s_flags() {
         "the team's disk"
     );
     assert_eq!(tag(&defaulted, "cost-centre"), Some("42"), "the team's tag");
+    let user_data = call(
+        region,
+        "ec2",
+        "describe_instance_attribute",
+        &serde_json::json!({"InstanceId": defaulted["InstanceId"], "Attribute": "userData"}),
+    );
+    use base64::Engine as _;
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(user_data["UserData"]["Value"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&script).contains("SKIFF_IDLE_TIMEOUT='45m'"),
+        "the team's idle timeout"
+    );
     let chosen = up("team-flag", &["--instance-type", "t3.large"]);
     assert_eq!(chosen["InstanceType"], "t3.large", "the person's flag wins");
     assert_eq!(tag(&chosen, "skiff:volume-gib"), Some("60"));
+
+    // The team's rules refuse, before anything is made, naming the rule and who wrote it.
+    for (name, extra, rule) in [
+        (
+            "rule-type",
+            vec!["--instance-type", "m5.large"],
+            "instance_types",
+        ),
+        ("rule-disk", vec!["--volume-size", "500"], "max_volume_size"),
+        (
+            "rule-idle",
+            vec!["--idle-timeout", "off"],
+            "max_idle_timeout",
+        ),
+    ] {
+        let project = sandbox.project(name).display().to_string();
+        let refused = sandbox.fails(&up_args(&project, &skiffd, &extra));
+        assert!(
+            refused.contains(rule)
+                && refused.contains("nothing was created")
+                && refused.contains(MOTO_ARN),
+            "{name}: {refused}"
+        );
+        assert!(
+            live_instances(region, name).is_empty(),
+            "{name}: no instance"
+        );
+        let listed = sandbox.ok(&["list", "--json"]);
+        assert!(!listed.contains(name), "{name}: no local record: {listed}");
+    }
 
     // What decides the code instances run is not a team default.
     std::fs::write(&team, "agent_url = \"https://evil.example/skiffd\"\n").unwrap();
@@ -1592,12 +1640,105 @@ fn a_team_s_defaults_in_the_account_sit_under_each_person_s_flags() {
         "get_parameter",
         &serde_json::json!({"Name": "/skiff/team/defaults"}),
     );
+    let kept = parameter["Parameter"]["Value"].as_str().unwrap_or_default();
     assert!(
-        parameter["Parameter"]["Value"]
-            .as_str()
-            .is_some_and(|value| value.contains("t3.xlarge")),
-        "the refused file wrote nothing: {parameter}"
+        kept.contains("t3.xlarge") && kept.contains(MOTO_ARN),
+        "the refused file wrote nothing, and the kept one says who wrote it: {parameter}"
     );
     let removed = sandbox.ok_stderr(&["aws-setup", "--team-defaults", "none"]);
     assert!(removed.contains("removed the team's defaults"), "{removed}");
+}
+/// `aws-setup --budget`: one monthly budget for everything tagged skiff:workspace, with its two alerts, made,
+/// kept on a second run (the alerts follow the new address) and removed; bad flags are refused by name. Budgets is
+/// global: the region only signs the calls, and nothing regional is made.
+#[test]
+fn a_budget_for_every_workspace_alerts_the_team() {
+    let region = "af-south-1";
+    let sandbox = AwsSandbox::new(region);
+    let missing = sandbox.fails(&["aws-setup", "--budget", "500"]);
+    assert!(missing.contains("--alert-email"), "{missing}");
+    let bad = sandbox.fails(&[
+        "aws-setup",
+        "--budget",
+        "lots",
+        "--alert-email",
+        "ops@example.com",
+    ]);
+    assert!(bad.contains("--budget \"lots\""), "{bad}");
+
+    let made = sandbox.ok(&[
+        "aws-setup",
+        "--budget",
+        "500",
+        "--alert-email",
+        "ops@example.com",
+    ]);
+    assert!(made.contains("made budget skiff-workspaces"), "{made}");
+    let account = "123456789012";
+    let described = call(
+        region,
+        "budgets",
+        "describe_budget",
+        &serde_json::json!({"AccountId": account, "BudgetName": "skiff-workspaces"}),
+    );
+    let budget = &described["Budget"];
+    assert_eq!(budget["BudgetLimit"]["Amount"], "500.00", "{budget}");
+    assert_eq!(budget["BudgetLimit"]["Unit"], "USD");
+    assert_eq!(budget["TimeUnit"], "MONTHLY");
+    assert_eq!(budget["BudgetType"], "COST");
+    assert_eq!(
+        budget["FilterExpression"],
+        serde_json::json!({"Not": {"Tags": {"Key": "skiff:workspace", "MatchOptions": ["ABSENT"]}}}),
+        "everything tagged skiff:workspace, whatever its value"
+    );
+    let alerts = || {
+        let listed = call(
+            region,
+            "budgets",
+            "describe_notifications_for_budget",
+            &serde_json::json!({"AccountId": account, "BudgetName": "skiff-workspaces"}),
+        );
+        let mut alerts: Vec<(String, f64)> = listed["Notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|alert| {
+                (
+                    alert["NotificationType"].as_str().unwrap().to_owned(),
+                    alert["Threshold"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        alerts.sort_by(|a, b| a.0.cmp(&b.0));
+        alerts
+    };
+    assert_eq!(
+        alerts(),
+        vec![
+            ("ACTUAL".to_owned(), 80.0),
+            ("FORECASTED".to_owned(), 100.0)
+        ]
+    );
+
+    // Run again: the budget is kept, and its alerts are the new run's (two, not four).
+    let again = sandbox.ok(&[
+        "aws-setup",
+        "--budget",
+        "500",
+        "--alert-email",
+        "finance@example.com",
+    ]);
+    assert!(
+        again.contains("found budget skiff-workspaces") && again.contains("finance@example.com"),
+        "{again}"
+    );
+    assert_eq!(alerts().len(), 2);
+
+    let removed = sandbox.ok(&["aws-setup", "--budget", "none"]);
+    assert!(
+        removed.contains("removed budget skiff-workspaces"),
+        "{removed}"
+    );
+    let gone = sandbox.ok(&["aws-setup", "--budget", "none"]);
+    assert!(gone.contains("had no budget"), "{gone}");
 }

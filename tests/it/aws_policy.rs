@@ -195,6 +195,11 @@ fn condition_holds(operator: &str, key: &str, policy_values: &[String], request:
             "StringLike" => glob(policy_value, value),
             "Bool" => value.eq_ignore_ascii_case(policy_value),
             "ArnLike" | "ArnEquals" => arn_matches(policy_value, value),
+            // A value that is not a number makes a numeric operator false.
+            "NumericLessThanEquals" => match (value.parse::<f64>(), policy_value.parse::<f64>()) {
+                (Ok(value), Ok(limit)) => value <= limit,
+                _ => false,
+            },
             other => panic!("the evaluator does not know condition operator {other}"),
         })
     };
@@ -338,6 +343,105 @@ fn policy_options() -> PolicyOptions {
         .unwrap()
         .with_kms_key(KEY)
         .unwrap()
+}
+
+/// The options with a team's rules (`skiff aws-policy --team FILE`).
+fn ruled_options() -> PolicyOptions {
+    let team = skiff_client::provider::aws::team::Team::from_file(
+        "[rules]\ninstance_types = [\"t3.*\", \"m7i.large\"]\nmax_volume_size = 100\nmax_idle_timeout = \"2h\"\nrequired_tags = [\"cost-center\"]\n",
+    )
+    .unwrap();
+    policy_options().with_rules(team.rules).unwrap()
+}
+
+/// RunInstances as EC2 authorises it with the keys the team's rules read: the instance type on the instance, the
+/// size on the volume.
+fn run_instances_sized(
+    tags: &[(&'static str, &'static str)],
+    instance_type: &str,
+    volume_gib: &str,
+) -> Vec<Request> {
+    run_instances(tags, "required")
+        .into_iter()
+        .map(|request| {
+            if request.resource.contains(":instance/") {
+                request.with("ec2:InstanceType", &[instance_type])
+            } else if request.resource.contains(":volume/") {
+                request.with("ec2:VolumeSize", &[volume_gib])
+            } else {
+                request
+            }
+        })
+        .collect()
+}
+
+/// The team's rules, decided by AWS: a launch inside them is allowed; another instance type, a bigger volume or a
+/// missing required tag is refused whatever the client does; without rules, the same launches are allowed.
+#[test]
+fn aws_policy_team_rules_are_conditions_aws_enforces() {
+    let ruled = developer_policy(&ruled_options());
+    // The same tag key allowed, without the rules.
+    let unruled = developer_policy(
+        &PolicyOptions::new(Some(ZONE), &["cost-center".to_owned()])
+            .unwrap()
+            .with_kms_key(KEY)
+            .unwrap(),
+    );
+    let mut tagged = launch_tags();
+    tagged.push(("cost-center", "42"));
+    let inside = [
+        ("t3.large", "40"),
+        ("t3.2xlarge", "100"),
+        ("m7i.large", "8"),
+    ];
+    for (instance_type, size) in inside {
+        assert!(
+            all_allowed(&ruled, &run_instances_sized(&tagged, instance_type, size)),
+            "{instance_type} with {size} GiB is inside the rules"
+        );
+    }
+    let outside = [
+        ("another family", tagged.clone(), "m5.24xlarge", "40"),
+        ("a pattern's near miss", tagged.clone(), "m7i.large2", "40"),
+        ("a bigger volume", tagged.clone(), "t3.large", "101"),
+        (
+            "a size that is not a number",
+            tagged.clone(),
+            "t3.large",
+            "lots",
+        ),
+        ("no cost-center tag", launch_tags(), "t3.large", "40"),
+    ];
+    for (what, tags, instance_type, size) in outside {
+        let requests = run_instances_sized(&tags, instance_type, size);
+        assert!(
+            !all_allowed(&ruled, &requests),
+            "{what}: the team's rules must refuse it"
+        );
+        if what != "a size that is not a number" {
+            assert!(
+                all_allowed(&unruled, &requests),
+                "{what}: allowed without rules, so the rule is what refuses it"
+            );
+        }
+    }
+    // The required tag may be written at launch (and, like every tag, only then).
+    let tag_on_create = request(
+        "ec2:CreateTags",
+        "arn:aws:ec2:eu-west-1:123456789012:instance/*",
+    )
+    .writing(&tagged)
+    .with("ec2:CreateAction", &["RunInstances"]);
+    assert_eq!(decide(&ruled, &tag_on_create), "Allow");
+    // A bad rule never reaches a policy.
+    let error = policy_options()
+        .with_rules(skiff_client::provider::aws::team::Rules {
+            instance_types: vec!["*\"}]}".to_owned()],
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("rules.instance_types"), "{error}");
 }
 
 /// The evaluator itself, on the documentation's own cases, before it decides anything about skiff's policy.
@@ -821,6 +925,7 @@ fn aws_policy_developer_has_no_iam_write() {
         PolicyOptions::default(),
         policy_options(),
         PolicyOptions::new(None, &["CostCenter".to_owned()]).unwrap(),
+        ruled_options(),
     ] {
         let policy = developer_policy(&options);
         for statement in policy["Statement"].as_array().unwrap() {
@@ -992,7 +1097,7 @@ fn policy_file(policy: &Value) -> tempfile::NamedTempFile {
 /// for the developer's policy (today's policy had all but the last).
 #[test]
 fn aws_policy_passes_cloudsplaining() {
-    for options in [PolicyOptions::default(), policy_options()] {
+    for options in [PolicyOptions::default(), policy_options(), ruled_options()] {
         let file = policy_file(&developer_policy(&options));
         let (_, report) = tool(
             "cloudsplaining",
@@ -1022,7 +1127,8 @@ fn aws_policy_passes_cloudsplaining() {
     }
 }
 
-/// parliament with the community auditors reports nothing at MEDIUM or above for the developer's policy, except
+/// parliament with the community auditors reports nothing at MEDIUM or above for the developer's policy (with and
+/// without a team's rules), except
 /// these, each inherent and each limited by conditions instead:
 /// - `PRIVILEGE_ESCALATION` `CreateEC2WithExistingIP` (HIGH) and `PERMISSIONS_MANAGEMENT_ACTIONS` `iam:passrole`
 ///   (MEDIUM): launching an instance with a role is the product. The role is the one `aws-setup` made, passed to
@@ -1040,85 +1146,89 @@ fn aws_policy_passes_cloudsplaining() {
 ///   parliament 1.6.4's definitions; it makes a session that names no document need a document permission.
 #[test]
 fn aws_policy_passes_parliament_with_community_auditors() {
-    let file = policy_file(&developer_policy(&policy_options()));
-    let (_, report) = tool(
-        "parliament",
-        "1.6.4",
-        &["--include-community-auditors", "--json"],
-        Some(file.path()),
-    );
-    let text = std::fs::read_to_string(file.path()).unwrap();
-    let findings: Vec<Value> = report
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|_| panic!("parliament printed {line}"))
-        })
-        .collect();
-    let statements = developer_policy(&policy_options())["Statement"].clone();
-    let statement_at = |line: u64| -> String {
-        // parliament gives the line of the statement's opening brace: count the statements opened up to it.
-        let opened = text
-            .lines()
-            .take(line as usize)
-            .filter(|line| *line == "    {")
-            .count();
-        statements[opened.saturating_sub(1)]["Sid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let split_by_resource_type = [
-        "SkiffLaunchOwnedInstances",
-        "SkiffLaunchOwnedVolumesAndInterfaces",
-        "SkiffLaunchFromImagesAndNetworks",
-        "SkiffCreateOwnedSecurityGroups",
-        "SkiffCreateSecurityGroupsInVpcs",
-        "SkiffRunCommandDocument",
-        "SkiffRunCommandOnOwnInstances",
-    ];
-    let mut named = Vec::new();
-    for finding in &findings {
-        let severity = finding["severity"].as_str().unwrap_or_default();
-        if !matches!(severity, "MEDIUM" | "HIGH" | "CRITICAL") {
-            continue;
-        }
-        let issue = finding["issue"].as_str().unwrap_or_default();
-        let location = &finding["location"];
-        let expected = match issue {
-            "PRIVILEGE_ESCALATION" => {
-                location["type"] == "CreateEC2WithExistingIP"
-                    && location["actions"] == serde_json::json!(["iam:passrole", "ec2:runinstances"])
-            }
-            "PERMISSIONS_MANAGEMENT_ACTIONS" => {
-                // In either order: parliament lists them from a set.
-                let actions = strings(&location["actions"]);
-                actions.contains(&"iam:passrole".to_owned())
-                    && actions
-                        .iter()
-                        .all(|action| matches!(action.as_str(), "iam:passrole" | "kms:creategrant"))
-            }
-            "RESOURCE_MISMATCH" => {
-                let statement = statement_at(location["line"].as_u64().unwrap_or_default());
-                split_by_resource_type.contains(&statement.as_str())
-            }
-            "UNKNOWN_CONDITION_FOR_ACTION" => finding["detail"]
-                .as_str()
-                .is_some_and(|detail| {
-                    detail == "Unknown condition ssm:SessionDocumentAccessCheck for action ssm:StartSession"
-                }),
-            _ => false,
-        };
-        assert!(
-            expected,
-            "parliament finds {issue} ({severity}) that this test does not name: {finding:#}\nin\n{text}"
+    for options in [policy_options(), ruled_options()] {
+        let policy = developer_policy(&options);
+        let file = policy_file(&policy);
+        let (_, report) = tool(
+            "parliament",
+            "1.6.4",
+            &["--include-community-auditors", "--json"],
+            Some(file.path()),
         );
-        named.push(issue.to_owned());
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let findings: Vec<Value> = report
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|_| panic!("parliament printed {line}"))
+            })
+            .collect();
+        let statements = policy["Statement"].clone();
+        let statement_at = |line: u64| -> String {
+            // parliament gives the line of the statement's opening brace: count the statements opened up to it.
+            let opened = text
+                .lines()
+                .take(line as usize)
+                .filter(|line| *line == "    {")
+                .count();
+            statements[opened.saturating_sub(1)]["Sid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let split_by_resource_type = [
+            "SkiffLaunchOwnedInstances",
+            "SkiffLaunchOwnedVolumesAndInterfaces",
+            "SkiffLaunchOwnedVolumesUpToTheTeamsSize",
+            "SkiffLaunchFromImagesAndNetworks",
+            "SkiffCreateOwnedSecurityGroups",
+            "SkiffCreateSecurityGroupsInVpcs",
+            "SkiffRunCommandDocument",
+            "SkiffRunCommandOnOwnInstances",
+        ];
+        let mut named = Vec::new();
+        for finding in &findings {
+            let severity = finding["severity"].as_str().unwrap_or_default();
+            if !matches!(severity, "MEDIUM" | "HIGH" | "CRITICAL") {
+                continue;
+            }
+            let issue = finding["issue"].as_str().unwrap_or_default();
+            let location = &finding["location"];
+            let expected = match issue {
+                "PRIVILEGE_ESCALATION" => {
+                    location["type"] == "CreateEC2WithExistingIP"
+                        && location["actions"] == serde_json::json!(["iam:passrole", "ec2:runinstances"])
+                }
+                "PERMISSIONS_MANAGEMENT_ACTIONS" => {
+                    // In either order: parliament lists them from a set.
+                    let actions = strings(&location["actions"]);
+                    actions.contains(&"iam:passrole".to_owned())
+                        && actions
+                            .iter()
+                            .all(|action| matches!(action.as_str(), "iam:passrole" | "kms:creategrant"))
+                }
+                "RESOURCE_MISMATCH" => {
+                    let statement = statement_at(location["line"].as_u64().unwrap_or_default());
+                    split_by_resource_type.contains(&statement.as_str())
+                }
+                "UNKNOWN_CONDITION_FOR_ACTION" => finding["detail"]
+                    .as_str()
+                    .is_some_and(|detail| {
+                        detail == "Unknown condition ssm:SessionDocumentAccessCheck for action ssm:StartSession"
+                    }),
+                _ => false,
+            };
+            assert!(
+                expected,
+                "parliament finds {issue} ({severity}) that this test does not name: {finding:#}\nin\n{text}"
+            );
+            named.push(issue.to_owned());
+        }
+        assert!(
+            named.contains(&"PRIVILEGE_ESCALATION".to_owned()),
+            "the inherent finding is still seen (the tool ran): {report}"
+        );
     }
-    assert!(
-        named.contains(&"PRIVILEGE_ESCALATION".to_owned()),
-        "the inherent finding is still seen (the tool ran): {report}"
-    );
 }
 
 /// moto's IAM enforcement (a server whose `INITIAL_NO_AUTH_ACTION_COUNT` has run out) decides the developer's

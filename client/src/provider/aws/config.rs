@@ -492,9 +492,10 @@ pub async fn command(args: &ProviderAwsArgs) -> anyhow::Result<i32> {
 }
 
 impl Aws {
-    /// The team's defaults in this region, if an administrator wrote them; a parameter that cannot be read is
-    /// said once and left out (the person's own settings still apply), a malformed one is an error naming it.
-    pub async fn team_defaults(&self) -> anyhow::Result<Option<AwsSettings>> {
+    /// The team's file in this region (defaults and rules), if an administrator wrote one; a parameter that cannot
+    /// be read is said once and left out (the person's own settings still apply, and AWS still enforces the rules
+    /// the developer's policy carries), a malformed one is an error naming it.
+    pub async fn team_defaults(&self) -> anyhow::Result<Option<super::team::Team>> {
         match self
             .ssm
             .get_parameter()
@@ -507,7 +508,7 @@ impl Aws {
                     .parameter
                     .and_then(|parameter| parameter.value)
                     .unwrap_or_default();
-                AwsSettings::team_defaults(&text)
+                super::team::Team::parse(&text)
                     .map(Some)
                     .with_context(|| {
                         format!(

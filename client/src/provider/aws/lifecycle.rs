@@ -77,6 +77,8 @@ pub struct UpRequest<'a> {
     /// The caller's ARN: the informational `skiff:owner-arn` tag and the DNS record's name.
     pub owner_arn: &'a str,
     pub settings: &'a AwsSettings,
+    /// The team's file of the region (its rules are checked before a launch); empty without one.
+    pub team: &'a super::team::Team,
     pub host_requirements: Option<&'a HostRequirements>,
     pub idle_timeout: &'a str,
     pub client_certificate: &'a str,
@@ -529,6 +531,13 @@ pub async fn up(
         .instance_type
         .clone()
         .unwrap_or_else(|| super::ami::instance_type_for(request.host_requirements).to_owned());
+    let volume_gib = settings.volume_size.unwrap_or(DEFAULT_VOLUME_GIB);
+    request.team.check_launch(&super::team::Launch {
+        instance_type: &instance_type,
+        volume_gib,
+        tags: &settings.tags,
+        idle_timeout: request.idle_timeout,
+    })?;
     let info = aws.instance_type(&instance_type).await?;
     let image = aws
         .image(settings.ami.as_deref(), info.architecture)
@@ -541,7 +550,6 @@ pub async fn up(
         })
         .await?;
     let confirm_above = settings.confirm_above_usd()?;
-    let volume_gib = settings.volume_size.unwrap_or(DEFAULT_VOLUME_GIB);
     if !(8..=16384).contains(&volume_gib) {
         anyhow::bail!("--volume-size {volume_gib}: give a root volume size in GiB from 8 to 16384");
     }

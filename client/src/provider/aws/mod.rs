@@ -32,6 +32,7 @@
 //! This module is the only place that names the AWS SDK; commands get plain types back.
 
 pub mod ami;
+pub mod budget;
 pub mod config;
 pub mod connect;
 pub mod dns;
@@ -47,6 +48,7 @@ pub mod price;
 pub mod setup;
 pub mod spot;
 pub mod status;
+pub mod team;
 mod teardown;
 pub mod upgrade;
 pub mod user_data;

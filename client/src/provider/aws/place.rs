@@ -68,11 +68,9 @@ pub(crate) async fn place(
             caller.arn
         );
     }
-    // The team's defaults in this region, under everything the person set.
-    let settings = match aws.team_defaults().await? {
-        Some(team) => settings.over_team(team, host_requirements.is_some()),
-        None => settings,
-    };
+    // The team's defaults in this region, under everything the person set; its rules are checked at launch.
+    let team = aws.team_defaults().await?.unwrap_or_default();
+    let settings = settings.over_team(team.defaults.clone(), host_requirements.is_some());
     let (mut workspace, made_record) = match existing {
         Some(workspace) => (workspace, false),
         None => {
@@ -85,7 +83,11 @@ pub(crate) async fn place(
                 provider: ProviderKind::Aws,
                 local_folder: folder.to_owned(),
                 config_file: config_file.to_owned(),
-                idle_timeout: args.idle_timeout.clone().unwrap_or_else(|| "30m".into()),
+                idle_timeout: args
+                    .idle_timeout
+                    .clone()
+                    .or_else(|| team.idle_timeout.clone())
+                    .unwrap_or_else(|| "30m".into()),
                 aws: Some(AwsPlacement {
                     region: region.clone(),
                     instance_id: None,
@@ -110,6 +112,7 @@ pub(crate) async fn place(
             owner: &owner,
             owner_arn: &caller.arn,
             settings: &settings,
+            team: &team,
             host_requirements,
             idle_timeout: &workspace.record.idle_timeout,
             client_certificate: &identity.certificate_pem,

@@ -2,9 +2,9 @@
 //! and the permissions boundary of the instance role (`skiff aws-setup` puts it on `skiff-instance`).
 //!
 //! [`PERMISSIONS`] lists every AWS call the developer's commands make in this module's siblings (a unit test
-//! reads their source and fails when a call is missing here; `setup.rs`, run by an IAM administrator, is the one
-//! file left out), plus the permissions AWS checks without a call of their own (`iam:PassRole`) and those of the
-//! Session Manager tunnel.
+//! reads their source and fails when a call is missing here; `setup.rs` and `budget.rs`, run by an administrator as
+//! `skiff aws-setup`, are the files left out), plus the permissions AWS checks without a call of their own
+//! (`iam:PassRole`) and those of the Session Manager tunnel.
 //!
 //! The developer's policy holds no `iam:` write action at all: the role exists before any developer runs skiff,
 //! and the one IAM permission is passing that role to EC2. Everything else is scoped to the caller's own
@@ -12,9 +12,11 @@
 //! tags can be written only while a resource is created (`ec2:CreateAction`) and only with the caller as owner
 //! (`aws:RequestTag`), so nobody can make another person's (or an untagged) instance look like theirs.
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::iam::INSTANCE_ROLE;
+use super::team::Rules;
 use super::{TAG_OWNER, TAG_WORKSPACE};
 
 /// Which part of the developer's policy grants an action; each has its own resources and conditions.
@@ -244,6 +246,8 @@ pub struct PolicyOptions {
     /// The KMS key of `up --kms-key`, if root volumes are encrypted with one: EBS may use it on the developer's
     /// behalf, and nothing else may.
     pub kms_key: Option<String>,
+    /// The team's rules (`skiff aws-policy --team FILE`), as conditions on launching.
+    pub rules: Rules,
 }
 
 impl PolicyOptions {
@@ -284,7 +288,23 @@ impl PolicyOptions {
             dns_zone,
             tag_keys: tag_keys.to_vec(),
             kms_key: None,
+            rules: Rules::default(),
         })
+    }
+
+    /// With the team's rules, which become IAM conditions on `ec2:RunInstances`: the instance types
+    /// (`ec2:InstanceType`), the largest root volume (`ec2:VolumeSize`) and the tags every workspace carries
+    /// (`aws:RequestTag/KEY` not null, and each such key allowed). The longest idle timeout is not among them:
+    /// it travels in user-data, which IAM does not see.
+    pub fn with_rules(mut self, rules: Rules) -> anyhow::Result<Self> {
+        rules.check()?;
+        for key in &rules.required_tags {
+            if !self.tag_keys.contains(key) {
+                self.tag_keys.push(key.clone());
+            }
+        }
+        self.rules = rules;
+        Ok(self)
     }
 
     /// With `key` (a KMS key's ARN, `arn:PARTITION:kms:REGION:ACCOUNT:key/ID`), which EBS may then use for the
@@ -329,10 +349,13 @@ fn actions(statement: Statement) -> Vec<&'static str> {
 /// The `${aws:userid}` policy variable: AWS puts the caller's user id there when it evaluates the policy.
 const CALLER: &str = "${aws:userid}";
 
+/// A launch's root volume.
+const VOLUMES: &str = "arn:aws:ec2:*:*:volume/*";
+
 /// The resources a launch creates and tags (the spot request only with `--spot`).
 fn launched_resources() -> Vec<&'static str> {
     vec![
-        "arn:aws:ec2:*:*:volume/*",
+        VOLUMES,
         "arn:aws:ec2:*:*:network-interface/*",
         "arn:aws:ec2:*:*:spot-instances-request/*",
     ]
@@ -370,6 +393,23 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             "ec2:MetadataHttpTokens": "required"
         }),
     );
+    let rules = &options.rules;
+    if !rules.instance_types.is_empty() {
+        launch_instance.insert(
+            "StringLike".into(),
+            json!({ "ec2:InstanceType": rules.instance_types }),
+        );
+    }
+    if let Some(Value::Object(null)) = launch_instance.get_mut("Null") {
+        for key in &rules.required_tags {
+            null.insert(format!("aws:RequestTag/{key}"), json!("false"));
+        }
+    }
+    // With a largest volume, volumes get a statement of their own that says so.
+    let mut launched_beside_instance = launched_resources();
+    if rules.max_volume_size.is_some() {
+        launched_beside_instance.retain(|resource| *resource != VOLUMES);
+    }
     let mut tag_on_create = owner_request_tags(options);
     tag_on_create.insert(
         "StringEquals".into(),
@@ -418,7 +458,7 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             "Sid": "SkiffLaunchOwnedVolumesAndInterfaces",
             "Effect": "Allow",
             "Action": ["ec2:RunInstances"],
-            "Resource": launched_resources(),
+            "Resource": launched_beside_instance,
             "Condition": owner_request_tags(options)
         }),
         json!({
@@ -519,6 +559,23 @@ pub fn developer_policy(options: &PolicyOptions) -> Value {
             }
         }),
     ];
+    if let Some(max) = rules.max_volume_size {
+        let mut volume = owner_request_tags(options);
+        volume.insert(
+            "NumericLessThanEquals".into(),
+            json!({ "ec2:VolumeSize": max.to_string() }),
+        );
+        statements.insert(
+            6,
+            json!({
+                "Sid": "SkiffLaunchOwnedVolumesUpToTheTeamsSize",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances"],
+                "Resource": VOLUMES,
+                "Condition": volume
+            }),
+        );
+    }
     if let Some(key) = &options.kms_key {
         // What launching with an encrypted root volume needs of its key, and only through EC2: the developer
         // cannot decrypt anything with it directly, and a grant can go only to an AWS resource (the volume).
@@ -693,6 +750,13 @@ pub fn command(args: &crate::cli::AwsPolicyArgs) -> anyhow::Result<i32> {
     let mut options = PolicyOptions::new(args.dns_zone.as_deref(), &args.tag_key)?;
     if let Some(key) = &args.kms_key {
         options = options.with_kms_key(key)?;
+    }
+    if let Some(file) = &args.team {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the team's file {}", file.display()))?;
+        let team = super::team::Team::from_file(&text)
+            .with_context(|| format!("the team's file {}", file.display()))?;
+        options = options.with_rules(team.rules)?;
     }
     let document = if args.admin {
         operator_policy(&options)

@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use super::config::TEAM_DEFAULTS_PARAMETER;
 use super::iam::INSTANCE_ROLE;
 use super::policy::{BOUNDARY_POLICY, instance_boundary};
+use super::team::Team;
 use super::{Aws, TAG_MANAGED, aws_error, error_code};
 
 /// The only managed policy the role gets.
@@ -305,16 +306,21 @@ impl Aws {
 }
 
 impl Aws {
-    /// Writes the team's defaults in this region (`skiff aws-setup --team-defaults FILE`), or removes them with
-    /// `None`; what was done, in words.
-    pub async fn write_team_defaults(&self, text: Option<&str>) -> anyhow::Result<String> {
+    /// Writes the team's file in this region (`skiff aws-setup --team-defaults FILE`), saying that `by` wrote it,
+    /// or removes it with `None`; what was done, in words.
+    pub async fn write_team_defaults(
+        &self,
+        text: Option<&str>,
+        by: &str,
+    ) -> anyhow::Result<String> {
         match text {
             Some(text) => {
-                super::config::AwsSettings::team_defaults(text)?;
+                let team = Team::from_file(text)?;
+                let stored = Team::stored_text(text, by, std::time::SystemTime::now())?;
                 self.ssm
                     .put_parameter()
                     .name(TEAM_DEFAULTS_PARAMETER)
-                    .value(text)
+                    .value(stored)
                     .r#type(aws_sdk_ssm::types::ParameterType::String)
                     .overwrite(true)
                     .description(
@@ -323,10 +329,16 @@ impl Aws {
                     .send()
                     .await
                     .map_err(|error| aws_error("writing the team's defaults", &error))?;
-                Ok(format!(
+                let mut said = format!(
                     "wrote the team's defaults to SSM parameter {TEAM_DEFAULTS_PARAMETER} in {}",
                     self.region
-                ))
+                );
+                if team.rules.any() {
+                    said.push_str(
+                        "; every skiff up checks its [rules], and AWS enforces them once developers' policy carries them: `skiff aws-policy --team FILE`",
+                    );
+                }
+                Ok(said)
             }
             None => match self
                 .ssm
@@ -369,8 +381,25 @@ pub async fn command(args: &crate::cli::AwsSetupArgs) -> anyhow::Result<i32> {
                     format!("reading the team's defaults from {}", file.display())
                 })?)
             };
-        let said = aws.write_team_defaults(text.as_deref()).await?;
+        let said = aws
+            .write_team_defaults(text.as_deref(), &caller.arn)
+            .await?;
         eprintln!("{said}, as {} in account {}", caller.arn, caller.account);
+        return Ok(0);
+    }
+    if let Some(amount) = &args.budget {
+        let request = if amount == "none" {
+            None
+        } else {
+            Some(super::budget::BudgetRequest::new(
+                amount,
+                args.alert_email.as_deref(),
+            )?)
+        };
+        for line in aws.write_budget(request.as_ref()).await? {
+            println!("{line}");
+        }
+        eprintln!("as {} in account {}", caller.arn, caller.account);
         return Ok(0);
     }
     let report = if args.remove {
