@@ -1452,6 +1452,8 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
     assert_eq!(prices.calls(), 2, "the instance and the disk");
     // `status` prices the disk from its size (the tag `up` launched it with) for the part of the month it existed,
     // from the volume's attachment; its agent is not needed for that, so a stopped workspace shows it too.
+    // EC2 times the attachment to the second: a status within the launch's second would see no time pass.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
     let status: Value = serde_json::from_str(&sandbox.ok(&["status", "priced", "--json"])).unwrap();
     let storage = &status["storage_cost_this_month"];
     assert_eq!(storage["gib"], 40, "{status:#}");
@@ -1465,6 +1467,67 @@ fn up_shows_the_price_before_launching_and_goes_on_without_one() {
         "{text}"
     );
     assert_eq!(prices.calls(), 2, "status used the cached prices");
+    // `list` prices the month so far without the agent: launched this month and never stopped, its one run is the
+    // whole month (compute for seconds, and the disk's share).
+    let month_of = |listed: &str| -> (f64, bool) {
+        let rows: Value = serde_json::from_str(listed).unwrap();
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["name"] == "priced")
+            .unwrap()
+            .clone();
+        (
+            row["aws"]["month_to_date_usd"].as_f64().unwrap(),
+            row["aws"]["month_to_date_whole"].as_bool().unwrap(),
+        )
+    };
+    let (usd, whole) = month_of(&sandbox.ok(&["list", "--json"]));
+    assert!(
+        usd > 0.0 && usd < 0.1088 / 4.0 + 3.84 / (28.0 * 24.0),
+        "{usd}"
+    );
+    assert!(
+        whole,
+        "the first run of a machine made this month is its month"
+    );
+    // With the ledger's last reading (which `status` keeps when the agent answers): its 10 hours, and the rest of
+    // the same run since.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let month_start = skiff::calendar::month_start(now);
+    std::fs::write(
+        sandbox.home().join("workspaces/priced/usage.json"),
+        serde_json::json!({
+            "usage": {
+                "month_start_unix": month_start,
+                "running_seconds": 36_000,
+                "idle_off_seconds": 0,
+                "idle_stops": 0,
+                "up_since_unix": now - 60,
+                "ledger_since_unix": month_start,
+            },
+            "read_at_unix": now,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (usd, whole) = month_of(&sandbox.ok(&["list", "--json"]));
+    assert!(
+        whole && (1.088..1.088 + 0.05).contains(&usd),
+        "10 h at $0.1088 and a moment's disk: {usd}"
+    );
+    let table = sandbox.ok(&["list"]);
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("priced ") && line.contains("$1.09")),
+        "{table}"
+    );
+    assert!(table.contains("AWS this month so far: "), "{table}");
 
     // A second workspace within the day: the list prices come from the laptop's cache; the spot price is asked.
     let stderr = priced("priced-spot", &["--instance-type", "t3.large", "--spot"]);

@@ -205,6 +205,22 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
             .is_some_and(|id| !id.is_empty()),
         "{status:#}"
     );
+    // The agent's ledger reading is kept, so `list` prices the month without reaching the agent.
+    let kept: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            sandbox
+                .home()
+                .join("workspaces")
+                .join(name)
+                .join("usage.json"),
+        )
+        .expect("status keeps the agent's usage reading"),
+    )
+    .unwrap();
+    assert_eq!(
+        kept["usage"]["month_start_unix"], status["usage"]["month_start_unix"],
+        "{kept:#}"
+    );
 
     // ssh: a login shell in a terminal, over the same tunnel; typing reaches it and its output comes back.
     let mut ssh = skiff(&["ssh", name])

@@ -370,6 +370,8 @@ async fn the_page_shows_an_aws_workspace_with_its_region_and_prices_and_stops_it
         "t3.large (i-",
         "$0.1088/hour",
         "disk $3.84/month",
+        // The month so far, as `list` tells it without the agent: its first run, seconds old.
+        "$0.00 this month",
     ] {
         assert!(text.contains(expected), "{expected:?} in {text:?}");
     }

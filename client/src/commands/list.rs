@@ -29,17 +29,21 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
         .unwrap_or(4)
         .max(4);
     println!(
-        "{:<width$}  {:<8}  {:<14}  FOLDER",
-        "NAME", "PROVIDER", "STATE"
+        "{:<width$}  {:<8}  {:<14}  {:>10}  FOLDER",
+        "NAME", "PROVIDER", "STATE", "THIS MONTH"
     );
     for row in &rows {
         println!(
-            "{:<width$}  {:<8}  {:<14}  {}",
+            "{:<width$}  {:<8}  {:<14}  {:>10}  {}",
             row.name,
             row.provider,
             state(row, now),
+            month_to_date(row).cell(),
             row.folder
         );
+    }
+    if let Some(total) = MonthTotal::of(&rows) {
+        println!("{total}");
     }
     if args.all {
         print_owners(&rows);
@@ -63,6 +67,101 @@ pub async fn run(args: ListArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+/// What a workspace cost this month so far, as far as this machine can tell without reaching AWS agents.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum MonthToDate {
+    /// The whole figure (a local workspace costs nothing).
+    Whole(f64),
+    /// At least this much: runs this machine was not told of are missing.
+    AtLeast(f64),
+    /// No figure: no price cached in the last day (`skiff status NAME` reads them).
+    Unknown,
+}
+
+impl MonthToDate {
+    fn cell(self) -> String {
+        match self {
+            Self::Whole(usd) => format!("${usd:.2}"),
+            Self::AtLeast(usd) => format!("≥${usd:.2}"),
+            Self::Unknown => "?".to_owned(),
+        }
+    }
+}
+
+fn month_to_date(row: &ListRow) -> MonthToDate {
+    let Some(aws) = &row.aws else {
+        return MonthToDate::Whole(0.0);
+    };
+    match (aws.month_to_date_usd, aws.month_to_date_whole) {
+        (Some(usd), Some(true)) => MonthToDate::Whole(usd),
+        (Some(usd), _) => MonthToDate::AtLeast(usd),
+        (None, _) => MonthToDate::Unknown,
+    }
+}
+
+/// The line under the table: what every listed AWS workspace cost this month so far.
+#[derive(Debug, PartialEq)]
+struct MonthTotal {
+    usd: f64,
+    /// Some figures are floors.
+    at_least: bool,
+    /// Workspaces without a figure.
+    unknown: usize,
+}
+
+impl MonthTotal {
+    /// The total, when at least one AWS workspace has a figure.
+    fn of(rows: &[ListRow]) -> Option<Self> {
+        let mut total = Self {
+            usd: 0.0,
+            at_least: false,
+            unknown: 0,
+        };
+        let mut priced = 0;
+        for row in rows.iter().filter(|row| row.aws.is_some()) {
+            match month_to_date(row) {
+                MonthToDate::Whole(usd) => total.usd += usd,
+                MonthToDate::AtLeast(usd) => {
+                    total.usd += usd;
+                    total.at_least = true;
+                }
+                MonthToDate::Unknown => {
+                    total.unknown += 1;
+                    continue;
+                }
+            }
+            priced += 1;
+        }
+        (priced > 0).then_some(total)
+    }
+}
+
+impl std::fmt::Display for MonthTotal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "AWS this month so far: {}${:.2}",
+            if self.at_least { "≥" } else { "≈ " },
+            self.usd
+        )?;
+        if self.unknown > 0 {
+            write!(
+                formatter,
+                ", plus {} workspace{} without a price (`skiff status NAME` reads them)",
+                self.unknown,
+                if self.unknown == 1 { "" } else { "s" }
+            )?;
+        }
+        if self.at_least {
+            write!(
+                formatter,
+                "; ≥ where runs this machine did not see are missing (`skiff status NAME` reads the agent's ledger)"
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// What one owner's AWS workspaces cost, for `list --all`.
@@ -208,8 +307,52 @@ mod tests {
                 volume_gib: Some(40),
                 storage_usd_month: storage,
                 on_demand_hourly_usd: hourly,
+                month_to_date_usd: None,
+                month_to_date_whole: None,
             }),
         }
+    }
+
+    #[test]
+    fn the_month_column_and_its_total_say_what_is_whole_and_what_is_a_floor() {
+        let mut whole = aws_row("alice", "running", Some(0.1), Some(3.2));
+        if let Some(aws) = whole.aws.as_mut() {
+            aws.month_to_date_usd = Some(1.5);
+            aws.month_to_date_whole = Some(true);
+        }
+        let mut floor = aws_row("alice", "stopped", Some(0.1), Some(3.2));
+        if let Some(aws) = floor.aws.as_mut() {
+            aws.month_to_date_usd = Some(0.25);
+            aws.month_to_date_whole = Some(false);
+        }
+        let unknown = aws_row("bob", "running", None, None);
+        let local = ListRow {
+            aws: None,
+            provider: "local".into(),
+            ..aws_row("carol", "running", None, None)
+        };
+        assert_eq!(month_to_date(&whole).cell(), "$1.50");
+        assert_eq!(month_to_date(&floor).cell(), "≥$0.25");
+        assert_eq!(month_to_date(&unknown).cell(), "?");
+        assert_eq!(month_to_date(&local).cell(), "$0.00");
+        assert_eq!(
+            MonthTotal::of(&[whole.clone(), local.clone()])
+                .unwrap()
+                .to_string(),
+            "AWS this month so far: ≈ $1.50"
+        );
+        let mixed = MonthTotal::of(&[whole, floor, unknown.clone(), local.clone()]).unwrap();
+        assert_eq!((mixed.usd, mixed.at_least, mixed.unknown), (1.75, true, 1));
+        assert!(
+            mixed
+                .to_string()
+                .starts_with("AWS this month so far: ≥$1.75, plus 1 workspace without a price")
+        );
+        assert_eq!(
+            MonthTotal::of(&[unknown, local]),
+            None,
+            "no figure, no line"
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl OnStopped {
 pub type AwsRow = aws::status::ListRow;
 
 /// One workspace in `skiff list`.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ListRow {
     pub name: String,
     pub provider: String,

@@ -70,6 +70,8 @@ pub struct Row {
     storage_usd_month: Option<f64>,
     /// What this month cost so far, where known.
     month_usd: Option<f64>,
+    /// `month_usd` is a floor: runs the laptop was not told of are missing.
+    month_usd_at_least: bool,
     /// The agent's words for this month.
     month: Option<String>,
     idle: Option<Idle>,
@@ -224,14 +226,21 @@ impl Row {
             None => Some(row.folder.clone()),
         };
         let usage = row.status.as_ref().and_then(|status| status.usage);
-        let month_usd = match (&row.aws, usage) {
+        let (month_usd, month_usd_at_least) = match (&row.aws, usage) {
             // This machine's own: nothing to pay for.
-            (None, _) => Some(0.0),
-            (Some(_), Some(usage)) => hourly_usd.map(|hourly| {
-                hourly * usage.running_seconds as f64 / 3600.0
-                    + storage_usd_month.unwrap_or(0.0) * month_fraction(now_ms / 1000)
-            }),
-            (Some(_), None) => None,
+            (None, _) => (Some(0.0), false),
+            (Some(_), Some(usage)) => (
+                hourly_usd.map(|hourly| {
+                    hourly * usage.running_seconds as f64 / 3600.0
+                        + storage_usd_month.unwrap_or(0.0) * month_fraction(now_ms / 1000)
+                }),
+                false,
+            ),
+            // As `list` tells it: from the ledger's last reading this machine kept, and EC2's last run.
+            (Some(aws), None) => (
+                aws.month_to_date_usd,
+                aws.month_to_date_whole == Some(false),
+            ),
         };
         let idle = row.status.as_ref().map(|status| {
             let idle = &status.idle;
@@ -268,6 +277,7 @@ impl Row {
             hourly_usd,
             storage_usd_month,
             month_usd,
+            month_usd_at_least,
             idle,
             stopped_since_unix: row.stopped_since_unix,
             ssh,
@@ -292,6 +302,7 @@ impl Row {
             hourly_usd: None,
             storage_usd_month: None,
             month_usd: None,
+            month_usd_at_least: false,
             month: None,
             idle: None,
             stopped_since_unix: None,

@@ -41,6 +41,9 @@ pub struct InstanceSummary {
     pub availability_zone: Option<String>,
     pub private_ip: Option<String>,
     pub launched: Option<String>,
+    /// The same, in seconds since the epoch: the instance's last start.
+    #[serde(skip)]
+    pub started_unix: Option<i64>,
     /// The root volume's size in GiB, from the tag `up` launched it with (absent on older instances).
     pub volume_gib: Option<i32>,
     /// When the root volume was attached (seconds since the epoch): at launch, kept across stops and starts, so
@@ -162,6 +165,7 @@ fn summary(instance: &Instance, region: &str) -> InstanceSummary {
             .and_then(|placement| placement.availability_zone.clone()),
         private_ip: instance.private_ip_address.clone(),
         launched: instance.launch_time.map(|time| time.to_string()),
+        started_unix: instance.launch_time.map(|time| time.secs()),
         volume_gib: tag_value(instance, super::launch::TAG_VOLUME_GIB)
             .and_then(|size| size.parse().ok()),
         volume_since: root_volume_attached(instance),

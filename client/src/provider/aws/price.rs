@@ -66,11 +66,7 @@ impl Quote {
     /// What a `gib` GiB gp3 volume that exists since `since` has cost this month at `now` (seconds since the epoch):
     /// its monthly price for the part of the month it existed, as AWS prorates storage.
     pub fn storage_this_month(&self, gib: i32, since: i64, now: i64) -> Option<f64> {
-        let price = self.gp3_gib_month?;
-        let start = skiff::calendar::month_start(now);
-        let month = skiff::calendar::next_month_start(now) - start;
-        let existed = (now - since.max(start)).max(0);
-        Some(price * f64::from(gib) * existed as f64 / month as f64)
+        Some(storage_so_far(self.gp3_gib_month?, gib, since, now))
     }
 
     /// The hourly price a workspace pays: spot's for a spot instance, when known, else on demand.
@@ -81,6 +77,14 @@ impl Quote {
             self.on_demand_hourly
         }
     }
+}
+
+/// What a `gib` GiB volume at `gib_month_usd` per GiB-month, existing since `since`, has cost this month at `now`.
+pub fn storage_so_far(gib_month_usd: f64, gib: i32, since: i64, now: i64) -> f64 {
+    let start = skiff::calendar::month_start(now);
+    let month = skiff::calendar::next_month_start(now) - start;
+    let existed = (now - since.max(start)).max(0);
+    gib_month_usd * f64::from(gib) * existed as f64 / month as f64
 }
 
 /// Prices read from AWS, by `region/what`, with when they were read (seconds since the epoch).

@@ -164,6 +164,7 @@ mod tests {
             availability_zone: Some("eu-west-1b".into()),
             private_ip: None,
             launched: None,
+            started_unix: None,
             volume_gib: None,
             volume_since: None,
             stopped_since: None,

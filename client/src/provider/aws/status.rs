@@ -32,6 +32,14 @@ pub struct ListRow {
     /// The instance type's hourly on-demand price, when the laptop has it from the last day.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_demand_hourly_usd: Option<f64>,
+    /// What this month cost so far (compute at the on-demand price, and the disk), when the prices are cached:
+    /// from the ledger's last reading this machine kept (`status` keeps one) and the run EC2 reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub month_to_date_usd: Option<f64>,
+    /// Whether that is the whole month so far; false: at least that much (runs this machine was not told of are
+    /// missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub month_to_date_whole: Option<bool>,
 }
 
 /// The AWS workspaces: every configured region's skiff-tagged instances (yours, or everyone's with `all`),
@@ -86,6 +94,36 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                 });
                 let on_demand_hourly_usd =
                     super::price::cached_on_demand(&instance.region, &instance.instance_type);
+                let reading = records
+                    .iter()
+                    .find(|record| {
+                        record.name() == instance.workspace
+                            && record
+                                .record
+                                .aws
+                                .as_ref()
+                                .is_some_and(|placement| placement.owner == instance.owner)
+                    })
+                    .and_then(|record| crate::usage::Reading::last(&record.folder));
+                let now = skiff::calendar::now_unix();
+                let ran = crate::usage::running_this_month(
+                    reading.as_ref(),
+                    &crate::usage::Machine {
+                        running: instance.state == "running",
+                        started_unix: instance.started_unix,
+                        stopped_unix: instance.stopped_since,
+                        created_unix: instance.volume_since,
+                    },
+                    now,
+                );
+                let storage_so_far = match (instance.volume_gib, instance.volume_since) {
+                    (Some(gib), Some(since)) => super::price::cached_gp3(&instance.region)
+                        .map(|price| super::price::storage_so_far(price, gib, since, now)),
+                    _ => None,
+                };
+                let month_to_date_usd = on_demand_hourly_usd
+                    .zip(storage_so_far)
+                    .map(|(hourly, storage)| hourly * ran.seconds as f64 / 3_600.0 + storage);
                 (
                     ListRow {
                         name: instance.workspace,
@@ -98,6 +136,8 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                         volume_gib: instance.volume_gib,
                         storage_usd_month,
                         on_demand_hourly_usd,
+                        month_to_date_whole: month_to_date_usd.map(|_| ran.whole),
+                        month_to_date_usd,
                     },
                     instance.stopped_since,
                 )
@@ -128,6 +168,8 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                     volume_gib: None,
                     storage_usd_month: None,
                     on_demand_hourly_usd: None,
+                    month_to_date_usd: None,
+                    month_to_date_whole: None,
                 },
                 None,
             ));
@@ -162,7 +204,17 @@ pub(crate) async fn status(
                 anyhow::Ok(client.status().await?)
             };
             match tokio::time::timeout(STATUS_AGENT_TIMEOUT, asked).await {
-                Ok(Ok(status)) => (Some(status), None),
+                Ok(Ok(status)) => {
+                    // `list` prices the month from the last reading this machine kept.
+                    if let Some(usage) = &status.usage {
+                        crate::usage::Reading::keep(
+                            &record.folder,
+                            usage,
+                            skiff::calendar::now_unix(),
+                        );
+                    }
+                    (Some(status), None)
+                }
                 Ok(Err(error)) => (None, Some(format!("{error:#}"))),
                 Err(_) => (
                     None,

@@ -124,7 +124,7 @@ function renderRow(row) {
   const where = row.provider === "aws" ? `AWS ${row.region ?? ""}` : "this machine";
   const hourly = row.hourly_usd !== null ? `$${row.hourly_usd.toFixed(4)}/hour on demand` : null;
   const cost = [];
-  if (row.month_usd !== null) cost.push(element("span", { className: "month-cost" }, `${money(row.month_usd)} this month`));
+  if (row.month_usd !== null) cost.push(element("span", { className: "month-cost" }, `${row.month_usd_at_least ? "at least " : ""}${money(row.month_usd)} this month`));
   if (row.storage_usd_month !== null) cost.push(element("small", {}, `disk ${money(row.storage_usd_month)}/month`));
   if (row.month) cost.push(element("small", {}, row.month));
   const ports = element("td", { className: "ports" });
@@ -156,8 +156,9 @@ function render() {
   $("empty").hidden = board.rows.length > 0;
   const running = board.rows.filter((row) => row.state === "running").length;
   const month = board.rows.reduce((sum, row) => sum + (row.month_usd ?? 0), 0);
+  const floor = board.rows.some((row) => row.month_usd_at_least || row.month_usd === null);
   $("summary").textContent =
-    `${board.rows.length} workspace${board.rows.length === 1 ? "" : "s"}, ${running} running · ${money(month)} this month so far`;
+    `${board.rows.length} workspace${board.rows.length === 1 ? "" : "s"}, ${running} running · ${floor ? "at least " : ""}${money(month)} this month so far`;
   const errors = [board.local_error, board.aws_error ? `AWS: ${board.aws_error}` : null].filter(Boolean);
   $("errors").textContent = errors.join("\n");
   $("errors").hidden = errors.length === 0;
