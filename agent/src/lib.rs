@@ -15,6 +15,7 @@ pub mod idle;
 pub mod ledger;
 pub mod ports;
 pub mod procd;
+pub mod registry_helpers;
 pub mod replace;
 pub mod server;
 pub mod service;
@@ -108,11 +109,14 @@ impl Agent {
         ));
         let activity = Activity::restore(state.activity_path(), boot_id, idle_timeout);
         activity.set_busy_cpu_percent(settings.busy_cpu_percent.or(config.busy_cpu_percent));
-        let engine = Arc::new(Engine::connect(
-            config.workspace.clone(),
-            state.clone(),
-            Arc::clone(&activity),
-        )?);
+        let engine = Arc::new(
+            Engine::connect(
+                config.workspace.clone(),
+                state.clone(),
+                Arc::clone(&activity),
+            )?
+            .with_registry_helpers(config.registry_helpers.clone()),
+        );
         // Recorded last: a client that sees the address may rely on everything above having worked.
         state
             .write_listen_address(address)

@@ -294,15 +294,18 @@ pub struct AwsSetupArgs {
     /// Allow the role kms:Decrypt on this key (its ARN), for workspaces launched with --kms-key.
     #[arg(long, value_name = "ARN", conflicts_with = "remove")]
     pub kms_key: Option<String>,
+    /// Allow the role to pull from this account's ECR repositories (read only), for workspaces launched with --ecr.
+    #[arg(long, conflicts_with = "remove")]
+    pub ecr: bool,
     /// Only write the team's file for this region from FILE: defaults (aws.toml's keys instance_type, volume_size,
-    /// spot, subnet, vpc, availability_zone, security_group, instance_profile, kms_key, tags, confirm_above, dns_zone,
-    /// and idle_timeout), which every `skiff up` there reads under the person's own settings, and [rules]
+    /// spot, ecr, subnet, vpc, availability_zone, security_group, instance_profile, kms_key, tags, confirm_above,
+    /// dns_zone, and idle_timeout), which every `skiff up` there reads under the person's own settings, and [rules]
     /// (instance_types, max_volume_size, max_idle_timeout, required_tags) it checks before launching; `none` removes it.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["remove", "kms_key"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["remove", "kms_key", "ecr"])]
     pub team_defaults: Option<PathBuf>,
     /// Only keep a monthly AWS Budget of this many US dollars for everything tagged skiff:workspace, alerting
     /// --alert-email at 80% spent and 100% forecast; run again to change it, `none` removes it.
-    #[arg(long, value_name = "USD", conflicts_with_all = ["remove", "kms_key", "team_defaults"])]
+    #[arg(long, value_name = "USD", conflicts_with_all = ["remove", "kms_key", "ecr", "team_defaults"])]
     pub budget: Option<String>,
     /// Where the budget's alerts go (with --budget).
     #[arg(long, value_name = "ADDRESS", requires = "budget")]

@@ -838,6 +838,47 @@ fn aws_setup_makes_the_bounded_role_once_and_removes_it() {
         attached["AttachedPolicies"][0]["PolicyArn"],
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     );
+    // A boundary an older skiff made (without ECR) is brought up to this one's: a new default version.
+    let boundary = "arn:aws:iam::333333333333:policy/skiff-instance-boundary";
+    let older = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["ssm:UpdateInstanceInformation"], "Resource": "*"}]});
+    read(
+        "create_policy_version",
+        serde_json::json!({"PolicyArn": boundary, "PolicyDocument": older.to_string(), "SetAsDefault": true}),
+    );
+    // --ecr: the role may pull from this account's repositories, and only pull.
+    let with_ecr = admin.ok(&["aws-setup", "--ecr"]);
+    assert!(
+        with_ecr
+            .contains("updated policy arn:aws:iam::333333333333:policy/skiff-instance-boundary")
+            && with_ecr.contains("skiff-ecr-read"),
+        "{with_ecr}"
+    );
+    let policy = read("get_policy", serde_json::json!({"PolicyArn": boundary}));
+    let version = read(
+        "get_policy_version",
+        serde_json::json!({"PolicyArn": boundary, "VersionId": policy["Policy"]["DefaultVersionId"]}),
+    );
+    let document = version["PolicyVersion"]["Document"].to_string();
+    assert!(
+        document.contains("ecr:BatchGetImage") && document.contains("ssmmessages:OpenDataChannel"),
+        "the boundary is this skiff's again: {document}"
+    );
+    let inline = read(
+        "get_role_policy",
+        serde_json::json!({"RoleName": "skiff-instance", "PolicyName": "skiff-ecr-read"}),
+    );
+    let ecr_policy = inline["PolicyDocument"].to_string();
+    assert!(
+        ecr_policy.contains("arn:aws:ecr:*:333333333333:repository/*")
+            && !ecr_policy.contains("ecr:PutImage"),
+        "{ecr_policy}"
+    );
+    let current = admin.ok(&["aws-setup"]);
+    assert!(
+        current.contains("found policy arn:aws:iam::333333333333:policy/skiff-instance-boundary"),
+        "{current}"
+    );
     let removed = admin.ok(&["aws-setup", "--remove"]);
     assert!(
         removed.contains("removed role skiff-instance")

@@ -138,6 +138,19 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     // the region here before skiff and this test poll it at the same time.
     assert!(live_instances(&sandbox.region, name).is_empty());
     let skiffd = binary("skiffd");
+    // `--ecr`: user-data maps the account's ECR registry to Amazon's credential helper, and each `up` asks it. The
+    // stand-in has no instance role, so its helper (this script, where the real one would be) says so; the `up`
+    // reports it and goes on.
+    let ecr_helper = sandbox.root.path().join("docker-credential-ecr-login");
+    std::fs::write(
+        &ecr_helper,
+        "#!/bin/sh\nread registry\necho \"no instance role on this stand-in for $registry\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&ecr_helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let booted = up_on_a_stand_in(
         &sandbox,
         &gateway,
@@ -148,11 +161,29 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
             project.to_str().unwrap(),
             "--provider",
             "aws",
+            "--ecr",
             "--agent-binary",
             skiffd.to_str().unwrap(),
         ],
-        // One process namespace for the agent and its dev containers, as on a real instance.
-        &["--pid".to_owned(), "host".to_owned()],
+        &[
+            // One process namespace for the agent and its dev containers, as on a real instance.
+            "--pid".to_owned(),
+            "host".to_owned(),
+            "-v".to_owned(),
+            format!(
+                "{}:/usr/local/bin/docker-credential-ecr-login:ro",
+                ecr_helper.display()
+            ),
+        ],
+    );
+    let up_log =
+        std::fs::read_to_string(sandbox.root.path().join(format!("up-{name}.log"))).unwrap();
+    let registry = format!("123456789012.dkr.ecr.{}.amazonaws.com", sandbox.region);
+    assert!(
+        up_log.contains(&format!(
+            "no login to {registry} from this machine's credential helper"
+        )) && up_log.contains(&format!("no instance role on this stand-in for {registry}")),
+        "the agent asked the ECR helper user-data configured:\n{up_log}"
     );
     let instance = &booted.instance;
     assert_eq!(booted.stdout.trim(), name);
@@ -319,6 +350,67 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
     assert!(
         stats.sessions_started <= 2 + skiff_client::tunnel::warm::POOL as u64,
         "commands share the warm tunnel: {stats:?}"
+    );
+
+    // The laptop sleeps (issue 15): its tunnel daemon is frozen for 20 s, past the data channel's silence timeout
+    // (15 s), and the gateway drops the session's WebSocket meanwhile, as the service does to a client that went
+    // quiet. When it wakes, with every timer of the daemon overdue at once, the next command gets through within
+    // seconds and its bytes are whole, and a forward open across the sleep answers again.
+    let daemon = tunnel_daemon_of(&sandbox.home(), name).expect("the warm tunnel's daemon runs");
+    let resumed_before = gateway.stats().sessions_resumed;
+    let started_before = gateway.stats().sessions_started;
+    {
+        use nix::sys::signal::{Signal, kill};
+        kill(daemon, Signal::SIGSTOP).unwrap();
+        gateway.drop_websockets();
+        std::thread::sleep(Duration::from_secs(20));
+        kill(daemon, Signal::SIGCONT).unwrap();
+    }
+    let woke = Instant::now();
+    let echoed = run(&[
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "head -c 1000000 /dev/zero | sha256sum",
+    ]);
+    assert!(
+        echoed.starts_with("d29751f2649b32ff572b5e0a9f541ea660a50f94ff0beedfb0b692b924cc8025"),
+        "a megabyte through the woken tunnel: {echoed}"
+    );
+    let after_sleep = woke.elapsed();
+    eprintln!("first command after the sleep took {after_sleep:?}");
+    assert!(
+        after_sleep < Duration::from_secs(15),
+        "the woken tunnel answered in {after_sleep:?}"
+    );
+    let stats = gateway.stats();
+    eprintln!(
+        "after the sleep: {} sessions resumed, {} new",
+        stats.sessions_resumed - resumed_before,
+        stats.sessions_started - started_before
+    );
+    // The daemon's lanes are resumed; one whose connection had bytes in flight for longer than the resumable
+    // connection's stall limit (8 s) may be moved to a new session instead, which is also a recovery.
+    assert!(
+        stats.sessions_resumed > resumed_before,
+        "the dropped sessions were resumed: {stats:?}"
+    );
+    // The `skiff forward` that was open across the sleep carries on.
+    let page = wait_until(Duration::from_secs(30), || {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", local_port)) else {
+            return false;
+        };
+        use std::io::Write as _;
+        let _ = write!(stream, "GET /index.html HTTP/1.0\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.contains("forwarded")
+    });
+    assert!(
+        page.is_some(),
+        "the forward open across the sleep answers again"
     );
 
     // up with another build of skiffd (the same version, so only because it is named): the agent is replaced in
@@ -568,4 +660,25 @@ fn up_on_a_stand_in(
         _dev_containers: dev_containers,
         _volume: volume,
     }
+}
+
+/// The process id of the `skiff tunnel-daemon NAME` serving the skiff home `home`, if one runs.
+fn tunnel_daemon_of(home: &Path, name: &str) -> Option<nix::unistd::Pid> {
+    let wanted_home = format!("SKIFF_HOME={}", home.display());
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let command = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let words: Vec<&[u8]> = command.split(|byte| *byte == 0).collect();
+            let is_daemon = words
+                .windows(2)
+                .any(|pair| pair[0] == b"tunnel-daemon".as_slice() && pair[1] == name.as_bytes());
+            let environment = std::fs::read(entry.path().join("environ")).ok()?;
+            let same_home = environment
+                .split(|byte| *byte == 0)
+                .any(|variable| variable == wanted_home.as_bytes());
+            (is_daemon && same_home).then(|| nix::unistd::Pid::from_raw(pid))
+        })
 }

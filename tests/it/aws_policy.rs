@@ -1036,11 +1036,55 @@ fn aws_policy_instance_boundary_caps_the_role() {
         "ssm:SendCommand",
         "s3:GetObject",
         "secretsmanager:GetSecretValue",
+        "ecr:PutImage",
+        "ecr:InitiateLayerUpload",
+        "ecr:DeleteRepository",
     ] {
         assert_eq!(
             decide(&boundary, &request(action, "*")),
             "ImplicitDeny",
             "{action} is outside the boundary"
+        );
+    }
+}
+
+/// `aws-setup --ecr`: the role reads its own account's repositories (within the boundary) and nothing else: not
+/// another account's, and never a push.
+#[test]
+fn aws_policy_ecr_read_is_the_account_s_repositories_only() {
+    let policy = skiff_client::provider::aws::policy::ecr_read("aws", "123456789012");
+    let own = "arn:aws:ecr:eu-west-1:123456789012:repository/team/app";
+    let other = "arn:aws:ecr:eu-west-1:999999999999:repository/team/app";
+    for action in [
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
+    ] {
+        assert_eq!(decide(&policy, &request(action, own)), "Allow", "{action}");
+        assert_eq!(
+            decide(&policy, &request(action, other)),
+            "ImplicitDeny",
+            "{action} in another account"
+        );
+        assert_eq!(
+            decide(&instance_boundary(), &request(action, own)),
+            "Allow",
+            "{action} within the boundary"
+        );
+    }
+    assert_eq!(
+        decide(&policy, &request("ecr:GetAuthorizationToken", "*")),
+        "Allow"
+    );
+    for action in [
+        "ecr:PutImage",
+        "ecr:CompleteLayerUpload",
+        "ecr:DeleteRepository",
+    ] {
+        assert_eq!(
+            decide(&policy, &request(action, own)),
+            "ImplicitDeny",
+            "{action}"
         );
     }
 }

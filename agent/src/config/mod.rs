@@ -59,6 +59,11 @@ pub struct AgentConfig {
         skip_serializing_if = "is_default_max_handshakes"
     )]
     pub max_handshakes: usize,
+    /// Registries whose logins this machine has itself, each with the Docker credential helper that gives it
+    /// (`"123456789012.dkr.ecr.eu-west-1.amazonaws.com" = "ecr-login"`), for those the client sends none for
+    /// (see `registry_helpers`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub registry_helpers: std::collections::BTreeMap<String, String>,
 }
 
 fn default_handshake_timeout() -> Duration {
@@ -222,6 +227,7 @@ impl AgentConfig {
             state_dir: state_dir.to_owned(),
             handshake_timeout: default_handshake_timeout(),
             max_handshakes: default_max_handshakes(),
+            registry_helpers: std::collections::BTreeMap::new(),
         }
     }
 
@@ -257,6 +263,12 @@ impl AgentConfig {
                 listen: self.listen,
             });
         }
+        crate::registry_helpers::check(&self.registry_helpers).map_err(|message| {
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            }
+        })?;
         Ok(())
     }
 

@@ -57,13 +57,14 @@ impl Engine {
     ) -> Result<Vec<features::ResolvedFeature>, EngineError> {
         let config_file = self.agent_config_file(spec);
         let feature_cache = self.state.path().join("features");
+        let logins = self.logins();
         let sources = features::Sources {
             config_folder: config_file.parent().unwrap_or(Path::new("/")),
             workspace: Path::new(&spec.files_folder),
             cache: &feature_cache,
             events: Some(events),
             limits: features::Limits::DEFAULT,
-            logins: &spec.registry_logins,
+            logins: &logins,
         };
         features::resolve(config, &sources)
             .await

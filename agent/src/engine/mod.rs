@@ -180,6 +180,8 @@ pub struct Engine {
     /// The client's registry logins for the `up` that runs (its pulls and builds use them); empty between `up`s,
     /// and never written anywhere.
     logins: std::sync::Mutex<Vec<skiff::api::RegistryLogin>>,
+    /// This machine's own registry logins, by credential helper (`registry_helpers`), asked for at each `up`.
+    registry_helpers: std::collections::BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -207,7 +209,18 @@ impl Engine {
             seen_running: std::sync::Mutex::default(),
             starting: Mutex::new(()),
             logins: std::sync::Mutex::default(),
+            registry_helpers: std::collections::BTreeMap::new(),
         }
+    }
+
+    /// With this machine's own registry logins, asked from these credential helpers at each `up`.
+    #[must_use]
+    pub fn with_registry_helpers(
+        mut self,
+        helpers: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.registry_helpers = helpers;
+        self
     }
 
     /// The Docker engine's version; the error names the socket and `DOCKER_HOST` when it does not answer.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use sha2::Digest;
-use skiff::api::{ContainerState, UpEvent, UpPhase, UpResult, UpSpec};
+use skiff::api::{ContainerState, OutputStream, UpEvent, UpPhase, UpResult, UpSpec};
 use skiff::devcontainer::{self, ConfigKind, DevContainer, UserEnvProbe};
 
 use super::lifecycle::split_at_wait_for;
@@ -42,7 +42,25 @@ impl Engine {
     pub async fn up(&self, spec: UpSpec, events: &Events) -> Result<Up, EngineError> {
         let _busy = self.activity.busy(idle::source::UP);
         let mut record_slot = self.record.lock().await;
-        let _logins = self.lend_logins(&spec.registry_logins);
+        let mut unanswered = Vec::new();
+        let logins = crate::registry_helpers::with_machine_logins(
+            &spec.registry_logins,
+            &self.registry_helpers,
+            |line| unanswered.push(line),
+        )
+        .await;
+        for line in unanswered {
+            tracing::warn!("{line}");
+            emit(
+                events,
+                UpEvent::Output {
+                    stream: OutputStream::Stderr,
+                    data: format!("warning: {line}\n").into_bytes(),
+                },
+            )
+            .await;
+        }
+        let _logins = self.lend_logins(&logins);
         let config_error = |message: String| EngineError::Config {
             file: spec.config_file.clone(),
             message,

@@ -57,6 +57,10 @@ pub struct AwsOptions {
     /// Run as a persistent spot instance that stops on interruption.
     #[arg(long)]
     pub spot: bool,
+    /// Pull images from this account's ECR registry of the region with the instance role's logins (`skiff
+    /// aws-setup --ecr` must have allowed the role to read ECR).
+    #[arg(long)]
+    pub ecr: bool,
     /// Ask before launching an instance whose hourly price is above this many US dollars (saved with `skiff
     /// provider aws`); without a terminal, `up` refuses unless --yes.
     #[arg(long, value_name = "USD")]
@@ -129,6 +133,9 @@ pub struct AwsSettings {
     pub volume_size: Option<i32>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub spot: bool,
+    /// Pull from the account's ECR registry with the instance role (`up --ecr`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ecr: bool,
     /// US dollars per hour above which `up` asks before launching (a decimal, checked by `confirm_above_usd`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confirm_above: Option<String>,
@@ -291,6 +298,7 @@ impl AwsSettings {
             ami: options.ami.clone(),
             volume_size: options.volume_size,
             spot: options.spot,
+            ecr: options.ecr,
             tags,
             agent_url: options.agent_url.clone(),
             agent_sha256: options.agent_sha256.clone(),
@@ -342,6 +350,7 @@ impl AwsSettings {
         }
         self.allow_open_security_group |= over.allow_open_security_group;
         self.spot |= over.spot;
+        self.ecr |= over.ecr;
         self.tags.extend(over.tags);
         self
     }

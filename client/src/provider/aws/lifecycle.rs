@@ -562,7 +562,14 @@ pub async fn up(
         Some(given) => Some(aws.dns_zone(given).await?),
         None => None,
     };
+    let ecr_registry = if settings.ecr {
+        let account = request.owner_arn.split(':').nth(4).unwrap_or_default();
+        Some(user_data::ecr_registry(account, &aws.region)?)
+    } else {
+        None
+    };
     let script = user_data::render(&UserDataSpec {
+        ecr_registry: ecr_registry.as_deref(),
         workspace: request.workspace,
         idle_timeout: request.idle_timeout,
         agent_url: agent.url.as_deref(),

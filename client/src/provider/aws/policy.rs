@@ -734,6 +734,48 @@ pub fn instance_boundary() -> Value {
                 "Effect": "Allow",
                 "Action": ["kms:Decrypt"],
                 "Resource": "*"
+            },
+            {
+                // Reading images from ECR, when `aws-setup --ecr` gave the role a policy for its own account's
+                // repositories; never pushing.
+                "Sid": "SkiffInstanceEcrPull",
+                "Effect": "Allow",
+                "Action": ECR_PULL,
+                "Resource": "*"
+            }
+        ]
+    })
+}
+
+/// What pulling an image from ECR takes: a login token, and the image's manifest and layers.
+pub const ECR_PULL: [&str; 4] = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetAuthorizationToken",
+    "ecr:GetDownloadUrlForLayer",
+];
+
+/// The role's policy of `aws-setup --ecr`: a login token (which has no resource), and reading the repositories of
+/// `account` (in `partition`) only.
+pub fn ecr_read(partition: &str, account: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SkiffEcrLogin",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": "*"
+            },
+            {
+                "Sid": "SkiffEcrPullThisAccount",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer"
+                ],
+                "Resource": format!("arn:{partition}:ecr:*:{account}:repository/*")
             }
         ]
     })

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 
 use super::config::TEAM_DEFAULTS_PARAMETER;
 use super::iam::INSTANCE_ROLE;
-use super::policy::{BOUNDARY_POLICY, instance_boundary};
+use super::policy::{BOUNDARY_POLICY, ecr_read, instance_boundary};
 use super::team::Team;
 use super::{Aws, TAG_MANAGED, aws_error, error_code};
 
@@ -21,6 +21,10 @@ use super::{Aws, TAG_MANAGED, aws_error, error_code};
 pub const SSM_CORE_POLICY: &str = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore";
 /// The inline policy for the optional KMS key.
 const KMS_POLICY: &str = "skiff-kms-decrypt";
+/// The inline policy of `--ecr`.
+pub const ECR_POLICY: &str = "skiff-ecr-read";
+/// How many versions IAM keeps of a managed policy.
+const MAX_POLICY_VERSIONS: usize = 5;
 
 /// Who may assume the role: EC2 only.
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -45,7 +49,8 @@ impl Aws {
     }
 
     /// Makes (or brings back) skiff's boundary, role and instance profile; one line per thing, saying what it did.
-    pub async fn setup(&self, kms_key: Option<&str>) -> anyhow::Result<Vec<String>> {
+    /// With `ecr`, the role may also pull from the account's ECR repositories (`up --ecr`).
+    pub async fn setup(&self, kms_key: Option<&str>, ecr: bool) -> anyhow::Result<Vec<String>> {
         let mut report = Vec::new();
         let boundary = self.boundary_arn().await?;
         match self
@@ -62,7 +67,7 @@ impl Aws {
         {
             Ok(_) => report.push(format!("made policy {boundary}")),
             Err(error) if error_code(&error) == Some("EntityAlreadyExists") => {
-                report.push(format!("found policy {boundary}"));
+                report.push(self.keep_boundary_current(&boundary).await?);
             }
             Err(error) => {
                 return Err(aws_error(
@@ -128,6 +133,27 @@ impl Aws {
         report.push(format!(
             "attached {SSM_CORE_POLICY} to role {INSTANCE_ROLE}"
         ));
+        if ecr {
+            let caller = self.caller().await?;
+            let partition = caller.arn.split(':').nth(1).unwrap_or("aws").to_owned();
+            self.iam
+                .put_role_policy()
+                .role_name(INSTANCE_ROLE)
+                .policy_name(ECR_POLICY)
+                .policy_document(ecr_read(&partition, &caller.account).to_string())
+                .send()
+                .await
+                .map_err(|error| {
+                    aws_error(
+                        &format!("allowing role {INSTANCE_ROLE} to read ECR"),
+                        &error,
+                    )
+                })?;
+            report.push(format!(
+                "allowed role {INSTANCE_ROLE} to pull from account {}'s ECR repositories (inline policy {ECR_POLICY}); `skiff up --ecr` uses it",
+                caller.account
+            ));
+        }
         if let Some(key) = kms_key {
             self.allow_kms_decrypt(key).await?;
             report.push(format!(
@@ -192,6 +218,81 @@ impl Aws {
             }
         }
         Ok(report)
+    }
+
+    /// Brings the boundary an earlier skiff made up to this one's (a new default version when it differs, the
+    /// oldest other version removed when IAM's five are all used); what it did, in words.
+    async fn keep_boundary_current(&self, boundary: &str) -> anyhow::Result<String> {
+        let policy = self
+            .iam
+            .get_policy()
+            .policy_arn(boundary)
+            .send()
+            .await
+            .map_err(|error| aws_error(&format!("reading policy {boundary}"), &error))?;
+        let default_version = policy
+            .policy
+            .and_then(|policy| policy.default_version_id)
+            .unwrap_or_default();
+        let version = self
+            .iam
+            .get_policy_version()
+            .policy_arn(boundary)
+            .version_id(&default_version)
+            .send()
+            .await
+            .map_err(|error| aws_error(&format!("reading policy {boundary}"), &error))?;
+        let document = version
+            .policy_version
+            .and_then(|version| version.document)
+            .unwrap_or_default();
+        // IAM gives documents URL-encoded.
+        let decoded = percent_encoding::percent_decode_str(&document).decode_utf8_lossy();
+        let current: Option<serde_json::Value> = serde_json::from_str(&decoded).ok();
+        if current.as_ref() == Some(&instance_boundary()) {
+            return Ok(format!("found policy {boundary}"));
+        }
+        let versions = self
+            .iam
+            .list_policy_versions()
+            .policy_arn(boundary)
+            .send()
+            .await
+            .map_err(|error| aws_error(&format!("listing the versions of {boundary}"), &error))?
+            .versions
+            .unwrap_or_default();
+        if versions.len() >= MAX_POLICY_VERSIONS
+            && let Some(oldest) = versions
+                .iter()
+                .filter(|version| !version.is_default_version)
+                .min_by_key(|version| version.create_date.map(|date| date.secs()))
+                .and_then(|version| version.version_id.clone())
+        {
+            self.iam
+                .delete_policy_version()
+                .policy_arn(boundary)
+                .version_id(&oldest)
+                .send()
+                .await
+                .map_err(|error| {
+                    aws_error(&format!("removing version {oldest} of {boundary}"), &error)
+                })?;
+        }
+        let made = self
+            .iam
+            .create_policy_version()
+            .policy_arn(boundary)
+            .policy_document(instance_boundary().to_string())
+            .set_as_default(true)
+            .send()
+            .await
+            .map_err(|error| aws_error(&format!("updating policy {boundary}"), &error))?;
+        Ok(format!(
+            "updated policy {boundary} to this skiff's boundary (version {})",
+            made.policy_version
+                .and_then(|version| version.version_id)
+                .unwrap_or_default()
+        ))
     }
 
     async fn allow_kms_decrypt(&self, key: &str) -> anyhow::Result<()> {
@@ -281,6 +382,23 @@ impl Aws {
             Err(error) => {
                 return Err(aws_error(
                     &format!("deleting inline policy {KMS_POLICY}"),
+                    &error,
+                ));
+            }
+        }
+        match self
+            .iam
+            .delete_role_policy()
+            .role_name(INSTANCE_ROLE)
+            .policy_name(ECR_POLICY)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if gone(error_code(&error)) => {}
+            Err(error) => {
+                return Err(aws_error(
+                    &format!("deleting inline policy {ECR_POLICY}"),
                     &error,
                 ));
             }
@@ -405,7 +523,7 @@ pub async fn command(args: &crate::cli::AwsSetupArgs) -> anyhow::Result<i32> {
     let report = if args.remove {
         aws.remove_setup().await?
     } else {
-        aws.setup(args.kms_key.as_deref()).await?
+        aws.setup(args.kms_key.as_deref(), args.ecr).await?
     };
     for line in &report {
         println!("{line}");

@@ -14,6 +14,7 @@ const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 
 fn spec(url: Option<&'static str>) -> UserDataSpec<'static> {
     UserDataSpec {
+        ecr_registry: None,
         workspace: "app",
         idle_timeout: "30m",
         agent_url: url,
@@ -59,6 +60,32 @@ fn user_data_refuses_values_that_could_escape_their_quotes() {
     assert!(render(&bad).is_err());
     let mut bad = spec(None);
     bad.workspace = "a'b";
+    assert!(render(&bad).is_err());
+}
+
+#[test]
+fn user_data_with_ecr_maps_the_account_s_registry_to_amazon_s_helper() {
+    let registry = super::user_data::ecr_registry("123456789012", "eu-west-1").unwrap();
+    assert_eq!(registry, "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
+    assert_eq!(
+        super::user_data::ecr_registry("123456789012", "cn-north-1").unwrap(),
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+    );
+    for (account, region) in [("12345", "eu-west-1"), ("123456789012", "eu'; reboot; '")] {
+        assert!(super::user_data::ecr_registry(account, region).is_err());
+    }
+    let mut with_ecr = spec(None);
+    with_ecr.ecr_registry = Some(&registry);
+    let script = render(&with_ecr).unwrap();
+    assert!(script.contains(&format!("SKIFF_ECR_REGISTRY='{registry}'")));
+    assert!(script.contains("amazon-ecr-credential-helper"));
+    assert!(
+        render(&spec(None))
+            .unwrap()
+            .contains("SKIFF_ECR_REGISTRY=''")
+    );
+    let mut bad = spec(None);
+    bad.ecr_registry = Some("x'; reboot; '");
     assert!(render(&bad).is_err());
 }
 

@@ -28,6 +28,26 @@ pub struct UserDataSpec<'a> {
     pub agent_sha256: &'a str,
     /// The workspace's client certificate (PEM).
     pub client_certificate: &'a str,
+    /// The account's ECR registry of the region (`up --ecr`), whose logins the agent asks the instance role for.
+    pub ecr_registry: Option<&'a str>,
+}
+
+/// The ECR registry of `account` in `region`: `ACCOUNT.dkr.ecr.REGION.amazonaws.com` (`.com.cn` in China).
+pub fn ecr_registry(account: &str, region: &str) -> anyhow::Result<String> {
+    let account_ok =
+        account.len() == 12 && account.chars().all(|character| character.is_ascii_digit());
+    let region_ok = !region.is_empty()
+        && region.len() <= 32
+        && region.chars().all(|character| {
+            character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
+        });
+    if !account_ok || !region_ok {
+        anyhow::bail!(
+            "--ecr: account {account:?} and region {region:?} do not name an ECR registry"
+        );
+    }
+    let suffix = if region.starts_with("cn-") { ".cn" } else { "" };
+    Ok(format!("{account}.dkr.ecr.{region}.amazonaws.com{suffix}"))
 }
 
 /// Renders the script, refusing any value that could break out of its quotes.
@@ -56,6 +76,13 @@ pub fn render(spec: &UserDataSpec<'_>) -> anyhow::Result<String> {
     if let Some(url) = spec.agent_url {
         check_agent_url(url)?;
     }
+    let ecr = spec.ecr_registry.unwrap_or_default();
+    if !ecr
+        .chars()
+        .all(|character| character.is_ascii_alphanumeric() || ".-".contains(character))
+    {
+        anyhow::bail!("ECR registry {ecr:?} is not a registry host");
+    }
     let certificate = spec.client_certificate.trim();
     let certificate_ok = certificate.starts_with("-----BEGIN CERTIFICATE-----")
         && certificate.ends_with("-----END CERTIFICATE-----")
@@ -75,6 +102,7 @@ pub fn render(spec: &UserDataSpec<'_>) -> anyhow::Result<String> {
         .replace("@AGENT_SHA256@", &sha)
         .replace("@RECEIVER_PORT@", &RECEIVER_PORT.to_string())
         .replace("@RECEIVER_TIMEOUT@", &RECEIVER_TIMEOUT_SECONDS.to_string())
+        .replace("@ECR_REGISTRY@", ecr)
         .replace("@CLIENT_CERTIFICATE@", &certificate.replace('\r', ""));
     if script.len() > MAX_BYTES {
         anyhow::bail!(

@@ -13,6 +13,8 @@ SKIFF_AGENT_SHA256='@AGENT_SHA256@'
 SKIFF_RECEIVER_PORT='@RECEIVER_PORT@'
 SKIFF_RECEIVER_TIMEOUT='@RECEIVER_TIMEOUT@'
 SKIFF_CLIENT_CERTIFICATE='@CLIENT_CERTIFICATE@'
+# The account's ECR registry of this region with `up --ecr` (its logins come from the instance role), else empty.
+SKIFF_ECR_REGISTRY='@ECR_REGISTRY@'
 
 SKIFFD=/usr/local/bin/skiffd
 CONFIG_DIR=/etc/skiffd
@@ -163,6 +165,24 @@ install_agent() {
     report "installed skiffd at $SKIFFD"
 }
 
+install_ecr_helper() {
+    [ -n "$SKIFF_ECR_REGISTRY" ] || return 0
+    if command -v docker-credential-ecr-login >/dev/null 2>&1; then
+        report "docker-credential-ecr-login is installed"
+        return 0
+    fi
+    report "installing Amazon's ECR credential helper, for $SKIFF_ECR_REGISTRY"
+    export DEBIAN_FRONTEND=noninteractive
+    if command -v apt-get >/dev/null 2>&1 &&
+        { apt-get install -y -q amazon-ecr-credential-helper ||
+            { apt-get update -q && apt-get install -y -q amazon-ecr-credential-helper; }; }; then
+        report "installed docker-credential-ecr-login"
+    else
+        # Not fatal: the workspace comes up, and a pull from ECR is refused with what is missing.
+        report "could not install amazon-ecr-credential-helper; images from $SKIFF_ECR_REGISTRY will be pulled without a login"
+    fi
+}
+
 write_config() {
     install -d -m 0755 "$CONFIG_DIR"
     (
@@ -178,6 +198,9 @@ client_certificate = '''
 $SKIFF_CLIENT_CERTIFICATE
 '''
 EOF
+        if [ -n "$SKIFF_ECR_REGISTRY" ]; then
+            printf '\n[registry_helpers]\n"%s" = "ecr-login"\n' "$SKIFF_ECR_REGISTRY" >>"$CONFIG_DIR/skiffd.toml.new"
+        fi
     )
     mv "$CONFIG_DIR/skiffd.toml.new" "$CONFIG_DIR/skiffd.toml"
     report "wrote $CONFIG_DIR/skiffd.toml (idle timeout $SKIFF_IDLE_TIMEOUT, then power off)"
@@ -224,6 +247,7 @@ report "preparing workspace $SKIFF_WORKSPACE ($(uname -m))"
 install_docker
 ensure_ssm_agent
 install_agent
+install_ecr_helper
 write_config
 start_agent
 report "done: workspace $SKIFF_WORKSPACE is ready"
