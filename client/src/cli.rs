@@ -299,7 +299,7 @@ pub struct AwsSetupArgs {
     pub ecr: bool,
     /// Only write the team's file for this region from FILE: defaults (aws.toml's keys instance_type, volume_size,
     /// spot, ecr, subnet, vpc, availability_zone, security_group, instance_profile, kms_key, tags, confirm_above,
-    /// dns_zone, and idle_timeout), which every `skiff up` there reads under the person's own settings, and [rules]
+    /// dns_zone, and idle_timeout and dotfiles), which every `skiff up` there reads under the person's own settings, and [rules]
     /// (instance_types, max_volume_size, max_idle_timeout, required_tags) it checks before launching; `none` removes it.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["remove", "kms_key", "ecr"])]
     pub team_defaults: Option<PathBuf>,

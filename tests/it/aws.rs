@@ -1659,7 +1659,7 @@ fn a_team_s_defaults_in_the_account_sit_under_each_person_s_flags() {
     let team = sandbox.root.path().join("team.toml");
     std::fs::write(
         &team,
-        "instance_type = \"t3.xlarge\"\nvolume_size = 60\nidle_timeout = \"45m\"\n[tags]\ncost-centre = \"42\"\n\
+        "instance_type = \"t3.xlarge\"\nvolume_size = 60\nidle_timeout = \"45m\"\ndotfiles = \"https://git.example.com/team/dotfiles\"\n[tags]\ncost-centre = \"42\"\n\
          [rules]\ninstance_types = [\"t3.*\"]\nmax_volume_size = 100\nmax_idle_timeout = \"2h\"\nrequired_tags = [\"cost-centre\"]\n",
     )
     .unwrap();
@@ -1696,6 +1696,16 @@ fn a_team_s_defaults_in_the_account_sit_under_each_person_s_flags() {
     assert!(
         String::from_utf8_lossy(&script).contains("SKIFF_IDLE_TIMEOUT='45m'"),
         "the team's idle timeout"
+    );
+    let record = std::fs::read_to_string(
+        sandbox
+            .home()
+            .join("workspaces/team-default/workspace.toml"),
+    )
+    .unwrap();
+    assert!(
+        record.contains("https://git.example.com/team/dotfiles"),
+        "the team's dotfiles: {record}"
     );
     let chosen = up("team-flag", &["--instance-type", "t3.large"]);
     assert_eq!(chosen["InstanceType"], "t3.large", "the person's flag wins");

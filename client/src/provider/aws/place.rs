@@ -97,7 +97,14 @@ pub(crate) async fn place(
                 }),
                 auto_start: true,
                 git_credentials: true,
-                dotfiles: None,
+                // The team's dotfiles, unless the person names their own (`--dotfiles`, or saved).
+                dotfiles: match (
+                    &args.dotfiles,
+                    crate::dotfiles::GlobalSettings::load(store.root())?.dotfiles,
+                ) {
+                    (None, None) => team.dotfiles.clone(),
+                    _ => None,
+                },
             };
             (store.create(record)?, true)
         }

@@ -1,7 +1,7 @@
 //! A team's file, kept in the account by `skiff aws-setup --team-defaults FILE` (SSM parameter
 //! [`TEAM_DEFAULTS_PARAMETER`] of each region) and read by every `up` there:
-//! - defaults, in aws.toml's keys (`config::AwsSettings::team_defaults` checks them), plus `idle_timeout`, which
-//!   sit under each person's own settings and flags;
+//! - defaults, in aws.toml's keys (`config::AwsSettings::team_defaults` checks them), plus `idle_timeout` and
+//!   `dotfiles`, which sit under each person's own settings and flags;
 //! - `[rules]` an administrator sets: the instance types allowed, the largest root volume, the longest idle timeout
 //!   and the tags every workspace must carry. `up` checks them before anything is made and names the rule and who
 //!   wrote it; `skiff aws-policy --team FILE` writes the same rules into the developer's policy as IAM conditions
@@ -52,6 +52,8 @@ pub struct Team {
     pub defaults: AwsSettings,
     /// The idle timeout of new workspaces, under `up --idle-timeout`.
     pub idle_timeout: Option<String>,
+    /// The dotfiles repository of new workspaces, under `up --dotfiles` and the person's own saved one.
+    pub dotfiles: Option<String>,
     pub rules: Rules,
     pub written: Option<Written>,
 }
@@ -217,10 +219,21 @@ impl Team {
                 "the team's idle_timeout {other}: write a duration in quotes, such as \"1h\""
             ),
         };
+        let dotfiles = match table.remove("dotfiles") {
+            None => None,
+            Some(toml::Value::String(url)) => {
+                crate::dotfiles::check_url(&url).context("the team's dotfiles")?;
+                Some(url)
+            }
+            Some(other) => anyhow::bail!(
+                "the team's dotfiles {other}: write a repository URL in quotes, such as \"https://git.example.com/team/dotfiles\""
+            ),
+        };
         let defaults = AwsSettings::team_defaults(&toml::to_string(&table)?)?;
         let team = Self {
             defaults,
             idle_timeout,
+            dotfiles,
             rules,
             written,
         };
@@ -336,6 +349,7 @@ mod tests {
     const FILE: &str = r#"
 instance_type = "t3.xlarge"
 idle_timeout = "45m"
+dotfiles = "https://git.example.com/team/dotfiles"
 [tags]
 cost-center = "42"
 [rules]
@@ -365,6 +379,10 @@ required_tags = ["cost-center"]
         assert_eq!(team.defaults.instance_type.as_deref(), Some("t3.xlarge"));
         assert_eq!(team.defaults.tags["cost-center"], "42");
         assert_eq!(team.idle_timeout.as_deref(), Some("45m"));
+        assert_eq!(
+            team.dotfiles.as_deref(),
+            Some("https://git.example.com/team/dotfiles")
+        );
         assert_eq!(team.rules.max_volume_size, Some(100));
         assert!(team.written.is_none());
         let stored = Team::stored_text(
@@ -446,6 +464,7 @@ required_tags = ["cost-center"]
             ),
             ("[rules]\nrequired_tag = [\"x\"]", "required_tag"),
             ("idle_timeout = 5", "idle_timeout"),
+            ("dotfiles = \"--upload-pack=evil\"", "dotfiles"),
             (
                 "instance_type = \"m5.large\"\n[rules]\ninstance_types = [\"t3.*\"]",
                 "instance_type",
