@@ -978,7 +978,9 @@ fn aws_environment(command: &mut Command, endpoint: &str, region: &str, aws_conf
 
 fn aws_list(binaries: &Path, runs: usize, workspaces: usize) -> anyhow::Result<()> {
     const REGION: &str = "eu-west-1";
-    const OWNER: &str = "arn:aws:sts::123456789012:user/moto";
+    // The `aws:userid` moto gives the test credentials: skiff's `skiff:owner` (it was the ARN once, which left
+    // `skiff list` finding none of the seeded workspaces).
+    const OWNER: &str = "AKIAIOSFODNN7EXAMPLE";
     // moto and the AWS CLI at the versions the tests pin, in their own environment.
     setup::ensure_python_tools(&workspace_root(), false)?;
     let moto = MotoServer::start()?;
