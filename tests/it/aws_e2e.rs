@@ -325,7 +325,8 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
             .spawn()
             .unwrap(),
     );
-    let page = wait_until(Duration::from_secs(30), || {
+    // The page the dev container serves, through the forwarded port.
+    let forwarded_page = || {
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", local_port)) else {
             return false;
         };
@@ -334,7 +335,8 @@ fn up_exec_ssh_forward_sync_and_status_through_session_manager() {
         let mut answer = String::new();
         let _ = stream.read_to_string(&mut answer);
         answer.contains("forwarded")
-    });
+    };
+    let page = wait_until(Duration::from_secs(30), forwarded_page);
     assert!(page.is_some(), "the forwarded port did not answer");
 
     // sync: a change on the laptop reaches the workspace, a removed file goes.

@@ -369,38 +369,23 @@ impl Aws {
             Err(error) if gone(error_code(&error)) => {}
             Err(error) => return Err(aws_error(&format!("detaching {SSM_CORE_POLICY}"), &error)),
         }
-        match self
-            .iam
-            .delete_role_policy()
-            .role_name(INSTANCE_ROLE)
-            .policy_name(KMS_POLICY)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if gone(error_code(&error)) => {}
-            Err(error) => {
-                return Err(aws_error(
-                    &format!("deleting inline policy {KMS_POLICY}"),
-                    &error,
-                ));
-            }
-        }
-        match self
-            .iam
-            .delete_role_policy()
-            .role_name(INSTANCE_ROLE)
-            .policy_name(ECR_POLICY)
-            .send()
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if gone(error_code(&error)) => {}
-            Err(error) => {
-                return Err(aws_error(
-                    &format!("deleting inline policy {ECR_POLICY}"),
-                    &error,
-                ));
+        for inline in [KMS_POLICY, ECR_POLICY] {
+            match self
+                .iam
+                .delete_role_policy()
+                .role_name(INSTANCE_ROLE)
+                .policy_name(inline)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(error) if gone(error_code(&error)) => {}
+                Err(error) => {
+                    return Err(aws_error(
+                        &format!("deleting inline policy {inline}"),
+                        &error,
+                    ));
+                }
             }
         }
         match self.iam.delete_role().role_name(INSTANCE_ROLE).send().await {

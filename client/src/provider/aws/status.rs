@@ -77,16 +77,16 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
     for (region, result) in futures::future::join_all(lookups).await {
         match result {
             Ok(instances) => rows.extend(instances.into_iter().map(|instance| {
-                let folder = records
-                    .iter()
-                    .find(|record| {
-                        record.name() == instance.workspace
-                            && record
-                                .record
-                                .aws
-                                .as_ref()
-                                .is_some_and(|placement| placement.owner == instance.owner)
-                    })
+                // This machine's record of the workspace, if it has one: its folder, and the agent's last reading.
+                let record = records.iter().find(|record| {
+                    record.name() == instance.workspace
+                        && record
+                            .record
+                            .aws
+                            .as_ref()
+                            .is_some_and(|placement| placement.owner == instance.owner)
+                });
+                let folder = record
                     .map(|record| record.record.local_folder.display().to_string())
                     .filter(|folder| !folder.is_empty());
                 let storage_usd_month = instance.volume_gib.and_then(|gib| {
@@ -94,17 +94,7 @@ pub(crate) async fn list(all: bool) -> anyhow::Result<Vec<(ListRow, Option<i64>)
                 });
                 let on_demand_hourly_usd =
                     super::price::cached_on_demand(&instance.region, &instance.instance_type);
-                let reading = records
-                    .iter()
-                    .find(|record| {
-                        record.name() == instance.workspace
-                            && record
-                                .record
-                                .aws
-                                .as_ref()
-                                .is_some_and(|placement| placement.owner == instance.owner)
-                    })
-                    .and_then(|record| crate::usage::Reading::last(&record.folder));
+                let reading = record.and_then(|record| crate::usage::Reading::last(&record.folder));
                 let now = skiff::calendar::now_unix();
                 let ran = crate::usage::running_this_month(
                     reading.as_ref(),
